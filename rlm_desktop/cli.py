@@ -1,0 +1,202 @@
+"""The `rlm-desktop` command line (CONTRACTS.md): ingest, docs, search; more commands join as they are built."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from rlm_desktop import __version__
+from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Wrong arguments: exit code 2 with the message."""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", metavar="DIR", help="data folder (default: $RLM_DESKTOP_HOME or the platform's)")
+    common.add_argument("--case", metavar="NAME", default="default", help="case name (default: %(default)s)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout, nothing else")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="rlm-desktop",
+        description="Investigate document collections with a Recursive Language Model.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"rlm-desktop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ingest", parents=[common], help="add files and folders (recursively) to the case")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+
+    p = sub.add_parser("docs", parents=[common], help="list the case's documents")
+    p.add_argument("--kind", help="only documents of this kind (pdf, docx, email, text, html, attachment, ...)")
+    p.add_argument("--failures", action="store_true", help="list the files that failed to ingest instead")
+
+    p = sub.add_parser("search", parents=[common], help="full-text search (FTS5 syntax) with exact spans")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=20, metavar="N")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        home = resolve_home(args.home)
+        path = case_path(home, args.case)
+        handler = {"ingest": cmd_ingest, "docs": cmd_docs, "search": cmd_search}[args.command]
+        return handler(args, path)
+    except (UsageError, InvalidCaseName) as exc:
+        print(f"rlm-desktop: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def _open_existing(path: Path):
+    from rlm_desktop.store.case import Case
+
+    if not path.exists():
+        raise UsageError(f"no case {path.stem!r} at {path} (ingest files into it first)")
+    return Case.open(path)
+
+
+class _TerminalProgress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.width = shutil.get_terminal_size((80, 20)).columns
+
+    def __call__(self, event: Any) -> None:
+        from rlm_desktop.ingest.progress import FileProgressed, FileStarted, IngestFinished
+
+        if not self.enabled:
+            return
+        if isinstance(event, FileStarted):
+            self._line(event.index, event.total_files, Path(event.path).name)
+        elif isinstance(event, FileProgressed):
+            pct = 100 * event.bytes_done // max(event.bytes_total, 1)
+            self._line(None, None, f"{Path(event.path).name}: {event.messages} messages ({pct}%)")
+        elif isinstance(event, IngestFinished):
+            sys.stderr.write("\r" + " " * (self.width - 1) + "\r")
+            sys.stderr.flush()
+
+    def _line(self, done: int | None, total: int | None, label: str) -> None:
+        if done is not None and total:
+            bar_len = 24
+            filled = bar_len * done // total
+            prefix = f"[{'#' * filled}{'.' * (bar_len - filled)}] {done}/{total} "
+            self._prefix = prefix
+        else:
+            prefix = getattr(self, "_prefix", "")
+        text = (prefix + label)[: self.width - 1]
+        sys.stderr.write("\r" + text.ljust(self.width - 1))
+        sys.stderr.flush()
+
+
+def cmd_ingest(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.ingest.pipeline import ingest
+    from rlm_desktop.store.case import Case
+
+    cancel = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        cancel.set()  # finish the current file (or mailbox batch), then stop; the case stays consistent
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Case.open(path) as case:
+            report = ingest(case, args.paths, progress=_TerminalProgress(), cancel=cancel)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(
+            f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{len(report.failed)} failed; {report.documents_added} documents written "
+            f"(attachments and messages included); {report.documents} documents in case '{path.stem}'"
+        )
+        for failure in report.failed:
+            print(f"  failed: {failure['path']}: {failure['error']}")
+        for failure in report.child_failures:
+            print(f"  attachment not read: {failure['path']}: {failure['error']}")
+        if report.skipped:
+            print(f"  skipped {len(report.skipped)} hidden or special files")
+        if report.cancelled:
+            print("Stopped before the end; ingest again to continue where it stopped.")
+    return EXIT_STOPPED if report.cancelled else EXIT_OK
+
+
+def cmd_docs(args: argparse.Namespace, path: Path) -> int:
+    with _open_existing(path) as case:
+        if args.failures:
+            failures = case.failures()
+            if args.json:
+                _print_json(failures)
+            else:
+                for f in failures:
+                    print(f"{f['path']}: {f['error']}")
+            return EXIT_OK
+        docs = case.documents(kind=args.kind)
+    if args.json:
+        _print_json([d.to_json() for d in docs])
+        return EXIT_OK
+    print(f"{'id':>6}  {'kind':<10} {'chars':>9} {'pages':>5}  title")
+    for d in docs:
+        indent = "  ↳ " if d.parent_id else ""
+        pages = str(d.pages) if d.pages else ""
+        flag = " (partial)" if d.status != "complete" else ""
+        print(f"{d.id:>6}  {d.kind:<10} {d.chars:>9} {pages:>5}  {indent}{d.title}{flag}")
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.corpus import Corpus
+    from rlm_desktop.store.fts import InvalidQuery
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if not path.exists():
+        raise UsageError(f"no case {path.stem!r} at {path} (ingest files into it first)")
+    corpus = Corpus.open(path)
+    try:
+        hits = corpus.search(args.query, k=args.limit)
+    except InvalidQuery as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        _print_json([
+            {"doc_id": h.doc_id, "start": h.start, "end": h.end, "snippet": h.snippet(60), "score": h.score,
+             "title": corpus.by_id(h.doc_id).title}
+            for h in hits
+        ])
+        return EXIT_OK
+    if not hits:
+        print("no hits")
+    for h in hits:
+        doc = corpus.by_id(h.doc_id)
+        print(f"[{h.doc_id}] {doc.title}  chars {h.start}-{h.end}  score {h.score:.2f}")
+        print(f"    {h.snippet(60)}")
+    return EXIT_OK

@@ -1,0 +1,216 @@
+"""The corpus the RLM programs against: `context`, `Document`, `Hit`, `grep` and `search` (CONTRACTS REPL)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, overload
+from urllib.parse import quote
+
+from rlm_desktop.store.fts import search_chunks
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A span of one document: `text` is exactly `context.by_id(doc_id).text[start:end]`."""
+
+    doc_id: int
+    start: int
+    end: int
+    text: str
+    score: float | None = None
+    _corpus: Corpus | None = field(default=None, repr=False, compare=False)
+
+    def snippet(self, width: int = 80) -> str:
+        """The hit with about `width` characters of context on each side, on one line."""
+        if self._corpus is None:
+            return self.text
+        full = self._corpus.text_of(self.doc_id)
+        left = max(0, self.start - width)
+        right = min(len(full), self.end + width)
+        body = full[left:right].replace("\n", " ").replace("\f", " ")
+        return ("…" if left else "") + body + ("…" if right < len(full) else "")
+
+
+class Document:
+    """One document of the case; `text` loads on first use."""
+
+    __slots__ = ("id", "kind", "title", "path", "parent_id", "meta", "chars", "_corpus", "_pages")
+
+    def __init__(self, corpus: Corpus, id: int, kind: str, title: str, path: str | None, parent_id: int | None,
+                 meta: dict[str, Any], chars: int):
+        self._corpus = corpus
+        self.id = id
+        self.kind = kind
+        self.title = title
+        self.path = path
+        self.parent_id = parent_id
+        self.meta = meta
+        self.chars = chars
+        self._pages: list[tuple[int, int]] | None = None
+
+    @property
+    def text(self) -> str:
+        return self._corpus.text_of(self.id)
+
+    @property
+    def pages(self) -> list[tuple[int, int]]:
+        """(start, end) character range of each PDF page, in page order; [] for documents without pages."""
+        if self._pages is None:
+            self._pages = self._corpus._page_ranges(self.id)
+        return self._pages
+
+    def __len__(self) -> int:
+        return self.chars
+
+    def __repr__(self) -> str:
+        return f"Document(id={self.id}, kind={self.kind!r}, title={self.title!r}, chars={self.chars})"
+
+
+class Corpus(Sequence[Document]):
+    """The current (not superseded) documents of a case, or a subset of them, read-only."""
+
+    def __init__(self, conn: sqlite3.Connection, docs: list[Document] | None = None):
+        self._conn = conn
+        self._texts: dict[int, str] = {}
+        self._all_loaded = False
+        self._docs: list[Document] = docs if docs is not None else []
+        self._by_id: dict[int, Document] = {}
+
+    @classmethod
+    def open(cls, case_path: str | Path, doc_ids: Iterable[int] | None = None, immutable: bool = False) -> Corpus:
+        """Open a case file read-only. `immutable=True` is for read-only file systems (the sandbox): SQLite
+        then ignores the WAL, so the writer must checkpoint first (`Case.checkpoint()`)."""
+        uri = f"file:{quote(str(Path(case_path).absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        corpus = cls(conn)
+        corpus._load_catalogue(None if doc_ids is None else list(doc_ids))
+        return corpus
+
+    def _load_catalogue(self, doc_ids: list[int] | None) -> None:
+        paths: dict[int, str] = {}
+        for path, doc_id in self._conn.execute("SELECT path, doc_id FROM paths ORDER BY path DESC"):
+            paths[doc_id] = path  # the alphabetically first path wins
+        rows = self._conn.execute(
+            "SELECT id, kind, title, parent_id, meta, chars FROM documents"
+            " WHERE superseded_by IS NULL AND kind != 'mailbox' ORDER BY id"
+        )
+        wanted = None if doc_ids is None else set(doc_ids)
+        for doc_id, kind, title, parent_id, meta, chars in rows:
+            if wanted is not None and doc_id not in wanted:
+                continue
+            self._docs.append(Document(self, doc_id, kind, title, paths.get(doc_id), parent_id, json.loads(meta), chars))
+        self._by_id = {d.id: d for d in self._docs}
+        if wanted is not None:
+            missing = wanted - self._by_id.keys()
+            if missing:
+                raise KeyError(f"no such documents in this case: {sorted(missing)[:10]}")
+
+    # ---- sequence ------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    @overload
+    def __getitem__(self, index: int) -> Document: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Document]: ...
+    def __getitem__(self, index: int | slice) -> Document | list[Document]:
+        return self._docs[index]
+
+    def __iter__(self) -> Iterator[Document]:
+        return iter(self._docs)
+
+    def __repr__(self) -> str:
+        return f"<Corpus of {len(self._docs)} documents, {sum(d.chars for d in self._docs):,} characters>"
+
+    def by_id(self, doc_id: int) -> Document:
+        try:
+            return self._by_id[int(doc_id)]
+        except KeyError:
+            raise KeyError(f"no document with id {doc_id} in this context") from None
+
+    @property
+    def ids(self) -> list[int]:
+        return [d.id for d in self._docs]
+
+    # ---- text ----------------------------------------------------------------------------------------
+
+    def text_of(self, doc_id: int) -> str:
+        text = self._texts.get(doc_id)
+        if text is None:
+            row = self._conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no document with id {doc_id}")
+            text = self._texts[doc_id] = row[0]
+        return text
+
+    def _load_all_texts(self) -> None:
+        if self._all_loaded:
+            return
+        rows = self._conn.execute(
+            "SELECT id, text FROM documents WHERE superseded_by IS NULL AND kind != 'mailbox'"
+        )
+        for doc_id, text in rows:
+            if doc_id in self._by_id:
+                self._texts[doc_id] = text
+        self._all_loaded = True
+
+    def _page_ranges(self, doc_id: int) -> list[tuple[int, int]]:
+        rows = self._conn.execute(
+            "SELECT char_start, char_end FROM pages WHERE doc_id = ? ORDER BY number", (doc_id,)
+        )
+        return [(s, e) for s, e in rows]
+
+    # ---- finding -------------------------------------------------------------------------------------
+
+    def _resolve_docs(self, docs: Iterable[Document | int] | Document | int | None) -> list[Document]:
+        if docs is None:
+            return self._docs
+        if isinstance(docs, Document | int):
+            docs = [docs]
+        return [d if isinstance(d, Document) else self.by_id(d) for d in docs]
+
+    def grep(
+        self,
+        pattern: str | re.Pattern[str],
+        flags: int = 0,
+        docs: Iterable[Document | int] | Document | int | None = None,
+        max_hits: int = 1000,
+    ) -> list[Hit]:
+        """Regex matches over document texts, in document order, at most `max_hits`."""
+        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, flags)
+        targets = self._resolve_docs(docs)
+        if docs is None:
+            self._load_all_texts()
+        hits: list[Hit] = []
+        for doc in targets:
+            text = self.text_of(doc.id)
+            for match in regex.finditer(text):
+                if match.end() == match.start():
+                    continue  # empty matches (e.g. `x*`) are noise for an investigator
+                hits.append(Hit(doc.id, match.start(), match.end(), match.group(0), None, self))
+                if len(hits) >= max_hits:
+                    return hits
+        return hits
+
+    def search(self, query: str, k: int = 20) -> list[Hit]:
+        """Ranked full-text hits (FTS5 syntax, BM25), best first; one hit per matching passage."""
+        subset = None if len(self._docs) == self._catalogue_size() else self.ids
+        matches = search_chunks(self._conn, query, k, subset)
+        hits = []
+        for m in matches:
+            if m.doc_id not in self._by_id:
+                continue  # a mailbox container or other non-corpus document
+            text = m.chunk_text[m.start - m.chunk_start : m.end - m.chunk_start]
+            hits.append(Hit(m.doc_id, m.start, m.end, text, m.score, self))
+        return hits
+
+    def _catalogue_size(self) -> int:
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM documents WHERE superseded_by IS NULL AND kind != 'mailbox'"
+        ).fetchone()[0]

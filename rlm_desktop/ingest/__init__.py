@@ -1,0 +1,1 @@
+"""Turning files (PDF, DOCX, email, text) into documents of a case."""

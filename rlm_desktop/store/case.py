@@ -1,0 +1,377 @@
+"""A case: one SQLite file holding documents, their text, pages, email threads, FTS index and failures."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from rlm_desktop.ingest.extracted import Page
+from rlm_desktop.ingest.pdf_geometry import pack_boxes, unpack_boxes
+from rlm_desktop.store.fts import FtsMatch, chunk_bounds, search_chunks
+from rlm_desktop.store.migrations import migrate
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """A document's catalogue entry (everything but its text)."""
+
+    id: int
+    kind: str
+    title: str
+    parent_id: int | None
+    origin: str | None
+    sha256: str
+    size: int
+    chars: int
+    pages: int | None
+    meta: dict[str, Any]
+    status: str
+    superseded_by: int | None
+    added_at: str
+    paths: tuple[str, ...] = field(default=())
+
+    @property
+    def path(self) -> str | None:
+        return self.paths[0] if self.paths else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The CONTRACTS `docs --json` object (plus a few extra fields)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "path": self.path,
+            "paths": list(self.paths),
+            "parent_id": self.parent_id,
+            "sha256": self.sha256,
+            "size": self.size,
+            "chars": self.chars,
+            "pages": self.pages,
+            "status": self.status,
+            "meta": self.meta,
+        }
+
+
+@dataclass(frozen=True)
+class PathRow:
+    path: str
+    doc_id: int
+    size: int
+    mtime_ns: int
+
+
+_DOC_COLUMNS = (
+    "id, kind, title, parent_id, origin, sha256, size, chars, pages, meta, status, superseded_by, added_at"
+)
+
+
+class Case:
+    """Read and write access to one case file. Not thread-safe: use one Case per thread."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Case:
+        """Open (creating and migrating as needed) the case file at `path`."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so a kill never leaves half a file
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        migrate(conn)
+        return cls(path, conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Case:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: what runs inside is committed together or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file, so read-only (immutable) readers see everything."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ---- writing -------------------------------------------------------------------------------------
+
+    def insert_document(
+        self,
+        *,
+        kind: str,
+        title: str,
+        text: str,
+        sha256: str,
+        size: int,
+        meta: dict[str, Any] | None = None,
+        parent_id: int | None = None,
+        origin: str | None = None,
+        pages: list[Page] | None = None,
+        status: str = "complete",
+    ) -> int:
+        """Insert one document with its pages, chunks and FTS rows. Call inside `transaction()`."""
+        meta = dict(meta or {})
+        cur = self.conn.execute(
+            "INSERT INTO documents (kind, title, parent_id, origin, sha256, size, chars, pages, meta, text,"
+            " status, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                title,
+                parent_id,
+                origin,
+                sha256,
+                size,
+                len(text),
+                len(pages) if pages else None,
+                json.dumps(meta, ensure_ascii=False, default=str),
+                text,
+                status,
+                now_iso(),
+            ),
+        )
+        doc_id = int(cur.lastrowid)
+        if pages:
+            self.conn.executemany(
+                "INSERT INTO pages (doc_id, number, char_start, char_end, width, height, image_only, ocr, boxes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (doc_id, p.number, p.start, p.end, p.width, p.height, int(p.image_only), int(p.ocr),
+                     pack_boxes(p.boxes))
+                    for p in pages
+                ],
+            )
+        self._index_text(doc_id, text)
+        if kind == "email":
+            self._register_email(doc_id, meta)
+        return doc_id
+
+    def _index_text(self, doc_id: int, text: str) -> None:
+        for start, end in chunk_bounds(text):
+            cur = self.conn.execute(
+                "INSERT INTO chunks (doc_id, char_start, char_end) VALUES (?, ?, ?)", (doc_id, start, end)
+            )
+            self.conn.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text[start:end]))
+
+    def _unindex_text(self, doc_id: int) -> None:
+        text = self.text(doc_id)
+        rows = self.conn.execute("SELECT id, char_start, char_end FROM chunks WHERE doc_id = ?", (doc_id,))
+        for chunk_id, start, end in rows.fetchall():
+            # external-content FTS5 needs the exact old values to delete a row
+            self.conn.execute(
+                "INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
+                (chunk_id, text[start:end]),
+            )
+        self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+
+    def _register_email(self, doc_id: int, meta: dict[str, Any]) -> None:
+        """Give the message a thread id: its thread's root id when known, else the subject's thread."""
+        thread_key = meta.get("thread_key")
+        subject_norm = meta.get("subject_norm") or None
+        thread_id = None
+        if thread_key:
+            row = self.conn.execute(
+                "SELECT thread_id FROM emails WHERE message_id = ? AND thread_id IS NOT NULL LIMIT 1",
+                (thread_key,),
+            ).fetchone()
+            thread_id = row[0] if row else thread_key
+        elif subject_norm:
+            row = self.conn.execute(
+                "SELECT thread_id FROM emails WHERE subject_norm = ? LIMIT 1", (subject_norm,)
+            ).fetchone()
+            thread_id = row[0] if row else f"subject:{subject_norm}"
+        else:
+            thread_id = f"doc:{doc_id}"
+        sender = meta.get("from")
+        if isinstance(sender, list):
+            sender = sender[0] if sender else None
+        self.conn.execute(
+            "INSERT INTO emails (doc_id, message_id, in_reply_to, thread_id, subject_norm, sender, date)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (doc_id, meta.get("message_id"), meta.get("in_reply_to"), thread_id, subject_norm, sender,
+             meta.get("date")),
+        )
+        meta["thread_id"] = thread_id
+        self.conn.execute(
+            "UPDATE documents SET meta = json_set(meta, '$.thread_id', ?) WHERE id = ?", (thread_id, doc_id)
+        )
+
+    def update_meta(self, doc_id: int, **values: Any) -> None:
+        meta = self.document(doc_id).meta
+        meta.update(values)
+        self.conn.execute(
+            "UPDATE documents SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False, default=str), doc_id)
+        )
+
+    def set_status(self, doc_id: int, status: str) -> None:
+        self.conn.execute("UPDATE documents SET status = ? WHERE id = ?", (status, doc_id))
+
+    def link_path(self, path: str, doc_id: int, size: int, mtime_ns: int) -> None:
+        self.conn.execute(
+            "INSERT INTO paths (path, doc_id, size, mtime_ns, seen_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(path) DO UPDATE SET doc_id = excluded.doc_id, size = excluded.size,"
+            " mtime_ns = excluded.mtime_ns, seen_at = excluded.seen_at",
+            (path, doc_id, size, mtime_ns, now_iso()),
+        )
+
+    def unlink_path(self, path: str) -> int | None:
+        """Forget one path; if its document has no path left, supersede it. Returns the old doc id."""
+        row = self.path_row(path)
+        if row is None:
+            return None
+        self.conn.execute("DELETE FROM paths WHERE path = ?", (path,))
+        left = self.conn.execute("SELECT COUNT(*) FROM paths WHERE doc_id = ?", (row.doc_id,)).fetchone()[0]
+        if not left:
+            self.supersede(row.doc_id, None)
+        return row.doc_id
+
+    def supersede(self, doc_id: int, by: int | None) -> None:
+        """Retire a document and its descendants from search and the corpus; its text stays for old runs."""
+        for descendant in [doc_id, *self.descendants(doc_id)]:
+            self._unindex_text(descendant)
+            self.conn.execute(
+                "UPDATE documents SET superseded_by = ? WHERE id = ?", (by if by is not None else -1, descendant)
+            )
+
+    def delete_document_tree(self, doc_id: int) -> None:
+        """Remove a document that never completed (a partial mailbox being re-read) and its children."""
+        for victim in [*reversed(self.descendants(doc_id)), doc_id]:
+            self._unindex_text(victim)
+            for table in ("pages", "emails"):
+                self.conn.execute(f"DELETE FROM {table} WHERE doc_id = ?", (victim,))
+            self.conn.execute("DELETE FROM paths WHERE doc_id = ?", (victim,))
+            self.conn.execute("DELETE FROM documents WHERE id = ?", (victim,))
+
+    def record_failure(self, path: str, error: str, sha256: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO failures (path, sha256, error, at) VALUES (?, ?, ?, ?)", (path, sha256, error, now_iso())
+        )
+
+    # ---- reading -------------------------------------------------------------------------------------
+
+    def path_row(self, path: str) -> PathRow | None:
+        row = self.conn.execute("SELECT path, doc_id, size, mtime_ns FROM paths WHERE path = ?", (path,)).fetchone()
+        return PathRow(*row) if row else None
+
+    def find_top_level_by_sha(self, sha256: str) -> DocumentRow | None:
+        row = self.conn.execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE sha256 = ? AND parent_id IS NULL"
+            " AND superseded_by IS NULL ORDER BY id LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return self._row(row) if row else None
+
+    def descendants(self, doc_id: int) -> list[int]:
+        rows = self.conn.execute(
+            "WITH RECURSIVE tree(id) AS (SELECT id FROM documents WHERE parent_id = ?"
+            " UNION ALL SELECT d.id FROM documents d JOIN tree t ON d.parent_id = t.id) SELECT id FROM tree",
+            (doc_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _row(self, row: tuple[Any, ...], paths: tuple[str, ...] | None = None) -> DocumentRow:
+        values = list(row)
+        values[9] = json.loads(values[9])
+        doc = DocumentRow(*values)
+        if paths is None:
+            paths = tuple(
+                r[0] for r in self.conn.execute("SELECT path FROM paths WHERE doc_id = ? ORDER BY path", (doc.id,))
+            )
+        return DocumentRow(*values, paths=paths) if paths else doc
+
+    def document(self, doc_id: int) -> DocumentRow:
+        row = self.conn.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no document {doc_id} in this case")
+        return self._row(row)
+
+    def documents(self, *, kind: str | None = None, include_superseded: bool = False) -> list[DocumentRow]:
+        """Every document in id order (attachments right after their email ids' creation order)."""
+        where, params = [], []
+        if not include_superseded:
+            where.append("superseded_by IS NULL")
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        sql = f"SELECT {_DOC_COLUMNS} FROM documents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        paths: dict[int, list[str]] = {}
+        for path, doc_id in self.conn.execute("SELECT path, doc_id FROM paths ORDER BY path"):
+            paths.setdefault(doc_id, []).append(path)
+        return [self._row(r, tuple(paths.get(r[0], ()))) for r in self.conn.execute(sql + " ORDER BY id", params)]
+
+    def text(self, doc_id: int) -> str:
+        row = self.conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no document {doc_id} in this case")
+        return row[0]
+
+    def pages(self, doc_id: int) -> list[Page]:
+        rows = self.conn.execute(
+            "SELECT number, char_start, char_end, width, height, image_only, ocr, boxes FROM pages"
+            " WHERE doc_id = ? ORDER BY number",
+            (doc_id,),
+        )
+        return [
+            Page(number, start, end, width, height, unpack_boxes(boxes), bool(image_only), bool(ocr))
+            for number, start, end, width, height, image_only, ocr, boxes in rows
+        ]
+
+    def search(self, query: str, limit: int = 20, doc_ids: list[int] | None = None) -> list[FtsMatch]:
+        return search_chunks(self.conn, query, limit, doc_ids)
+
+    def failures(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT path, sha256, error, at FROM failures ORDER BY id")
+        return [{"path": p, "sha256": s, "error": e, "at": a} for p, s, e, a in rows]
+
+    def count_documents(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM documents WHERE superseded_by IS NULL").fetchone()[0]
+
+    def thread(self, thread_id: str) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT e.doc_id FROM emails e JOIN documents d ON d.id = e.doc_id"
+            " WHERE e.thread_id = ? AND d.superseded_by IS NULL ORDER BY e.date, e.doc_id",
+            (thread_id,),
+        )
+        return [r[0] for r in rows]
+
+    # ---- conveniences --------------------------------------------------------------------------------
+
+    def add_text_document(self, title: str, text: str, kind: str = "text", meta: dict[str, Any] | None = None) -> int:
+        """Add a document straight from a string (tests, scripts); identity is the text's SHA-256."""
+        import hashlib
+
+        data = text.encode("utf-8")
+        with self.transaction():
+            return self.insert_document(
+                kind=kind, title=title, text=text, sha256=hashlib.sha256(data).hexdigest(), size=len(data), meta=meta
+            )

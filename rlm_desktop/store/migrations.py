@@ -1,0 +1,144 @@
+"""Ordered schema migrations, each recorded in the case's `_migrations` table when applied."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: `executescript` would COMMIT and break the migration's transaction."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:80]}")
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration; its name is recorded so it never runs twice."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            parent_id INTEGER REFERENCES documents(id),
+            origin TEXT,                -- where inside the parent it came from, e.g. 'attachment 2'
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            chars INTEGER NOT NULL,
+            pages INTEGER,
+            meta TEXT NOT NULL DEFAULT '{}',
+            text TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'complete',  -- 'partial' while a mailbox is still being read
+            superseded_by INTEGER,      -- set when a changed file replaced it; kept so old citations resolve
+            added_at TEXT NOT NULL
+        );
+        CREATE INDEX documents_sha256 ON documents(sha256);
+        CREATE INDEX documents_parent ON documents(parent_id);
+
+        -- every path a top-level document was found at (same bytes at two paths: one document, two rows)
+        CREATE TABLE paths (
+            path TEXT PRIMARY KEY,
+            doc_id INTEGER NOT NULL REFERENCES documents(id),
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            seen_at TEXT NOT NULL
+        );
+        CREATE INDEX paths_doc ON paths(doc_id);
+
+        CREATE TABLE pages (
+            doc_id INTEGER NOT NULL REFERENCES documents(id),
+            number INTEGER NOT NULL,
+            char_start INTEGER NOT NULL,
+            char_end INTEGER NOT NULL,
+            width REAL NOT NULL,
+            height REAL NOT NULL,
+            image_only INTEGER NOT NULL DEFAULT 0,
+            ocr INTEGER NOT NULL DEFAULT 0,
+            boxes BLOB NOT NULL,        -- packed (start, end, x0, y0, x1, y1) per word, see pdf_geometry
+            PRIMARY KEY (doc_id, number)
+        );
+
+        CREATE TABLE emails (
+            doc_id INTEGER PRIMARY KEY REFERENCES documents(id),
+            message_id TEXT,
+            in_reply_to TEXT,
+            thread_id TEXT,
+            subject_norm TEXT,
+            sender TEXT,
+            date TEXT
+        );
+        CREATE INDEX emails_message_id ON emails(message_id);
+        CREATE INDEX emails_thread ON emails(thread_id);
+        CREATE INDEX emails_subject ON emails(subject_norm);
+
+        -- FTS5 indexes chunks of the text; the text itself lives once, in documents.text
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            doc_id INTEGER NOT NULL REFERENCES documents(id),
+            char_start INTEGER NOT NULL,
+            char_end INTEGER NOT NULL
+        );
+        CREATE INDEX chunks_doc ON chunks(doc_id);
+        CREATE VIEW chunk_text AS
+            SELECT c.id AS id, substr(d.text, c.char_start + 1, c.char_end - c.char_start) AS text
+            FROM chunks c JOIN documents d ON d.id = c.doc_id;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, content='chunk_text', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+        );
+
+        CREATE TABLE failures (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            sha256 TEXT,
+            error TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX failures_path ON failures(path);
+        """
+    )
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations this case has not had yet, in order; return the names applied."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    known = {name for name, _ in MIGRATIONS}
+    unknown = done - known
+    if unknown:
+        raise RuntimeError(
+            f"this case was written by a newer RLM Desktop (migrations {sorted(unknown)}); update the app"
+        )
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
