@@ -21,20 +21,40 @@ class UsageError(Exception):
     """Wrong arguments: exit code 2 with the message."""
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(top_level: bool) -> argparse.ArgumentParser:
+    """--home/--case/--json, accepted before and after the subcommand.
+
+    On subcommands the defaults are SUPPRESS, so a value given before the subcommand is not overwritten.
+    """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", metavar="DIR", help="data folder (default: $RLM_DESKTOP_HOME or the platform's)")
-    common.add_argument("--case", metavar="NAME", default="default", help="case name (default: %(default)s)")
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout, nothing else")
+
+    def default(value: object) -> object:
+        return value if top_level else argparse.SUPPRESS
+
+    common.add_argument(
+        "--home",
+        metavar="DIR",
+        default=default(None),
+        help="data folder (default: $RLM_DESKTOP_HOME or the platform's)",
+    )
+    common.add_argument(
+        "--case", metavar="NAME", default=default("default"), help="case name (default: default)"
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine-readable output on stdout, nothing else",
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = _common(top_level=False)
     parser = argparse.ArgumentParser(
         prog="rlm-desktop",
         description="Investigate document collections with a Recursive Language Model.",
-        parents=[common],
+        parents=[_common(top_level=True)],
     )
     parser.add_argument("--version", action="version", version=f"rlm-desktop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -43,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
 
     p = sub.add_parser("docs", parents=[common], help="list the case's documents")
-    p.add_argument("--kind", help="only documents of this kind (pdf, docx, email, text, html, attachment, ...)")
+    p.add_argument(
+        "--kind", help="only documents of this kind (pdf, docx, email, text, html, attachment, ...)"
+    )
     p.add_argument("--failures", action="store_true", help="list the files that failed to ingest instead")
 
     p = sub.add_parser("search", parents=[common], help="full-text search (FTS5 syntax) with exact spans")
@@ -187,11 +209,19 @@ def cmd_search(args: argparse.Namespace, path: Path) -> int:
     except InvalidQuery as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        _print_json([
-            {"doc_id": h.doc_id, "start": h.start, "end": h.end, "snippet": h.snippet(60), "score": h.score,
-             "title": corpus.by_id(h.doc_id).title}
-            for h in hits
-        ])
+        _print_json(
+            [
+                {
+                    "doc_id": h.doc_id,
+                    "start": h.start,
+                    "end": h.end,
+                    "snippet": h.snippet(60),
+                    "score": h.score,
+                    "title": corpus.by_id(h.doc_id).title,
+                }
+                for h in hits
+            ]
+        )
         return EXIT_OK
     if not hits:
         print("no hits")

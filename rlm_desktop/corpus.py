@@ -41,8 +41,17 @@ class Document:
 
     __slots__ = ("id", "kind", "title", "path", "parent_id", "meta", "chars", "_corpus", "_pages")
 
-    def __init__(self, corpus: Corpus, id: int, kind: str, title: str, path: str | None, parent_id: int | None,
-                 meta: dict[str, Any], chars: int):
+    def __init__(
+        self,
+        corpus: Corpus,
+        id: int,
+        kind: str,
+        title: str,
+        path: str | None,
+        parent_id: int | None,
+        meta: dict[str, Any],
+        chars: int,
+    ):
         self._corpus = corpus
         self.id = id
         self.kind = kind
@@ -82,7 +91,9 @@ class Corpus(Sequence[Document]):
         self._by_id: dict[int, Document] = {}
 
     @classmethod
-    def open(cls, case_path: str | Path, doc_ids: Iterable[int] | None = None, immutable: bool = False) -> Corpus:
+    def open(
+        cls, case_path: str | Path, doc_ids: Iterable[int] | None = None, immutable: bool = False
+    ) -> Corpus:
         """Open a case file read-only. `immutable=True` is for read-only file systems (the sandbox): SQLite
         then ignores the WAL, so the writer must checkpoint first (`Case.checkpoint()`)."""
         uri = f"file:{quote(str(Path(case_path).absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
@@ -103,7 +114,9 @@ class Corpus(Sequence[Document]):
         for doc_id, kind, title, parent_id, meta, chars in rows:
             if wanted is not None and doc_id not in wanted:
                 continue
-            self._docs.append(Document(self, doc_id, kind, title, paths.get(doc_id), parent_id, json.loads(meta), chars))
+            self._docs.append(
+                Document(self, doc_id, kind, title, paths.get(doc_id), parent_id, json.loads(meta), chars)
+            )
         self._by_id = {d.id: d for d in self._docs}
         if wanted is not None:
             missing = wanted - self._by_id.keys()

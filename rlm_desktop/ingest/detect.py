@@ -6,8 +6,24 @@ from rlm_desktop.ingest.extracted import Extracted, UnsupportedFormat
 from rlm_desktop.ingest.source import Source
 
 TEXT_SUFFIXES = {
-    ".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".tsv", ".log", ".json", ".xml", ".yaml", ".yml",
-    ".ini", ".cfg", ".conf", ".tex", ".srt", ".vtt",
+    ".txt",
+    ".text",
+    ".md",
+    ".markdown",
+    ".rst",
+    ".csv",
+    ".tsv",
+    ".log",
+    ".json",
+    ".xml",
+    ".yaml",
+    ".yml",
+    ".ini",
+    ".cfg",
+    ".conf",
+    ".tex",
+    ".srt",
+    ".vtt",
 }
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 EMAIL_SUFFIXES = {".eml", ".emlx", ".mime"}
@@ -16,14 +32,41 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 # Types we know and deliberately do not read: say so plainly instead of "unknown".
 KNOWN_UNREADABLE = {
-    ".png": "image", ".jpg": "image", ".jpeg": "image", ".gif": "image", ".bmp": "image", ".tif": "image",
-    ".tiff": "image", ".webp": "image", ".heic": "image", ".svg": "image",
-    ".zip": "archive", ".gz": "archive", ".tgz": "archive", ".7z": "archive", ".rar": "archive", ".tar": "archive",
-    ".xlsx": "spreadsheet", ".xls": "spreadsheet", ".ods": "spreadsheet",
-    ".pptx": "presentation", ".ppt": "presentation", ".odp": "presentation", ".odt": "OpenDocument text",
-    ".rtf": "RTF document", ".mp3": "audio", ".wav": "audio", ".mp4": "video", ".mov": "video",
-    ".exe": "program", ".dll": "program", ".p7s": "signature", ".asc": "signature", ".sig": "signature",
-    ".ics": "calendar", ".vcf": "contact card",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".gif": "image",
+    ".bmp": "image",
+    ".tif": "image",
+    ".tiff": "image",
+    ".webp": "image",
+    ".heic": "image",
+    ".svg": "image",
+    ".zip": "archive",
+    ".gz": "archive",
+    ".tgz": "archive",
+    ".7z": "archive",
+    ".rar": "archive",
+    ".tar": "archive",
+    ".xlsx": "spreadsheet",
+    ".xls": "spreadsheet",
+    ".ods": "spreadsheet",
+    ".pptx": "presentation",
+    ".ppt": "presentation",
+    ".odp": "presentation",
+    ".odt": "OpenDocument text",
+    ".rtf": "RTF document",
+    ".mp3": "audio",
+    ".wav": "audio",
+    ".mp4": "video",
+    ".mov": "video",
+    ".exe": "program",
+    ".dll": "program",
+    ".p7s": "signature",
+    ".asc": "signature",
+    ".sig": "signature",
+    ".ics": "calendar",
+    ".vcf": "contact card",
 }
 
 MIME_KINDS = {
@@ -74,11 +117,15 @@ def detect_kind(source: Source, content_type: str | None = None) -> str:
     if looks_like_email(head):
         return "email"
     if suffix in KNOWN_UNREADABLE:
-        raise UnsupportedFormat(f"{KNOWN_UNREADABLE[suffix]} files ({suffix}) are not read: they have no text layer we extract")
+        raise UnsupportedFormat(
+            f"{KNOWN_UNREADABLE[suffix]} files ({suffix}) are not read: they have no text layer we extract"
+        )
     if suffix == "" and head and b"\x00" not in head[:1024] and _mostly_text(head):
         return "text"
     what = f"'{suffix}' files" if suffix else "files without an extension that are not text or email"
-    raise UnsupportedFormat(f"unsupported file type: {what} are not read (content type {content_type or 'unknown'})")
+    raise UnsupportedFormat(
+        f"unsupported file type: {what} are not read (content type {content_type or 'unknown'})"
+    )
 
 
 def _mostly_text(head: bytes) -> bool:

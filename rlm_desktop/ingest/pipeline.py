@@ -67,8 +67,13 @@ def clean_text(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
-def collect(paths: list[str | Path]) -> tuple[list[WorkItem], list[dict[str, str]], list[dict[str, str]]]:
-    """Expand files and folders into work items; also what was skipped and what does not exist."""
+def collect(
+    paths: list[str | Path], exclude: set[Path] = frozenset()
+) -> tuple[list[WorkItem], list[dict[str, str]], list[dict[str, str]]]:
+    """Expand files and folders into work items; also what was skipped and what does not exist.
+
+    `exclude` holds absolute paths never to ingest (the case file itself when it sits in the folder).
+    """
     from rlm_desktop.ingest.mbox import is_maildir, iter_maildir
 
     items: list[WorkItem] = []
@@ -87,7 +92,10 @@ def collect(paths: list[str | Path]) -> tuple[list[WorkItem], list[dict[str, str
             missing.append({"path": str(root), "error": "no such file or folder"})
             continue
         if root.is_file():
-            items.append(WorkItem(root))
+            if root.absolute() in exclude:
+                skipped.append({"path": str(root), "reason": "the case's own database file"})
+            else:
+                items.append(WorkItem(root))
             continue
         if is_maildir(root):
             add_maildir(root)
@@ -108,6 +116,8 @@ def collect(paths: list[str | Path]) -> tuple[list[WorkItem], list[dict[str, str
                 file = here / name
                 if name.startswith("."):
                     skipped.append({"path": str(file), "reason": "hidden file"})
+                elif file.absolute() in exclude:
+                    skipped.append({"path": str(file), "reason": "the case's own database file"})
                 elif not file.is_file():
                     skipped.append({"path": str(file), "reason": "not a regular file"})
                 else:
@@ -123,7 +133,10 @@ def ingest(
 ) -> IngestReport:
     """Ingest `paths` (files and folders, recursively) into `case`. Never raises for a bad file."""
     emit = progress or _noop
-    items, skipped, missing = collect(paths)
+    own = case.path.absolute()
+    items, skipped, missing = collect(
+        paths, {own, *(own.with_name(own.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
+    )
     report = IngestReport(skipped=skipped)
     for entry in missing:
         report.failed.append(entry)
@@ -170,8 +183,14 @@ def _reason(exc: BaseException) -> str:
 class _FileIngest:
     """Ingest one top-level file: decide unchanged / added / updated, then write it atomically."""
 
-    def __init__(self, case: Case, item: WorkItem, report: IngestReport, emit: ProgressCallback,
-                 cancel: CancelToken | None):
+    def __init__(
+        self,
+        case: Case,
+        item: WorkItem,
+        report: IngestReport,
+        emit: ProgressCallback,
+        cancel: CancelToken | None,
+    ):
         self.case = case
         self.item = item
         self.report = report
@@ -239,13 +258,18 @@ class _FileIngest:
             children = self._children(extracted, where, depth + 1)
             return _Node(extracted, sha, len(blob.data), origin, children)
         except Exception as exc:
-            reason = _reason(exc) if isinstance(exc, ExtractionError | OSError) else (
-                f"internal error while reading the attachment: {type(exc).__name__}: {exc}")
+            reason = (
+                _reason(exc)
+                if isinstance(exc, ExtractionError | OSError)
+                else (f"internal error while reading the attachment: {type(exc).__name__}: {exc}")
+            )
             if not isinstance(exc, UnsupportedFormat):
                 self.case.record_failure(where, reason, sha)
                 self.report.child_failures.append({"path": where, "error": reason})
             placeholder = Extracted(
-                kind="attachment", title=blob.filename or origin, text="",
+                kind="attachment",
+                title=blob.filename or origin,
+                text="",
                 meta={**base_meta, "not_extracted": reason},
             )
             return _Node(placeholder, sha, len(blob.data), origin)
@@ -256,8 +280,16 @@ class _FileIngest:
         if ex.warnings:
             meta["warnings"] = ex.warnings
         doc_id = self.case.insert_document(
-            kind=ex.kind, title=ex.title, text=clean_text(ex.text), sha256=node.sha256, size=node.size,
-            meta=meta, parent_id=parent_id, origin=node.origin, pages=ex.pages or None, status=status,
+            kind=ex.kind,
+            title=ex.title,
+            text=clean_text(ex.text),
+            sha256=node.sha256,
+            size=node.size,
+            meta=meta,
+            parent_id=parent_id,
+            origin=node.origin,
+            pages=ex.pages or None,
+            status=status,
         )
         self.report.documents_added += 1
         for child in node.children:
@@ -280,11 +312,16 @@ class _FileIngest:
                 # a partial read of an older version of this file can never be resumed: drop it
                 for (orphan,) in case.conn.execute(
                     "SELECT id FROM documents WHERE status = 'partial' AND kind = 'mailbox'"
-                    " AND json_extract(meta, '$.source_path') = ?", (self.key,)
+                    " AND json_extract(meta, '$.source_path') = ?",
+                    (self.key,),
                 ).fetchall():
                     case.delete_document_tree(orphan)
                 container_id = case.insert_document(
-                    kind="mailbox", title=self.item.path.name, text="", sha256=sha, size=self.stat.st_size,
+                    kind="mailbox",
+                    title=self.item.path.name,
+                    text="",
+                    sha256=sha,
+                    size=self.stat.st_size,
                     meta={"resume_offset": 0, "messages": 0, "format": "mbox", "source_path": self.key},
                     status="partial",
                 )
@@ -310,8 +347,13 @@ class _FileIngest:
             where = f"{self.key} › message at byte {start}"
             try:
                 extracted = extract_email(Source(f"message-{start}.eml", data=raw))
-                node = _Node(extracted, hashlib.sha256(raw).hexdigest(), len(raw), f"message at byte {start}",
-                             self._children(extracted, where, 1))
+                node = _Node(
+                    extracted,
+                    hashlib.sha256(raw).hexdigest(),
+                    len(raw),
+                    f"message at byte {start}",
+                    self._children(extracted, where, 1),
+                )
                 batch.append(node)
             except Exception as exc:
                 reason = _reason(exc) if isinstance(exc, ExtractionError) else f"{type(exc).__name__}: {exc}"

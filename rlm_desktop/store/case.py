@@ -164,8 +164,17 @@ class Case:
                 "INSERT INTO pages (doc_id, number, char_start, char_end, width, height, image_only, ocr, boxes)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (doc_id, p.number, p.start, p.end, p.width, p.height, int(p.image_only), int(p.ocr),
-                     pack_boxes(p.boxes))
+                    (
+                        doc_id,
+                        p.number,
+                        p.start,
+                        p.end,
+                        p.width,
+                        p.height,
+                        int(p.image_only),
+                        int(p.ocr),
+                        pack_boxes(p.boxes),
+                    )
                     for p in pages
                 ],
             )
@@ -179,7 +188,9 @@ class Case:
             cur = self.conn.execute(
                 "INSERT INTO chunks (doc_id, char_start, char_end) VALUES (?, ?, ?)", (doc_id, start, end)
             )
-            self.conn.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text[start:end]))
+            self.conn.execute(
+                "INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, text[start:end])
+            )
 
     def _unindex_text(self, doc_id: int) -> None:
         text = self.text(doc_id)
@@ -216,8 +227,15 @@ class Case:
         self.conn.execute(
             "INSERT INTO emails (doc_id, message_id, in_reply_to, thread_id, subject_norm, sender, date)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (doc_id, meta.get("message_id"), meta.get("in_reply_to"), thread_id, subject_norm, sender,
-             meta.get("date")),
+            (
+                doc_id,
+                meta.get("message_id"),
+                meta.get("in_reply_to"),
+                thread_id,
+                subject_norm,
+                sender,
+                meta.get("date"),
+            ),
         )
         meta["thread_id"] = thread_id
         self.conn.execute(
@@ -228,7 +246,8 @@ class Case:
         meta = self.document(doc_id).meta
         meta.update(values)
         self.conn.execute(
-            "UPDATE documents SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False, default=str), doc_id)
+            "UPDATE documents SET meta = ? WHERE id = ?",
+            (json.dumps(meta, ensure_ascii=False, default=str), doc_id),
         )
 
     def set_status(self, doc_id: int, status: str) -> None:
@@ -258,7 +277,8 @@ class Case:
         for descendant in [doc_id, *self.descendants(doc_id)]:
             self._unindex_text(descendant)
             self.conn.execute(
-                "UPDATE documents SET superseded_by = ? WHERE id = ?", (by if by is not None else -1, descendant)
+                "UPDATE documents SET superseded_by = ? WHERE id = ?",
+                (by if by is not None else -1, descendant),
             )
 
     def delete_document_tree(self, doc_id: int) -> None:
@@ -272,13 +292,16 @@ class Case:
 
     def record_failure(self, path: str, error: str, sha256: str | None = None) -> None:
         self.conn.execute(
-            "INSERT INTO failures (path, sha256, error, at) VALUES (?, ?, ?, ?)", (path, sha256, error, now_iso())
+            "INSERT INTO failures (path, sha256, error, at) VALUES (?, ?, ?, ?)",
+            (path, sha256, error, now_iso()),
         )
 
     # ---- reading -------------------------------------------------------------------------------------
 
     def path_row(self, path: str) -> PathRow | None:
-        row = self.conn.execute("SELECT path, doc_id, size, mtime_ns FROM paths WHERE path = ?", (path,)).fetchone()
+        row = self.conn.execute(
+            "SELECT path, doc_id, size, mtime_ns FROM paths WHERE path = ?", (path,)
+        ).fetchone()
         return PathRow(*row) if row else None
 
     def find_top_level_by_sha(self, sha256: str) -> DocumentRow | None:
@@ -303,7 +326,8 @@ class Case:
         doc = DocumentRow(*values)
         if paths is None:
             paths = tuple(
-                r[0] for r in self.conn.execute("SELECT path FROM paths WHERE doc_id = ? ORDER BY path", (doc.id,))
+                r[0]
+                for r in self.conn.execute("SELECT path FROM paths WHERE doc_id = ? ORDER BY path", (doc.id,))
             )
         return DocumentRow(*values, paths=paths) if paths else doc
 
@@ -327,7 +351,9 @@ class Case:
         paths: dict[int, list[str]] = {}
         for path, doc_id in self.conn.execute("SELECT path, doc_id FROM paths ORDER BY path"):
             paths.setdefault(doc_id, []).append(path)
-        return [self._row(r, tuple(paths.get(r[0], ()))) for r in self.conn.execute(sql + " ORDER BY id", params)]
+        return [
+            self._row(r, tuple(paths.get(r[0], ()))) for r in self.conn.execute(sql + " ORDER BY id", params)
+        ]
 
     def text(self, doc_id: int) -> str:
         row = self.conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
@@ -366,12 +392,19 @@ class Case:
 
     # ---- conveniences --------------------------------------------------------------------------------
 
-    def add_text_document(self, title: str, text: str, kind: str = "text", meta: dict[str, Any] | None = None) -> int:
+    def add_text_document(
+        self, title: str, text: str, kind: str = "text", meta: dict[str, Any] | None = None
+    ) -> int:
         """Add a document straight from a string (tests, scripts); identity is the text's SHA-256."""
         import hashlib
 
         data = text.encode("utf-8")
         with self.transaction():
             return self.insert_document(
-                kind=kind, title=title, text=text, sha256=hashlib.sha256(data).hexdigest(), size=len(data), meta=meta
+                kind=kind,
+                title=title,
+                text=text,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                meta=meta,
             )

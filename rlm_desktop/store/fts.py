@@ -71,9 +71,11 @@ def search_chunks(
     try:
         rows = db.execute(sql, params).fetchall()
     except sqlite3.OperationalError as exc:
-        if "fts5" in str(exc) or "syntax" in str(exc) or "no such column" in str(exc):
-            raise InvalidQuery(f"invalid search query {query!r}: {exc} (FTS5 syntax: words, \"phrases\", "
-                               "prefix*, AND/OR/NOT, NEAR(a b, 5))") from None
+        if not any(word in str(exc) for word in ("locked", "disk", "corrupt", "no such table")):
+            raise InvalidQuery(
+                f'invalid search query {query!r}: {exc} (FTS5 syntax: words, "phrases", '
+                "prefix*, AND/OR/NOT, NEAR(a b, 5))"
+            ) from None
         raise
     matches = []
     for doc_id, chunk_start, bm25, marked in rows:

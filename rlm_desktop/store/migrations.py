@@ -111,7 +111,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
             at TEXT NOT NULL
         );
         CREATE INDEX failures_path ON failures(path);
-        """
+        """,
     )
 
 

@@ -1,0 +1,83 @@
+"""Build real fixture files (PDF, DOCX, email, mbox) inside tests, so no test depends on shipped samples."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import docx
+import pymupdf
+
+
+def make_pdf(path: Path, pages: list[str]) -> Path:
+    doc = pymupdf.open()
+    for text in pages:
+        page = doc.new_page()
+        page.insert_textbox(pymupdf.Rect(72, 72, 540, 770), text, fontsize=11)
+    doc.save(path)
+    doc.close()
+    return path
+
+
+def pdf_bytes(pages: list[str]) -> bytes:
+    doc = pymupdf.open()
+    for text in pages:
+        doc.new_page().insert_textbox(pymupdf.Rect(72, 72, 540, 770), text, fontsize=11)
+    data = doc.tobytes()
+    doc.close()
+    return data
+
+
+def make_docx(path: Path, paragraphs: list[str]) -> Path:
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    document.save(path)
+    return path
+
+
+def make_email(
+    subject: str,
+    body: str,
+    *,
+    sender: str = "Alice Example <alice@example.org>",
+    to: str = "Bob Example <bob@example.org>",
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    date: datetime | None = None,
+    attachments: list[tuple[str, bytes, str]] = (),
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date or datetime(2024, 3, 1, 9, 30, tzinfo=UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain="example.org")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    msg.set_content(body)
+    for filename, data, mime in attachments:
+        maintype, subtype = mime.split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return msg
+
+
+def make_mbox(path: Path, count: int, *, start: datetime | None = None, body_lines: int = 3) -> list[str]:
+    """Write `count` messages to an mbox; returns their Message-IDs in order."""
+    start = start or datetime(2024, 1, 1, tzinfo=UTC)
+    ids = []
+    with path.open("wb") as fh:
+        for i in range(count):
+            mid = f"<msg{i}@example.org>"
+            ids.append(mid)
+            body = "\n".join(
+                f"Message {i} line {j}: quarterly figures and payments." for j in range(body_lines)
+            )
+            msg = make_email(f"Report {i}", body, message_id=mid, date=start + timedelta(minutes=i))
+            fh.write(b"From alice@example.org Mon Jan  1 00:00:00 2024\n")
+            fh.write(msg.as_bytes().replace(b"\r\n", b"\n"))
+            fh.write(b"\n")
+    return ids

@@ -1,0 +1,83 @@
+"""The command line as scripts use it: JSON shapes and exit codes from CONTRACTS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from builders import make_email, make_pdf, pdf_bytes
+
+
+def run(*args, home, check=True):
+    env = {**os.environ, "RLM_DESKTOP_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlm_desktop", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def src(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    make_pdf(src / "report.pdf", ["The shipment left Rotterdam on 4 May."])
+    mail = make_email(
+        "Shipment",
+        "Confirming Rotterdam.",
+        attachments=[("manifest.pdf", pdf_bytes(["Manifest: 40 containers"]), "application/pdf")],
+    )
+    (src / "mail.eml").write_bytes(bytes(mail))
+    (src / "bad.pdf").write_bytes(b"%PDF-1.4 not really")
+    return src
+
+
+def test_ingest_docs_search_json(tmp_path, src):
+    home = tmp_path / "home"
+    out = json.loads(run("ingest", str(src), "--json", home=home).stdout)
+    assert out["added"] == 2 and out["unchanged"] == 0 and out["documents"] == 3
+    assert [os.path.basename(f["path"]) for f in out["failed"]] == ["bad.pdf"] and out["failed"][0]["error"]
+    assert (home / "cases" / "default.sqlite").exists()
+
+    docs = json.loads(run("docs", "--json", home=home).stdout)
+    assert len(docs) == 3
+    for d in docs:
+        assert {"id", "kind", "title", "path", "parent_id", "sha256", "chars", "pages", "meta"} <= d.keys()
+    manifest = next(d for d in docs if d["title"] == "manifest.pdf")
+    assert manifest["parent_id"] == next(d["id"] for d in docs if d["kind"] == "email")
+
+    hits = json.loads(run("search", "rotterdam", "--json", "--limit", "5", home=home).stdout)
+    assert len(hits) == 2
+    assert all({"doc_id", "start", "end", "snippet", "score"} <= h.keys() for h in hits)
+    assert all("Rotterdam" in h["snippet"] for h in hits)
+
+    again = json.loads(run("ingest", str(src), "--json", home=home).stdout)
+    assert again["added"] == 0 and again["unchanged"] == 2
+
+
+def test_cases_and_home_flag(tmp_path, src):
+    home = tmp_path / "elsewhere"
+    run("--home", str(home), "ingest", str(src), "--case", "inquiry-7", home=tmp_path / "ignored")
+    assert (home / "cases" / "inquiry-7.sqlite").exists()
+    text = run("docs", "--home", str(home), "--case", "inquiry-7", home=tmp_path / "ignored").stdout
+    assert "report.pdf" in text and "manifest.pdf" in text
+
+
+def test_usage_errors_exit_2(tmp_path):
+    home = tmp_path / "home"
+    missing = run("docs", "--case", "nope", home=home, check=False)
+    assert missing.returncode == 2 and "no case 'nope'" in missing.stderr
+    bad_name = run("docs", "--case", "../escape", home=home, check=False)
+    assert bad_name.returncode == 2 and "invalid case name" in bad_name.stderr
+    assert run("frobnicate", home=home, check=False).returncode == 2
+
+
+def test_bad_search_query_is_a_usage_error(tmp_path, src):
+    home = tmp_path / "home"
+    run("ingest", str(src), home=home)
+    proc = run("search", '"unbalanced', home=home, check=False)
+    assert proc.returncode == 2 and "invalid search query" in proc.stderr
