@@ -1,0 +1,1 @@
+"""The RLM engine: model calls, spending control and the recursive investigation loop."""
