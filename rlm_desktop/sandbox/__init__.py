@@ -1,0 +1,1 @@
+"""Sandboxed REPL worker and its asyncio host for the RLM engine."""

@@ -1,0 +1,124 @@
+"""Length-prefixed JSON frames between the sandbox host and its untrusted REPL worker (never pickle)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the worker must not import asyncio: it would load subprocess machinery
+    import asyncio
+
+HEADER = struct.Struct(">I")
+# A cell result is already cut to output_chars, so anything bigger is a broken or hostile worker.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+# host -> worker
+INIT = "init"
+EXEC = "exec"
+REPLY = "reply"
+SHUTDOWN = "shutdown"
+# worker -> host
+READY = "ready"
+REQUEST = "request"
+RESULT = "result"
+FATAL = "fatal"
+
+REQUEST_KINDS = ("llm_query", "llm_query_batched", "rlm_query")
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    if len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME_BYTES}")
+    return HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"undecodable frame: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("frame is not an object with a 'type'")
+    return message
+
+
+def _parse_header(header: bytes) -> int:
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"announced frame of {length} bytes exceeds {MAX_FRAME_BYTES}")
+    return length
+
+
+# --- blocking side (the worker) -------------------------------------------------------------
+
+
+def write_frame_fd(fd: int, message: dict[str, Any]) -> None:
+    data = memoryview(encode_frame(message))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def _read_exact_fd(fd: int, count: int) -> bytes:
+    chunks = []
+    while count:
+        chunk = os.read(fd, min(count, 1 << 20))
+        if not chunk:
+            raise EOFError("peer closed the pipe")
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame_fd(fd: int) -> dict[str, Any]:
+    length = _parse_header(_read_exact_fd(fd, HEADER.size))
+    return decode_body(_read_exact_fd(fd, length))
+
+
+# --- asyncio side (the host) ----------------------------------------------------------------
+
+
+async def read_frame_async(reader: asyncio.StreamReader) -> dict[str, Any]:
+    import asyncio
+
+    try:
+        length = _parse_header(await reader.readexactly(HEADER.size))
+        return decode_body(await reader.readexactly(length))
+    except asyncio.IncompleteReadError:
+        raise EOFError("worker closed the pipe") from None
+
+
+# --- typed message helpers ------------------------------------------------------------------
+
+
+def init_message(
+    case_path: str | None, doc_ids: list[int] | None, scratch_dir: str, limits: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "type": INIT,
+        "case_path": case_path,
+        "doc_ids": doc_ids,
+        "scratch_dir": scratch_dir,
+        "limits": limits,
+    }
+
+
+def exec_message(cell_id: int, code: str) -> dict[str, Any]:
+    return {"type": EXEC, "id": cell_id, "code": code}
+
+
+def reply_message(request_id: int, value: Any = None, error: str | None = None) -> dict[str, Any]:
+    if error is not None:
+        return {"type": REPLY, "id": request_id, "ok": False, "error": error}
+    return {"type": REPLY, "id": request_id, "ok": True, "value": value}
+
+
+def request_message(request_id: int, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": REQUEST, "id": request_id, "kind": kind, "payload": payload}
