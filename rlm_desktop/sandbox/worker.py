@@ -31,6 +31,8 @@ DEFAULT_LIMITS: dict[str, Any] = {
     "file_mb": 256,
     "nproc": 64,
     "max_cite_chars": 20_000,
+    # markers are "[<prefix><n>]"; each REPL of a run gets its own prefix so nested REPLs never collide
+    "marker_prefix": "c",
 }
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
@@ -405,7 +407,7 @@ class Worker:
         marker = self.markers.get(key)
         if marker is None:
             self.next_marker += 1
-            marker = self.markers[key] = f"[c{self.next_marker}]"
+            marker = self.markers[key] = f"[{self.limits['marker_prefix']}{self.next_marker}]"
         if all(c["marker"] != marker for c in self.cell_citations):
             entry = {"marker": marker, "doc_id": doc_id, "start": start, "end": end, "quote": quote}
             self.cell_citations.append(entry)
@@ -482,6 +484,8 @@ class Worker:
 
     def init(self, message: dict[str, Any]) -> dict[str, Any]:
         self.limits.update({k: v for k, v in (message.get("limits") or {}).items() if k in DEFAULT_LIMITS})
+        if not re.fullmatch(r"c(\d+\.)*", str(self.limits["marker_prefix"])):
+            self.limits["marker_prefix"] = "c"
         self.timeout_s = float(self.limits["cell_timeout_s"])
         scratch_dir = message["scratch_dir"]
         case_path = message.get("case_path")

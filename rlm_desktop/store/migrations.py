@@ -142,3 +142,37 @@ def migrate(db: sqlite3.Connection) -> list[str]:
             raise
         applied.append(name)
     return applied
+
+
+@migration
+def m002_runs(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- one row per RLM run; `record` is the CONTRACTS run record, rewritten as the run goes
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            question TEXT NOT NULL,
+            status TEXT NOT NULL,       -- running, completed, cancelled, cap_reached, limit_reached, failed
+            started TEXT NOT NULL,
+            ended TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            cap_usd REAL,
+            answer TEXT NOT NULL DEFAULT '',
+            pid INTEGER,                -- the process running it, to tell a crashed run from a live one
+            updated TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX runs_started ON runs(started);
+
+        -- the recursion tree, one row per node, so a long run saves only what changed
+        CREATE TABLE run_nodes (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            node_id TEXT NOT NULL,
+            parent_id TEXT,
+            seq INTEGER NOT NULL,       -- creation order: children are listed in it
+            data TEXT NOT NULL,         -- the node's JSON without its children
+            PRIMARY KEY (run_id, node_id)
+        );
+        """,
+    )

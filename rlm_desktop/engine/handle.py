@@ -1,0 +1,109 @@
+"""Run an investigation on its own thread's asyncio loop; start, cancel and subscribe from any thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlm_desktop.engine.events import RunEvent
+from rlm_desktop.engine.rlm import RunConfig, run_rlm
+
+Subscriber = Callable[[RunEvent], None]
+
+
+class RunHandle:
+    """One run. Subscribers are called on the engine thread: they must be quick and never touch widgets
+    (a Qt adapter re-emits events through a queued signal)."""
+
+    def __init__(self, case_path: str | Path, question: str, config: RunConfig, api_key: str):
+        self.case_path = Path(case_path)
+        self.question = question
+        self.config = config
+        self._api_key = api_key
+        self.run_id = uuid.uuid4().hex[:12]
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[dict[str, Any]] | None = None
+        self._cancel_requested = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.record: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.cancel_requested_at: float | None = None
+        self.finished_at: float | None = None
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: RunEvent) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:  # a broken subscriber must not break the run
+                import logging
+
+                logging.getLogger(__name__).exception("run event subscriber failed")
+
+    def start(self) -> RunHandle:
+        self.config.check()  # usage errors surface in the caller's thread, before any thread starts
+        self._thread = threading.Thread(target=self._main, name=f"rlm-run-{self.run_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._task = loop.create_task(
+                run_rlm(self.case_path, self.question, self.config, self._api_key, self._emit, self.run_id))
+            if self._cancel_requested.is_set():
+                self._task.cancel()
+            self.record = loop.run_until_complete(self._task)
+        except BaseException as exc:  # noqa: BLE001 - reported through .error and wait()
+            self.error = exc
+        finally:
+            self.finished_at = time.monotonic()
+            self._done.set()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def cancel(self) -> None:
+        """The kill switch: in-flight requests are cancelled, workers killed, the run saved as cancelled."""
+        if self.cancel_requested_at is None:
+            self.cancel_requested_at = time.monotonic()
+        self._cancel_requested.set()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop closed in between: the run is already over
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"run {self.run_id} still running after {timeout} s")
+        if self.record is None:
+            raise RuntimeError(f"run {self.run_id} failed to produce a record") from self.error
+        return self.record
