@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -71,6 +72,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="full-text search (FTS5 syntax) with exact spans")
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=20, metavar="N")
+
+    p = sub.add_parser("ask", parents=[common], help="investigate a question with the RLM (headless)")
+    p.add_argument("question")
+    p.add_argument(
+        "--base-url", metavar="URL", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, settings)"
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default OPENAI_API_KEY; else settings)",
+    )
+    p.add_argument("--root-model", metavar="M")
+    p.add_argument("--sub-model", metavar="M")
+    p.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        metavar="MODEL=IN:OUT",
+        help="USD per million input:output tokens; repeatable",
+    )
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument("--cap", type=float, metavar="USD", help="hard spending cap for this run")
+    cap.add_argument("--no-cap", action="store_true", help="run without a spending cap")
+    p.add_argument("--max-depth", type=int, metavar="N")
+    p.add_argument("--max-iterations", type=int, metavar="N")
+    p.add_argument("--max-subcalls", type=int, metavar="N")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="wall-clock limit for the run")
+    p.add_argument("--concurrency", type=int, metavar="N")
+    p.add_argument(
+        "--isolation", choices=["auto", "bwrap", "unshare", "rlimits"], default="auto", help=argparse.SUPPRESS
+    )
+
+    sub.add_parser("runs", parents=[common], help="list the case's saved runs")
+    p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
+    p.add_argument("run_id", metavar="RUN_ID")
     return parser
 
 
@@ -83,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         home = resolve_home(args.home)
         path = case_path(home, args.case)
-        handler = {"ingest": cmd_ingest, "docs": cmd_docs, "search": cmd_search}[args.command]
+        handler = {
+            "ingest": cmd_ingest,
+            "docs": cmd_docs,
+            "search": cmd_search,
+            "ask": cmd_ask,
+            "runs": cmd_runs,
+            "show": cmd_show,
+        }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
         print(f"rlm-desktop: error: {exc}", file=sys.stderr)
@@ -230,3 +274,165 @@ def cmd_search(args: argparse.Namespace, path: Path) -> int:
         print(f"[{h.doc_id}] {doc.title}  chars {h.start}-{h.end}  score {h.score:.2f}")
         print(f"    {h.snippet(60)}")
     return EXIT_OK
+
+
+def _run_config(args: argparse.Namespace, home: Path):
+    from rlm_desktop.engine.rlm import RunConfig
+    from rlm_desktop.settings import Settings
+
+    try:
+        settings = Settings.load(home)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    pick = lambda flag, default: default if flag is None else flag  # noqa: E731
+    cap = None if args.no_cap else pick(args.cap, settings.cap_usd)
+    config = RunConfig(
+        root_model=pick(args.root_model, settings.root_model),
+        sub_model=pick(args.sub_model, settings.sub_model),
+        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or settings.base_url,
+        cap_usd=cap,
+        max_depth=pick(args.max_depth, settings.max_depth),
+        max_iterations=pick(args.max_iterations, settings.max_iterations),
+        max_subcalls=pick(args.max_subcalls, settings.max_subcalls),
+        concurrency=pick(args.concurrency, settings.concurrency),
+        max_wall_s=pick(args.max_seconds, settings.max_wall_s),
+        price_overrides=settings.prices,
+        price_args=tuple(args.price),
+        isolation=args.isolation,
+    )
+    try:
+        config.check()
+    except (ValueError, LookupError) as exc:
+        raise UsageError(str(exc).strip('"')) from None
+    return config
+
+
+def cmd_ask(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.engine.handle import RunHandle
+    from rlm_desktop.settings import load_api_key
+
+    home = resolve_home(args.home)
+    if not path.exists():
+        raise UsageError(f"no case {path.stem!r} at {path} (ingest files into it first)")
+    config = _run_config(args, home)
+    api_key = os.environ.get(args.api_key_env) or load_api_key(home)
+    if not api_key:
+        if config.base_url:  # local servers (Ollama, vLLM, LM Studio) usually need no key
+            api_key = ""
+        else:
+            raise UsageError(
+                f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings"
+            )
+    handle = RunHandle(path, args.question, config, api_key)
+    progress = _AskProgress(enabled=sys.stderr.isatty() and not args.json)
+    handle.subscribe(progress)
+
+    def stop(signum: int, frame: object) -> None:
+        handle.cancel()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        handle.start()
+        while not handle.done:
+            handle._done.wait(0.1)  # short waits keep the main thread free to take signals
+        record = handle.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        progress.clear()
+    if args.json:
+        _print_json(record)
+    else:
+        _print_record(record)
+    status = record["status"]
+    if status == "completed":
+        return EXIT_OK
+    if status == "failed":
+        return EXIT_FAILED
+    return EXIT_STOPPED
+
+
+class _AskProgress:
+    """A live one-line status on stderr: calls, tokens, dollars."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(self, event: Any) -> None:
+        from rlm_desktop.engine.events import CostChanged
+
+        if self.enabled and isinstance(event, CostChanged):
+            cap = f" of ${event.cap_usd:.2f}" if event.cap_usd is not None else ""
+            sys.stderr.write(
+                f"\r{event.calls} calls, {event.prompt_tokens:,} in / {event.completion_tokens:,} out, "
+                f"${event.spent_usd:.4f}{cap}, {event.elapsed_s:.0f} s   "
+            )
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 79 + "\r")
+            sys.stderr.flush()
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    print(record["answer"] or "(no answer)")
+    if record["citations"]:
+        print("\nCitations:")
+        for c in record["citations"]:
+            mark = "verified" if c["verified"] else f"NOT VERIFIED ({c.get('problem', '')})"
+            page = f", page {c['page']}" if c.get("page") else ""
+            quote = c["quote"] if len(c["quote"]) <= 200 else c["quote"][:200] + "…"
+            print(f"  {c['marker']} {c['title']}{page}, characters {c['start']}-{c['end']}, {mark}")
+            print(f'      "{quote}"')
+    for marker in record.get("unresolved_markers") or []:
+        print(f"  {marker} was never registered with cite/quote: unverified")
+    cap = f" of a ${record['cap_usd']:.2f} cap" if record.get("cap_usd") is not None else ""
+    line = f"\n[{record['status']}] ${record['cost_usd']:.4f}{cap}; run {record['run_id']}"
+    if record.get("error"):
+        line += f"; {record['error']}"
+    print(line)
+
+
+def cmd_runs(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.engine.runs import list_runs
+
+    with _open_existing(path) as case:
+        runs = list_runs(case)
+    if args.json:
+        _print_json([r.to_json() for r in runs])
+        return EXIT_OK
+    for r in runs:
+        print(f"{r.run_id}  {r.started[:19]}  {r.status:<13} ${r.cost_usd:.4f}  {r.question[:60]}")
+    if not runs:
+        print("no runs yet")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.engine.runs import load_run
+
+    with _open_existing(path) as case:
+        try:
+            record = load_run(case, args.run_id)
+        except KeyError as exc:
+            raise UsageError(str(exc).strip('"')) from None
+    if args.json:
+        _print_json(record)
+        return EXIT_OK
+    print(f"Question: {record['question']}\n")
+    _print_record(record)
+    if record.get("tree"):
+        print("\nTrajectory:")
+        _print_tree(record["tree"], 0)
+    return EXIT_OK
+
+
+def _print_tree(node: dict[str, Any], depth: int) -> None:
+    first = (node.get("text") or "").strip().splitlines()
+    label = first[0][:70] if first else ""
+    model = f" {node['model']}" if node.get("model") else ""
+    cost = f" ${node['cost_usd']:.4f}" if node.get("cost_usd") else ""
+    print(f"{'  ' * depth}- {node['kind']}{model} [{node['status']}]{cost} {label}")
+    for child in node.get("children", []):
+        _print_tree(child, depth + 1)

@@ -52,6 +52,7 @@ class RecordedRequest:
     ended: float | None = None
     status: int | None = None
     client_disconnected: bool = False
+    response: dict | None = None  # the JSON body sent back (usage included), for tests that audit costs
 
 
 def approx_tokens(text: str) -> int:
@@ -190,6 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, record: RecordedRequest, status: int, body: dict, headers: dict | None = None):
         data = json.dumps(body).encode("utf-8")
         record.status = status
+        record.response = body
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

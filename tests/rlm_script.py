@@ -22,8 +22,13 @@ class Script:
     that message to its own list of turns.
     """
 
-    def __init__(self, root_turns: list[str | Callable[[dict], str]], sub: Callable[[str], str] | None = None,
-                 levels: dict[str, list[str]] | None = None, sub_delay_s: float = 0.0):
+    def __init__(
+        self,
+        root_turns: list[str | Callable[[dict], str]],
+        sub: Callable[[str], str] | None = None,
+        levels: dict[str, list[str]] | None = None,
+        sub_delay_s: float = 0.0,
+    ):
         self.root_turns = root_turns
         self.sub = sub or (lambda prompt: "sub answer")
         self.levels = levels or {}

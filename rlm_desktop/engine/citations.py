@@ -31,7 +31,9 @@ def markers_in(answer: str) -> list[str]:
     return list(seen)
 
 
-def resolve(answer: str, registry: dict[str, Registered], case: Case) -> tuple[list[dict[str, Any]], list[str]]:
+def resolve(
+    answer: str, registry: dict[str, Registered], case: Case
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Citations for the markers used in `answer`, checked against the case's stored text.
 
     The quote the REPL reported is not trusted: `verified` is true only when the case's own text at those
@@ -53,8 +55,19 @@ def build_citation(case: Case, marker: str, doc_id: int, start: int, end: int, q
         doc = case.document(doc_id)
         text = case.text(doc_id)
     except KeyError:
-        return {"marker": marker, "doc_id": doc_id, "path": None, "title": None, "start": start, "end": end,
-                "quote": quote, "verified": False, "page": None, "rects": [], "problem": "no such document"}
+        return {
+            "marker": marker,
+            "doc_id": doc_id,
+            "path": None,
+            "title": None,
+            "start": start,
+            "end": end,
+            "quote": quote,
+            "verified": False,
+            "page": None,
+            "rects": [],
+            "problem": "no such document",
+        }
     in_range = 0 <= start < end <= len(text)
     verified = in_range and text[start:end] == quote
     page, rects, rect_pages = None, [], []
@@ -69,10 +82,23 @@ def build_citation(case: Case, marker: str, doc_id: int, start: int, end: int, q
         parent = case.document(doc.parent_id)
         path = f"{parent.path or parent.title} › {doc.title}"
     citation = {
-        "marker": marker, "doc_id": doc_id, "path": path, "title": doc.title, "start": start, "end": end,
-        "quote": quote, "verified": verified, "page": page, "rects": rects, "rect_pages": rect_pages,
-        "kind": doc.kind, "sha256": doc.sha256, "parent_id": doc.parent_id,
+        "marker": marker,
+        "doc_id": doc_id,
+        "path": path,
+        "title": doc.title,
+        "start": start,
+        "end": end,
+        "quote": quote,
+        "verified": verified,
+        "page": page,
+        "rects": rects,
+        "rect_pages": rect_pages,
+        "kind": doc.kind,
+        "sha256": doc.sha256,
+        "parent_id": doc.parent_id,
     }
     if not verified:
-        citation["problem"] = "offsets outside the document" if not in_range else "quote differs from the source"
+        citation["problem"] = (
+            "offsets outside the document" if not in_range else "quote differs from the source"
+        )
     return citation

@@ -78,4 +78,6 @@ class RunFinished:
     record: dict[str, Any]  # the CONTRACTS run record
 
 
-RunEvent = RunStarted | NodeStarted | NodeUpdated | NodeFinished | CostChanged | CallRetriedEvent | RunFinished
+RunEvent = (
+    RunStarted | NodeStarted | NodeUpdated | NodeFinished | CostChanged | CallRetriedEvent | RunFinished
+)

@@ -71,7 +71,8 @@ class RunHandle:
         self._loop = loop
         try:
             self._task = loop.create_task(
-                run_rlm(self.case_path, self.question, self.config, self._api_key, self._emit, self.run_id))
+                run_rlm(self.case_path, self.question, self.config, self._api_key, self._emit, self.run_id)
+            )
             if self._cancel_requested.is_set():
                 self._task.cancel()
             self.record = loop.run_until_complete(self._task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import time
@@ -75,8 +76,13 @@ class RunConfig:
 
     def check(self) -> None:
         """Usage errors before anything runs: bad limits, a cap with a model whose price is unknown."""
-        for name in ("max_iterations", "max_subcalls", "concurrency", "root_max_output_tokens",
-                     "sub_max_output_tokens"):
+        for name in (
+            "max_iterations",
+            "max_subcalls",
+            "concurrency",
+            "root_max_output_tokens",
+            "sub_max_output_tokens",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_depth < 0:
@@ -104,8 +110,15 @@ class StopRun(Exception):
 class _Run:
     """State shared by every level of one run: tree, budget, limits used, citations, persistence."""
 
-    def __init__(self, case_path: Path, question: str, config: RunConfig, api_key: str,
-                 emit: Callable[[RunEvent], None], run_id: str | None = None):
+    def __init__(
+        self,
+        case_path: Path,
+        question: str,
+        config: RunConfig,
+        api_key: str,
+        emit: Callable[[RunEvent], None],
+        run_id: str | None = None,
+    ):
         self.case_path = case_path
         self.question = question
         self.config = config
@@ -132,8 +145,13 @@ class _Run:
         self.semaphore = asyncio.Semaphore(config.concurrency)
         self.ledger = SpendLedger(config.cap_usd, on_change=self._cost_changed)
         self.client = ModelClient(
-            config.base_url, api_key, config.prices(), self.ledger, timeout_s=config.request_timeout_s,
-            max_retries=config.max_retries, on_event=self._model_event,
+            config.base_url,
+            api_key,
+            config.prices(),
+            self.ledger,
+            timeout_s=config.request_timeout_s,
+            max_retries=config.max_retries,
+            on_event=self._model_event,
         )
         self.store = RunStore(case_path)
         self.dirty: dict[str, Node] = {}
@@ -148,8 +166,18 @@ class _Run:
     # ---- events, cost and saving -------------------------------------------------------------------
 
     def _cost_changed(self, snap: LedgerSnapshot) -> None:
-        self.emit(CostChanged(self.run_id, snap.spent, snap.reserved, snap.cap, self.calls, self.prompt_tokens,
-                              self.completion_tokens, time.monotonic() - self.t0))
+        self.emit(
+            CostChanged(
+                self.run_id,
+                snap.spent,
+                snap.reserved,
+                snap.cap,
+                self.calls,
+                self.prompt_tokens,
+                self.completion_tokens,
+                time.monotonic() - self.t0,
+            )
+        )
 
     def _model_event(self, event: object) -> None:
         if isinstance(event, CallRetried):
@@ -157,7 +185,8 @@ class _Run:
             node = self._node_by_id(event.label)
             if node is not None:
                 node.detail.setdefault("retries", []).append(
-                    {"attempt": event.attempt, "reason": event.reason, "delay_s": round(event.delay_s, 3)})
+                    {"attempt": event.attempt, "reason": event.reason, "delay_s": round(event.delay_s, 3)}
+                )
                 self.updated(node)
 
     def _node_by_id(self, node_id: str) -> Node | None:
@@ -195,7 +224,8 @@ class _Run:
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         usage = self.usage.setdefault(
-            completion.model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+            completion.model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+        )
         usage["calls"] += 1
         usage["prompt_tokens"] += completion.prompt_tokens
         usage["completion_tokens"] += completion.completion_tokens
@@ -204,11 +234,23 @@ class _Run:
 
     def header(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "question": self.question, "status": self.status, "answer": self.answer,
-            "citations": [], "cost_usd": round(self.ledger.spent, 8), "cap_usd": self.config.cap_usd,
-            "usage": self.usage, "started": self.started, "ended": None if self.status == "running" else now_iso(),
-            "app_version": __version__, "config": self.config.public(), "isolation": self.isolation,
-            "warnings": self.warnings, "error": self.error, "calls": self.calls, "subcalls": self.subcalls,
+            "run_id": self.run_id,
+            "question": self.question,
+            "status": self.status,
+            "answer": self.answer,
+            "citations": [],
+            "cost_usd": round(self.ledger.spent, 8),
+            "cap_usd": self.config.cap_usd,
+            "usage": self.usage,
+            "started": self.started,
+            "ended": None if self.status == "running" else now_iso(),
+            "app_version": __version__,
+            "config": self.config.public(),
+            "isolation": self.isolation,
+            "warnings": self.warnings,
+            "error": self.error,
+            "calls": self.calls,
+            "subcalls": self.subcalls,
         }
 
     # ---- limits ------------------------------------------------------------------------------------
@@ -227,11 +269,16 @@ class _Run:
 
     def budget_line(self, level: Level) -> str:
         cfg = self.config
-        money = (f"${self.ledger.spent:.4f} spent of a ${cfg.cap_usd:.2f} cap" if cfg.cap_usd is not None
-                 else f"${self.ledger.spent:.4f} spent (no cap)")
-        return (f"[budget: {money}; sub-calls {self.subcalls}/{cfg.max_subcalls} used; iteration "
-                f"{level.iteration}/{cfg.max_iterations}; depth {level.depth}/{cfg.max_depth}; "
-                f"{max(0.0, cfg.max_wall_s - (time.monotonic() - self.t0)):.0f} s left]")
+        money = (
+            f"${self.ledger.spent:.4f} spent of a ${cfg.cap_usd:.2f} cap"
+            if cfg.cap_usd is not None
+            else f"${self.ledger.spent:.4f} spent (no cap)"
+        )
+        return (
+            f"[budget: {money}; sub-calls {self.subcalls}/{cfg.max_subcalls} used; iteration "
+            f"{level.iteration}/{cfg.max_iterations}; depth {level.depth}/{cfg.max_depth}; "
+            f"{max(0.0, cfg.max_wall_s - (time.monotonic() - self.t0)):.0f} s left]"
+        )
 
     async def complete(self, node: Node, model: str, messages: Any, max_tokens: int) -> Any:
         """One model call under the cap; waits while in-flight reservations may still free room."""
@@ -243,8 +290,11 @@ class _Run:
                 if exc.may_fit_later and self.ledger.open_reservations:
                     await asyncio.sleep(0.05)
                     continue
-                self.halt("cap_reached", f"the spending cap of ${self.config.cap_usd:.2f} would be exceeded "
-                                         f"by the next call (spent ${exc.spent:.4f})")
+                self.halt(
+                    "cap_reached",
+                    f"the spending cap of ${self.config.cap_usd:.2f} would be exceeded "
+                    f"by the next call (spent ${exc.spent:.4f})",
+                )
 
     # ---- sub-calls ---------------------------------------------------------------------------------
 
@@ -252,26 +302,32 @@ class _Run:
         cfg = self.config
         self.check()
         if len(prompt) > cfg.sub_prompt_max_chars:
-            raise ValueError(f"prompt of {len(prompt):,} characters exceeds the sub-call limit of "
-                             f"{cfg.sub_prompt_max_chars:,}; split the excerpt")
+            raise ValueError(
+                f"prompt of {len(prompt):,} characters exceeds the sub-call limit of "
+                f"{cfg.sub_prompt_max_chars:,}; split the excerpt"
+            )
         key = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
         self.prompts_seen[key] += 1
         if self.prompts_seen[key] > 3:
             self.halt("limit_reached", "the same sub-prompt was sent again after a warning (a loop)")
         if self.prompts_seen[key] == 3:
-            raise RuntimeError("this exact prompt was already sent twice; reuse the earlier answer instead of "
-                               "asking again (sending it once more stops the run)")
+            raise RuntimeError(
+                "this exact prompt was already sent twice; reuse the earlier answer instead of "
+                "asking again (sending it once more stops the run)"
+            )
         if self.subcalls >= cfg.max_subcalls:
             self.halt("limit_reached", f"the limit of {cfg.max_subcalls} sub-calls was reached")
         self.subcalls += 1
         node = self.tree.add(parent, "llm_query", model=cfg.sub_model, text=prompt, prompt=prompt)
         self.started_node(node)
         spans_future = asyncio.get_running_loop().run_in_executor(
-            self.attributor_pool, self.attributor.attribute, prompt)
+            self.attributor_pool, self.attributor.attribute, prompt
+        )
         try:
             async with self.semaphore:
-                completion = await self.complete(node, cfg.sub_model, [{"role": "user", "content": prompt}],
-                                                 cfg.sub_max_output_tokens)
+                completion = await self.complete(
+                    node, cfg.sub_model, [{"role": "user", "content": prompt}], cfg.sub_max_output_tokens
+                )
         except BaseException as exc:
             node.detail["error"] = f"{type(exc).__name__}: {exc}"
             self.finished(node, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error")
@@ -283,8 +339,14 @@ class _Run:
                 spans = []
             node.spans = [(s.doc_id, s.start, s.end) for s in spans]
             node.detail["prompt_spans"] = [
-                {"doc_id": s.doc_id, "start": s.start, "end": s.end, "prompt_start": s.prompt_start,
-                 "prompt_end": s.prompt_end} for s in spans
+                {
+                    "doc_id": s.doc_id,
+                    "start": s.start,
+                    "end": s.end,
+                    "prompt_start": s.prompt_start,
+                    "prompt_end": s.prompt_end,
+                }
+                for s in spans
             ]
         self.charge(node, completion)
         node.detail["response"] = completion.text
@@ -294,8 +356,10 @@ class _Run:
     async def llm_query_batched(self, parent: Node, prompts: list[str]) -> list[str]:
         left = self.config.max_subcalls - self.subcalls
         if len(prompts) > left:
-            raise RuntimeError(f"{len(prompts)} prompts exceed the {left} sub-calls left in this run; "
-                               "select fewer or merge excerpts")
+            raise RuntimeError(
+                f"{len(prompts)} prompts exceed the {left} sub-calls left in this run; "
+                "select fewer or merge excerpts"
+            )
 
         async def one(prompt: str) -> str:
             try:
@@ -323,8 +387,14 @@ class _Run:
                 size += len(piece)
             prompt = question + "\n\nDocuments:\n" + "\n\n".join(texts)
             return await self.llm_query(parent, prompt)
-        node = self.tree.add(parent, "rlm_query", model=self.config.root_model, text=question,
-                             doc_ids=list(doc_ids), depth=depth)
+        node = self.tree.add(
+            parent,
+            "rlm_query",
+            model=self.config.root_model,
+            text=question,
+            doc_ids=list(doc_ids),
+            depth=depth,
+        )
         self.started_node(node)
         level = Level(self, question, doc_ids, depth, node)
         try:
@@ -358,10 +428,16 @@ class Level:
         """(answer, status) of this level. Raises StopRun for run-wide stops, CancelledError on cancel."""
         run, cfg = self.run_, self.run_.config
         sandbox = await Sandbox.start(
-            run.case_path, self.doc_ids,
-            limits={"output_chars": cfg.output_chars, "cell_timeout_s": cfg.cell_timeout_s,
-                    "memory_mb": cfg.memory_mb, "marker_prefix": self.marker_prefix},
-            on_request=self._on_request, isolation=cfg.isolation,
+            run.case_path,
+            self.doc_ids,
+            limits={
+                "output_chars": cfg.output_chars,
+                "cell_timeout_s": cfg.cell_timeout_s,
+                "memory_mb": cfg.memory_mb,
+                "marker_prefix": self.marker_prefix,
+            },
+            on_request=self._on_request,
+            isolation=cfg.isolation,
         )
         if self.depth == 0:
             run.isolation = sandbox.isolation
@@ -369,7 +445,9 @@ class Level:
         try:
             return await self._loop(sandbox)
         finally:
-            sandbox.kill()  # synchronous and immediate: safe on cancel, never waits for the worker
+            sandbox.kill()  # synchronous and immediate: the kill switch never waits for the worker
+            with contextlib.suppress(BaseException):  # then reap it and remove its scratch folder
+                await asyncio.wait_for(sandbox.close(), 2.0)
 
     async def _loop(self, sandbox: Sandbox) -> tuple[str, str]:
         run, cfg = self.run_, self.run_.config
@@ -380,8 +458,9 @@ class Level:
         while self.iteration < cfg.max_iterations:
             self.iteration += 1
             run.check()
-            turn = run.tree.add(self.node, "iteration", model=cfg.root_model, text="", number=self.iteration,
-                                depth=self.depth)
+            turn = run.tree.add(
+                self.node, "iteration", model=cfg.root_model, text="", number=self.iteration, depth=self.depth
+            )
             run.started_node(turn)
             completion = await run.complete(turn, cfg.root_model, messages, cfg.root_max_output_tokens)
             run.charge(turn, completion)
@@ -396,12 +475,25 @@ class Level:
                 run.halt("limit_reached", f"{self.consecutive_errors} consecutive steps failed")
             messages.append({"role": "user", "content": feedback + "\n\n" + run.budget_line(self)})
         # out of iterations: one last call without code for the best final answer
-        turn = run.tree.add(self.node, "iteration", model=cfg.root_model, text="", number=self.iteration + 1,
-                            depth=self.depth, final_request=True)
+        turn = run.tree.add(
+            self.node,
+            "iteration",
+            model=cfg.root_model,
+            text="",
+            number=self.iteration + 1,
+            depth=self.depth,
+            final_request=True,
+        )
         run.started_node(turn)
-        messages.append({"role": "user", "content": (
-            "You have no iterations left. Reply now with your best final answer as plain text (no code), "
-            "using only citation markers you already registered, and say what remains uncertain.")})
+        messages.append(
+            {
+                "role": "user",
+                "content": (
+                    "You have no iterations left. Reply now with your best final answer as plain text (no code), "
+                    "using only citation markers you already registered, and say what remains uncertain."
+                ),
+            }
+        )
         completion = await run.complete(turn, cfg.root_model, messages, cfg.root_max_output_tokens)
         run.charge(turn, completion)
         turn.text = completion.text
@@ -426,8 +518,10 @@ class Level:
         if dates:
             lines.append(f"- dates from {dates[0][:10]} to {dates[-1][:10]}")
         if self.depth:
-            lines.append(f"- you are a sub-investigator at depth {self.depth}: answer this question for the "
-                         "investigator above you, with citation markers, and finish with FINAL")
+            lines.append(
+                f"- you are a sub-investigator at depth {self.depth}: answer this question for the "
+                "investigator above you, with citation markers, and finish with FINAL"
+            )
         lines += ["", "Start by exploring `context` with code.", self.run_.budget_line(self)]
         return "\n".join(lines)
 
@@ -441,8 +535,10 @@ class Level:
         if not blocks:
             self.consecutive_errors += 1
             if "FINAL" in text:
-                return ("Your reply had no ```repl block. FINAL is only accepted when called inside a ```repl "
-                        "block that runs."), None
+                return (
+                    "Your reply had no ```repl block. FINAL is only accepted when called inside a ```repl "
+                    "block that runs."
+                ), None
             return "Your reply had no ```repl block. Continue the investigation with code.", None
         parts: list[str] = []
         for number, code in enumerate(blocks, 1):
@@ -457,8 +553,10 @@ class Level:
                 node.detail["output"] = ""
                 node.detail["error"] = "not run: identical code already ran twice"
                 run.finished(node, "refused")
-                parts.append(f"Block {number} was not run: you already ran this exact code twice. Change your "
-                             "approach; running it again stops the investigation.")
+                parts.append(
+                    f"Block {number} was not run: you already ran this exact code twice. Change your "
+                    "approach; running it again stops the investigation."
+                )
                 continue
             self.current = node
             try:
@@ -467,8 +565,9 @@ class Level:
                 self.current = turn
             node.detail.update(output=result.output, error=result.error, elapsed_s=round(result.elapsed_s, 3))
             for c in result.citations:
-                run.registry[c["marker"]] = Registered(c["marker"], int(c["doc_id"]), int(c["start"]),
-                                                       int(c["end"]), str(c["quote"]))
+                run.registry[c["marker"]] = Registered(
+                    c["marker"], int(c["doc_id"]), int(c["start"]), int(c["end"]), str(c["quote"])
+                )
             if result.citations:
                 node.detail["citations"] = result.citations
             report = f"Block {number} output:\n{result.output or '(no output)'}"
@@ -481,8 +580,10 @@ class Level:
                 if self.iteration == 1:
                     node.detail["final_refused"] = result.final
                     self.best_partial = result.final
-                    report += ("\nFINAL refused: you cannot answer on your first turn, before you have looked at "
-                               "what the code printed. Check the evidence, then call FINAL again.")
+                    report += (
+                        "\nFINAL refused: you cannot answer on your first turn, before you have looked at "
+                        "what the code printed. Check the evidence, then call FINAL again."
+                    )
                 else:
                     node.detail["final"] = result.final
                     run.finished(node, "error" if result.error else "done")
@@ -504,8 +605,14 @@ class Level:
         raise ValueError(f"unknown request {kind}")
 
 
-async def run_rlm(case_path: str | Path, question: str, config: RunConfig, api_key: str,
-                  emit: Callable[[RunEvent], None] | None = None, run_id: str | None = None) -> dict[str, Any]:
+async def run_rlm(
+    case_path: str | Path,
+    question: str,
+    config: RunConfig,
+    api_key: str,
+    emit: Callable[[RunEvent], None] | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
     """Run one investigation to its end and return the CONTRACTS run record (also saved in the case)."""
     case_path = Path(case_path)
     config.check()
@@ -516,6 +623,14 @@ async def run_rlm(case_path: str | Path, question: str, config: RunConfig, api_k
     run.dirty[run.tree.root.id] = run.tree.root
     run.save()
     root = run.tree.root
+
+    async def autosave() -> None:  # events save too, but a long quiet wait must not leave changes unsaved
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL_S)
+            if run.dirty:
+                run.save()
+
+    saver = asyncio.create_task(autosave())
     try:
         async with asyncio.timeout(config.max_wall_s):
             level = Level(run, question, None, 0, root)
@@ -534,6 +649,7 @@ async def run_rlm(case_path: str | Path, question: str, config: RunConfig, api_k
     except Exception as exc:  # a bug must still leave a saved, readable run
         run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
+        saver.cancel()
         record = _finish(run)
     return record
 

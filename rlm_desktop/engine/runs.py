@@ -21,8 +21,13 @@ class RunSummary:
     cost_usd: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "question": self.question, "status": self.status,
-                "started": self.started, "cost_usd": self.cost_usd}
+        return {
+            "run_id": self.run_id,
+            "question": self.question,
+            "status": self.status,
+            "started": self.started,
+            "cost_usd": self.cost_usd,
+        }
 
 
 class RunStore:
@@ -44,9 +49,19 @@ class RunStore:
                 " ON CONFLICT(run_id) DO UPDATE SET status = excluded.status, ended = excluded.ended,"
                 " cost_usd = excluded.cost_usd, answer = excluded.answer, updated = excluded.updated,"
                 " record = excluded.record",
-                (header["run_id"], header["question"], header["status"], header["started"], header.get("ended"),
-                 header["cost_usd"], header["cap_usd"], header["answer"], os.getpid(), now_iso(),
-                 json.dumps(header, ensure_ascii=False)),
+                (
+                    header["run_id"],
+                    header["question"],
+                    header["status"],
+                    header["started"],
+                    header.get("ended"),
+                    header["cost_usd"],
+                    header["cap_usd"],
+                    header["answer"],
+                    os.getpid(),
+                    now_iso(),
+                    json.dumps(header, ensure_ascii=False),
+                ),
             )
             for node in nodes:
                 seq = self._seq.setdefault(node.id, len(self._seq))
@@ -55,8 +70,13 @@ class RunStore:
                 self.case.conn.execute(
                     "INSERT INTO run_nodes (run_id, node_id, parent_id, seq, data) VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT(run_id, node_id) DO UPDATE SET data = excluded.data",
-                    (header["run_id"], node.id, node.parent.id if node.parent else None, seq,
-                     json.dumps(data, ensure_ascii=False)),
+                    (
+                        header["run_id"],
+                        node.id,
+                        node.parent.id if node.parent else None,
+                        seq,
+                        json.dumps(data, ensure_ascii=False),
+                    ),
                 )
 
 
@@ -77,7 +97,9 @@ def _interrupted(status: str, pid: int | None) -> bool:
 
 
 def list_runs(case: Case) -> list[RunSummary]:
-    rows = case.conn.execute("SELECT run_id, question, status, started, cost_usd, pid FROM runs ORDER BY started DESC")
+    rows = case.conn.execute(
+        "SELECT run_id, question, status, started, cost_usd, pid FROM runs ORDER BY started DESC"
+    )
     return [
         RunSummary(run_id, question, "failed" if _interrupted(status, pid) else status, started, cost)
         for run_id, question, status, started, cost, pid in rows
@@ -86,11 +108,15 @@ def list_runs(case: Case) -> list[RunSummary]:
 
 def load_run(case: Case, run_id: str) -> dict[str, Any]:
     """The saved run record; a run whose process died mid-way reads as `failed` with an explanation."""
-    row = case.conn.execute("SELECT run_id, record, status, pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    row = case.conn.execute(
+        "SELECT run_id, record, status, pid FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
     if row is None:
         matches = case.conn.execute("SELECT run_id FROM runs WHERE run_id LIKE ?", (run_id + "%",)).fetchall()
         if len(matches) != 1:
-            raise KeyError(f"no run {run_id!r} in this case" if not matches else f"run id {run_id!r} is ambiguous")
+            raise KeyError(
+                f"no run {run_id!r} in this case" if not matches else f"run id {run_id!r} is ambiguous"
+            )
         return load_run(case, matches[0][0])
     full_id, header, status, pid = row
     record = json.loads(header)

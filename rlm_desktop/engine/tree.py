@@ -37,18 +37,34 @@ class Node:
 
     def view(self) -> NodeView:
         return NodeView(
-            id=self.id, parent_id=self.parent.id if self.parent else None, kind=self.kind, model=self.model,
-            status=self.status, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-            cost_usd=self.cost_usd, started=self.started, ended=self.ended, text=self.text,
-            detail=dict(self.detail), spans=tuple(self.spans),
+            id=self.id,
+            parent_id=self.parent.id if self.parent else None,
+            kind=self.kind,
+            model=self.model,
+            status=self.status,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost_usd=self.cost_usd,
+            started=self.started,
+            ended=self.ended,
+            text=self.text,
+            detail=dict(self.detail),
+            spans=tuple(self.spans),
         )
 
     def to_json(self) -> dict[str, Any]:
         """The CONTRACTS NODE object, with kind-specific extras alongside."""
         out: dict[str, Any] = {
-            "id": self.id, "kind": self.kind, "model": self.model, "status": self.status,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "cost_usd": round(self.cost_usd, 8), "started": self.started, "ended": self.ended, "text": self.text,
+            "id": self.id,
+            "kind": self.kind,
+            "model": self.model,
+            "status": self.status,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+            "started": self.started,
+            "ended": self.ended,
+            "text": self.text,
             "spans": [{"doc_id": d, "start": s, "end": e} for d, s, e in self.spans],
             "children": [c.to_json() for c in self.children],
         }
@@ -69,7 +85,9 @@ class Tree:
         self._ids = itertools.count(1)
         self.root = Node(id="n0", kind="root", text=question)
 
-    def add(self, parent: Node, kind: str, *, model: str | None = None, text: str = "", **detail: Any) -> Node:
+    def add(
+        self, parent: Node, kind: str, *, model: str | None = None, text: str = "", **detail: Any
+    ) -> Node:
         node = Node(id=f"n{next(self._ids)}", kind=kind, parent=parent, model=model, text=text, detail=detail)
         parent.children.append(node)
         return node
