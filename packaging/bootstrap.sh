@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prepare a development checkout: system libraries (as root, on Debian/Ubuntu), then .venv with the app.
+# Idempotent and quick when nothing changed. Usage: packaging/bootstrap.sh [--dev]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+
+# Qt's xcb/offscreen plugins need these; tesseract gives OCR of scanned pages; bubblewrap isolates the REPL.
+apt_packages=(libgl1 libegl1 libxkbcommon0 libglib2.0-0 libfreetype6 libfontconfig1 libdbus-1-3
+              tesseract-ocr tesseract-ocr-eng bubblewrap)
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+missing=()
+if command -v dpkg-query >/dev/null; then
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing system packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "bootstrap: please install these system packages (as root): ${missing[*]}" >&2
+  fi
+fi
+
+stamp=".venv/.installed$extras"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing the app into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".$extras"
+  touch "$stamp"
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the whole test suite (sets everything up on first use). Extra arguments go to pytest.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+"$here/packaging/bootstrap.sh" --dev
+cd "$here"
+export QT_QPA_PLATFORM=offscreen
+.venv/bin/ruff check rlm_desktop tests benchmarks
+exec .venv/bin/python -m pytest "$@"
