@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 MAX_NESTING = 8  # attachments inside messages inside attachments...: deeper is almost surely hostile
 MAILBOX_BATCH_MESSAGES = 200
 MAILBOX_BATCH_BYTES = 8 * 1024 * 1024
-# C0 controls other than \t \n \f \r become spaces: same length, so offsets computed by extractors stay exact
+# C0 controls other than \t \n \f \r become spaces, and lone surrogates (broken PDF fonts) U+FFFD: one code point
+# for one, so offsets computed by extractors stay exact
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def sha256_file(path: Path) -> str:
 
 
 def clean_text(text: str) -> str:
-    return _CONTROL.sub(" ", text)
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
 
 
 def collect(

@@ -19,6 +19,11 @@ from rlm_desktop.store.fts import FtsMatch, chunk_bounds, search_chunks
 from rlm_desktop.store.migrations import migrate
 
 
+def _json(value: Any) -> str:
+    """JSON for a metadata column; lone surrogates (from broken fonts or headers) cannot be stored as UTF-8."""
+    return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "replace").decode("utf-8")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -152,7 +157,7 @@ class Case:
                 size,
                 len(text),
                 len(pages) if pages else None,
-                json.dumps(meta, ensure_ascii=False, default=str),
+                _json(meta),
                 text,
                 status,
                 now_iso(),
@@ -247,7 +252,7 @@ class Case:
         meta.update(values)
         self.conn.execute(
             "UPDATE documents SET meta = ? WHERE id = ?",
-            (json.dumps(meta, ensure_ascii=False, default=str), doc_id),
+            (_json(meta), doc_id),
         )
 
     def set_status(self, doc_id: int, status: str) -> None:
