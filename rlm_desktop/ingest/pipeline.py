@@ -1,16 +1,21 @@
-"""Ingest files and folders into a case: identity by SHA-256, one transaction per file, resumable mailboxes."""
+"""Ingest files and folders into a case: identity by SHA-256, one transaction per file, resumable mailboxes.
+
+Extraction runs ahead in worker processes (`prepare.py`, pure); this module does all database work, in file
+order, in the calling process. A worker that crashes (MuPDF on a hostile file) fails only that file.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import multiprocessing
 import os
-import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
-from rlm_desktop.ingest.detect import detect_kind, extract
-from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
+from rlm_desktop.ingest.prepare import Node, Prepared, prepare_file, prepare_message, reason_for
 from rlm_desktop.ingest.progress import (
     CancelToken,
     FileFinished,
@@ -22,18 +27,13 @@ from rlm_desktop.ingest.progress import (
     IngestStarted,
     ProgressCallback,
 )
-from rlm_desktop.ingest.source import Source
-from rlm_desktop.store.case import Case
+from rlm_desktop.store.case import Case, PathRow
 
 log = logging.getLogger(__name__)
 
-MAX_NESTING = 8  # attachments inside messages inside attachments...: deeper is almost surely hostile
 MAILBOX_BATCH_MESSAGES = 200
 MAILBOX_BATCH_BYTES = 8 * 1024 * 1024
-# C0 controls other than \t \n \f \r become spaces, and lone surrogates (broken PDF fonts) U+FFFD: one code point
-# for one, so offsets computed by extractors stay exact
-_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+POOL_MIN_FILES = 8  # below this, starting worker processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -42,31 +42,8 @@ class WorkItem:
     hint: str | None = None  # a kind known from where the file sits (Maildir messages have no extension)
 
 
-@dataclass
-class _Node:
-    """An extracted document and its extracted children, ready to be written in one transaction."""
-
-    extracted: Extracted
-    sha256: str
-    size: int
-    origin: str | None = None
-    children: list[_Node] = field(default_factory=list)
-
-
 def _noop(_: IngestEvent) -> None:
     pass
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def clean_text(text: str) -> str:
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
 
 
 def collect(
@@ -132,151 +109,225 @@ def ingest(
     paths: list[str | Path],
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    jobs: int | None = None,
+    extractor: Callable[..., Prepared] = prepare_file,
 ) -> IngestReport:
-    """Ingest `paths` (files and folders, recursively) into `case`. Never raises for a bad file."""
+    """Ingest `paths` (files and folders, recursively) into `case`. Never raises for a bad file.
+
+    `jobs` worker processes extract ahead of the writer (default: the number of cores, at most 4;
+    1 extracts in this process). `extractor` replaces `prepare_file` (tests use it to crash a worker).
+    """
     emit = progress or _noop
     own = case.path.absolute()
     items, skipped, missing = collect(
         paths, {own, *(own.with_name(own.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
     )
     report = IngestReport(skipped=skipped)
-    for entry in missing:
-        report.failed.append(entry)
+    report.failed.extend(missing)
     emit(IngestStarted(len(items)))
-    for index, item in enumerate(items):
-        if cancel is not None and cancel.is_set():
-            report.cancelled = True
-            break
-        shown = str(item.path)
-        emit(FileStarted(shown, index, len(items)))
-        try:
-            status = _FileIngest(case, item, report, emit, cancel).run()
-            error = None
-        except (ExtractionError, OSError) as exc:
-            status, error = "failed", _reason(exc)
-        except Exception as exc:  # a bug or a library crash on one file must not stop the ingest
-            log.exception("ingest of %s failed", shown)
-            status, error = "failed", f"internal error while reading the file: {type(exc).__name__}: {exc}"
-        if status == "failed":
-            report.failed.append({"path": shown, "error": error or "unknown error"})
-            case.record_failure(str(item.path.absolute()), error or "unknown error")
-        elif status == "cancelled":
-            report.cancelled = True
-        else:
-            setattr(report, status, getattr(report, status) + 1)
-        emit(FileFinished(shown, index, len(items), status, error))
-        if status == "cancelled":
-            break
+    jobs = jobs or min(os.cpu_count() or 1, 4)
+    with _Extractors(jobs if len(items) >= POOL_MIN_FILES else 1) as extractors:
+        _Ingest(case, items, report, emit, cancel, extractors, extractor).run()
     report.documents = case.count_documents()
     emit(IngestFinished(report))
     return report
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "the file disappeared while ingesting"
-    if isinstance(exc, PermissionError):
-        return "permission denied: the file cannot be read"
-    if isinstance(exc, OSError):
-        return f"cannot read the file: {exc.strerror or exc}"
-    return str(exc) or type(exc).__name__
+class _Extractors:
+    """Runs `prepare_file` in worker processes (spawned: forking a process with threads is unsafe)."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _Extractors:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, fn: Callable[..., Prepared], *args: object) -> Future[Prepared]:
+        if self.jobs <= 1:
+            future: Future[Prepared] = Future()
+            future.set_result(fn(*args))
+            return future
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return self.pool.submit(fn, *args)
+
+    def restart(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def isolated(self, fn: Callable[..., Prepared], *args: object) -> Prepared | None:
+        """Run one call in a process of its own; None if that process crashed too."""
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as solo:
+            try:
+                return solo.submit(fn, *args).result()
+            except BrokenProcessPool:
+                return None
 
 
-class _FileIngest:
-    """Ingest one top-level file: decide unchanged / added / updated, then write it atomically."""
+@dataclass
+class _Planned:
+    item: WorkItem
+    key: str
+    stat: os.stat_result | None = None
+    row: PathRow | None = None
+    unchanged: bool = False
+    error: str | None = None
+    future: Future[Prepared] | None = None
+
+    def args(self) -> tuple[object, ...]:
+        assert self.stat is not None
+        return (self.key, self.item.hint, self.stat.st_size, self.key)
+
+
+class _Ingest:
+    """Writes files in order while the extractors work ahead on the next ones."""
 
     def __init__(
         self,
         case: Case,
-        item: WorkItem,
+        items: list[WorkItem],
         report: IngestReport,
         emit: ProgressCallback,
         cancel: CancelToken | None,
+        extractors: _Extractors,
+        extractor: Callable[..., Prepared],
     ):
+        self.prepare = extractor
         self.case = case
-        self.item = item
+        self.items = items
         self.report = report
         self.emit = emit
         self.cancel = cancel
-        self.path = item.path.absolute()
-        self.key = str(self.path)
-        self.stat = self.path.stat()
+        self.extractors = extractors
+        self.planned: dict[int, _Planned] = {}
+        self.next_plan = 0
 
-    def run(self) -> str:
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def plan_ahead(self, upto: int) -> None:
+        while self.next_plan < len(self.items) and self.next_plan <= upto:
+            index = self.next_plan
+            self.next_plan += 1
+            self.planned[index] = plan = self._plan(self.items[index])
+            if not plan.unchanged and plan.error is None:
+                plan.future = self.extractors.submit(self.prepare, *plan.args())
+
+    def _plan(self, item: WorkItem) -> _Planned:
+        key = str(item.path.absolute())
+        plan = _Planned(item, key)
+        try:
+            plan.stat = item.path.stat()
+        except OSError as exc:
+            plan.error = reason_for(exc)
+            return plan
+        plan.row = self.case.path_row(key)
+        row = plan.row
+        if row and row.size == plan.stat.st_size and row.mtime_ns == plan.stat.st_mtime_ns:
+            doc = self.case.document(row.doc_id)
+            plan.unchanged = doc.status == "complete" and doc.superseded_by is None
+        return plan
+
+    def run(self) -> None:
+        total = len(self.items)
+        window = max(2, 2 * self.extractors.jobs)
+        for index, item in enumerate(self.items):
+            if self.cancelled():
+                self.report.cancelled = True
+                break
+            self.plan_ahead(index + window)
+            plan = self.planned.pop(index)
+            shown = str(item.path)
+            self.emit(FileStarted(shown, index, total))
+            try:
+                status, error = self._one(plan)
+            except Exception as exc:  # a bug in the writer must not lose the rest of the folder
+                log.exception("ingest of %s failed", shown)
+                status, error = "failed", reason_for(exc)
+            if status == "failed":
+                self.report.failed.append({"path": shown, "error": error or "unknown error"})
+                self.case.record_failure(plan.key, error or "unknown error")
+            elif status == "cancelled":
+                self.report.cancelled = True
+            else:
+                setattr(self.report, status, getattr(self.report, status) + 1)
+            self.emit(FileFinished(shown, index, total, status, error))
+            if status == "cancelled":
+                break
+        for plan in self.planned.values():  # planned ahead but never reached (cancelled)
+            if plan.future is not None:
+                plan.future.cancel()
+
+    def _result(self, plan: _Planned) -> Prepared:
+        assert plan.future is not None
+        try:
+            return plan.future.result()
+        except BrokenProcessPool:
+            # some file crashed a worker; retry this one alone so only the guilty file fails
+            self.extractors.restart()
+            for other in self.planned.values():
+                done = other.future is not None and other.future.done() and not other.future.cancelled()
+                if other.future is not None and not (done and other.future.exception() is None):
+                    other.future = self.extractors.submit(self.prepare, *other.args())
+            result = self.extractors.isolated(self.prepare, *plan.args())
+            if result is None:
+                return Prepared(
+                    "",
+                    error="the extractor crashed on this file (it is malformed or hostile); "
+                    "the rest of the ingest went on",
+                )
+            return result
+
+    def _one(self, plan: _Planned) -> tuple[str, str | None]:
+        if plan.error is not None:
+            return "failed", plan.error
+        if plan.unchanged:
+            return "unchanged", None
+        prepared = self._result(plan)
+        if prepared.error is not None and not prepared.sha256:
+            return "failed", prepared.error
         case = self.case
-        row = case.path_row(self.key)
-        if row and row.size == self.stat.st_size and row.mtime_ns == self.stat.st_mtime_ns:
-            doc = case.document(row.doc_id)
-            if doc.status == "complete" and doc.superseded_by is None:
-                return "unchanged"
-        sha = sha256_file(self.path)
-        existing = case.find_top_level_by_sha(sha)
+        existing = case.find_top_level_by_sha(prepared.sha256)
         if existing and existing.status == "complete":
             with case.transaction():  # the same bytes elsewhere: one document, one more path
-                self._replace_path(row, existing.id)
-            return "unchanged"
-        source = Source(self.item.path.name, path=self.path)
-        kind = self.item.hint or detect_kind(source)
-        if kind == "mbox":
-            return self._mailbox(sha, row, existing)
-        extracted = extract(source, kind)
-        node = _Node(extracted, sha, self.stat.st_size, children=self._children(extracted, self.key, 1))
+                self._replace_path(plan, existing.id)
+            return "unchanged", None
+        if prepared.error is not None:
+            return "failed", prepared.error
+        if prepared.kind == "mbox":
+            return self._mailbox(plan, prepared.sha256, existing)
+        assert prepared.node is not None
         with case.transaction():
-            doc_id = self._write(node, None)
-            self._replace_path(row, doc_id)
-        return "updated" if row else "added"
+            doc_id = self._write(prepared.node, None)
+            self._record_child_failures(prepared.child_failures)
+            self._replace_path(plan, doc_id)
+        return ("updated" if plan.row else "added"), None
 
-    def _replace_path(self, old: object, doc_id: int) -> None:
+    def _record_child_failures(self, failures: list[tuple[str, str, str]]) -> None:
+        for where, reason, sha in failures:
+            self.case.record_failure(where, reason, sha)
+            self.report.child_failures.append({"path": where, "error": reason})
+
+    def _replace_path(self, plan: _Planned, doc_id: int) -> None:
         """Point this path at `doc_id`; the document it pointed at before is retired if no path is left."""
-        case = self.case
-        if old is not None and old.doc_id != doc_id:  # type: ignore[attr-defined]
-            case.conn.execute("DELETE FROM paths WHERE path = ?", (self.key,))
-            old_id = old.doc_id  # type: ignore[attr-defined]
-            left = case.conn.execute("SELECT COUNT(*) FROM paths WHERE doc_id = ?", (old_id,)).fetchone()[0]
+        case, old = self.case, plan.row
+        assert plan.stat is not None
+        if old is not None and old.doc_id != doc_id:
+            case.conn.execute("DELETE FROM paths WHERE path = ?", (plan.key,))
+            left = case.conn.execute("SELECT COUNT(*) FROM paths WHERE doc_id = ?", (old.doc_id,)).fetchone()[
+                0
+            ]
             if not left:
-                case.supersede(old_id, doc_id)
-        case.link_path(self.key, doc_id, self.stat.st_size, self.stat.st_mtime_ns)
+                case.supersede(old.doc_id, doc_id)
+        case.link_path(plan.key, doc_id, plan.stat.st_size, plan.stat.st_mtime_ns)
 
-    def _children(self, extracted: Extracted, label: str, depth: int) -> list[_Node]:
-        nodes = []
-        for number, blob in enumerate(extracted.children, 1):
-            origin = blob.origin or f"attachment {number}"
-            where = f"{label} › {blob.filename or origin}"
-            nodes.append(self._child(blob, origin, where, depth))
-        return nodes
-
-    def _child(self, blob: Blob, origin: str, where: str, depth: int) -> _Node:
-        sha = hashlib.sha256(blob.data).hexdigest()
-        source = Source(blob.filename or "attachment", data=blob.data)
-        base_meta = {"filename": blob.filename, "content_type": blob.content_type}
-        try:
-            if depth > MAX_NESTING:
-                raise ExtractionError(f"nested more than {MAX_NESTING} levels deep; not read further")
-            kind = detect_kind(source, blob.content_type)
-            if kind == "mbox":
-                raise UnsupportedFormat("a mailbox inside an attachment is not read; save it and ingest it")
-            extracted = extract(source, kind)
-            extracted.meta = {**base_meta, **extracted.meta}
-            children = self._children(extracted, where, depth + 1)
-            return _Node(extracted, sha, len(blob.data), origin, children)
-        except Exception as exc:
-            reason = (
-                _reason(exc)
-                if isinstance(exc, ExtractionError | OSError)
-                else (f"internal error while reading the attachment: {type(exc).__name__}: {exc}")
-            )
-            if not isinstance(exc, UnsupportedFormat):
-                self.case.record_failure(where, reason, sha)
-                self.report.child_failures.append({"path": where, "error": reason})
-            placeholder = Extracted(
-                kind="attachment",
-                title=blob.filename or origin,
-                text="",
-                meta={**base_meta, "not_extracted": reason},
-            )
-            return _Node(placeholder, sha, len(blob.data), origin)
-
-    def _write(self, node: _Node, parent_id: int | None, status: str = "complete") -> int:
+    def _write(self, node: Node, parent_id: int | None) -> int:
         ex = node.extracted
         meta = dict(ex.meta)
         if ex.warnings:
@@ -284,26 +335,25 @@ class _FileIngest:
         doc_id = self.case.insert_document(
             kind=ex.kind,
             title=ex.title,
-            text=clean_text(ex.text),
+            text=ex.text,
             sha256=node.sha256,
             size=node.size,
             meta=meta,
             parent_id=parent_id,
             origin=node.origin,
             pages=ex.pages or None,
-            status=status,
         )
         self.report.documents_added += 1
         for child in node.children:
             self._write(child, doc_id)
         return doc_id
 
-    def _mailbox(self, sha: str, row: object, existing: object) -> str:
+    def _mailbox(self, plan: _Planned, sha: str, existing: object) -> tuple[str, str | None]:
         """Stream an mbox in batches; each batch commits with the offset to resume from after a kill."""
-        from rlm_desktop.ingest.mail import extract_email
         from rlm_desktop.ingest.mbox import iter_mbox
 
-        case = self.case
+        case, path = self.case, Path(plan.key)
+        assert plan.stat is not None
         if existing is not None:  # a partial mailbox with these bytes: a killed ingest, resume it
             container_id = existing.id  # type: ignore[attr-defined]
             meta = existing.meta  # type: ignore[attr-defined]
@@ -315,64 +365,51 @@ class _FileIngest:
                 for (orphan,) in case.conn.execute(
                     "SELECT id FROM documents WHERE status = 'partial' AND kind = 'mailbox'"
                     " AND json_extract(meta, '$.source_path') = ?",
-                    (self.key,),
+                    (plan.key,),
                 ).fetchall():
                     case.delete_document_tree(orphan)
                 container_id = case.insert_document(
                     kind="mailbox",
-                    title=self.item.path.name,
+                    title=path.name,
                     text="",
                     sha256=sha,
-                    size=self.stat.st_size,
-                    meta={"resume_offset": 0, "messages": 0, "format": "mbox", "source_path": self.key},
+                    size=plan.stat.st_size,
+                    meta={"resume_offset": 0, "messages": 0, "format": "mbox", "source_path": plan.key},
                     status="partial",
                 )
                 self.report.documents_added += 1
-        total = self.stat.st_size
-        batch: list[_Node] = []
+        total = plan.stat.st_size
+        batch: list[Node] = []
+        failures: list[tuple[str, str, str]] = []
         batch_bytes = 0
-        failures: list[tuple[str, str]] = []
 
-        def flush(next_offset: int) -> None:
-            nonlocal batch, batch_bytes, count, failures
+        def flush(next_offset: int, last: bool) -> None:
+            nonlocal batch, failures, batch_bytes, count
             with case.transaction():
                 for node in batch:
                     self._write(node, container_id)
-                for where, reason in failures:
-                    case.record_failure(where, reason)
+                self._record_child_failures(failures)
                 count += len(batch)
                 case.update_meta(container_id, resume_offset=next_offset, messages=count)
-            batch, batch_bytes, failures = [], 0, []
-            self.emit(FileProgressed(str(self.item.path), next_offset, total, count))
+                if last:
+                    case.set_status(container_id, "complete")
+                    self._replace_path(plan, container_id)
+            batch, failures, batch_bytes = [], [], 0
+            self.emit(FileProgressed(str(plan.item.path), next_offset, total, count))
 
-        for start, end, raw in iter_mbox(self.path, offset):
-            where = f"{self.key} › message at byte {start}"
-            try:
-                extracted = extract_email(Source(f"message-{start}.eml", data=raw))
-                node = _Node(
-                    extracted,
-                    hashlib.sha256(raw).hexdigest(),
-                    len(raw),
-                    f"message at byte {start}",
-                    self._children(extracted, where, 1),
-                )
+        for start, end, raw in iter_mbox(path, offset):
+            where = f"{plan.key} › message at byte {start}"
+            node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
+            if node is None:
+                failures.append((where, error or "unreadable message", ""))
+            else:
+                node.origin = f"message at byte {start}"
                 batch.append(node)
-            except Exception as exc:
-                reason = _reason(exc) if isinstance(exc, ExtractionError) else f"{type(exc).__name__}: {exc}"
-                failures.append((where, reason))
-                self.report.child_failures.append({"path": where, "error": reason})
+                failures.extend(child_failures)
             batch_bytes += len(raw)
             if len(batch) >= MAILBOX_BATCH_MESSAGES or batch_bytes >= MAILBOX_BATCH_BYTES:
-                flush(end)
-                if self.cancel is not None and self.cancel.is_set():
-                    return "cancelled"
-        with case.transaction():
-            for node in batch:
-                self._write(node, container_id)
-            for where, reason in failures:
-                case.record_failure(where, reason)
-            count += len(batch)
-            case.update_meta(container_id, resume_offset=total, messages=count)
-            case.set_status(container_id, "complete")
-            self._replace_path(row, container_id)
-        return "updated" if row and row.doc_id != container_id else "added"  # type: ignore[attr-defined]
+                flush(end, last=False)
+                if self.cancelled():
+                    return "cancelled", None
+        flush(total, last=True)
+        return ("updated" if plan.row and plan.row.doc_id != container_id else "added"), None

@@ -178,7 +178,7 @@ class Case:
                         p.height,
                         int(p.image_only),
                         int(p.ocr),
-                        pack_boxes(p.boxes),
+                        p.boxes if isinstance(p.boxes, bytes) else pack_boxes(p.boxes),
                     )
                     for p in pages
                 ],

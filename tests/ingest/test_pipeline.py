@@ -173,13 +173,3 @@ def test_progress_events_and_cancel(case, tmp_path):
     ]
     # the next ingest picks up the rest
     assert ingest(case, [tmp_path]).added == 6
-
-
-def test_lone_surrogates_and_control_characters_keep_offsets(case, tmp_path):
-    from rlm_desktop.ingest.pipeline import clean_text
-
-    raw = "bad font \ud835 here\x00 and \x07 bell"
-    cleaned = clean_text(raw)
-    assert len(cleaned) == len(raw) and cleaned == "bad font \ufffd here  and   bell"
-    doc_id = case.add_text_document("ok", "x", meta={"subject": "broken \udc80 header"})
-    assert case.document(doc_id).meta["subject"] == "broken ? header"

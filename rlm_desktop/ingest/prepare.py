@@ -1,0 +1,159 @@
+"""The pure half of ingesting a file: hash, detect, extract it and its attachments. Runs in worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlm_desktop.ingest.detect import detect_kind, extract
+from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
+from rlm_desktop.ingest.pdf_geometry import pack_boxes
+from rlm_desktop.ingest.source import Source
+
+MAX_NESTING = 8  # attachments inside messages inside attachments...: deeper is almost surely hostile
+# C0 controls other than \t \n \f \r become spaces, and lone surrogates (broken PDF fonts) U+FFFD: one code point
+# for one, so offsets computed by extractors stay exact
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def reason_for(exc: BaseException) -> str:
+    """A failure reason a user can act on."""
+    if isinstance(exc, FileNotFoundError):
+        return "the file disappeared while ingesting"
+    if isinstance(exc, PermissionError):
+        return "permission denied: the file cannot be read"
+    if isinstance(exc, OSError):
+        return f"cannot read the file: {exc.strerror or exc}"
+    if isinstance(exc, ExtractionError):
+        return str(exc) or type(exc).__name__
+    return f"internal error while reading: {type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Node:
+    """An extracted document and its extracted children, ready to be written in one transaction."""
+
+    extracted: Extracted
+    sha256: str
+    size: int
+    origin: str | None = None
+    children: list[Node] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """What a worker hands back for one top-level file."""
+
+    sha256: str
+    kind: str | None = None  # "mbox" means: stream it in the writer, nothing was extracted here
+    node: Node | None = None
+    error: str | None = None
+    child_failures: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, sha256)
+
+
+def prepare_file(path: str, hint: str | None, size: int, label: str) -> Prepared:
+    """Hash and extract one file with its attachments; never raises for a bad file."""
+    file = Path(path)
+    try:
+        sha = sha256_file(file)
+    except OSError as exc:
+        return Prepared("", error=reason_for(exc))
+    try:
+        kind = hint or detect_kind(Source(file.name, path=file))
+        if kind == "mbox":
+            return Prepared(sha, kind)
+        extracted = extract(Source(file.name, path=file), kind)
+        failures: list[tuple[str, str, str]] = []
+        node = Node(extracted, sha, size, children=extract_children(extracted, label, 1, failures))
+        compact(node)
+        return Prepared(sha, kind, node, child_failures=failures)
+    except Exception as exc:  # a bug or a library crash on one file must not stop the ingest
+        return Prepared(sha, error=reason_for(exc))
+
+
+def prepare_message(
+    raw: bytes, name: str, label: str
+) -> tuple[Node | None, str | None, list[tuple[str, str, str]]]:
+    """Extract one mailbox message and its attachments: (node, error, attachment failures)."""
+    from rlm_desktop.ingest.mail import extract_email
+
+    try:
+        extracted = extract_email(Source(name, data=raw))
+    except Exception as exc:
+        return None, reason_for(exc), []
+    failures: list[tuple[str, str, str]] = []
+    node = Node(
+        extracted,
+        hashlib.sha256(raw).hexdigest(),
+        len(raw),
+        children=extract_children(extracted, label, 1, failures),
+    )
+    compact(node)
+    return node, None, failures
+
+
+def extract_children(
+    extracted: Extracted, label: str, depth: int, failures: list[tuple[str, str, str]]
+) -> list[Node]:
+    nodes = []
+    for number, blob in enumerate(extracted.children, 1):
+        origin = blob.origin or f"attachment {number}"
+        where = f"{label} › {blob.filename or origin}"
+        nodes.append(_child(blob, origin, where, depth, failures))
+    extracted.children = []  # the bytes live on in the child nodes' hashes only: keep pickles small
+    return nodes
+
+
+def _child(blob: Blob, origin: str, where: str, depth: int, failures: list[tuple[str, str, str]]) -> Node:
+    sha = hashlib.sha256(blob.data).hexdigest()
+    source = Source(blob.filename or "attachment", data=blob.data)
+    base_meta = {"filename": blob.filename, "content_type": blob.content_type}
+    try:
+        if depth > MAX_NESTING:
+            raise ExtractionError(f"nested more than {MAX_NESTING} levels deep; not read further")
+        kind = detect_kind(source, blob.content_type)
+        if kind == "mbox":
+            raise UnsupportedFormat("a mailbox inside an attachment is not read; save it and ingest it")
+        extracted = extract(source, kind)
+        extracted.meta = {**base_meta, **extracted.meta}
+        return Node(
+            extracted, sha, len(blob.data), origin, extract_children(extracted, where, depth + 1, failures)
+        )
+    except Exception as exc:
+        reason = reason_for(exc)
+        if not isinstance(exc, UnsupportedFormat):
+            failures.append((where, reason, sha))
+        placeholder = Extracted(
+            kind="attachment",
+            title=blob.filename or origin,
+            text="",
+            meta={**base_meta, "not_extracted": reason},
+        )
+        return Node(placeholder, sha, len(blob.data), origin)
+
+
+def compact(node: Node) -> None:
+    """Clean texts and pack word boxes once, here: cheaper to pickle, and the writer has less to do."""
+    ex = node.extracted
+    ex.text = clean_text(ex.text)
+    ex.title = clean_text(ex.title)
+    for page in ex.pages:
+        if not isinstance(page.boxes, bytes):
+            page.boxes = pack_boxes(page.boxes)  # type: ignore[assignment]
+    for child in node.children:
+        compact(child)
