@@ -118,6 +118,7 @@ class Corpus(Sequence[Document]):
                 Document(self, doc_id, kind, title, paths.get(doc_id), parent_id, json.loads(meta), chars)
             )
         self._by_id = {d.id: d for d in self._docs}
+        self._whole = wanted is None  # a whole-case corpus searches without an id filter
         if wanted is not None:
             missing = wanted - self._by_id.keys()
             if missing:
@@ -213,7 +214,7 @@ class Corpus(Sequence[Document]):
 
     def search(self, query: str, k: int = 20) -> list[Hit]:
         """Ranked full-text hits (FTS5 syntax, BM25), best first; one hit per matching passage."""
-        subset = None if len(self._docs) == self._catalogue_size() else self.ids
+        subset = None if self._whole else self.ids
         matches = search_chunks(self._conn, query, k, subset)
         hits = []
         for m in matches:
@@ -223,7 +224,15 @@ class Corpus(Sequence[Document]):
             hits.append(Hit(m.doc_id, m.start, m.end, text, m.score, self))
         return hits
 
-    def _catalogue_size(self) -> int:
-        return self._conn.execute(
-            "SELECT COUNT(*) FROM documents WHERE superseded_by IS NULL AND kind != 'mailbox'"
-        ).fetchone()[0]
+    @property
+    def covers_whole_case(self) -> bool:
+        return self._whole
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The read-only connection (for engine code that queries the FTS index directly)."""
+        return self._conn
+
+    def load_all_texts(self) -> None:
+        """Read every text now (one query) instead of one by one on first use."""
+        self._load_all_texts()

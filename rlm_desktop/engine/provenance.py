@@ -54,10 +54,10 @@ class Attributor:
     def __init__(self, corpus: Corpus):
         self.corpus = corpus
         # the corpus owns a read-only connection opened with check_same_thread=False; reuse it
-        self._conn: sqlite3.Connection = corpus._conn
+        self._conn: sqlite3.Connection = corpus.connection
         self._members = frozenset(corpus.ids)
         # a subset is filtered in SQL, below SQLite's limit on bound parameters
-        self._subset = 0 < len(self._members) <= 30_000 and len(self._members) < corpus._catalogue_size()
+        self._subset = 0 < len(self._members) <= 30_000 and not corpus.covers_whole_case
         self._lock = threading.Lock()
         self._fts_cache: OrderedDict[str, tuple[tuple[int, int, int], ...] | None] = OrderedDict()
         self._scan_ready = False
@@ -110,7 +110,7 @@ class Attributor:
     def scan(self, pattern: re.Pattern[str]) -> list[tuple[int, re.Match[str]]]:
         """Matches of `pattern` in whole texts, lowest doc ids first: the fallback when FTS cannot help."""
         if not self._scan_ready:
-            self.corpus._load_all_texts()
+            self.corpus.load_all_texts()
             self._scan_ready = True
         found: list[tuple[int, re.Match[str]]] = []
         docs = 0
