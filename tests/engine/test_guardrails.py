@@ -111,7 +111,7 @@ def test_cancel_ends_the_run_within_250_ms_and_keeps_the_trajectory(fake_openai,
     handle.subscribe(on_event)
     handle.start()
     assert in_flight.wait(20)
-    fake_openai.wait_for_requests(3 + 4, timeout_s=10)  # 2 root turns ... and the sub-calls arrived
+    fake_openai.wait_for_requests(2 + 4, timeout_s=10)  # 2 root turns and the 4 sub-calls arrived
     started = time.monotonic()
     handle.cancel()
     record = handle.wait(5)

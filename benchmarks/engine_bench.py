@@ -1,0 +1,204 @@
+"""Engine benchmark: per-iteration overhead, sub-call fan-out against the ideal, cancel latency, worker start.
+
+    python -m benchmarks.engine_bench [--case PATH]   (default: the ingest benchmark's 10M-token case)
+
+Uses the fake OpenAI-compatible server from tests/ on 127.0.0.1 and the real sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT_DIR / "tests"))
+
+from fake_openai import FakeOpenAIServer  # noqa: E402
+from rlm_script import PRICES, ROOT, SUB, Script, repl  # noqa: E402
+
+from rlm_desktop.engine.events import NodeStarted  # noqa: E402
+from rlm_desktop.engine.handle import RunHandle  # noqa: E402
+from rlm_desktop.engine.rlm import RunConfig, run_rlm  # noqa: E402
+from rlm_desktop.sandbox.host import Sandbox  # noqa: E402
+from rlm_desktop.store.case import Case  # noqa: E402
+
+
+def config(server: FakeOpenAIServer, **overrides) -> RunConfig:
+    values = dict(
+        root_model=ROOT,
+        sub_model=SUB,
+        base_url=server.base_url,
+        cap_usd=100.0,
+        price_args=PRICES,
+        max_retries=0,
+        max_iterations=60,
+    )
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def small_case(path: Path) -> Path:
+    if not path.exists():
+        with Case.open(path) as case:
+            for i in range(50):
+                case.add_text_document(f"doc {i}", f"Document {i}: payments and invoices. " * 100)
+    return path
+
+
+def iteration_overhead(case_path: Path, turns: int = 40) -> float:
+    with FakeOpenAIServer() as server:
+        server.handler = Script(
+            [repl(f"x = {i} * 2\nprint(x)") for i in range(turns)] + [repl("FINAL('done')")]
+        )
+        started = time.perf_counter()
+        record = asyncio.run(run_rlm(case_path, "Q", config(server), "k"))
+        elapsed = time.perf_counter() - started
+    assert record["status"] == "completed", record.get("error")
+    return elapsed / (turns + 1)
+
+
+def fan_out(
+    case_path: Path, calls: int = 100, latency: float = 0.1, concurrency: int = 8
+) -> tuple[float, float]:
+    with FakeOpenAIServer() as server:
+        server.handler = Script(
+            [
+                repl(f"rs = llm_query_batched([f'question {{i}}' for i in range({calls})])\nprint(len(rs))"),
+                repl("FINAL('done')"),
+            ],
+            sub_delay_s=latency,
+        )
+        asyncio.run(run_rlm(case_path, "Q", config(server, concurrency=concurrency), "k"))
+        subs = [r for r in server.chat_requests if r.json["model"] == SUB]
+        measured = max(r.ended for r in subs) - min(r.arrived for r in subs)
+    ideal = math.ceil(calls / concurrency) * latency
+    return measured, ideal
+
+
+def cancel_latency(case_path: Path, rounds: int = 5) -> list[float]:
+    latencies = []
+    for _ in range(rounds):
+        with FakeOpenAIServer() as server:
+            server.handler = Script(
+                [repl("print(1)"), repl("rs = llm_query_batched([f'slow {i}' for i in range(8)])")],
+                sub_delay_s=30,
+            )
+            handle = RunHandle(case_path, "Q", config(server), "k")
+            in_flight = threading.Event()
+            handle.subscribe(
+                lambda e: (
+                    in_flight.set() if isinstance(e, NodeStarted) and e.node.kind == "llm_query" else None
+                )
+            )
+            handle.start()
+            in_flight.wait(30)
+            server.wait_for_requests(2 + 8, timeout_s=10)
+            started = time.perf_counter()
+            handle.cancel()
+            record = handle.wait(10)
+            assert record["status"] == "cancelled", record["status"]
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def _descendant_rss_kb(pid: int) -> int:
+    """Peak RSS (VmHWM) of the largest process under `pid`: the Python worker inside bwrap/unshare."""
+    best, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    best = max(best, int(line.split()[1]))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except OSError:
+            continue
+    return best
+
+
+async def worker_start(case_path: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    sandbox = await Sandbox.start(case_path)
+    start_s = time.perf_counter() - started
+    result = await sandbox.execute("hits = grep(r'NDL-\\d+')\nprint(len(context), len(hits))")
+    rss_kb = _descendant_rss_kb(sandbox.pid)
+    await sandbox.close()
+    return {
+        "start_s": start_s,
+        "isolation": sandbox.isolation,
+        "first_grep_s": result.elapsed_s,
+        "output": result.output.strip(),
+        "peak_rss_mb": rss_kb / 1024,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--case",
+        type=Path,
+        default=ROOT_DIR / "benchmarks" / "out" / "bench.rlmcase",
+        help="a large case for the worker start figures (run benchmarks/run first)",
+    )
+    args = parser.parse_args(argv)
+    work = ROOT_DIR / "benchmarks" / "out"
+    work.mkdir(parents=True, exist_ok=True)
+    small = small_case(work / "engine-small.sqlite")
+
+    rows = []
+    per_iter = iteration_overhead(small)
+    rows.append(("engine overhead per iteration (0-latency fake)", f"{per_iter * 1000:.1f} ms"))
+    measured, ideal = fan_out(small)
+    rows.append(
+        (
+            "100 sub-calls at 100 ms, concurrency 8",
+            f"{measured:.2f} s vs ideal {ideal:.2f} s ({ideal / measured:.0%} of ideal)",
+        )
+    )
+    latencies = cancel_latency(small)
+    rows.append(
+        (
+            "cancel latency (5 runs, 8 calls in flight)",
+            f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+            f"   {'PASS' if max(latencies) < 0.25 else 'FAIL'} (< 250 ms)",
+        )
+    )
+    if args.case.exists():
+        with Case.open(args.case) as case:
+            chars = case.conn.execute("SELECT SUM(chars) FROM documents").fetchone()[0]
+            case.checkpoint()
+        figures = asyncio.run(worker_start(args.case))
+        rows.append(
+            (
+                f"worker start on {chars / 4 / 1e6:.1f}M-token case ({figures['isolation']})",
+                f"{figures['start_s'] * 1000:.0f} ms",
+            )
+        )
+        rows.append(
+            (
+                "first whole-corpus grep in the worker",
+                f"{figures['first_grep_s'] * 1000:.0f} ms ({figures['output']})",
+            )
+        )
+        rows.append(("worker peak RSS after loading all text", f"{figures['peak_rss_mb']:.0f} MB"))
+    else:
+        rows.append(
+            ("worker start on a 10M-token case", f"skipped: {args.case} not found (run benchmarks/run)")
+        )
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
