@@ -91,11 +91,11 @@ def cancel_latency(case_path: Path, rounds: int = 5) -> list[float]:
             )
             handle = RunHandle(case_path, "Q", config(server), "k")
             in_flight = threading.Event()
-            handle.subscribe(
-                lambda e: (
-                    in_flight.set() if isinstance(e, NodeStarted) and e.node.kind == "llm_query" else None
-                )
-            )
+            def on_event(event, in_flight=in_flight):
+                if isinstance(event, NodeStarted) and event.node.kind == "llm_query":
+                    in_flight.set()
+
+            handle.subscribe(on_event)
             handle.start()
             in_flight.wait(30)
             server.wait_for_requests(2 + 8, timeout_s=10)
