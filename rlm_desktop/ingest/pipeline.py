@@ -153,7 +153,9 @@ class _Extractors:
             future.set_result(fn(*args))
             return future
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker
+            )
         return self.pool.submit(fn, *args)
 
     def restart(self) -> None:
@@ -163,11 +165,20 @@ class _Extractors:
 
     def isolated(self, fn: Callable[..., Prepared], *args: object) -> Prepared | None:
         """Run one call in a process of its own; None if that process crashed too."""
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as solo:
+        with ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker
+        ) as solo:
             try:
                 return solo.submit(fn, *args).result()
             except BrokenProcessPool:
                 return None
+
+
+def _quiet_worker() -> None:
+    """Libraries in workers (Tesseract, MuPDF) print to stderr; what matters comes back in the results."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 @dataclass
