@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -154,7 +156,10 @@ class _Extractors:
             return future
         if self.pool is None:
             self.pool = ProcessPoolExecutor(
-                self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker
+                self.jobs,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         return self.pool.submit(fn, *args)
 
@@ -166,7 +171,10 @@ class _Extractors:
     def isolated(self, fn: Callable[..., Prepared], *args: object) -> Prepared | None:
         """Run one call in a process of its own; None if that process crashed too."""
         with ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         ) as solo:
             try:
                 return solo.submit(fn, *args).result()
@@ -174,11 +182,20 @@ class _Extractors:
                 return None
 
 
-def _quiet_worker() -> None:
-    """Libraries in workers (Tesseract, MuPDF) print to stderr; what matters comes back in the results."""
+def _init_worker(parent_pid: int) -> None:
+    """Prepare an extractor process: quiet, and gone as soon as the ingest that started it is gone."""
+    # Libraries (Tesseract, MuPDF) print to stderr; what matters comes back in the results.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+
+    # A SIGKILLed ingest cannot shut its pool down, and idle workers never notice: watch the parent.
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @dataclass

@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 from builders import make_mbox
 
@@ -30,8 +32,11 @@ DRIVER = textwrap.dedent(
 )
 
 
-def _run_until(case_path, source, marker: str, count: int) -> None:
-    """Start an ingest in a child process and SIGKILL it once `marker` was printed `count` times."""
+def _run_until(case_path, source, marker: str, count: int) -> set[int]:
+    """Start an ingest in a child process and SIGKILL it once `marker` was printed `count` times.
+
+    Returns the pids of the processes it had started (extractor workers), to check they do not outlive it.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(case_path), str(source)], stdout=subprocess.PIPE, text=True
     )
@@ -40,11 +45,28 @@ def _run_until(case_path, source, marker: str, count: int) -> None:
         if line.strip() == marker:
             seen += 1
             if seen == count:
+                helpers = _children(proc.pid)
                 proc.send_signal(signal.SIGKILL)
                 break
         assert line.strip() != "DONE", "the ingest finished before it could be killed"
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    return helpers
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _assert_consistent(case_path) -> None:
@@ -90,8 +112,11 @@ def test_killed_folder_ingest_keeps_whole_files_and_finishes_later(tmp_path):
     for i in range(400):
         (source / f"doc{i:03}.txt").write_text(f"document number {i}\n" * 50)
     case_path = tmp_path / "case.sqlite"
-    _run_until(case_path, source, "FileFinished", 40)
+    helpers = _run_until(case_path, source, "FileFinished", 40)
     _assert_consistent(case_path)
+    time.sleep(1.5)  # the extractor processes notice their parent is gone within a second
+    assert helpers, "the folder ingest should have used extractor processes"
+    assert not [pid for pid in helpers if _alive(pid)], "extractor processes outlived the killed ingest"
     with Case.open(case_path) as case:
         done = case.count_documents()
         assert 40 <= done < 400
