@@ -1,0 +1,46 @@
+"""Span-to-rectangle mapping and the compact box storage, on hand-made pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm_desktop.ingest.extracted import Page
+from rlm_desktop.ingest.pdf_geometry import pack_boxes, page_for_offset, span_rects, unpack_boxes
+
+# "alpha beta\ngamma" on page 1, then "\f", then "delta" on page 2
+PAGES = [
+    Page(1, 0, 16, 600, 800, [(0, 5, 10, 10, 40, 20), (6, 10, 45, 10, 70, 20), (11, 16, 10, 30, 45, 40)]),
+    Page(2, 17, 22, 600, 800, [(17, 22, 10, 10, 40, 20)]),
+]
+
+
+def test_words_on_one_line_merge_and_lines_stay_apart():
+    assert span_rects(PAGES, 0, 10) == [(1, [10, 10, 70, 20])]
+    assert span_rects(PAGES, 2, 13) == [(1, [10, 10, 70, 20]), (1, [10, 30, 45, 40])]
+
+
+def test_a_span_across_a_page_break():
+    assert span_rects(PAGES, 11, 22) == [(1, [10, 30, 45, 40]), (2, [10, 10, 40, 20])]
+    assert span_rects(PAGES, 5, 5) == []
+
+
+def test_page_for_offset():
+    assert [page_for_offset(PAGES, o) for o in (0, 15, 16, 17, 21, 99)] == [1, 1, None, 2, 2, None]
+
+
+def test_packing_round_trips_in_24_bytes_a_word():
+    boxes = [(0, 5, 10.25, 10.5, 40.0, 20.75), (2_000_000, 2_000_009, 0.1, 0.2, 599.9, 799.9)]
+    data = pack_boxes(boxes)
+    assert len(data) == 48
+    back = unpack_boxes(data)
+    assert [b[:2] for b in back] == [(0, 5), (2_000_000, 2_000_009)]
+    assert all(
+        a == pytest.approx(b, abs=1e-3)
+        for x, y in zip(boxes, back, strict=True)
+        for a, b in zip(x, y, strict=True)
+    )
+    assert unpack_boxes(pack_boxes([])) == []
+    with pytest.raises(ValueError):
+        pack_boxes([(0, 1, 2, 3, 4)])
+    with pytest.raises(ValueError):
+        unpack_boxes(b"\x00" * 25)
