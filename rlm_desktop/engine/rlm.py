@@ -421,6 +421,7 @@ class Level:
         self.current: Node = node
         self.best_partial = ""
         self.consecutive_errors = 0
+        self.sandbox: Sandbox | None = None
         run.levels += 1
         self.marker_prefix = "c" if depth == 0 else f"c{run.levels}."
 
@@ -439,6 +440,7 @@ class Level:
             on_request=self._on_request,
             isolation=cfg.isolation,
         )
+        self.sandbox = sandbox
         if self.depth == 0:
             run.isolation = sandbox.isolation
             run.warnings.extend(sandbox.warnings)
@@ -596,12 +598,18 @@ class Level:
 
     async def _on_request(self, kind: str, payload: dict[str, Any]) -> Any:
         run, parent = self.run_, self.current
-        if kind == "llm_query":
-            return await run.llm_query(parent, payload["prompt"])
-        if kind == "llm_query_batched":
-            return await run.llm_query_batched(parent, payload["prompts"])
-        if kind == "rlm_query":
-            return await run.rlm_query(self, parent, payload["question"], list(payload["doc_ids"]))
+        try:
+            if kind == "llm_query":
+                return await run.llm_query(parent, payload["prompt"])
+            if kind == "llm_query_batched":
+                return await run.llm_query_batched(parent, payload["prompts"])
+            if kind == "rlm_query":
+                return await run.rlm_query(self, parent, payload["question"], list(payload["doc_ids"]))
+        except StopRun:
+            # the run is over: code that catches the error and keeps calling must not hold it up
+            if self.sandbox is not None:
+                self.sandbox.kill()
+            raise
         raise ValueError(f"unknown request {kind}")
 
 
@@ -670,7 +678,6 @@ def _finish(run: _Run) -> dict[str, Any]:
     record = run.header()
     record["citations"] = citations
     record["unresolved_markers"] = unknown
-    run.save_header = record
     nodes, run.dirty = list(run.dirty.values()), {}
     run.store.save(record, nodes)
     run.store.close()

@@ -181,3 +181,20 @@ def test_a_killed_ask_process_leaves_a_readable_partial_run(fake_openai, case_pa
     kinds = [n["kind"] for n in _walk(record["tree"])]
     assert kinds.count("iteration") == 2 and "code" in kinds
     assert "sk-secret-test" not in json.dumps(record)
+
+
+def test_cap_reached_inside_code_that_swallows_errors_ends_the_run_at_once(fake_openai, case_path):
+    script = Script(
+        [
+            repl("print(len(context))"),
+            repl(
+                "i = 0\nwhile True:\n    i += 1\n    try:\n        llm_query(f'q{i} ' + 'z' * 4000)\n"
+                "    except Exception:\n        pass"
+            ),
+        ]
+    )
+    fake_openai.handler = script
+    started = time.monotonic()
+    record = asyncio.run(run_rlm(case_path, "Q", config(fake_openai, cap_usd=0.02, cell_timeout_s=120), "k"))
+    assert record["status"] == "cap_reached" and record["cost_usd"] <= 0.02
+    assert time.monotonic() - started < 10  # not the 120 s cell timeout
