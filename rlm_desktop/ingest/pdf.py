@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import mimetypes
@@ -9,10 +10,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import accumulate
 from typing import Any
 
 import pymupdf
@@ -34,6 +39,8 @@ _MAX_EMBEDDED_FILE_BYTES = 256 * 1024 * 1024
 # Characters that must not reach the document text: "\f" separates pages, the rest is invisible noise,
 # and lone surrogates cannot be encoded as UTF-8 for the store.
 _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
+# The same without "\n", which the laid-out page text holds as line separators.
+_UNSAFE_IN_PAGE_TEXT = re.compile("[\x00-\x09\x0b-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
 _PDF_DATE = re.compile(
     r"^\s*(?:D:)?(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?\s*"
     r"(?:([Zz+\-])\s*(?:(\d{1,2})'?\s*(?:(\d{2})'?)?)?)?"
@@ -80,6 +87,11 @@ def _extract(source: Source, password: str | None, tessdata: str | None) -> Extr
     doc = _open(source, password)
     try:
         run = _Run(ocr_tessdata=tessdata)
+        if doc.page_count == 0 and _rebuild_page_tree(doc):
+            run.warnings.append(
+                f"the PDF's page tree is broken; {doc.page_count} pages were recovered from loose page "
+                "objects, in file order"
+            )
         if doc.page_count == 0:
             if doc.is_repaired:
                 raise ExtractionError(f"damaged or not a PDF: no pages could be recovered{_mupdf_hint()}")
@@ -121,7 +133,7 @@ def _open(source: Source, password: str | None) -> pymupdf.Document:
             doc = pymupdf.open(stream=source.read_bytes(), filetype="pdf")
     except pymupdf.EmptyFileError as exc:
         raise ExtractionError("damaged or not a PDF: the file is empty") from exc
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except (FileNotFoundError, pymupdf.FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         raise ExtractionError(f"cannot read the file: {exc}") from exc
     except Exception as exc:
         raise ExtractionError(f"damaged or not a PDF: {_mupdf_first_warning() or _describe(exc)}") from exc
@@ -131,6 +143,33 @@ def _open(source: Source, password: str | None) -> pymupdf.Document:
             raise ExtractionError("PDF is encrypted and needs a password (the given password is wrong)")
         raise ExtractionError("PDF is encrypted and needs a password")
     return doc
+
+
+def _rebuild_page_tree(doc: pymupdf.Document) -> bool:
+    """Point the catalog at a new page tree made of every /Page object, when the real tree is lost."""
+    try:
+        catalog = doc.pdf_catalog()
+        if catalog <= 0:
+            return False
+        page_objects = [xref for xref in range(1, doc.xref_length()) if _is_page_object(doc, xref)]
+        if not page_objects:
+            return False
+        tree = doc.get_new_xref()
+        kids = " ".join(f"{xref} 0 R" for xref in page_objects)
+        doc.update_object(tree, f"<< /Type /Pages /Kids [{kids}] /Count {len(page_objects)} >>")
+        for xref in page_objects:
+            doc.xref_set_key(xref, "Parent", f"{tree} 0 R")
+        doc.xref_set_key(catalog, "Pages", f"{tree} 0 R")
+        return doc.page_count > 0
+    except Exception:
+        return False
+
+
+def _is_page_object(doc: pymupdf.Document, xref: int) -> bool:
+    try:
+        return doc.xref_get_key(xref, "Type") == ("name", "/Page")
+    except Exception:
+        return False
 
 
 def _extract_pages(doc: pymupdf.Document, run: _Run) -> tuple[str, list[Page]]:
@@ -143,45 +182,44 @@ def _extract_pages(doc: pymupdf.Document, run: _Run) -> tuple[str, list[Page]]:
             position += 1
         started = time.monotonic()
         try:
-            page, page_chunks = _extract_page(doc, index, position, run)
+            page, page_text = _extract_page(doc, index, position, run)
         except Exception as exc:
             run.failed_pages += 1
             run.warnings.append(f"page {index + 1}: could not be read ({_describe(exc)})")
-            page, page_chunks = (
-                Page(number=index + 1, start=position, end=position, width=0.0, height=0.0),
-                [],
-            )
+            page = Page(number=index + 1, start=position, end=position, width=0.0, height=0.0)
+            page_text = ""
         elapsed = time.monotonic() - started
         if elapsed > _SLOW_PAGE_SECONDS:
             run.warnings.append(f"page {index + 1}: took {elapsed:.0f} s to read")
-        chunks.extend(page_chunks)
+        chunks.append(page_text)
         pages.append(page)
         position = page.end
     return "".join(chunks), pages
 
 
-def _extract_page(doc: pymupdf.Document, index: int, start: int, run: _Run) -> tuple[Page, list[str]]:
+def _extract_page(doc: pymupdf.Document, index: int, start: int, run: _Run) -> tuple[Page, str]:
     page = doc.load_page(index)
     number = index + 1
     rect = page.rect
     words = page.get_textpage(flags=_TEXT_FLAGS).extractWORDS()
-    image_only = not words and _has_images(page)
-    garbled = _mostly_unmapped(words)
+    text, boxes = _layout(words, start)
+    image_only = not boxes and _has_images(page)
+    garbled = _mostly_unmapped(text)
     if image_only:
         run.image_only_pages.append(number)
     if garbled:
         run.garbled_pages.append(number)
     ocr = False
-    # Image-only and garbled pages are read again by OCR when it is available; garbled text stays if not.
+    # Image-only and garbled pages are read again by OCR when it is available. Garbled text stays when
+    # OCR finds nothing: its positions at least show where the unreadable text is.
     if (image_only or garbled) and run.ocr_tessdata:
         ocr_words = _ocr_words(page, run)
-        if ocr_words is not None:
+        if ocr_words is not None and (ocr_words or image_only):
             words, ocr = ocr_words, True
+            text, boxes = _layout(words, start)
             run.ocr_pages.append(number)
-    # check the words themselves: the laid-out chunks always hold the "\n" separators this pattern matches
-    if _UNSAFE_CHARS.search("".join(word[4] for word in words)):
-        words = [_clean_word(word) for word in words]
-    chunks, boxes = _layout(words, start)
+    if _UNSAFE_IN_PAGE_TEXT.search(text):
+        text, boxes = _layout([_clean_word(word) for word in words], start)
     end = boxes[-1][1] if boxes else start
     if page.rotation and boxes:
         boxes = _rotate_boxes(boxes, page.rotation_matrix)
@@ -196,41 +234,33 @@ def _extract_page(doc: pymupdf.Document, index: int, start: int, run: _Run) -> t
             image_only=image_only,
             ocr=ocr,
         ),
-        chunks,
+        text,
     )
 
 
-def _layout(
-    words: list[Word], start: int
-) -> tuple[list[str], list[tuple[int, int, float, float, float, float]]]:
-    """Join words into page text (" " within a line, "\\n" between lines, "\\n\\n" between blocks)."""
-    chunks: list[str] = []
-    boxes: list[tuple[int, int, float, float, float, float]] = []
-    append_chunk = chunks.append
-    append_box = boxes.append
-    position = start
-    previous_block = previous_line = -1
-    for x0, y0, x1, y1, word, block, line, _ in words:
-        if not word:
-            continue
-        if previous_block < 0:
-            gap = 0
-        elif block != previous_block:
-            append_chunk("\n\n")
-            gap = 2
-        elif line != previous_line:
-            append_chunk("\n")
-            gap = 1
-        else:
-            append_chunk(" ")
-            gap = 1
-        append_chunk(word)
-        position += gap
-        end = position + len(word)
-        append_box((position, end, x0, y0, x1, y1))
-        position = end
-        previous_block, previous_line = block, line
-    return chunks, boxes
+def _layout(words: list[Word], start: int) -> tuple[str, list[tuple[int, int, float, float, float, float]]]:
+    """Join words into page text: a space within a line, a newline between lines, two between blocks.
+
+    Written as comprehensions and C-level helpers rather than one Python loop: this runs once per word
+    of every document and dominates extraction time after MuPDF's own work.
+    """
+    words = [word for word in words if word[4]]
+    if not words:
+        return "", []
+    separators = [
+        ("\n\n" if before[5] != after[5] else "\n" if before[6] != after[6] else " ")
+        for before, after in zip(words, words[1:], strict=False)
+    ]
+    pieces: list[str] = [""] * (2 * len(words) - 1)
+    pieces[0::2] = [word[4] for word in words]
+    pieces[1::2] = separators
+    # offsets[k] is where piece k starts, so word i spans offsets[2i]:offsets[2i + 1].
+    offsets = list(accumulate(map(len, pieces), initial=start))
+    boxes = [
+        (word_start, word_end, word[0], word[1], word[2], word[3])
+        for word_start, word_end, word in zip(offsets[0::2], offsets[1::2], words, strict=True)
+    ]
+    return "".join(pieces), boxes
 
 
 def _clean_word(word: Word) -> Word:
@@ -261,24 +291,40 @@ def _has_images(page: pymupdf.Page) -> bool:
     return False
 
 
-def _mostly_unmapped(words: list[Word]) -> bool:
+def _mostly_unmapped(text: str) -> bool:
     """Whether most of the page's characters are U+FFFD: a font without a usable Unicode mapping."""
-    if not words:
-        return False
-    text = "".join(word[4] for word in words)
     unknown = text.count("\ufffd")
-    return unknown >= 20 and unknown > 0.3 * len(text)
+    return unknown >= 20 and unknown > 0.3 * (len(text) - text.count(" ") - text.count("\n"))
 
 
 def _ocr_words(page: pymupdf.Page, run: _Run) -> list[Word] | None:
     try:
-        textpage = page.get_textpage_ocr(
-            flags=_TEXT_FLAGS, language=_OCR_LANGUAGE, dpi=_OCR_DPI, full=True, tessdata=run.ocr_tessdata
-        )
+        with _stderr_to_warnings(run, f"page {page.number + 1}: OCR: "):
+            textpage = page.get_textpage_ocr(
+                flags=_TEXT_FLAGS, language=_OCR_LANGUAGE, dpi=_OCR_DPI, full=True, tessdata=run.ocr_tessdata
+            )
         return textpage.extractWORDS()
     except Exception as exc:
         run.warnings.append(f"page {page.number + 1}: OCR failed ({_describe(exc)})")
         return None
+
+
+@contextlib.contextmanager
+def _stderr_to_warnings(run: _Run, prefix: str) -> Iterator[None]:
+    """Catch what Tesseract (inside MuPDF) prints straight to file descriptor 2 and keep it as warnings."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            printed = capture.read(64 * 1024).decode("utf-8", "replace")
+    lines = [line.strip() for line in _UNSAFE_IN_PAGE_TEXT.sub("", printed).splitlines() if line.strip()]
+    run.warnings.extend(prefix + line for line in list(dict.fromkeys(lines))[:_MAX_MUPDF_WARNINGS])
 
 
 @functools.cache
@@ -388,7 +434,8 @@ def _embedded_files(doc: pymupdf.Document, run: _Run) -> list[Blob]:
 
 def _mupdf_warnings() -> list[str]:
     """MuPDF's collected messages, deduplicated and capped, prefixed so the user knows their source."""
-    lines = list(dict.fromkeys(line.strip() for line in pymupdf.TOOLS.mupdf_warnings().splitlines()))
+    messages = _UNSAFE_IN_PAGE_TEXT.sub("\ufffd", pymupdf.TOOLS.mupdf_warnings())
+    lines = list(dict.fromkeys(line.strip() for line in messages.splitlines()))
     lines = [line for line in lines if line]
     shown = [f"MuPDF: {line}" for line in lines[:_MAX_MUPDF_WARNINGS]]
     if len(lines) > _MAX_MUPDF_WARNINGS:

@@ -44,3 +44,29 @@ def test_packing_round_trips_in_24_bytes_a_word():
         pack_boxes([(0, 1, 2, 3, 4)])
     with pytest.raises(ValueError):
         unpack_boxes(b"\x00" * 25)
+
+
+def test_three_lines_give_three_rectangles_and_columns_never_merge():
+    # line 1 "a b" / line 2 "c" / line 3 "d", and a right-hand column word "x" at the height of line 1
+    page = Page(
+        1,
+        0,
+        11,
+        600,
+        800,
+        [
+            (0, 1, 10, 10, 20, 20),
+            (2, 3, 25, 10, 35, 20),
+            (4, 5, 10, 30, 20, 40),
+            (6, 7, 10, 50, 20, 60),
+            (10, 11, 400, 10, 410, 20),
+        ],
+    )
+    assert span_rects([page], 0, 7) == [(1, [10, 10, 35, 20]), (1, [10, 30, 20, 40]), (1, [10, 50, 20, 60])]
+    assert span_rects([page], 2, 11)[-1] == (1, [400, 10, 410, 20])  # a far jump is a new rectangle
+    assert span_rects([page], 6, 11) == [(1, [10, 50, 20, 60]), (1, [400, 10, 410, 20])]
+
+
+def test_a_span_touching_part_of_a_word_covers_the_whole_word():
+    assert span_rects(PAGES, 1, 2) == [(1, [10, 10, 40, 20])]
+    assert span_rects(PAGES, 5, 6) == []  # only the space between two words
