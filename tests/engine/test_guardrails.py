@@ -198,3 +198,14 @@ def test_cap_reached_inside_code_that_swallows_errors_ends_the_run_at_once(fake_
     record = asyncio.run(run_rlm(case_path, "Q", config(fake_openai, cap_usd=0.02, cell_timeout_s=120), "k"))
     assert record["status"] == "cap_reached" and record["cost_usd"] <= 0.02
     assert time.monotonic() - started < 10  # not the 120 s cell timeout
+
+
+def test_wall_clock_limit_stops_a_slow_run(fake_openai, case_path):
+    script = Script([repl("print(1)"), repl("r = llm_query('a very slow question')")], sub_delay_s=30)
+    fake_openai.handler = script
+    started = time.monotonic()
+    record = asyncio.run(run_rlm(case_path, "Q", config(fake_openai, max_wall_s=1.5), "k"))
+    assert record["status"] == "limit_reached" and "wall-clock" in record["error"]
+    assert time.monotonic() - started < 5
+    (sub,) = [n for n in _walk(record["tree"]) if n["kind"] == "llm_query"]
+    assert sub["status"] == "cancelled"
