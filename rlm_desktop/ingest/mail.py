@@ -220,6 +220,11 @@ def _parse_date(raw: str | None) -> datetime | None:
     return parsed
 
 
+def thread_key(references: list[str], in_reply_to: str | None, message_id: str | None) -> str | None:
+    """The id a message's thread is known by: the first of References, else In-Reply-To, else its own id."""
+    return (references[0] if references else None) or in_reply_to or message_id
+
+
 def normalise_subject(subject: str) -> str:
     """Subject without reply/forward prefixes and [list] tags, lower-cased, for threading."""
     previous = None
@@ -594,7 +599,7 @@ def extract_email(source: Source) -> Extracted:
         "in_reply_to": in_reply_to,
         "references": references,
         "subject_norm": normalise_subject(subject),
-        "thread_key": (references[0] if references else None) or in_reply_to or message_id,
+        "thread_key": thread_key(references, in_reply_to, message_id),
         "attachments": walker.attachments,
         "charsets": walker.charsets,
         "charset_problems": list(dict.fromkeys(problems)),

@@ -15,7 +15,7 @@ import olefile
 
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
 from rlm_desktop.ingest.html_text import html_to_text, tidy_lines
-from rlm_desktop.ingest.mail import extract_email, normalise_subject
+from rlm_desktop.ingest.mail import extract_email, normalise_subject, thread_key
 from rlm_desktop.ingest.mbox import looks_like_email
 from rlm_desktop.ingest.source import Source
 from rlm_desktop.ingest.text import normalise_newlines
@@ -694,7 +694,7 @@ def _extract(ole: olefile.OleFileIO, source: Source) -> Extracted:
         "in_reply_to": in_reply_to,
         "references": references,
         "subject_norm": normalise_subject(subject),
-        "thread_key": (references[0] if references else None) or in_reply_to or message_id,
+        "thread_key": thread_key(references, in_reply_to, message_id),
         "attachments": [
             {"filename": b.filename, "content_type": b.content_type, "size": len(b.data)} for b in children
         ],
