@@ -28,13 +28,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-stamp=".venv/.installed$extras"
+current() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing the app into .venv" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".$extras"
-  touch "$stamp"
+# a dev install (tests) includes everything the app needs, so it also satisfies a plain run
+if current ".venv/.installed[dev]" || { [ -z "$extras" ] && current .venv/.installed; }; then
+  exit 0
 fi
+echo "bootstrap: installing the app into .venv (a minute the first time)" >&2
+log=".venv/bootstrap.log"
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".$extras"; } \
+    >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "bootstrap: pip install failed (log above, also in $log)" >&2
+  exit 1
+fi
+touch ".venv/.installed$extras"
