@@ -92,7 +92,9 @@ def detect_kind(source: Source, content_type: str | None = None) -> str:
             return "msg"
         if suffix in {".docx", ".doc", ".docm", ".dotx"}:
             return "docx"  # the DOCX reader explains encrypted DOCX and old .doc files
-    if suffix == ".pst" or head.startswith(b"!BDN"):
+    from rlm_desktop.ingest.msg import is_pst
+
+    if is_pst(source):
         return "pst"
     if head.startswith(b"PK\x03\x04") and suffix in {".docx", ".docm", ".dotx", ".dotm", ""}:
         return "docx"
@@ -155,10 +157,9 @@ def extract(source: Source, kind: str) -> Extracted:
 
         return extract_msg(source)
     if kind == "pst":
-        raise UnsupportedFormat(
-            "Outlook .pst mail stores are not supported; export them to mbox (for example with readpst) "
-            "and ingest the mbox files"
-        )
+        from rlm_desktop.ingest.msg import reject_pst
+
+        reject_pst(source)
     if kind == "html":
         from rlm_desktop.ingest.text import extract_html
 

@@ -13,7 +13,6 @@ from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
-from pathlib import Path
 
 from rlm_desktop.ingest.extracted import Blob, Extracted
 from rlm_desktop.ingest.html_text import html_to_text
@@ -614,8 +613,3 @@ def extract_email(source: Source) -> Extracted:
         children=walker.children,
         warnings=list(dict.fromkeys(warnings)),
     )
-
-
-def email_source_name(path: Path) -> str:
-    """A file name for a Maildir or extension-less message so that type detection sees an email."""
-    return path.name if path.suffix else f"{path.name}.eml"

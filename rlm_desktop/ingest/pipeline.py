@@ -29,7 +29,7 @@ from rlm_desktop.ingest.progress import (
     IngestStarted,
     ProgressCallback,
 )
-from rlm_desktop.store.case import Case, PathRow
+from rlm_desktop.store.case import Case, DocumentRow, PathRow
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ class _Ingest:
         existing = case.find_top_level_by_sha(prepared.sha256)
         if existing and existing.status == "complete":
             with case.transaction():  # the same bytes elsewhere: one document, one more path
-                self._replace_path(plan, existing.id)
+                self._point_path(plan, existing.id)
             return "unchanged", None
         if prepared.error is not None:
             return "failed", prepared.error
@@ -334,7 +334,7 @@ class _Ingest:
         with case.transaction():
             doc_id = self._write(prepared.node, None)
             self._record_child_failures(prepared.child_failures)
-            self._replace_path(plan, doc_id)
+            self._point_path(plan, doc_id)
         return ("updated" if plan.row else "added"), None
 
     def _record_child_failures(self, failures: list[tuple[str, str, str]]) -> None:
@@ -342,18 +342,9 @@ class _Ingest:
             self.case.record_failure(where, reason, sha)
             self.report.child_failures.append({"path": where, "error": reason})
 
-    def _replace_path(self, plan: _Planned, doc_id: int) -> None:
-        """Point this path at `doc_id`; the document it pointed at before is retired if no path is left."""
-        case, old = self.case, plan.row
+    def _point_path(self, plan: _Planned, doc_id: int) -> None:
         assert plan.stat is not None
-        if old is not None and old.doc_id != doc_id:
-            case.conn.execute("DELETE FROM paths WHERE path = ?", (plan.key,))
-            left = case.conn.execute("SELECT COUNT(*) FROM paths WHERE doc_id = ?", (old.doc_id,)).fetchone()[
-                0
-            ]
-            if not left:
-                case.supersede(old.doc_id, doc_id)
-        case.link_path(plan.key, doc_id, plan.stat.st_size, plan.stat.st_mtime_ns)
+        self.case.point_path(plan.key, doc_id, plan.stat.st_size, plan.stat.st_mtime_ns)
 
     def _write(self, node: Node, parent_id: int | None) -> int:
         ex = node.extracted
@@ -376,15 +367,15 @@ class _Ingest:
             self._write(child, doc_id)
         return doc_id
 
-    def _mailbox(self, plan: _Planned, sha: str, existing: object) -> tuple[str, str | None]:
+    def _mailbox(self, plan: _Planned, sha: str, existing: DocumentRow | None) -> tuple[str, str | None]:
         """Stream an mbox in batches; each batch commits with the offset to resume from after a kill."""
         from rlm_desktop.ingest.mbox import iter_mbox
 
         case, path = self.case, Path(plan.key)
         assert plan.stat is not None
         if existing is not None:  # a partial mailbox with these bytes: a killed ingest, resume it
-            container_id = existing.id  # type: ignore[attr-defined]
-            meta = existing.meta  # type: ignore[attr-defined]
+            container_id = existing.id
+            meta = existing.meta
             offset, count = int(meta.get("resume_offset", 0)), int(meta.get("messages", 0))
         else:
             offset, count = 0, 0
@@ -421,7 +412,7 @@ class _Ingest:
                 case.update_meta(container_id, resume_offset=next_offset, messages=count)
                 if last:
                     case.set_status(container_id, "complete")
-                    self._replace_path(plan, container_id)
+                    self._point_path(plan, container_id)
             batch, failures, batch_bytes = [], [], 0
             self.emit(FileProgressed(str(plan.item.path), next_offset, total, count))
 

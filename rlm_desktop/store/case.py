@@ -266,16 +266,16 @@ class Case:
             (path, doc_id, size, mtime_ns, now_iso()),
         )
 
-    def unlink_path(self, path: str) -> int | None:
-        """Forget one path; if its document has no path left, supersede it. Returns the old doc id."""
-        row = self.path_row(path)
-        if row is None:
-            return None
-        self.conn.execute("DELETE FROM paths WHERE path = ?", (path,))
-        left = self.conn.execute("SELECT COUNT(*) FROM paths WHERE doc_id = ?", (row.doc_id,)).fetchone()[0]
-        if not left:
-            self.supersede(row.doc_id, None)
-        return row.doc_id
+    def point_path(self, path: str, doc_id: int, size: int, mtime_ns: int) -> None:
+        """Point `path` at `doc_id`; the document it pointed at before is superseded by it if no path is left."""
+        old = self.path_row(path)
+        self.link_path(path, doc_id, size, mtime_ns)
+        if old is not None and old.doc_id != doc_id:
+            left = self.conn.execute("SELECT COUNT(*) FROM paths WHERE doc_id = ?", (old.doc_id,)).fetchone()[
+                0
+            ]
+            if not left:
+                self.supersede(old.doc_id, doc_id)
 
     def supersede(self, doc_id: int, by: int | None) -> None:
         """Retire a document and its descendants from search and the corpus; its text stays for old runs."""
@@ -328,13 +328,14 @@ class Case:
     def _row(self, row: tuple[Any, ...], paths: tuple[str, ...] | None = None) -> DocumentRow:
         values = list(row)
         values[9] = json.loads(values[9])
-        doc = DocumentRow(*values)
         if paths is None:
             paths = tuple(
                 r[0]
-                for r in self.conn.execute("SELECT path FROM paths WHERE doc_id = ? ORDER BY path", (doc.id,))
+                for r in self.conn.execute(
+                    "SELECT path FROM paths WHERE doc_id = ? ORDER BY path", (values[0],)
+                )
             )
-        return DocumentRow(*values, paths=paths) if paths else doc
+        return DocumentRow(*values, paths=paths)
 
     def document(self, doc_id: int) -> DocumentRow:
         row = self.conn.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
