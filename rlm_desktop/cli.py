@@ -333,8 +333,8 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         handle.start()
-        while not handle.done:
-            handle._done.wait(0.1)  # short waits keep the main thread free to take signals
+        while not handle.join(0.1):  # short waits keep the main thread free to take signals
+            pass
         record = handle.wait()
     finally:
         for sig, handler in previous.items():

@@ -224,6 +224,9 @@ class Corpus(Sequence[Document]):
             hits.append(Hit(m.doc_id, m.start, m.end, text, m.score, self))
         return hits
 
+    def close(self) -> None:
+        self._conn.close()
+
     @property
     def covers_whole_case(self) -> bool:
         return self._whole

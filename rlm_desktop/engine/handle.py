@@ -102,6 +102,10 @@ class RunHandle:
     def done(self) -> bool:
         return self._done.is_set()
 
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for the run to end; whether it has."""
+        return self._done.wait(timeout)
+
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         if not self._done.wait(timeout):
             raise TimeoutError(f"run {self.run_id} still running after {timeout} s")

@@ -659,6 +659,8 @@ async def run_rlm(
     finally:
         saver.cancel()
         record = _finish(run)
+        with contextlib.suppress(BaseException):  # an open HTTP pool per finished run would leak in a window
+            await asyncio.wait_for(run.client.aclose(), 2.0)
     return record
 
 
@@ -673,8 +675,7 @@ def _finish(run: _Run) -> dict[str, Any]:
     root.cost_usd = run.ledger.spent
     root.prompt_tokens, root.completion_tokens = run.prompt_tokens, run.completion_tokens
     run.dirty[root.id] = root
-    with Case.open(run.case_path) as case:
-        citations, unknown = resolve(run.answer, run.registry, case)
+    citations, unknown = resolve(run.answer, run.registry, run.store.case)
     record = run.header()
     record["citations"] = citations
     record["unresolved_markers"] = unknown
@@ -682,6 +683,7 @@ def _finish(run: _Run) -> dict[str, Any]:
     run.store.save(record, nodes)
     run.store.close()
     run.attributor_pool.shutdown(wait=False, cancel_futures=True)
+    run.corpus.close()
     record["tree"] = root.to_json()
     run.emit(NodeFinished(run.run_id, root.view()))
     run.emit(RunFinished(run.run_id, run.status, record))

@@ -174,6 +174,7 @@ def test_a_killed_ask_process_leaves_a_readable_partial_run(fake_openai, case_pa
         proc.wait(10)
     finally:
         proc.kill()
+        proc.communicate()  # closes the pipes
     with Case.open(home / "cases" / "default.sqlite") as case:
         (run_id,) = [r[0] for r in case.conn.execute("SELECT run_id FROM runs")]
         record = load_run(case, run_id)
