@@ -362,6 +362,8 @@ class _Ingest:
             origin=node.origin,
             pages=ex.pages or None,
         )
+        if node.data is not None:
+            self.case.put_blob(node.sha256, node.data)
         self.report.documents_added += 1
         for child in node.children:
             self._write(child, doc_id)

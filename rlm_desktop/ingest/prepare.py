@@ -53,6 +53,7 @@ class Node:
     size: int
     origin: str | None = None
     children: list[Node] = field(default_factory=list)
+    data: bytes | None = None  # an attachment's original bytes, kept so the viewer and reports can render it
 
 
 @dataclass
@@ -115,7 +116,7 @@ def extract_children(
         origin = blob.origin or f"attachment {number}"
         where = f"{label} › {blob.filename or origin}"
         nodes.append(_child(blob, origin, where, depth, failures))
-    extracted.children = []  # the bytes live on in the child nodes' hashes only: keep pickles small
+    extracted.children = []  # the bytes live on in the child nodes only, not twice
     return nodes
 
 
@@ -132,7 +133,12 @@ def _child(blob: Blob, origin: str, where: str, depth: int, failures: list[tuple
         extracted = extract(source, kind)
         extracted.meta = {**base_meta, **extracted.meta}
         return Node(
-            extracted, sha, len(blob.data), origin, extract_children(extracted, where, depth + 1, failures)
+            extracted,
+            sha,
+            len(blob.data),
+            origin,
+            extract_children(extracted, where, depth + 1, failures),
+            data=blob.data,
         )
     except Exception as exc:
         reason = reason_for(exc)
@@ -144,7 +150,7 @@ def _child(blob: Blob, origin: str, where: str, depth: int, failures: list[tuple
             text="",
             meta={**base_meta, "not_extracted": reason},
         )
-        return Node(placeholder, sha, len(blob.data), origin)
+        return Node(placeholder, sha, len(blob.data), origin, data=blob.data)
 
 
 def compact(node: Node) -> None:

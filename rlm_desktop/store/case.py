@@ -295,6 +295,14 @@ class Case:
             self.conn.execute("DELETE FROM paths WHERE doc_id = ?", (victim,))
             self.conn.execute("DELETE FROM documents WHERE id = ?", (victim,))
 
+    def put_blob(self, sha256: str, data: bytes) -> None:
+        """Keep an attachment's original bytes once per content hash."""
+        self.conn.execute("INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?, ?)", (sha256, data))
+
+    def blob(self, sha256: str) -> bytes | None:
+        row = self.conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+        return bytes(row[0]) if row else None
+
     def record_failure(self, path: str, error: str, sha256: str | None = None) -> None:
         self.conn.execute(
             "INSERT INTO failures (path, sha256, error, at) VALUES (?, ?, ?, ?)",

@@ -176,3 +176,18 @@ def m002_runs(db: sqlite3.Connection) -> None:
         );
         """,
     )
+
+
+@migration
+def m003_blobs(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- original bytes of documents that have no file of their own (attachments), by content hash,
+        -- so a PDF attachment can be rendered and a report can prove its hash
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY,
+            data BLOB NOT NULL
+        );
+        """,
+    )
