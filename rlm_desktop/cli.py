@@ -39,7 +39,10 @@ def _common(top_level: bool) -> argparse.ArgumentParser:
         help="data folder (default: $RLM_DESKTOP_HOME or the platform's)",
     )
     common.add_argument(
-        "--case", metavar="NAME", default=default("default"), help="case name (default: default)"
+        "--case",
+        metavar="NAME",
+        default=default(None),
+        help="case name (default: 'default'; the window opens the last case used)",
     )
     common.add_argument(
         "--json",
@@ -105,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--isolation", choices=["auto", "bwrap", "unshare", "rlimits"], default="auto", help=argparse.SUPPRESS
     )
 
+    p = sub.add_parser("gui", parents=[common], help="open the investigation window (the default command)")
+    p.add_argument("--open-run", metavar="RUN_ID", help="open this saved run (its tree, answer and first citation)")
+    p.add_argument(
+        "--screenshot", metavar="FILE.png", help="render the window to this PNG and exit (for docs and checks)"
+    )
+    p.add_argument("--size", metavar="WxH", default="1400x900", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("export", parents=[common], help="export a saved run as an evidence report")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--format", choices=["html", "pdf", "docx", "md", "json"], required=True)
+    p.add_argument("-o", "--output", metavar="FILE", required=True, type=Path)
+
     sub.add_parser("runs", parents=[common], help="list the case's saved runs")
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -115,11 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "gui"])
     try:
         home = resolve_home(args.home)
-        path = case_path(home, args.case)
+        if args.command == "gui":
+            from rlm_desktop.gui.app import run_gui
+
+            return run_gui(args, home)
+        path = case_path(home, args.case or "default")
         handler = {
             "ingest": cmd_ingest,
             "docs": cmd_docs,
@@ -127,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             "ask": cmd_ask,
             "runs": cmd_runs,
             "show": cmd_show,
+            "export": cmd_export,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -426,6 +445,12 @@ def cmd_show(args: argparse.Namespace, path: Path) -> int:
         print("\nTrajectory:")
         _print_tree(record["tree"], 0)
     return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.reports import export_cli
+
+    return export_cli(args, path)
 
 
 def _print_tree(node: dict[str, Any], depth: int) -> None:

@@ -1,0 +1,7 @@
+"""GUI tests run on real Qt widgets, offscreen."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
