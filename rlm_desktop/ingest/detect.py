@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlm_desktop.ingest.extracted import Extracted, UnsupportedFormat
+from rlm_desktop.ingest.extracted import Extracted, ExtractionError, UnsupportedFormat
 from rlm_desktop.ingest.source import Source
 
 TEXT_SUFFIXES = {
@@ -124,6 +124,11 @@ def detect_kind(source: Source, content_type: str | None = None) -> str:
         )
     if suffix == "" and head and b"\x00" not in head[:1024] and _mostly_text(head):
         return "text"
+    if suffix == ".pdf" or content_type == "application/pdf":
+        # named a PDF but no PDF header: say so, rather than "unsupported type", so the user looks at the file
+        raise ExtractionError("not a PDF: the file has no PDF header (damaged, truncated or misnamed)")
+    if suffix == ".docx":
+        raise ExtractionError("not a DOCX: the file is not a ZIP package (damaged, truncated or misnamed)")
     what = f"'{suffix}' files" if suffix else "files without an extension that are not text or email"
     raise UnsupportedFormat(
         f"unsupported file type: {what} are not read (content type {content_type or 'unknown'})"

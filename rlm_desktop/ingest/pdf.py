@@ -25,8 +25,9 @@ import pymupdf
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, Page
 from rlm_desktop.ingest.source import Source
 
-# MuPDF is not thread-safe and its warning buffer is global, so one document is extracted at a time.
-_MUPDF_LOCK = threading.Lock()
+# MuPDF is not thread-safe and its warning buffer is global: every in-process user (the extractor, the
+# viewer, reports) holds this lock while it touches a document.
+MUPDF_LOCK = threading.Lock()
 
 # Ligatures are expanded so "ﬁ" searches as "fi"; glyphs without Unicode become U+FFFD (detectable)
 # instead of raw glyph ids that read as random letters.
@@ -66,7 +67,7 @@ def extract_pdf(source: Source, *, password: str | None = None, ocr: bool = True
 
     Raises ExtractionError (never anything else) when the file cannot be read.
     """
-    with _MUPDF_LOCK:
+    with MUPDF_LOCK:
         tools = pymupdf.TOOLS
         tools.mupdf_display_errors(False)
         tools.mupdf_display_warnings(False)
