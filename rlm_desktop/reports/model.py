@@ -1,0 +1,662 @@
+"""The evidence report as plain data: built once from a case and a run record, shared by every format."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from rlm_desktop import __version__
+from rlm_desktop.engine.citations import MARKER
+from rlm_desktop.reports.images import CitationImage, render_citation_images
+from rlm_desktop.store.case import Case, DocumentRow
+
+CONTEXT_CHARS = 100  # on each side of a quote: about 200 characters of surrounding text in all
+CODE_LIMIT = 20_000  # a code cell is how the answer was reached: shown nearly always in full
+TEXT_LIMIT = 4000  # a trajectory entry's output or response is cut to this many characters
+PROMPT_LIMIT = 600  # sub-call prompts are mostly source text, listed separately as spans
+
+STATUS_LABELS = {
+    "completed": "Completed",
+    "cancelled": "Cancelled by the user (partial)",
+    "cap_reached": "Stopped at the spending cap (partial)",
+    "limit_reached": "Stopped at a run limit (partial)",
+    "failed": "Failed (partial)",
+    "running": "Still running when exported (partial)",
+}
+
+KIND_LABELS = {
+    "pdf": "PDF",
+    "docx": "Word document",
+    "email": "Email",
+    "text": "Text",
+    "markdown": "Markdown",
+    "html": "HTML",
+    "attachment": "Attachment",
+    "mailbox": "Mailbox",
+}
+
+HOW_TO_CHECK = (
+    "Every citation gives the document's SHA-256 as recorded when it was ingested. Compute the SHA-256 of "
+    "your copy of the file (for example with: sha256sum FILE) and compare.",
+    "Character offsets count Unicode characters in the text RLM Desktop extracted from the document (for "
+    "PDFs, pages are separated by a form feed, shown here as a line break). The quote is that text from the "
+    "first offset up to, not including, the second.",
+    "A citation marked Verified was checked when this report was generated: the quote equals the stored "
+    "text at its offsets. NOT VERIFIED means the model's quote could not be matched; treat the claim it "
+    "supports as unsupported.",
+    "Page images are rendered from the original file (attachments from the copy stored in the case); the "
+    "highlighted boxes mark the words of the cited span.",
+)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def visible(text: str) -> str:
+    """Text safe for every format (XML forbids most control characters): a page break becomes a newline."""
+    return _CONTROL.sub(lambda m: "\n" if m.group(0) == "\f" else "\ufffd", text)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def human_time(iso: str | None) -> str:
+    """'2026-11-21 20:38:48 UTC' from an ISO 8601 time (as stored), or '—'."""
+    if not iso:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def money(usd: float | None) -> str:
+    """Dollars with enough digits to see a cheap sub-call: $0.0042, $1.23."""
+    if usd is None:
+        return "—"
+    return f"${usd:.4f}" if usd < 1 else f"${usd:,.2f}"
+
+
+def clip_text(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… [{len(text) - limit:,} more characters not shown]"
+
+
+@dataclass(frozen=True)
+class HashCheck:
+    """The export-time check of a document's original bytes against the SHA-256 recorded at ingest."""
+
+    status: str  # "matches" | "changed" | "unavailable"
+    checked_at: str
+    detail: str  # which bytes were checked, or why none could be
+
+    @property
+    def summary(self) -> str:
+        when = human_time(self.checked_at)
+        if self.status == "matches":
+            return f"hash checked {when}: matches"
+        if self.status == "changed":
+            return f"hash checked {when}: file changed since ingest"
+        return f"hash checked {when}: original not available"
+
+
+@dataclass(frozen=True)
+class EmailHeaders:
+    sender: str
+    to: str
+    cc: str
+    date: str
+    subject: str
+
+
+@dataclass
+class DocumentInfo:
+    """A document the run cited or read, as the case stores it, with its export-time hash check."""
+
+    doc_id: int
+    title: str
+    kind: str
+    paths: list[str]
+    sha256: str
+    size: int
+    pages: int | None
+    hash_check: HashCheck
+    parent: str | None = None  # for an attachment: its email's title and file
+    email: EmailHeaders | None = None
+    superseded: bool = False
+    cited_as: list[str] = field(default_factory=list)  # markers
+    read_by: list[str] = field(default_factory=list)  # trajectory node ids whose excerpts came from it
+    parent_id: int | None = None
+    contains: list[str] = field(default_factory=list)  # consulted documents inside this one (attachments)
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind)
+
+    @property
+    def used_as(self) -> str:
+        """How the run used it: cited, read by sub-calls, or carrying a document that was."""
+        used = []
+        if self.cited_as:
+            used.append("cited as " + ", ".join(self.cited_as))
+        if self.read_by:
+            used.append("read by " + ", ".join(f"node {n}" for n in self.read_by))
+        if self.contains:
+            used.append("contains " + ", ".join(self.contains))
+        return "; ".join(used)
+
+    @property
+    def location(self) -> str:
+        """Where the original is: its path(s), or (attachments) the email that carried it."""
+        if self.paths:
+            return "; ".join(self.paths)
+        if self.parent:
+            return f"attachment of {self.parent}"
+        return "no file on disk"
+
+
+@dataclass
+class ReportCitation:
+    number: int
+    marker: str
+    doc_id: int
+    doc: DocumentInfo | None
+    title: str
+    path: str
+    start: int
+    end: int
+    quote: str  # as the run registered it
+    source_text: str | None  # the case's text at [start:end] now; None when out of range or no document
+    context_before: str
+    context_after: str
+    verified: bool
+    problem: str | None
+    page: int | None
+    images: list[CitationImage] = field(default_factory=list)
+    image_note: str | None = None  # why a PDF citation has no image
+
+    @property
+    def anchor(self) -> str:
+        return "cite-" + re.sub(r"[^A-Za-z0-9]+", "-", self.marker).strip("-")
+
+    @property
+    def verification(self) -> str:
+        if self.verified:
+            return "Verified: the quote equals the source text at these offsets"
+        return f"NOT VERIFIED: {self.problem or 'the quote does not match the source'}"
+
+    @property
+    def pages_label(self) -> str:
+        pages = sorted({image.page for image in self.images} | ({self.page} if self.page else set()))
+        if not pages:
+            return "—"
+        return ", ".join(str(p) for p in pages)
+
+
+@dataclass(frozen=True)
+class SpanRef:
+    doc_id: int
+    title: str
+    start: int
+    end: int
+
+
+@dataclass
+class TrajectoryEntry:
+    """One node of the run's tree, flattened in reading order with its depth."""
+
+    node_id: str
+    kind: str
+    depth: int
+    label: str
+    model: str | None
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    text: str  # code, prompt (cut) or question
+    output: str | None = None  # a code cell's printed output, or a sub-call's response
+    error: str | None = None
+    spans: list[SpanRef] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    model: str
+    role: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass
+class Report:
+    """Everything a report says, in the order it says it."""
+
+    case_name: str
+    run_id: str
+    question: str
+    status: str
+    answer: str
+    started: str | None
+    ended: str | None
+    generated_at: str
+    app_version: str
+    run_app_version: str | None
+    root_model: str | None
+    sub_model: str | None
+    endpoint: str | None
+    cap_usd: float | None
+    cost_usd: float
+    usage: list[ModelUsage]
+    citations: list[ReportCitation]
+    unresolved_markers: list[str]
+    error: str | None
+    warnings: list[str]
+    trajectory: list[TrajectoryEntry]
+    documents: list[DocumentInfo]
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(u.prompt_tokens for u in self.usage)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(u.completion_tokens for u in self.usage)
+
+    @property
+    def calls(self) -> int:
+        return sum(u.calls for u in self.usage)
+
+    @property
+    def cap_label(self) -> str:
+        return money(self.cap_usd) if self.cap_usd is not None else "no cap"
+
+    @property
+    def citation_summary(self) -> str:
+        total = len(self.citations) + len(self.unresolved_markers)
+        bad = self.unverified_count
+        if not total:
+            return "none"
+        noun = "citation" if total == 1 else "citations"
+        if not bad:
+            return f"{total} {noun}, all verified against the source text"
+        return f"{total} {noun}, {bad} NOT VERIFIED"
+
+    @property
+    def cost_summary(self) -> str:
+        if self.cap_usd is None:
+            return f"{money(self.cost_usd)} (no spending cap)"
+        return f"{money(self.cost_usd)} of a {money(self.cap_usd)} cap"
+
+    @property
+    def tokens_summary(self) -> str:
+        return (
+            f"{self.prompt_tokens:,} input, {self.completion_tokens:,} output in {self.calls:,} model calls"
+        )
+
+    @property
+    def software(self) -> str:
+        version = f"RLM Desktop {self.app_version}"
+        if self.run_app_version and self.run_app_version != self.app_version:
+            version += f" (the run was made with {self.run_app_version})"
+        return version
+
+    @property
+    def unverified_count(self) -> int:
+        return sum(1 for c in self.citations if not c.verified) + len(self.unresolved_markers)
+
+    def citation_for(self, marker: str) -> ReportCitation | None:
+        return next((c for c in self.citations if c.marker == marker), None)
+
+    def answer_parts(self) -> list[tuple[str, ReportCitation | None, bool]]:
+        """The answer split into (text, citation, is_marker) pieces, so renderers can link the markers."""
+        parts: list[tuple[str, ReportCitation | None, bool]] = []
+        position = 0
+        for match in MARKER.finditer(self.answer):
+            if match.start() > position:
+                parts.append((self.answer[position : match.start()], None, False))
+            parts.append((match.group(0), self.citation_for(match.group(0)), True))
+            position = match.end()
+        if position < len(self.answer):
+            parts.append((self.answer[position:], None, False))
+        return parts
+
+
+# ---- building ------------------------------------------------------------------------------------------
+
+
+def check_hash(case: Case, doc: DocumentRow, checked_at: str) -> HashCheck:
+    """Recompute the SHA-256 of the original bytes: the file(s) on disk first, else the case's stored copy."""
+    changed, missing = [], []
+    for path in doc.paths:
+        try:
+            with open(path, "rb") as original:  # streamed: a mailbox can be gigabytes
+                digest = hashlib.file_digest(original, "sha256").hexdigest()
+        except OSError as exc:
+            missing.append(f"{path}: {exc.strerror or exc}")
+            continue
+        if digest == doc.sha256:
+            return HashCheck("matches", checked_at, f"the file at {path}")
+        changed.append(path)
+    blob = case.blob(doc.sha256)
+    if blob is not None:
+        if hashlib.sha256(blob).hexdigest() == doc.sha256:
+            where = "the copy stored in the case" + (" (the email's attachment)" if doc.parent_id else "")
+            if changed:
+                where += f"; the file at {', '.join(changed)} has changed since ingest"
+            return HashCheck("matches", checked_at, where)
+        return HashCheck("changed", checked_at, "the copy stored in the case does not match its hash")
+    if changed:
+        return HashCheck(
+            "changed", checked_at, f"the file at {', '.join(changed)} differs from the ingested one"
+        )
+    if missing:
+        return HashCheck("unavailable", checked_at, "; ".join(missing))
+    if doc.parent_id is not None:
+        return HashCheck(
+            "unavailable", checked_at, "no separate original: it is part of its parent document, hashed there"
+        )
+    return HashCheck("unavailable", checked_at, "no file of its own and no stored copy in the case")
+
+
+def _listed(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value or "")
+
+
+def email_headers(doc: DocumentRow) -> EmailHeaders | None:
+    if doc.kind != "email":
+        return None
+    meta = doc.meta
+    date = meta.get("date_raw") or meta.get("date") or ""
+    if meta.get("date") and meta.get("date_raw"):
+        date = f"{meta['date_raw']} ({human_time(meta['date'])})"
+    return EmailHeaders(
+        sender=_listed(meta.get("from")),
+        to=_listed(meta.get("to")),
+        cc=_listed(meta.get("cc")),
+        date=date,
+        subject=str(meta.get("subject") or doc.title),
+    )
+
+
+class _Documents:
+    """Document rows and their hash checks, each looked up once per report."""
+
+    def __init__(self, case: Case, checked_at: str):
+        self.case = case
+        self.checked_at = checked_at
+        self.infos: dict[int, DocumentInfo | None] = {}
+
+    def get(self, doc_id: int) -> DocumentInfo | None:
+        if doc_id not in self.infos:
+            self.infos[doc_id] = self._load(doc_id)
+        return self.infos[doc_id]
+
+    def _load(self, doc_id: int) -> DocumentInfo | None:
+        try:
+            doc = self.case.document(doc_id)
+        except KeyError:
+            return None
+        parent = None
+        if doc.parent_id is not None:
+            try:
+                row = self.case.document(doc.parent_id)
+            except KeyError:
+                parent = f"document {doc.parent_id}"
+            else:
+                parent = f"“{row.title}”"
+                headers = email_headers(row)
+                if headers is not None:
+                    parent = f"the email {parent} from {headers.sender or 'an unknown sender'}, dated {headers.date}"
+                parent += f" ({row.path})" if row.path else ""
+        return DocumentInfo(
+            doc_id=doc.id,
+            title=doc.title,
+            kind=doc.kind,
+            paths=list(doc.paths),
+            sha256=doc.sha256,
+            size=doc.size,
+            pages=doc.pages,
+            hash_check=check_hash(self.case, doc, self.checked_at),
+            parent=parent,
+            parent_id=doc.parent_id,
+            email=email_headers(doc),
+            superseded=doc.superseded_by is not None,
+        )
+
+    def title(self, doc_id: int) -> str:
+        info = self.get(doc_id)
+        return info.title if info else f"(document {doc_id} is not in the case)"
+
+
+def _context(text: str, start: int, end: int) -> tuple[str, str]:
+    """About CONTEXT_CHARS on each side of text[start:end], cut at a word boundary, with ellipses."""
+    lo = max(0, start - CONTEXT_CHARS)
+    if lo > 0:
+        space = text.find(" ", lo, start)
+        lo = space + 1 if space != -1 else lo
+    hi = min(len(text), end + CONTEXT_CHARS)
+    if hi < len(text):
+        space = text.rfind(" ", end, hi)
+        hi = space if space != -1 else hi
+    before = ("…" if lo > 0 else "") + text[lo:start]
+    after = text[end:hi] + ("…" if hi < len(text) else "")
+    return before, after
+
+
+def _citation(case: Case, docs: _Documents, number: int, raw: dict[str, Any]) -> ReportCitation:
+    doc_id, start, end = int(raw["doc_id"]), int(raw["start"]), int(raw["end"])
+    quote = raw.get("quote") or ""
+    info = docs.get(doc_id)
+    source_text, before, after = None, "", ""
+    problem = raw.get("problem")
+    if info is None:
+        problem = problem or "the document is not in the case"
+    else:
+        text = case.text(doc_id)
+        if 0 <= start < end <= len(text):
+            source_text = text[start:end]
+            before, after = _context(text, start, end)
+        else:
+            problem = problem or "the offsets are outside the document's text"
+    # Re-verify now instead of trusting the record: the case's text at the offsets must equal the quote.
+    verified = bool(raw.get("verified")) and source_text is not None and source_text == quote
+    if not verified and problem is None:
+        problem = (
+            "the quote differs from the source text at these offsets"
+            if source_text is not None
+            else "the run could not verify this quote"
+        )
+    citation = ReportCitation(
+        number=number,
+        marker=str(raw.get("marker") or f"[{number}]"),
+        doc_id=doc_id,
+        doc=info,
+        title=raw.get("title") or (info.title if info else f"document {doc_id}"),
+        path=raw.get("path") or (info.location if info else ""),
+        start=start,
+        end=end,
+        quote=quote,
+        source_text=source_text,
+        context_before=before,
+        context_after=after,
+        verified=verified,
+        problem=None if verified else problem,
+        page=raw.get("page"),
+    )
+    if info is not None:
+        info.cited_as.append(citation.marker)
+        if info.kind == "pdf" or raw.get("rects"):
+            citation.images, citation.image_note = render_citation_images(case, doc_id, raw)
+    return citation
+
+
+_LABELS = {
+    "root": "Question",
+    "iteration": "Root model turn",
+    "code": "Code cell",
+    "llm_query": "Sub-call (llm_query)",
+    "rlm_query": "Recursive sub-investigation (rlm_query)",
+}
+_CODE_BLOCK = re.compile(r"```[A-Za-z]*\n.*?(?:```|\Z)", re.S)
+
+
+def _entry(node: dict[str, Any], depth: int, docs: _Documents) -> TrajectoryEntry:
+    kind = node.get("kind", "")
+    label = _LABELS.get(kind, kind)
+    text = node.get("text") or ""
+    output = error = None
+    if kind == "iteration":
+        number = node.get("number")
+        label = f"{label} {number}" if number else label
+        if node.get("final_request"):
+            label += " (final answer requested: no iterations left)"
+        # The code is listed in the cells below; keep the model's prose between the blocks.
+        text = _CODE_BLOCK.sub("[code cell below]", text).strip()
+        if text == "[code cell below]":
+            text = ""
+    elif kind == "code":
+        output = node.get("output")
+        if node.get("final"):
+            output = (output or "") + ("\n" if output else "") + f"FINAL: {node['final']}"
+        error = node.get("error")
+    elif kind == "llm_query":
+        text = clip_text(node.get("prompt") or text, PROMPT_LIMIT)
+        output = node.get("response")
+        error = node.get("error")
+    elif kind == "rlm_query":
+        output = node.get("answer")
+        ids = node.get("doc_ids")
+        if ids:
+            text += "\nDocuments given: " + ", ".join(f"{docs.title(i)} (id {i})" for i in ids)
+    spans = []
+    for span in node.get("spans") or []:
+        doc_id = int(span["doc_id"])
+        spans.append(SpanRef(doc_id, docs.title(doc_id), int(span["start"]), int(span["end"])))
+        info = docs.get(doc_id)
+        if info is not None and node.get("id") not in info.read_by:
+            info.read_by.append(str(node.get("id")))
+    return TrajectoryEntry(
+        node_id=str(node.get("id", "")),
+        kind=kind,
+        depth=depth,
+        label=label,
+        model=node.get("model"),
+        status=str(node.get("status", "")),
+        prompt_tokens=int(node.get("prompt_tokens") or 0),
+        completion_tokens=int(node.get("completion_tokens") or 0),
+        cost_usd=float(node.get("cost_usd") or 0.0),
+        text=clip_text(visible(text), CODE_LIMIT if kind == "code" else TEXT_LIMIT),
+        output=clip_text(visible(output), TEXT_LIMIT) if output else None,
+        error=visible(error) if error else None,
+        spans=spans,
+    )
+
+
+def _trajectory(tree: dict[str, Any] | None, docs: _Documents) -> list[TrajectoryEntry]:
+    entries: list[TrajectoryEntry] = []
+
+    def walk(node: dict[str, Any], depth: int) -> None:
+        entries.append(_entry(node, depth, docs))
+        for child in node.get("children") or []:
+            walk(child, depth + 1)
+
+    if tree:
+        for child in tree.get("children") or []:  # the root node is the question, shown at the top
+            walk(child, 0)
+    return entries
+
+
+def _usage(record: dict[str, Any], root_model: str | None, sub_model: str | None) -> list[ModelUsage]:
+    rows = []
+    for model, use in (record.get("usage") or {}).items():
+        roles = [name for name, m in (("root", root_model), ("sub", sub_model)) if m == model]
+        rows.append(
+            ModelUsage(
+                model=model,
+                role=" and ".join(roles) or "—",
+                calls=int(use.get("calls") or 0),
+                prompt_tokens=int(use.get("prompt_tokens") or 0),
+                completion_tokens=int(use.get("completion_tokens") or 0),
+                cost_usd=float(use.get("cost_usd") or 0.0),
+            )
+        )
+    return rows
+
+
+def public_endpoint(url: str | None) -> str | None:
+    """The endpoint without any user:password or query string (which could carry a credential)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def build_report(case: Case, record: dict[str, Any], *, generated_at: str | None = None) -> Report:
+    """The report for `record` (a CONTRACTS run record), re-checking quotes and hashes against `case` now."""
+    generated_at = generated_at or utc_now()
+    docs = _Documents(case, generated_at)
+    config = record.get("config") or {}
+    usage_models = list((record.get("usage") or {}).keys())
+    root_model = config.get("root_model") or (usage_models[0] if usage_models else None)
+    sub_model = config.get("sub_model") or (usage_models[1] if len(usage_models) > 1 else None)
+    citations = [_citation(case, docs, n, raw) for n, raw in enumerate(record.get("citations") or [], 1)]
+    trajectory = _trajectory(record.get("tree"), docs)
+    documents = {i.doc_id: i for i in docs.infos.values() if i is not None and (i.cited_as or i.read_by)}
+    # The file an attachment came in is part of its provenance: list it (and its own parents) too.
+    for info in list(documents.values()):
+        child = info
+        while child.parent_id is not None and (parent := docs.get(child.parent_id)) is not None:
+            label = f"{info.title} (id {info.doc_id})"
+            if label not in parent.contains:
+                parent.contains.append(label)
+            documents.setdefault(parent.doc_id, parent)
+            child = parent
+    return Report(
+        case_name=Path(case.path).stem,
+        run_id=str(record.get("run_id", "")),
+        question=visible(record.get("question") or ""),
+        status=str(record.get("status", "")),
+        answer=visible(record.get("answer") or ""),
+        started=record.get("started"),
+        ended=record.get("ended"),
+        generated_at=generated_at,
+        app_version=__version__,
+        run_app_version=record.get("app_version"),
+        root_model=root_model,
+        sub_model=sub_model,
+        endpoint=public_endpoint(config.get("base_url")),
+        cap_usd=record.get("cap_usd"),
+        cost_usd=float(record.get("cost_usd") or 0.0),
+        usage=_usage(record, root_model, sub_model),
+        citations=citations,
+        unresolved_markers=list(record.get("unresolved_markers") or []),
+        error=record.get("error"),
+        warnings=[str(w) for w in record.get("warnings") or []],
+        trajectory=trajectory,
+        documents=sorted(documents.values(), key=lambda d: d.doc_id),
+    )
