@@ -1,16 +1,23 @@
-"""User settings beside the cases (`<home>/settings.json`); the API key lives apart, readable only by the user."""
+"""User settings beside the cases (`<home>/settings.json`); the API key lives apart (rlm_desktop.secrets)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from rlm_desktop.engine.pricing import Price, UnknownPrice
 from rlm_desktop.paths import settings_path
+from rlm_desktop.secrets import CREDENTIALS_FILE, KeyStore
 
-CREDENTIALS_FILE = "credentials.json"
+if TYPE_CHECKING:
+    from rlm_desktop.engine.rlm import RunConfig
+
+__all__ = ["CREDENTIALS_FILE", "Settings", "cap_price_problem", "price_text", "run_config", "validate"]
 
 
 @dataclass
@@ -24,7 +31,9 @@ class Settings:
     max_subcalls: int = 500
     concurrency: int = 8
     max_wall_s: float = 1800.0
-    prices: dict[str, Any] = field(default_factory=dict)  # model -> "IN:OUT" or {"input_per_m", ...}
+    # model -> "IN:OUT" (or "IN:OUT:CACHED"), USD per million tokens; older files may hold
+    # {"input_per_m", ...} objects or [in, out] lists, which load and are saved as strings.
+    prices: dict[str, Any] = field(default_factory=dict)
     last_case: str | None = None
 
     @classmethod
@@ -36,30 +45,192 @@ class Settings:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read settings {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"cannot read settings {path}: not a JSON object")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        settings = cls(**{k: v for k, v in data.items() if k in known})
+        if isinstance(settings.prices, dict):
+            settings.prices = _prices_as_text(settings.prices)
+        return settings
 
     def save(self, home: Path) -> None:
         path = settings_path(home)
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        if isinstance(self.prices, dict):
+            data["prices"] = _prices_as_text(self.prices)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
         os.replace(tmp, path)
 
 
-def load_api_key(home: Path) -> str | None:
-    path = home / CREDENTIALS_FILE
+def _number(value: float) -> str:
+    return f"{value:.10g}"
+
+
+def price_text(price: Price) -> str:
+    """The settings form of a price: "IN:OUT", or "IN:OUT:CACHED" when a cached rate is known."""
+    parts = [price.input_per_m, price.output_per_m]
+    if price.cached_input_per_m is not None:
+        parts.append(price.cached_input_per_m)
+    return ":".join(_number(p) for p in parts)
+
+
+def _prices_as_text(prices: dict[str, Any]) -> dict[str, Any]:
+    """Readable prices become "IN:OUT" strings; unreadable ones stay as they are for validate() to name."""
+    out: dict[str, Any] = {}
+    for model, value in prices.items():
+        try:
+            out[model] = price_text(Price.from_value(value))
+        except (TypeError, ValueError):
+            out[model] = value
+    return out
+
+
+def run_config(settings: Settings, **overrides: Any) -> RunConfig:
+    """The engine's RunConfig from settings; keyword overrides (e.g. from command-line flags) win."""
+    from rlm_desktop.engine.rlm import RunConfig
+
+    values: dict[str, Any] = {
+        "root_model": settings.root_model,
+        "sub_model": settings.sub_model,
+        "base_url": (settings.base_url or "").strip() or None,
+        "cap_usd": settings.cap_usd,
+        "max_depth": settings.max_depth,
+        "max_iterations": settings.max_iterations,
+        "max_subcalls": settings.max_subcalls,
+        "concurrency": settings.concurrency,
+        "max_wall_s": settings.max_wall_s,
+        "price_overrides": dict(settings.prices),
+    }
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+# Labels as the settings dialog shows them, so a problem names the field the user sees.
+_INT_LIMITS = {
+    "max_depth": "Max depth",
+    "max_iterations": "Max iterations",
+    "max_subcalls": "Max sub-calls",
+    "concurrency": "Concurrency",
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def cap_price_problem(model: str) -> str:
+    """The problem shown for a capped run whose model has no price."""
+    return f"Set a price for {model} or remove the cap"
+
+
+def _config_problems(**values: Any) -> list[str]:
+    """RunConfig.check() on a config that differs from the defaults only in `values`.
+
+    Checking one concern at a time lists every problem at once instead of the first one,
+    while the rules themselves stay in RunConfig.check().
+    """
+    from rlm_desktop.engine.rlm import RunConfig
+
+    # Placeholders with built-in prices, so a cap check only complains about models really chosen.
+    values.setdefault("root_model", "gpt-5")
+    values.setdefault("sub_model", "gpt-5-mini")
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("api_key") or None
-    except (OSError, ValueError):
+        RunConfig(**values).check()
+    except UnknownPrice as exc:
+        return [cap_price_problem(model) for model in exc.models]
+    except ValueError as exc:
+        message = str(exc)
+        for name, label in _INT_LIMITS.items():
+            if message.startswith(name + " "):
+                message = label + message[len(name) :]
+        return [_sentence(message)]
+    return []
+
+
+def _url_problem(base_url: object) -> str | None:
+    if base_url is None:
         return None
+    if not isinstance(base_url, str):
+        return "Endpoint URL must be text, like https://api.openai.com/v1"
+    url = base_url.strip()
+    if not url:
+        return None  # empty: OpenAI's own endpoint (or $OPENAI_BASE_URL)
+    if any(ch.isspace() for ch in url):
+        return "Endpoint URL must not contain spaces"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        shown = f" (it starts with {parts.scheme}:)" if parts.scheme else ""
+        return f"Endpoint URL must start with http:// or https://{shown}"
+    try:
+        host, _port = parts.hostname, parts.port
+    except ValueError:
+        return "Endpoint URL has a port that is not a number from 0 to 65535"
+    if not host:
+        return "Endpoint URL has no server name after http(s)://"
+    return None
+
+
+def validate(settings: Settings) -> list[str]:
+    """Human-readable problems that would stop a run (empty when the settings are usable)."""
+    problems: list[str] = []
+    if problem := _url_problem(settings.base_url):
+        problems.append(problem)
+    for name, label in (("root_model", "root model"), ("sub_model", "sub model")):
+        value = getattr(settings, name)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"Choose a {label}")
+
+    for name, label in _INT_LIMITS.items():
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{label} must be a whole number")
+        else:
+            problems.extend(_config_problems(**{name: value}))
+    if not _is_number(settings.max_wall_s) or settings.max_wall_s <= 0:
+        problems.append("Wall-clock limit must be more than 0 seconds")
+
+    prices: dict[str, Any] = {}
+    unreadable: set[str] = set()
+    if not isinstance(settings.prices, dict):
+        problems.append("Prices must be a table of model: IN:OUT (USD per million tokens)")
+    else:
+        for model, value in settings.prices.items():
+            if not str(model).strip():
+                problems.append("A price has no model name")
+                continue
+            try:
+                Price.from_value(value)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"Price for {model}: {exc}")
+                unreadable.add(model)
+            else:
+                prices[model] = value
+
+    cap = settings.cap_usd
+    if cap is not None:
+        if not _is_number(cap):
+            problems.append("The spending cap must be an amount of dollars, like 2.00")
+        else:
+            models = {name: getattr(settings, name) for name in ("root_model", "sub_model")}
+            named = all(isinstance(m, str) and m.strip() for m in models.values())
+            # Without both model names there is nothing to price yet ("Choose a ..." says so).
+            found = _config_problems(cap_usd=cap, price_overrides=prices, **(models if named else {}))
+            # A model whose price is there but unreadable is already named above.
+            problems.extend(p for p in found if p not in {cap_price_problem(m) for m in unreadable})
+    return list(dict.fromkeys(problems))  # root and sub model can be the same unpriced model
+
+
+def load_api_key(home: Path) -> str | None:
+    """The stored key (keyring or file); kept for callers written before KeyStore."""
+    return KeyStore(home).get()
 
 
 def save_api_key(home: Path, key: str) -> None:
-    """Write the key to a file only the user can read (created 0600 before the key goes in)."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / CREDENTIALS_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"api_key": key}, fh)
-    os.chmod(path, 0o600)
+    """Store the key (keyring or a 0600 file); kept for callers written before KeyStore."""
+    KeyStore(home).set(key)
