@@ -1,0 +1,180 @@
+"""GUI responsiveness: how long the window's main thread stalls during a large ingest and a busy run,
+and how fast Stop ends a run, measured with a 10 ms heartbeat timer on the real window (offscreen).
+
+    python -m benchmarks.gui_bench [--scale 0.1] [--subcalls 300]
+
+Target: no stall over 50 ms; Stop ends the run within 250 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT_DIR / "tests"))
+
+from fake_openai import FakeOpenAIServer  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+from rlm_script import PRICES, ROOT, SUB, Script, repl  # noqa: E402
+
+from benchmarks.generate import generate  # noqa: E402
+from rlm_desktop.engine.events import NodeStarted, RunFinished  # noqa: E402
+from rlm_desktop.gui.bridge import Heartbeat  # noqa: E402
+from rlm_desktop.gui.main_window import MainWindow  # noqa: E402
+from rlm_desktop.settings import Settings  # noqa: E402
+
+OUT = ROOT_DIR / "benchmarks" / "out"
+
+
+def spin_until(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        time.sleep(0.001)
+    return True
+
+
+def settle(ms: int = 200) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def make_window(home: Path, server: FakeOpenAIServer) -> MainWindow:
+    prices = dict(p.split("=") for p in PRICES)
+    settings = Settings(base_url=server.base_url, root_model=ROOT, sub_model=SUB, cap_usd=50.0, prices=prices)
+    settings.max_iterations = 30
+    settings.max_subcalls = 5000
+    settings.save(home)
+    window = MainWindow(home, settings)
+    window.resize(1400, 900)
+    window.show()
+    window.open_case("bench")
+    return window
+
+
+def measure_ingest(window: MainWindow, data: Path) -> dict:
+    beat = Heartbeat(10)
+    beat.start()
+    started = time.perf_counter()
+    done: list[object] = []
+    window.ingest.finished.connect(done.append)
+    window.ingest_paths([data])
+    spin_until(lambda: bool(done), 3600)
+    beat.stop()
+    report = done[0]
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "documents_added": getattr(report, "documents_added", None),
+        **beat.summary(),
+    }
+
+
+def measure_run(window: MainWindow, server: FakeOpenAIServer, subcalls: int) -> dict:
+    batches = max(1, subcalls // 100)
+    turns = [repl("print(len(context))")]
+    for b in range(batches):
+        turns.append(
+            repl(
+                f"docs = [d for d in context][:100]\n"
+                f"rs = llm_query_batched([f'Summarise part {b}.{{i}}: ' + d.text[:3000] for i, d in enumerate(docs)])\n"
+                "print(len(rs))"
+            )
+        )
+    turns.append(repl("FINAL('done after ' + str(len(rs)) + ' summaries')"))
+    server.handler = Script(turns, sub=lambda prompt: "A short summary of the part. " * 5, sub_delay_s=0.02)
+    beat = Heartbeat(10)
+    nodes: list[object] = []
+    finished: list[object] = []
+    window.ask_panel.bridge.run_event.connect(
+        lambda e: nodes.append(e) if isinstance(e, NodeStarted) else finished.append(e)
+        if isinstance(e, RunFinished)
+        else None
+    )
+    beat.start()
+    started = time.perf_counter()
+    window.ask_panel.ask("Summarise every document")
+    spin_until(lambda: bool(finished), 900)
+    beat.stop()
+    status = finished[0].status if finished else "timeout"
+    return {
+        "status": status,
+        "seconds": round(time.perf_counter() - started, 1),
+        "nodes": len(nodes),
+        "tree_rows": window.ask_panel.tree.model.rowCount(),
+        **beat.summary(),
+    }
+
+
+def measure_stop(window: MainWindow, server: FakeOpenAIServer, rounds: int = 5) -> dict:
+    latencies = []
+    for _ in range(rounds):
+        server.handler = Script(
+            [repl("print(1)"), repl("rs = llm_query_batched([f'slow {i}' for i in range(8)])")], sub_delay_s=30
+        )
+        started_subcall: list[object] = []
+        finished: list[object] = []
+
+        def on_event(e, started_subcall=started_subcall, finished=finished):
+            if isinstance(e, NodeStarted) and e.node.kind == "llm_query":
+                started_subcall.append(e)
+            elif isinstance(e, RunFinished):
+                finished.append(e)
+
+        window.ask_panel.bridge.run_event.connect(on_event)
+        window.ask_panel.ask("A run to stop")
+        spin_until(lambda started_subcall=started_subcall: bool(started_subcall), 60)
+        settle(300)
+        t0 = time.perf_counter()
+        window.act_stop.trigger()
+        spin_until(lambda finished=finished: bool(finished), 30)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        window.ask_panel.bridge.run_event.disconnect(on_event)
+        assert finished and finished[0].status == "cancelled", finished
+        spin_until(lambda: not window.ask_panel.running, 30)
+    latencies.sort()
+    return {"median_ms": round(latencies[len(latencies) // 2], 1), "max_ms": round(latencies[-1], 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=0.1, help="corpus size; 1.0 = 10M tokens (default 0.1)")
+    parser.add_argument("--subcalls", type=int, default=300, help="sub-calls in the busy run (default 300)")
+    args = parser.parse_args(argv)
+    app = QApplication.instance() or QApplication([])
+    results: dict = {"scale": args.scale}
+    with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer() as server:
+        data_root = Path(tmp) / "corpus"
+        manifest = generate(data_root, args.scale, jobs=2)
+        results["corpus_chars"] = manifest["chars_estimate"]
+        os.environ["OPENAI_API_KEY"] = "sk-bench"
+        window = make_window(Path(tmp) / "home", server)
+        settle()
+        results["ingest"] = measure_ingest(window, data_root / "data")
+        print("ingest:", json.dumps(results["ingest"]), flush=True)
+        results["run"] = measure_run(window, server, args.subcalls)
+        print("busy run:", json.dumps(results["run"]), flush=True)
+        results["stop"] = measure_stop(window, server)
+        print("stop:", json.dumps(results["stop"]), flush=True)
+        window.shutdown()
+        window.close()
+    app.processEvents()
+    OUT.mkdir(exist_ok=True)
+    (OUT / "gui.json").write_text(json.dumps(results, indent=2))
+    worst = max(results["ingest"]["max_ms"], results["run"]["max_ms"])
+    print(f"worst main-thread stall {worst} ms (target < 50 ms); stop median {results['stop']['median_ms']} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

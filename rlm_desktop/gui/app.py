@@ -1,0 +1,105 @@
+"""`rlm-desktop gui`: start Qt under a qasync loop, open the window on a case, or render it to a PNG and exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from rlm_desktop.paths import InvalidCaseName, case_path
+from rlm_desktop.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def run_gui(args: argparse.Namespace, home: Path) -> int:
+    """Open the window on `--case`, else the last case used, else 'default'."""
+    if args.screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a screenshot needs no screen
+    try:
+        settings = Settings.load(home)
+    except ValueError as exc:
+        print(f"rlm-desktop: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    name = args.case or settings.last_case or "default"
+    try:
+        path = case_path(home, name)
+    except InvalidCaseName as exc:
+        print(f"rlm-desktop: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.screenshot and not path.exists():
+        print(f"rlm-desktop: error: no case {name!r} at {path}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        print(f"rlm-desktop: error: --size must look like 1400x900, not {args.size!r}", file=sys.stderr)
+        return EXIT_USAGE
+
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from rlm_desktop.gui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("RLM Desktop")
+    app.setOrganizationName("rlm-desktop")
+    app.setDesktopFileName("rlm-desktop")
+    _set_icon(app)
+    window = MainWindow(home, settings)
+    window.resize(width, height)
+    window.open_case(name)
+    if args.screenshot:
+        return _screenshot(app, window, args.open_run, Path(args.screenshot))
+    if args.open_run and window.open_run(args.open_run) is None:
+        return EXIT_USAGE
+    window.show()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    app.aboutToQuit.connect(closed.set)
+    with loop:
+        loop.run_until_complete(closed.wait())
+    window.shutdown()
+    return EXIT_OK
+
+
+def _set_icon(app) -> None:
+    from PySide6.QtGui import QIcon
+
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))  # the bundle, or the checkout
+    icon = base / "resources" / "icons" / "rlm-desktop.svg"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+
+
+def _screenshot(app, window, run_id: str | None, out: Path) -> int:
+    """Render the window as a user would see it (a run's tree, answer and first citation open) and save it."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    if run_id:
+        record = window.open_run(run_id)
+        if record is None:
+            print(f"rlm-desktop: error: no run {run_id!r} in case {window.case_name!r}", file=sys.stderr)
+            window.shutdown()
+            return EXIT_USAGE
+        citations = record.get("citations") or []
+        if citations:
+            window.ask_panel.answer.activate_citation(citations[0]["marker"])
+    window.show()
+    # let layouts settle and pages render: a few turns of the event loop
+    for _ in range(5):
+        pause = QEventLoop()
+        QTimer.singleShot(40, pause.quit)
+        pause.exec()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ok = window.grab().save(str(out))
+    window.shutdown()
+    window.close()
+    if not ok:
+        print(f"rlm-desktop: error: could not write {out}", file=sys.stderr)
+        return EXIT_FAILED
+    print(out)
+    return EXIT_OK

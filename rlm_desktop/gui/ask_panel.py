@@ -1,0 +1,222 @@
+"""The right-hand side of the window: the question, Run/Stop, the cost meter, the answer and the recursion tree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlm_desktop.engine.events import CostChanged, RunFinished, RunStarted
+from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.gui.answer_view import AnswerView
+from rlm_desktop.gui.bridge import RunBridge
+from rlm_desktop.gui.cost_meter import CostMeter
+from rlm_desktop.gui.run_panel import RunPanel
+from rlm_desktop.store.case import Case
+
+
+class AskPanel(QWidget):
+    """Ask a question of the open case and watch the run; all engine work goes through a RunBridge."""
+
+    citation_activated = Signal(object)
+    span_activated = Signal(int, int, int)
+    run_saved = Signal(str)  # a run ended and is in the case: the history should refresh
+    settings_requested = Signal()
+
+    ANSWER_TAB, TREE_TAB = 0, 1
+
+    def __init__(self, home: Path, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.home = home
+        self.case: Case | None = None
+        self.run_id: str | None = None
+        self.bridge = RunBridge(self)
+
+        self.question = QPlainTextEdit()
+        self.question.setPlaceholderText(
+            "Ask a question about this case, e.g. “Who approved the payments to Blue Heron, and when?”"
+        )
+        self.question.setTabChangesFocus(True)
+        self.question.setFixedHeight(72)
+        self.question.setAccessibleName("Question")
+        self.run_button = QPushButton("Ask")
+        self.run_button.setDefault(True)
+        self.run_button.setToolTip("Run the investigation (Ctrl+Enter)")
+        self.run_button.setMinimumWidth(90)
+        self.run_button.clicked.connect(lambda: self.ask())
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setTextFormat(Qt.TextFormat.RichText)
+        self.notice.setOpenExternalLinks(False)
+        self.notice.linkActivated.connect(lambda _link: self.settings_requested.emit())
+        self.notice.setStyleSheet("QLabel { color: #8a5a00; background: #fff4d6; padding: 6px; border-radius: 4px; }")
+        self.notice.hide()
+
+        self.cost = CostMeter()
+        self.cost.stop_requested.connect(self.stop)
+        self.answer = AnswerView()
+        self.answer.citation_activated.connect(self.citation_activated)
+        self.tree = RunPanel()
+        self.tree.span_activated.connect(self.span_activated)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.answer, "Answer")
+        self.tabs.addTab(self.tree, "Recursion tree")
+        self.tabs.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        ask_row = QHBoxLayout()
+        ask_row.addWidget(self.question, 1)
+        ask_row.addWidget(self.run_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(ask_row)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.cost)
+        layout.addWidget(self.tabs, 1)
+
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self.question, activated=lambda: self.ask())
+
+        self.bridge.run_event.connect(self._on_event)
+        self.bridge.run_ended.connect(self._on_ended)
+        self._set_running(False)
+
+    # -- public -----------------------------------------------------------------------------------------------
+
+    def set_case(self, case: Case | None) -> None:
+        if self.bridge.running:
+            self.bridge.cancel()
+        self.case = case
+        self.tree.set_case(case)
+        self.tree.clear()
+        self.answer.set_answer("", [], "")
+        self.cost.reset(None)
+        self.run_id = None
+        self.run_button.setEnabled(case is not None)
+
+    @property
+    def running(self) -> bool:
+        return self.bridge.running
+
+    def ask(self, question: str | None = None) -> RunHandle | None:
+        """Start a run of `question` (or the text in the box); None, with a notice saying why, if it cannot."""
+        if question is not None:
+            self.question.setPlainText(question)
+        text = self.question.toPlainText().strip()
+        if self.case is None:
+            return self._refuse("Open or create a case first, then add documents to it.")
+        if not text:
+            return self._refuse("Type a question first.")
+        if self.bridge.running:
+            return self._refuse("A run is still going: stop it (Esc) or wait for it to finish.")
+        try:
+            config, key = self._config_and_key()
+        except ValueError as exc:
+            return self._refuse(str(exc), settings_link=True)
+        self.notice.hide()
+        self.tree.clear()
+        self.answer.set_answer("", [], "running")
+        self.cost.reset(config.cap_usd)
+        try:
+            handle = self.bridge.start(self.case.path, text, config, key)
+        except (ValueError, LookupError) as exc:
+            return self._refuse(str(exc).strip('"'), settings_link=True)
+        self.run_id = handle.run_id
+        self._set_running(True)
+        self.tabs.setCurrentIndex(self.TREE_TAB)
+        return handle
+
+    def stop(self) -> None:
+        """The kill switch: the engine cancels within milliseconds; the partial tree and answer stay."""
+        if self.bridge.running:
+            self.bridge.cancel()
+            self.cost.set_running(False)
+
+    def show_record(self, record: dict[str, Any]) -> None:
+        """Show a saved run: its tree, its answer with citations, and its cost."""
+        if self.bridge.running:
+            self.bridge.cancel()
+        self.run_id = record["run_id"]
+        self.question.setPlainText(record.get("question", ""))
+        self.tree.load_record(record)
+        self.answer.set_answer(record.get("answer", ""), record.get("citations", []), record.get("status", ""))
+        self.cost.reset(record.get("cap_usd"))
+        self.cost.apply(cost_of(record))
+        self.cost.set_running(False)
+        self.tabs.setCurrentIndex(self.ANSWER_TAB)
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _config_and_key(self):
+        from rlm_desktop.secrets import api_key_status, load_key
+        from rlm_desktop.settings import Settings, run_config
+
+        settings = Settings.load(self.home)
+        missing = api_key_status(self.home)
+        if missing:
+            raise ValueError(missing)
+        return run_config(settings), load_key(self.home)
+
+    def _refuse(self, message: str, settings_link: bool = False) -> None:
+        html = message.replace("&", "&amp;").replace("<", "&lt;")
+        if settings_link:
+            html += ' &nbsp;<a href="settings">Open Settings…</a>'
+        self.notice.setText(html)
+        self.notice.show()
+        return None
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running and self.case is not None)
+        self.run_button.setText("Running…" if running else "Ask")
+        self.cost.set_running(running)
+
+    def _on_event(self, event: object) -> None:
+        if getattr(event, "run_id", None) != self.run_id:
+            return  # a late event from a run the user has moved away from
+        self.tree.apply(event)
+        self.cost.apply(event)
+        if isinstance(event, RunStarted):
+            self.tree.select_node(event.root.id)
+        if isinstance(event, RunFinished):
+            record = event.record
+            self.answer.set_answer(record.get("answer", ""), record.get("citations", []), event.status)
+            self.tabs.setCurrentIndex(self.ANSWER_TAB)
+
+    def _on_ended(self, handle: RunHandle) -> None:
+        if handle.run_id == self.run_id:
+            self._set_running(False)
+            if handle.record is None and handle.error is not None:
+                self.answer.set_answer("", [], f"failed: {type(handle.error).__name__}: {handle.error}")
+                self.tabs.setCurrentIndex(self.ANSWER_TAB)
+        self.run_saved.emit(handle.run_id)
+
+
+def cost_of(record: dict[str, Any]) -> CostChanged:
+    """A saved run's totals in the shape the cost meter reads live."""
+    usage = record.get("usage", {}).values()
+    tree = record.get("tree") or {}
+    elapsed = 0.0
+    if tree.get("started") and tree.get("ended"):
+        elapsed = (datetime.fromisoformat(tree["ended"]) - datetime.fromisoformat(tree["started"])).total_seconds()
+    return CostChanged(
+        run_id=record.get("run_id", ""),
+        spent_usd=float(record.get("cost_usd", 0.0)),
+        reserved_usd=0.0,
+        cap_usd=record.get("cap_usd"),
+        calls=sum(u.get("calls", 0) for u in usage),
+        prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
+        completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
+        elapsed_s=elapsed,
+    )

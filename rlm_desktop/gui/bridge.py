@@ -1,0 +1,101 @@
+"""Carry a run's events from the engine thread to the GUI thread, and measure how long the GUI thread stalls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+
+from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.engine.rlm import RunConfig
+
+
+class RunBridge(QObject):
+    """Starts runs and re-emits their frozen events on the GUI thread; never touches a widget itself.
+
+    `run_event` carries RunStarted, NodeStarted/Updated/Finished, CostChanged, CallRetriedEvent and RunFinished.
+    `run_ended` fires once per run after its thread is over, with the handle (its `.error` set if the engine
+    raised instead of finishing with a record).
+    """
+
+    run_event = Signal(object)
+    run_ended = Signal(object)
+    _from_engine = Signal(object)
+    _ended_from_engine = Signal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.handle: RunHandle | None = None
+        # Emitted on the engine thread; the explicit queued connection hops to this object's (GUI) thread.
+        self._from_engine.connect(self._relay, Qt.ConnectionType.QueuedConnection)
+        self._ended_from_engine.connect(self._relay_end, Qt.ConnectionType.QueuedConnection)
+
+    @property
+    def running(self) -> bool:
+        return self.handle is not None and not self.handle.done
+
+    def start(self, case_path: Path, question: str, config: RunConfig, api_key: str) -> RunHandle:
+        """Start a run; raises ValueError for a usage error (bad limits, a cap without a price)."""
+        if self.running:
+            raise RuntimeError("a run is already going; stop it first")
+        handle = RunHandle(case_path, question, config, api_key)
+        handle.subscribe(self._from_engine.emit)
+        handle.start()
+        self.handle = handle
+        threading.Thread(target=self._watch, args=(handle,), name="rlm-run-watch", daemon=True).start()
+        return handle
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+
+    def _watch(self, handle: RunHandle) -> None:
+        handle.join()
+        self._ended_from_engine.emit(handle)
+
+    @Slot(object)
+    def _relay(self, event: object) -> None:
+        self.run_event.emit(event)
+
+    @Slot(object)
+    def _relay_end(self, handle: RunHandle) -> None:
+        self.run_ended.emit(handle)
+
+
+class Heartbeat(QObject):
+    """A timer that should fire every `interval_ms`; any lateness is time the GUI thread was busy."""
+
+    def __init__(self, interval_ms: int = 10, parent: QObject | None = None):
+        super().__init__(parent)
+        self.interval_s = interval_ms / 1000
+        self.stalls_ms: list[float] = []
+        self._last: float | None = None
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._beat)
+
+    def start(self) -> None:
+        self.stalls_ms.clear()
+        self._last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _beat(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.stalls_ms.append(max(0.0, (now - self._last - self.interval_s) * 1000))
+        self._last = now
+
+    def summary(self) -> dict[str, float]:
+        values = sorted(self.stalls_ms) or [0.0]
+        return {
+            "beats": len(self.stalls_ms),
+            "max_ms": round(values[-1], 1),
+            "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
+            "over_50ms": sum(1 for v in values if v > 50),
+        }

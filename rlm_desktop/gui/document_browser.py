@@ -1,0 +1,692 @@
+"""The document browser: filterable tree of the case's documents and a full-text search with snippets."""
+
+from __future__ import annotations
+
+import html
+import re
+import sqlite3
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from PySide6.QtCore import (
+    QDate,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRectF,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QAbstractTextDocumentLayout, QKeyEvent, QKeySequence, QPalette, QTextDocument
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDateEdit,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlm_desktop.gui import theme
+from rlm_desktop.gui.document_model import (
+    COLUMNS,
+    DATE,
+    FROM,
+    KEY_ROLE,
+    KIND,
+    SIZE,
+    TITLE,
+    DocumentFilterProxy,
+    DocumentTreeModel,
+    kind_label,
+)
+from rlm_desktop.store.case import Case
+from rlm_desktop.store.fts import FtsMatch, InvalidQuery
+
+SEARCH_LIMIT = 200
+SEARCH_PLACEHOLDER = 'Search all documents (FTS5: words, "phrases", AND/OR, prefix*)'
+NO_DATE = QDate(1900, 1, 1)  # the date edits' minimum, shown as "any date"
+AUTO_EXPAND_MAX = 400  # expand every match while filtering, unless that would mean thousands of rows
+HIT_ROLE = Qt.ItemDataRole.UserRole + 10
+HIT_HTML_ROLE = Qt.ItemDataRole.UserRole + 11
+_OPERATORS = {"AND", "OR", "NOT", "NEAR"}
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    doc_id: int
+    start: int
+    end: int
+    title: str
+    html: str
+
+
+# ---- snippets ------------------------------------------------------------------------------------------
+
+
+def query_terms(query: str) -> list[tuple[str, bool]]:
+    """Words of an FTS5 query worth bolding in a snippet: (word, is_prefix); operators and syntax dropped."""
+    terms: list[tuple[str, bool]] = []
+    query = re.sub(r",\s*\d+\s*\)", ")", query)  # NEAR(a b, 5): the distance is no word
+    for token in re.findall(r'"[^"]*"|[^\s()"]+', query):
+        if token.startswith('"'):
+            words = re.findall(r"\w+", token)
+            terms.extend((w, False) for w in words)
+            continue
+        if token in _OPERATORS:  # FTS5 operators are upper case; "and" is a word
+            continue
+        token = token.split(":", 1)[-1]  # a column filter ("text:word")
+        prefix = token.endswith("*")
+        for word in re.findall(r"\w+", token):
+            terms.append((word, prefix))
+    return terms
+
+
+def snippet_html(match: FtsMatch, terms: list[tuple[str, bool]], before: int = 70, after: int = 150) -> str:
+    """A window of the matched chunk around the hit, HTML-escaped, with the matched words in bold."""
+    text = match.chunk_text
+    start = max(0, min(len(text), match.start - match.chunk_start))
+    end = max(start, min(len(text), match.end - match.chunk_start))
+    lo, hi = max(0, start - before), min(len(text), end + after)
+    if lo > 0:  # begin and end on word boundaries
+        space = text.find(" ", lo, start)
+        lo = space + 1 if space != -1 else lo
+    if hi < len(text):
+        space = text.rfind(" ", end, hi)
+        hi = space if space != -1 else hi
+    marks: list[tuple[int, int]] = [(start, end)] if end > start else []
+    window = text[lo:hi]
+    for word, prefix in terms:
+        pattern = r"(?<!\w)" + re.escape(word) + (r"\w*" if prefix else r"(?!\w)")
+        for found in re.finditer(pattern, window, re.IGNORECASE):
+            marks.append((lo + found.start(), lo + found.end()))
+    marks.sort()
+    merged: list[list[int]] = []
+    for a, b in marks:
+        if merged and (a <= merged[-1][1] or text[merged[-1][1] : a].isspace()):  # "Blue Heron": one run
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+
+    def plain(piece: str) -> str:
+        return html.escape(re.sub(r"\s+", " ", piece))
+
+    parts = ["…" if lo > 0 else ""]
+    at = lo
+    for a, b in merged:
+        parts.append(plain(text[at:a]))
+        parts.append(f'<b class="hit">{plain(text[a:b])}</b>')
+        at = b
+    parts.append(plain(text[at:hi]))
+    parts.append("…" if hi < len(text) else "")
+    return "".join(parts).strip()
+
+
+def _page_of(case: Case, doc_id: int, offset: int, cache: dict[int, list[tuple[int, int]]]) -> int | None:
+    if doc_id not in cache:
+        cache[doc_id] = [(p.start, p.number) for p in case.pages(doc_id)]
+    pages = cache[doc_id]
+    if not pages:
+        return None
+    at = bisect_right([s for s, _ in pages], offset) - 1
+    return pages[max(0, at)][1]
+
+
+class HtmlDelegate(QStyledItemDelegate):
+    """Paints an item's HTML (HIT_HTML_ROLE) wrapped to the view's width."""
+
+    def _document(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QTextDocument:
+        doc = QTextDocument()
+        doc.setDefaultFont(option.font)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        # the muted "where" text must stay readable on the selection colour; matched words keep dark text
+        where = option.palette.color(QPalette.ColorRole.HighlightedText) if selected else theme.MUTED
+        doc.setDefaultStyleSheet(
+            f".title {{ font-weight: 600; }} .where {{ color: {where.name()}; }}"
+            f" .hit {{ background-color: {theme.HIGHLIGHT_TEXT.name()}; color: black; }}"
+        )
+        doc.setDocumentMargin(4)
+        doc.setHtml(index.data(HIT_HTML_ROLE) or "")
+        doc.setTextWidth(max(80, option.rect.width()))
+        return doc
+
+    def paint(
+        self, painter: Any, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""
+        style = opt.widget.style() if opt.widget else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        doc = self._document(option, index)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        context.palette.setColor(QPalette.ColorRole.Text, option.palette.color(role))
+        painter.save()
+        painter.translate(option.rect.topLeft())
+        painter.setClipRect(QRectF(0, 0, option.rect.width(), option.rect.height()))
+        doc.documentLayout().draw(painter, context)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        width = option.rect.width()
+        if width <= 0 and option.widget is not None:
+            width = option.widget.width() - 24
+        opt = QStyleOptionViewItem(option)
+        opt.rect.setWidth(width)
+        doc = self._document(opt, index)
+        return QSize(int(doc.idealWidth()), int(doc.size().height()) + 2)
+
+
+# ---- the widget ----------------------------------------------------------------------------------------
+
+
+class DocumentBrowser(QWidget):
+    """Documents of the open case: a filterable tree, and full-text search hits in place of the tree."""
+
+    document_activated = Signal(int)  # doc_id
+    span_activated = Signal(int, int, int)  # doc_id, start, end
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._case: Case | None = None
+        self.model = DocumentTreeModel(None, self)
+        self.proxy = DocumentFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self._build()
+        self._sender_timer = QTimer(self, singleShot=True, interval=200)
+        self._sender_timer.timeout.connect(
+            lambda: self._apply(lambda: self.proxy.set_sender(self.sender_box.text()))
+        )
+        self.sender_box.textChanged.connect(lambda _t: self._sender_timer.start())
+        self.set_case(None)
+
+    # ---- layout --------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.search_box = QLineEdit()
+        self.search_box.setPlaceholderText(SEARCH_PLACEHOLDER)
+        self.search_box.setToolTip(
+            "Full-text search over every document (Enter to search, Esc to go back to the list).\n"
+            'Examples:  Rotterdam   "Blue Heron"   invoice AND payment   relabel*   shipment NOT draft'
+        )
+        self.search_box.setClearButtonEnabled(True)
+        self.search_box.returnPressed.connect(lambda: self.run_search(self.search_box.text()))
+        self.search_box.textChanged.connect(self._search_text_changed)
+        self.search_box.installEventFilter(self)
+
+        self.search_error = QLabel()
+        self.search_error.setWordWrap(True)
+        self.search_error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.search_error.setStyleSheet(f"color: {theme.UNVERIFIED.name()};")
+        self.search_error.hide()
+
+        self.kind_combo = QComboBox()
+        self.kind_combo.setToolTip("Show only documents of this type")
+        self.kind_combo.currentIndexChanged.connect(lambda _i: self._apply(self._kind_changed))
+        self.sender_box = QLineEdit()
+        self.sender_box.setPlaceholderText("Sender or author contains…")
+        self.sender_box.setToolTip(
+            "Show emails whose sender (name or address), or documents whose author, contains this"
+        )
+        self.sender_box.setClearButtonEnabled(True)
+
+        self.date_from = self._date_edit("Show documents dated on or after this day")
+        self.date_to = self._date_edit("Show documents dated on or before this day")
+        self.clear_filters_button = QToolButton()
+        self.clear_filters_button.setText("Clear filters")
+        self.clear_filters_button.setToolTip("Show every document again")
+        self.clear_filters_button.clicked.connect(self.clear_filters)
+
+        filters = QHBoxLayout()
+        filters.setContentsMargins(0, 0, 0, 0)
+        filters.addWidget(self.kind_combo)
+        filters.addWidget(self.sender_box, 1)
+        dates = QHBoxLayout()
+        dates.setContentsMargins(0, 0, 0, 0)
+        dates.addWidget(QLabel("Dated"))
+        dates.addWidget(self.date_from, 1)
+        dates.addWidget(QLabel("to"))
+        dates.addWidget(self.date_to, 1)
+        dates.addStretch(0)
+        dates.addWidget(self.clear_filters_button)
+
+        self.tree = QTreeView()
+        self.tree.setModel(self.proxy)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setExpandsOnDoubleClick(False)  # activation decides: documents open, threads fold
+        self.tree.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.tree.header().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.tree.setSortingEnabled(True)
+        self.tree.activated.connect(self._tree_activated)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(TITLE, QHeaderView.ResizeMode.Stretch)
+        metrics = self.tree.fontMetrics()
+        date_width = metrics.horizontalAdvance("2023-05-06 16:45") + 20
+        for column, width in ((KIND, 64), (DATE, date_width), (FROM, 140), (SIZE, 64)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, width)
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._column_menu)
+        header.setToolTip("Click to sort; right-click to choose the columns")
+        self._columns_chosen = False  # until the user picks columns, they follow the pane's width
+        self.empty_label = QLabel()
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setStyleSheet(f"color: {theme.MUTED.name()}; padding: 16px;")
+
+        self.hits_header = QLabel()
+        self.hits_header.setWordWrap(True)
+        self.back_button = QPushButton("Back to documents")
+        self.back_button.setToolTip("Close the search results (Esc)")
+        self.back_button.clicked.connect(self.clear_search)
+        self.hits = QListWidget()
+        self.hits.setItemDelegate(HtmlDelegate(self.hits))
+        self.hits.setWordWrap(True)
+        self.hits.setAlternatingRowColors(True)
+        self.hits.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.hits.setToolTip("Enter or double-click a hit to open the document at the matched words")
+        self.hits.itemActivated.connect(self._hit_activated)
+        self.hits.installEventFilter(self)
+        hits_page = QWidget()
+        hits_layout = QVBoxLayout(hits_page)
+        hits_layout.setContentsMargins(0, 0, 0, 0)
+        hits_top = QHBoxLayout()
+        hits_top.addWidget(self.hits_header, 1)
+        hits_top.addWidget(self.back_button)
+        hits_layout.addLayout(hits_top)
+        hits_layout.addWidget(self.hits, 1)
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.tree)
+        self.stack.addWidget(self.empty_label)
+        self.stack.addWidget(hits_page)
+        self._hits_page = hits_page
+
+        self.count_label = QLabel()
+        self.count_label.setStyleSheet(f"color: {theme.MUTED.name()};")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.search_box)
+        layout.addWidget(self.search_error)
+        layout.addLayout(filters)
+        layout.addLayout(dates)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.count_label)
+
+    def _date_edit(self, tip: str) -> QDateEdit:
+        edit = QDateEdit()
+        edit.setCalendarPopup(True)
+        edit.setMaximumWidth(150)
+        edit.setDisplayFormat("yyyy-MM-dd")
+        edit.setMinimumDate(NO_DATE)
+        edit.setSpecialValueText("any date")  # shown while the date is the minimum: no limit
+        edit.setDate(NO_DATE)
+        edit.setToolTip(tip + ". Clear filters (or pick the earliest date) for any date.")
+        edit.dateChanged.connect(lambda _d: self._apply(self._dates_changed))
+        edit.calendarWidget().installEventFilter(self)
+        return edit
+
+    # ---- public API ----------------------------------------------------------------------------------
+
+    def set_case(self, case: Case | None) -> None:
+        self._case = case
+        self.clear_search()
+        self.model.refresh(case)
+        self._after_refresh()
+        self.clear_filters()  # another case: the old filters would only confuse
+        enabled = case is not None
+        for widget in (self.search_box, self.kind_combo, self.sender_box, self.date_from, self.date_to):
+            widget.setEnabled(enabled)
+
+    def refresh(self) -> None:
+        """Re-read the case (after an ingest) keeping expanded rows, the selection and any search."""
+        expanded = self._expanded_keys()
+        selected = self.selected_doc_id()
+        self.model.refresh(self._case)
+        self._after_refresh()
+        self._expand_keys(expanded)
+        if selected is not None:
+            self.select_document(selected)
+        if self.showing_hits():
+            self.run_search(self.search_box.text())
+
+    def focus_search(self) -> None:
+        self.search_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search_box.selectAll()
+
+    def run_search(self, text: str) -> list[SearchHit]:
+        """Run a full-text search and show its hits; an invalid query shows its message instead."""
+        if self.search_box.text() != text:
+            self.search_box.setText(text)
+        self.search_error.hide()
+        if not text.strip():
+            self.clear_search()
+            return []
+        if self._case is None:
+            return []
+        try:
+            matches = self._case.search(text, limit=SEARCH_LIMIT)
+        except InvalidQuery as exc:
+            self._show_search_error(str(exc))
+            return []
+        except sqlite3.Error as exc:  # a locked or busy database must not take the window down
+            self._show_search_error(f"The search could not run: {exc}")
+            return []
+        hits = self._hits_for(matches, query_terms(text))
+        self.hits.clear()
+        for hit in hits:
+            item = QListWidgetItem()
+            item.setData(HIT_ROLE, (hit.doc_id, hit.start, hit.end))
+            item.setData(HIT_HTML_ROLE, hit.html)
+            node = self.model.tree.by_id.get(hit.doc_id)
+            if node is not None and node.doc is not None and node.doc.path:
+                item.setToolTip(node.doc.path)
+            self.hits.addItem(item)
+        shown = html.escape(text.strip())
+        if not hits:
+            self.hits_header.setText(f"No documents contain <b>{shown}</b>.")
+        elif len(hits) >= SEARCH_LIMIT:
+            self.hits_header.setText(f"The best {len(hits)} hits for <b>{shown}</b> (refine to see others)")
+        else:
+            self.hits_header.setText(f"{len(hits)} hit{'s' if len(hits) != 1 else ''} for <b>{shown}</b>")
+        self.stack.setCurrentWidget(self._hits_page)
+        if hits:
+            self.hits.setCurrentRow(0)
+        return hits
+
+    def clear_search(self) -> None:
+        """Leave the search results and show the document tree again."""
+        self.search_error.hide()
+        self.hits.clear()
+        if self.search_box.text():
+            self.search_box.blockSignals(True)
+            self.search_box.clear()
+            self.search_box.blockSignals(False)
+        self.stack.setCurrentWidget(self.tree)
+        self._show_tree_or_empty()
+
+    def showing_hits(self) -> bool:
+        return self.stack.currentWidget() is self._hits_page
+
+    def select_document(self, doc_id: int) -> bool:
+        """Show and select a document in the tree (clearing filters that hide it); False if it is not here."""
+        index = self.proxy.index_of(doc_id)
+        if not index.isValid() and self.model.index_of(doc_id).isValid():
+            self.clear_filters()
+            index = self.proxy.index_of(doc_id)
+        if not index.isValid():
+            return False
+        if self.showing_hits():
+            self.clear_search()
+        parent = index.parent()
+        while parent.isValid():
+            self.tree.expand(parent)
+            parent = parent.parent()
+        self.tree.setCurrentIndex(index)
+        self.tree.scrollTo(index)
+        return True
+
+    def selected_doc_id(self) -> int | None:
+        return self.proxy.doc_id(self.tree.currentIndex())
+
+    def clear_filters(self) -> None:
+        for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
+            widget.blockSignals(True)
+        self.kind_combo.setCurrentIndex(0)
+        self.sender_box.clear()
+        self.date_from.setDate(NO_DATE)
+        self.date_to.setDate(NO_DATE)
+        for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
+            widget.blockSignals(False)
+        self._sender_timer.stop()
+        self.proxy.set_kinds(None)
+        self.proxy.set_date_range(None, None)
+        self.proxy.set_sender("")
+        self._filters_changed()
+
+    def hit_count(self) -> int:
+        return self.hits.count()
+
+    def hit(self, row: int) -> tuple[int, int, int]:
+        return self.hits.item(row).data(HIT_ROLE)
+
+    # ---- internals -----------------------------------------------------------------------------------
+
+    def _after_refresh(self) -> None:
+        current = self.kind_combo.currentData()
+        self.kind_combo.blockSignals(True)
+        self.kind_combo.clear()
+        self.kind_combo.addItem("All kinds", None)
+        for kind in self.model.tree.kinds:
+            self.kind_combo.addItem(kind_label(kind), kind)
+        at = self.kind_combo.findData(current) if current else 0
+        self.kind_combo.setCurrentIndex(max(at, 0))
+        self.kind_combo.blockSignals(False)
+        if current and at < 0:  # the kind is gone from the case
+            self.proxy.set_kinds(None)
+        self._filters_changed()
+
+    def _kind_changed(self) -> None:
+        kind = self.kind_combo.currentData()
+        self.proxy.set_kinds({kind} if kind else None)
+
+    def _dates_changed(self) -> None:
+        self.proxy.set_date_range(self._date_of(self.date_from), self._date_of(self.date_to))
+
+    @staticmethod
+    def _date_of(edit: QDateEdit) -> date | None:
+        value = edit.date()
+        return None if value == NO_DATE else date(value.year(), value.month(), value.day())
+
+    def _apply(self, change: Any) -> None:
+        change()
+        self._filters_changed()
+
+    def _filters_changed(self) -> None:
+        docs, all_docs, threads, all_threads = self.proxy.counts()
+        self.clear_filters_button.setEnabled(self.proxy.active)
+        if self.proxy.active:
+            text = f"{docs:,} of {all_docs:,} documents match"
+            if all_threads:
+                text += f", in {threads:,} of {all_threads:,} threads"
+            if docs and docs <= AUTO_EXPAND_MAX:
+                self.tree.expandAll()  # matches hide inside threads and emails: show them
+        else:
+            text = f"{all_docs:,} document{'s' if all_docs != 1 else ''}"
+            if all_threads:
+                text += f", {all_threads:,} thread{'s' if all_threads != 1 else ''}"
+        self.count_label.setText(text)
+        self._show_tree_or_empty()
+
+    def _show_tree_or_empty(self) -> None:
+        if self.showing_hits():
+            return
+        if self._case is None:
+            self.empty_label.setText("No case is open.")
+        elif not self.model.tree.document_count:
+            self.empty_label.setText(
+                "This case has no documents yet.\n\nDrop files or folders on the window, or use Add files."
+            )
+        elif self.proxy.rowCount() == 0:
+            self.empty_label.setText(
+                "No documents match these filters.\n\nUse Clear filters to see them all."
+            )
+        else:
+            self.stack.setCurrentWidget(self.tree)
+            return
+        self.stack.setCurrentWidget(self.empty_label)
+
+    def _expanded_keys(self) -> set[str]:
+        keys: set[str] = set()
+
+        def visit(parent: QModelIndex) -> None:
+            for row in range(self.proxy.rowCount(parent)):
+                index = self.proxy.index(row, 0, parent)
+                if self.tree.isExpanded(index):
+                    keys.add(index.data(KEY_ROLE))
+                    visit(index)
+
+        visit(QModelIndex())
+        return keys
+
+    def _expand_keys(self, keys: set[str]) -> None:
+        if not keys:
+            return
+
+        def visit(parent: QModelIndex) -> None:
+            for row in range(self.proxy.rowCount(parent)):
+                index = self.proxy.index(row, 0, parent)
+                if index.data(KEY_ROLE) in keys:
+                    self.tree.expand(index)
+                    visit(index)
+
+        visit(QModelIndex())
+
+    def _hits_for(self, matches: list[FtsMatch], terms: list[tuple[str, bool]]) -> list[SearchHit]:
+        assert self._case is not None
+        pages: dict[int, list[tuple[int, int]]] = {}
+        hits = []
+        for match in matches:
+            node = self.model.tree.by_id.get(match.doc_id)
+            if node is None:  # added since the last refresh
+                doc = self._case.document(match.doc_id)
+                title, kind, parent_title = doc.title, doc.kind, None
+            else:
+                title, kind = node.title, node.kind
+                holder = node.parent
+                parent_title = holder.title if holder is not None and holder.doc is not None else None
+            where = kind_label(kind)
+            if kind == "pdf":
+                page = _page_of(self._case, match.doc_id, match.start, pages)
+                if page is not None:
+                    where += f", page {page}"
+            if parent_title:
+                where += f", in {parent_title}"
+            body = snippet_html(match, terms)
+            html_text = (
+                f'<div><span class="title">{html.escape(title)}</span>'
+                f'&nbsp;&nbsp;<span class="where">{html.escape(where)}</span></div>'
+                f"<div>{body}</div>"
+            )
+            hits.append(SearchHit(match.doc_id, match.start, match.end, title, html_text))
+        return hits
+
+    def _show_search_error(self, message: str) -> None:
+        self.search_error.setText(message)
+        self.search_error.show()
+
+    def _search_text_changed(self, text: str) -> None:
+        self.search_error.hide()
+        if not text and self.showing_hits():
+            self.clear_search()
+
+    def _tree_activated(self, index: QModelIndex) -> None:
+        doc_id = self.proxy.doc_id(index)
+        if doc_id is not None:
+            self.document_activated.emit(doc_id)
+        else:  # a thread row: open or fold it
+            first = index.siblingAtColumn(0)
+            self.tree.setExpanded(first, not self.tree.isExpanded(first))
+
+    def _hit_activated(self, item: QListWidgetItem) -> None:
+        doc_id, start, end = item.data(HIT_ROLE)
+        self.span_activated.emit(doc_id, start, end)
+
+    # ---- columns -------------------------------------------------------------------------------------
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if not self._columns_chosen:
+            self._fit_columns(event.size().width())
+
+    def _fit_columns(self, width: int) -> None:
+        """A narrow pane shows Title and Date (the icon tells the kind); wider ones add the rest."""
+        shown = {DATE}
+        if width >= 520:
+            shown |= {FROM}
+        if width >= 640:
+            shown |= {KIND, SIZE}
+        for column in (KIND, DATE, FROM, SIZE):
+            self.tree.setColumnHidden(column, column not in shown)
+
+    def _column_menu(self, pos: Any) -> None:
+        menu = QMenu(self)
+        menu.addSection("Columns")
+        for column in (KIND, DATE, FROM, SIZE):
+            action = menu.addAction(COLUMNS[column])
+            action.setCheckable(True)
+            action.setChecked(not self.tree.isColumnHidden(column))
+            action.toggled.connect(lambda on, c=column: self._choose_column(c, on))
+        automatic = menu.addAction("Fit to the pane's width")
+        automatic.triggered.connect(self._columns_automatic)
+        menu.exec(self.tree.header().mapToGlobal(pos))
+
+    def _choose_column(self, column: int, shown: bool) -> None:
+        self._columns_chosen = True
+        self.tree.setColumnHidden(column, not shown)
+
+    def _columns_automatic(self) -> None:
+        self._columns_chosen = False
+        self._fit_columns(self.width())
+
+    # ---- keys ----------------------------------------------------------------------------------------
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        # Ctrl+F from anywhere inside the browser (the main window may also bind it to focus_search)
+        if event.matches(QKeySequence.StandardKey.Find):
+            self.focus_search()
+            event.accept()
+            return
+        if event.key() == Qt.Key.Key_Escape and self.showing_hits():
+            self.clear_search()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if (
+            event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Escape
+            and watched in (self.search_box, self.hits)
+            and (self.showing_hits() or self.search_box.text())
+        ):
+            self.clear_search()
+            self.tree.setFocus()
+            return True
+        if event.type() == QEvent.Type.Show:
+            # a calendar opened from "any date" would show the year 1900: open it at the case's latest date
+            for edit in (self.date_from, self.date_to):
+                if watched is edit.calendarWidget() and edit.date() == NO_DATE:
+                    latest = max((n.when for n in self.model.tree.by_id.values() if n.when), default=None)
+                    if latest is not None:
+                        edit.calendarWidget().setCurrentPage(latest.year, latest.month)
+        return super().eventFilter(watched, event)

@@ -1,0 +1,444 @@
+"""The investigation window: documents on the left, the source in the middle, the question and its run on the right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlm_desktop import __version__
+from rlm_desktop.engine.runs import list_runs, load_run
+from rlm_desktop.gui.ask_panel import AskPanel
+from rlm_desktop.gui.document_browser import DocumentBrowser
+from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
+from rlm_desktop.gui.run_history import RunHistoryView
+from rlm_desktop.gui.source_viewer import SourceViewer
+from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
+from rlm_desktop.settings import Settings
+from rlm_desktop.store.case import Case
+
+REPORT_FORMATS = {
+    "html": "Self-contained web page (*.html)",
+    "pdf": "PDF document (*.pdf)",
+    "docx": "Word document (*.docx)",
+    "md": "Markdown (*.md)",
+    "json": "Run record, JSON (*.json)",
+}
+
+SHORTCUTS = [
+    ("Ctrl+Enter", "Ask the question"),
+    ("Esc", "Stop the running investigation"),
+    ("Ctrl+F", "Search all documents"),
+    ("Ctrl+O / Ctrl+Shift+O", "Add files / add a folder to the case"),
+    ("Ctrl+N", "New case"),
+    ("Ctrl+E", "Export the current run as an evidence report"),
+    ("Ctrl+,", "Settings"),
+    ("PgUp / PgDn, Ctrl+ +/-", "Page through / zoom the source viewer"),
+]
+
+
+def _local_paths(event: QEvent) -> list[Path]:
+    mime = event.mimeData() if isinstance(event, QDropEvent | QDragEnterEvent | QDragMoveEvent) else None
+    if mime is None or not mime.hasUrls():
+        return []
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+
+
+class _Exporter(QObject):
+    """Writes a report on a worker thread so a big run never freezes the window."""
+
+    finished = Signal(object, object)  # (path, error)
+
+    def __init__(self, case_path: Path, run_id: str, fmt: str, out: Path):
+        super().__init__()
+        self.args = (case_path, run_id, fmt, out)
+
+    def run(self) -> None:
+        from rlm_desktop.reports import export_run
+
+        try:
+            self.finished.emit(export_run(*self.args), None)
+        except Exception as exc:  # shown to the user; nothing is half-written (export_run writes atomically)
+            self.finished.emit(None, exc)
+
+
+class MainWindow(QMainWindow):
+    case_opened = Signal(str)
+
+    def __init__(self, home: Path, settings: Settings | None = None):
+        super().__init__()
+        self.home = home
+        self.settings = settings or Settings.load(home)
+        self.case: Case | None = None
+        self.case_name: str | None = None
+        self._threads: list[QThread] = []
+        self.setWindowTitle("RLM Desktop")
+        self.setAcceptDrops(True)
+        self.resize(1400, 900)
+
+        self.browser = DocumentBrowser()
+        self.history = RunHistoryView()
+        self.left = QTabWidget()
+        self.left.addTab(self.browser, "Documents")
+        self.left.addTab(self.history, "Runs")
+        self.viewer = SourceViewer()
+        self.ask_panel = AskPanel(home)
+        self.ingest = IngestController(self)
+        self.ingest_panel = IngestPanel()
+        self.ingest_panel.attach(self.ingest)
+        self.ingest_panel.hide()
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.left)
+        self.splitter.addWidget(self.viewer)
+        self.splitter.addWidget(self.ask_panel)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 1)
+        self.splitter.setSizes([380, 520, 500])
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.ingest_panel)
+        self.setCentralWidget(central)
+        self.case_label = QLabel()
+        self.statusBar().addPermanentWidget(self.case_label)
+
+        self._build_actions()
+        self._wire()
+        QApplication.instance().installEventFilter(self)
+
+    # -- construction -----------------------------------------------------------------------------------------
+
+    def _build_actions(self) -> None:
+        def action(text: str, slot, shortcut: str | QKeySequence | None = None, tip: str = "") -> QAction:
+            act = QAction(text, self)
+            if shortcut:
+                act.setShortcut(QKeySequence(shortcut))
+            if tip:
+                act.setStatusTip(tip)
+                act.setToolTip(tip)
+            act.triggered.connect(lambda _checked=False: slot())
+            return act
+
+        self.act_new_case = action("&New case…", self.new_case, "Ctrl+N", "Create a new, empty case")
+        self.act_add_files = action(
+            "Add &files…", self.add_files, "Ctrl+O", "Add PDF, DOCX, email and text files to the case"
+        )
+        self.act_add_folder = action(
+            "Add f&older…", self.add_folder, "Ctrl+Shift+O", "Add a whole folder (recursively) to the case"
+        )
+        self.act_export = action(
+            "&Export report…", self.export_current, "Ctrl+E", "Export the run shown as an evidence report"
+        )
+        self.act_settings = action("&Settings…", self.open_settings, "Ctrl+,", "Endpoint, key, models, cap")
+        self.act_quit = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_ask = action("&Ask", lambda: self.ask_panel.ask(), None, "Run the question (Ctrl+Enter)")
+        self.act_stop = action("&Stop run", self.ask_panel.stop, "Esc", "Stop the running investigation")
+        self.act_stop.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.act_find = action("&Search documents", self.focus_search, "Ctrl+F", "Full-text search of the case")
+        self.act_failures = action("Show ingest &failures", self.show_failures, None, "Files that could not be read")
+        self.act_shortcuts = action("&Keyboard shortcuts", self.show_shortcuts, "F1")
+        self.act_about = action("&About RLM Desktop", self.show_about)
+
+        menu = self.menuBar().addMenu("&File")
+        menu.addAction(self.act_new_case)
+        self.open_case_menu = menu.addMenu("Open &case")
+        self.open_case_menu.aboutToShow.connect(self._fill_case_menu)
+        menu.addSeparator()
+        menu.addAction(self.act_add_files)
+        menu.addAction(self.act_add_folder)
+        menu.addAction(self.act_failures)
+        menu.addSeparator()
+        menu.addAction(self.act_export)
+        menu.addSeparator()
+        menu.addAction(self.act_settings)
+        menu.addSeparator()
+        menu.addAction(self.act_quit)
+        menu = self.menuBar().addMenu("&Run")
+        menu.addAction(self.act_ask)
+        menu.addAction(self.act_stop)
+        menu = self.menuBar().addMenu("&View")
+        menu.addAction(self.act_find)
+        menu = self.menuBar().addMenu("&Help")
+        menu.addAction(self.act_shortcuts)
+        menu.addAction(self.act_about)
+
+        bar = QToolBar("Case")
+        bar.setObjectName("case-toolbar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        bar.addWidget(QLabel(" Case: "))
+        self.case_combo = QComboBox()
+        self.case_combo.setMinimumWidth(180)
+        self.case_combo.setToolTip("The open case: one file holding its documents and runs")
+        self.case_combo.activated.connect(self._case_chosen)
+        bar.addWidget(self.case_combo)
+        bar.addAction(self.act_new_case)
+        bar.addSeparator()
+        bar.addAction(self.act_add_files)
+        bar.addAction(self.act_add_folder)
+        bar.addSeparator()
+        bar.addAction(self.act_export)
+        bar.addAction(self.act_settings)
+        self.addToolBar(bar)
+
+    def _wire(self) -> None:
+        self.browser.document_activated.connect(lambda doc_id: self.viewer.show_document(doc_id))
+        self.browser.span_activated.connect(lambda d, s, e: self.viewer.show_document(d, (s, e)))
+        self.ask_panel.citation_activated.connect(self.viewer.show_citation)
+        self.ask_panel.span_activated.connect(lambda d, s, e: self.viewer.show_document(d, (s, e)))
+        self.ask_panel.run_saved.connect(lambda _run_id: self._refresh_case_views(documents=False))
+        self.ask_panel.settings_requested.connect(self.open_settings)
+        self.history.run_activated.connect(self.open_run)
+        self.history.export_requested.connect(self.export_run_dialog)
+        self.ingest.finished.connect(lambda _report: self._refresh_case_views())
+        self.ingest.event_received.connect(lambda _event: self.ingest_panel.show())
+
+    # -- cases ------------------------------------------------------------------------------------------------
+
+    def open_case(self, name: str) -> None:
+        path = case_path(self.home, name)
+        if self.ingest.running:
+            QMessageBox.information(self, "Ingest running", "Wait for the ingest to finish or cancel it first.")
+            return
+        case = Case.open(path)
+        if self.case is not None:
+            self.case.close()
+        self.case, self.case_name = case, name
+        for widget in (self.browser, self.viewer, self.history, self.ask_panel):
+            widget.set_case(case)
+        self._fill_case_combo()
+        self._refresh_case_views(documents=False)
+        self.setWindowTitle(f"{name} — RLM Desktop")
+        if self.settings.last_case != name:
+            self.settings.last_case = name
+            self.settings.save(self.home)
+        self.case_opened.emit(name)
+
+    def new_case(self) -> None:
+        name, ok = QInputDialog.getText(self, "New case", "Name of the new case (letters, digits, spaces, . _ -):")
+        if not ok or not name.strip():
+            return
+        try:
+            path = case_path(self.home, name.strip())
+        except InvalidCaseName as exc:
+            QMessageBox.warning(self, "New case", str(exc))
+            return
+        if path.exists():
+            QMessageBox.information(self, "New case", f"A case called {name.strip()!r} exists; opening it.")
+        self.open_case(name.strip())
+
+    def _fill_case_combo(self) -> None:
+        names = sorted(set(list_cases(self.home)) | ({self.case_name} if self.case_name else set()))
+        self.case_combo.blockSignals(True)
+        self.case_combo.clear()
+        self.case_combo.addItems(names)
+        if self.case_name:
+            self.case_combo.setCurrentText(self.case_name)
+        self.case_combo.blockSignals(False)
+
+    def _fill_case_menu(self) -> None:
+        self.open_case_menu.clear()
+        for name in sorted(list_cases(self.home)):
+            act = self.open_case_menu.addAction(name)
+            act.setCheckable(True)
+            act.setChecked(name == self.case_name)
+            act.triggered.connect(lambda _checked=False, n=name: self.open_case(n))
+
+    def _case_chosen(self, index: int) -> None:
+        name = self.case_combo.itemText(index)
+        if name and name != self.case_name:
+            self.open_case(name)
+
+    def _refresh_case_views(self, documents: bool = True) -> None:
+        if self.case is None:
+            return
+        if documents:
+            self.browser.refresh()
+        self.history.refresh()
+        docs = self.case.count_documents()
+        runs = len(list_runs(self.case))
+        failures = len(self.case.failures())
+        text = f"{self.case_name}: {docs:,} documents · {runs} runs"
+        if failures:
+            text += f" · {failures} files could not be read"
+        self.case_label.setText(text + "  ")
+        if docs == 0:
+            self.statusBar().showMessage("Drop folders or files on the window to add them to this case.")
+        else:
+            self.statusBar().clearMessage()
+
+    # -- ingest -----------------------------------------------------------------------------------------------
+
+    def ingest_paths(self, paths: list[Path]) -> bool:
+        if self.case is None or not paths:
+            return False
+        if self.ingest.running:
+            self.statusBar().showMessage("An ingest is already running; drop again when it has finished.", 8000)
+            return False
+        self.ingest_panel.show()
+        self.ingest.start(self.case.path, paths)
+        return True
+
+    def add_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Add files to the case",
+            "",
+            "Documents (*.pdf *.docx *.eml *.emlx *.msg *.mbox *.txt *.md *.html *.htm);;All files (*)",
+        )
+        self.ingest_paths([Path(f) for f in files])
+
+    def add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder to the case")
+        if folder:
+            self.ingest_paths([Path(folder)])
+
+    def show_failures(self) -> None:
+        if self.case is not None:
+            self.ingest_panel.show_failures(self.case.failures())
+            self.ingest_panel.show()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        """Files dropped anywhere in the window are ingested, even over the text boxes that would otherwise
+        paste their URLs as text."""
+        kind = event.type()
+        is_drag = kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop)
+        if is_drag and isinstance(watched, QWidget) and watched.window() is self and _local_paths(event):
+            if kind == QEvent.Type.Drop:
+                self.ingest_paths(_local_paths(event))
+            event.setDropAction(Qt.DropAction.CopyAction)
+            event.accept()
+            return True
+        return super().eventFilter(watched, event)
+
+    # -- runs and reports -------------------------------------------------------------------------------------
+
+    def open_run(self, run_id: str) -> dict[str, Any] | None:
+        if self.case is None:
+            return None
+        try:
+            record = load_run(self.case, run_id)
+        except KeyError as exc:
+            QMessageBox.warning(self, "Open run", str(exc).strip('"'))
+            return None
+        self.ask_panel.show_record(record)
+        return record
+
+    def export_current(self) -> None:
+        run_id = self.ask_panel.run_id
+        if run_id is None:
+            QMessageBox.information(
+                self, "Export report", "Open a run first (Runs tab on the left, or ask a question)."
+            )
+            return
+        self.export_run_dialog(run_id)
+
+    def export_run_dialog(self, run_id: str) -> None:
+        if self.case is None:
+            return
+        filters = ";;".join(REPORT_FORMATS.values())
+        suggested = str(Path.home() / f"{self.case_name}-run-{run_id[:8]}.html")
+        path, chosen = QFileDialog.getSaveFileName(self, "Export evidence report", suggested, filters)
+        if not path:
+            return
+        fmt = next((k for k, v in REPORT_FORMATS.items() if v == chosen), None)
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = suffix if suffix in REPORT_FORMATS else (fmt or "html")
+        if Path(path).suffix.lower().lstrip(".") != fmt:
+            path += f".{fmt}"
+        self.export_run(run_id, fmt, Path(path))
+
+    def export_run(self, run_id: str, fmt: str, out: Path) -> QThread:
+        """Export on a worker thread; the status bar says when it is written (or why it failed)."""
+        assert self.case is not None
+        thread = QThread(self)
+        worker = _Exporter(self.case.path, run_id, fmt, out)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.finished.connect(self._exported)
+        worker.finished.connect(thread.quit)
+        thread.finished.connect(lambda: self._threads.remove(thread))
+        thread.worker = worker  # keep it alive as long as the thread
+        self._threads.append(thread)
+        self.statusBar().showMessage(f"Exporting {fmt.upper()} report to {out} …")
+        thread.start()
+        return thread
+
+    def _exported(self, path: object, error: object) -> None:
+        if error is not None:
+            QMessageBox.warning(self, "Export report", f"The report could not be written:\n{error}")
+            self.statusBar().clearMessage()
+        else:
+            self.statusBar().showMessage(f"Report written: {path}", 15000)
+
+    # -- misc -------------------------------------------------------------------------------------------------
+
+    def focus_search(self) -> None:
+        self.left.setCurrentWidget(self.browser)
+        self.browser.focus_search()
+
+    def open_settings(self) -> None:
+        from rlm_desktop.gui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.home, self)
+        dialog.settings_saved.connect(self._settings_saved)
+        dialog.exec()
+
+    def _settings_saved(self, settings: Settings) -> None:
+        settings.last_case = self.case_name
+        self.settings = settings
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About RLM Desktop",
+            f"<b>RLM Desktop {__version__}</b><p>Investigate document collections with a Recursive Language "
+            "Model. Every claim links to a verified span of its source; every run has a hard spending cap.</p>",
+        )
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop what runs in the background and close the case (a run is saved as cancelled)."""
+        if self.ask_panel.running:
+            self.ask_panel.bridge.cancel()
+            if self.ask_panel.bridge.handle is not None:
+                self.ask_panel.bridge.handle.join(5)
+        if self.ingest.running:
+            self.ingest.cancel()
+            self.ingest.wait(30)
+        for thread in list(self._threads):
+            thread.quit()
+            thread.wait(10_000)
+        if self.case is not None:
+            self.case.close()
+            self.case = None
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)

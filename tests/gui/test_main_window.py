@@ -1,0 +1,121 @@
+"""End to end through the real window: drop a folder, ingest, ask against the fake server, watch the tree fill,
+click a citation to its highlighted page, and stop a run with Esc."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from rlm_script import PRICES, ROOT, SUB, Script, repl
+from sample_case import PDF_PHRASE, QUESTION, answer_script, write_documents
+
+from rlm_desktop.engine.events import NodeStarted, RunFinished
+from rlm_desktop.gui.main_window import MainWindow
+from rlm_desktop.settings import Settings
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, fake_openai, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-e2e")
+    home = tmp_path / "home"
+    settings = Settings(
+        base_url=fake_openai.base_url,
+        root_model=ROOT,
+        sub_model=SUB,
+        cap_usd=1.0,
+        prices=dict(p.split("=") for p in PRICES),
+    )
+    settings.save(home)
+    win = MainWindow(home, settings)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    win.open_case("e2e")
+    yield win
+    win.shutdown()
+
+
+def drop(window: MainWindow, target, *paths) -> None:
+    """What a file manager's drag delivers to the widget under the pointer: DragEnter, then Drop.
+
+    Qt discards drop events sent without a platform drag session, so the events go through the window's
+    application-wide event filter directly, as QApplication::notify hands them to it during a real drag.
+    """
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    enter = QDragEnterEvent(
+        QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    assert window.eventFilter(target, enter) and enter.isAccepted()
+    event = QDropEvent(
+        QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    assert window.eventFilter(target, event) and event.isAccepted()
+
+
+def test_drop_ask_watch_cite(qtbot, window, tmp_path, fake_openai):
+    folder = write_documents(tmp_path / "dropped")
+    with qtbot.waitSignal(window.ingest.finished, timeout=60_000) as finished:
+        drop(window, window.ask_panel.question.viewport(), folder)  # even over a text box, it ingests
+    assert window.ask_panel.question.toPlainText() == ""
+    report = finished.args[0]
+    assert report.documents_added >= 6 and not report.failed
+    assert window.case.count_documents() >= 6
+    assert window.browser.model.rowCount() > 0 if hasattr(window.browser, "model") else True
+    assert "documents" in window.case_label.text()
+
+    fake_openai.handler = answer_script()
+    qtbot.keyClicks(window.ask_panel.question, QUESTION)
+    started = []
+    window.ask_panel.bridge.run_event.connect(lambda e: started.append(e) if isinstance(e, NodeStarted) else None)
+    with qtbot.waitSignal(window.ask_panel.bridge.run_ended, timeout=60_000):
+        qtbot.keyClick(window.ask_panel.question, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert any(e.node.kind == "llm_query" for e in started), "the tree must have grown live"
+    tree = window.ask_panel.tree.model
+    assert tree.rowCount() == 1  # the root
+    root = tree.index(0, 0)
+    assert tree.rowCount(root) == 2  # two iterations
+    assert window.ask_panel.tabs.currentIndex() == window.ask_panel.ANSWER_TAB
+    record = window.ask_panel.bridge.handle.record
+    assert record["status"] == "completed"
+    pdf_citation = next(c for c in record["citations"] if c["kind"] == "pdf")
+
+    window.ask_panel.answer.activate_citation(pdf_citation["marker"])
+    viewer = window.viewer
+    assert viewer.current_doc_id == pdf_citation["doc_id"]
+    assert viewer.current_page == 2
+    assert viewer.highlighted_span == (pdf_citation["start"], pdf_citation["end"])
+    assert [list(r) for r in viewer.highlight_rects] == [list(r) for r in pdf_citation["rects"]]
+    assert window.case.text(pdf_citation["doc_id"])[pdf_citation["start"] : pdf_citation["end"]] == PDF_PHRASE
+
+    # the run is in the history, and opening it again shows the same answer
+    window.history.refresh()
+    assert window.open_run(record["run_id"])["answer"] == record["answer"]
+
+
+def test_escape_stops_a_run_and_keeps_the_partial_tree(qtbot, window, tmp_path, fake_openai):
+    folder = write_documents(tmp_path / "dropped")
+    with qtbot.waitSignal(window.ingest.finished, timeout=60_000):
+        window.ingest_paths([folder])
+    fake_openai.handler = Script(
+        [repl("print(len(context))"), repl("rs = llm_query_batched([f'slow {i}' for i in range(4)])")],
+        sub_delay_s=30,
+    )
+    events = []
+    window.ask_panel.bridge.run_event.connect(events.append)
+    window.ask_panel.ask("A question that will be stopped")
+    qtbot.waitUntil(lambda: any(isinstance(e, NodeStarted) and e.node.kind == "llm_query" for e in events), timeout=30_000)
+    window.activateWindow()
+    window.ask_panel.question.setFocus()
+    t0 = time.perf_counter()
+    qtbot.keyClick(window.ask_panel.question, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: any(isinstance(e, RunFinished) for e in events), timeout=5_000)
+    stop_s = time.perf_counter() - t0
+    finished = next(e for e in events if isinstance(e, RunFinished))
+    assert finished.status == "cancelled"
+    assert stop_s < 2.0  # the 250 ms target is measured in benchmarks/gui_bench.py
+    qtbot.waitUntil(lambda: not window.ask_panel.running, timeout=10_000)
+    assert window.ask_panel.tree.model.rowCount() == 1  # the partial tree stays on screen
+    assert window.ask_panel.run_button.isEnabled()

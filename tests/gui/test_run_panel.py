@@ -1,0 +1,308 @@
+"""The run panel: the tree grows live and keeps the user's choices; the detail pane and the excerpt view."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QTextCursor
+from sample_case import QUESTION, answer_script, build_sample_case, run_config
+
+from rlm_desktop.engine.events import (
+    NodeFinished,
+    NodeStarted,
+    NodeUpdated,
+    NodeView,
+    RunFinished,
+    RunStarted,
+)
+from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.engine.runs import load_run
+from rlm_desktop.gui import theme
+from rlm_desktop.gui.run_panel import MAX_RENDER_CHARS, RunPanel
+from rlm_desktop.store.case import Case
+from tests.fake_openai import FakeOpenAIServer
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The sample case with its finished run, built once for this module."""
+    with FakeOpenAIServer() as server:
+        return build_sample_case(tmp_path_factory.mktemp("run-panel"), server)
+
+
+@pytest.fixture
+def case(sample):
+    with Case.open(sample.case_path) as opened:
+        yield opened
+
+
+def make_panel(qtbot) -> RunPanel:
+    panel = RunPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1000, 760)
+    panel.show()
+    qtbot.waitExposed(panel)
+    return panel
+
+
+def pdf_sub_call(record: dict, case: Case) -> dict:
+    """The llm_query node whose prompt quotes the PDF."""
+    stack = [record["tree"]]
+    while stack:
+        node = stack.pop()
+        stack.extend(node["children"])
+        spans = node.get("prompt_spans") or []
+        if node["kind"] == "llm_query" and spans and case.document(spans[0]["doc_id"]).kind == "pdf":
+            return node
+    raise AssertionError("no sub-call quotes the PDF")
+
+
+def point_inside(view, position: int):
+    cursor = QTextCursor(view.document())
+    cursor.setPosition(position)
+    return view.cursorRect(cursor).center()
+
+
+def check_excerpt(qtbot, panel: RunPanel, node: dict, case: Case) -> None:
+    """The prompt's source span is highlighted, named in its tooltip, and a click emits its document span."""
+    span = node["prompt_spans"][0]
+    excerpt = panel.detail.excerpt
+    assert "copied from harbour report.pdf" in panel.detail.primary.caption.text()
+    assert len(excerpt.highlights) == 1
+    begin, end, number = excerpt.highlights[0]
+    shown = excerpt.document().toPlainText()
+    doc_text = case.text(span["doc_id"])[span["start"] : span["end"]]
+    assert shown[begin:end] == doc_text.replace("\f", "\n")  # a page break shows as a line break
+    assert shown[begin:end] == node["text"][span["prompt_start"] : span["prompt_end"]].replace("\f", "\n")
+    cursor = QTextCursor(excerpt.document())
+    cursor.setPosition(begin + 3)
+    fmt = cursor.charFormat()
+    assert fmt.background().color() == theme.HIGHLIGHT_TEXT
+    assert fmt.isAnchor() and fmt.anchorHref() == f"span:{number}"
+    cursor.setPosition(begin)  # the character before the highlight is plain text
+    assert not cursor.charFormat().isAnchor()
+    # the click lands on the middle of the highlighted passage
+    point = point_inside(excerpt, (begin + end) // 2)
+    tip = excerpt.tooltip_at(point)
+    assert "harbour report.pdf" in tip and "page 1" in tip and f"{span['start']:,}–{span['end']:,}" in tip
+    with qtbot.waitSignal(panel.span_activated, timeout=2000) as blocker:
+        qtbot.mouseClick(excerpt.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    assert blocker.args == [span["doc_id"], span["start"], span["end"]]
+
+
+def test_saved_run_excerpt_highlights_the_pdf_span_and_a_click_emits_it(qtbot, sample, case):
+    panel = make_panel(qtbot)
+    panel.set_case(case)
+    record = load_run(case, sample.run_id)
+    panel.load_record(record)
+    assert panel.selected_node().kind == "root"  # a saved run opens on its question and answer
+    assert "4 May 2023" in panel.detail.primary.view.toPlainText()
+    node = pdf_sub_call(record, case)
+    assert panel.select_node(node["id"])
+    assert not panel.follow.isChecked()
+    check_excerpt(qtbot, panel, node, case)
+    assert panel.detail.secondary.view.toPlainText() == "4 May 2023"
+    assert "Sub-call" in panel.detail.header.text() and "gpt-5-mini" in panel.detail.header.text()
+    # every node of the saved run is open in the tree
+    for view in panel.model.views():
+        if panel.model.hasChildren(panel.model.index_of(view.id)):
+            assert panel.tree.isExpanded(panel.model.index_of(view.id))
+
+
+def test_detail_pane_shows_what_each_kind_of_step_did(qtbot, sample, case):
+    panel = make_panel(qtbot)
+    panel.set_case(case)
+    record = load_run(case, sample.run_id)
+    panel.load_record(record)
+    first_code = next(v for v in panel.model.views() if v.kind == "code")
+    panel.select_node(first_code.id)
+    primary, secondary = panel.detail.primary.view, panel.detail.secondary.view
+    assert primary.toPlainText() == first_code.text
+    cursor = QTextCursor(primary.document())
+    cursor.setPosition(2)
+    assert cursor.charFormat().font().fixedPitch() or cursor.charFormat().fontFamilies() == [
+        theme.monospace().family()
+    ]
+    assert "Blue Heron" in secondary.toPlainText()  # what the search printed
+    assert panel.detail.primary.caption.text().startswith("<b>Code</b>")
+
+    iteration = next(v for v in panel.model.views() if v.kind == "iteration" and v.detail.get("number") == 2)
+    panel.select_node(iteration.id)
+    text = panel.detail.primary.view.toPlainText()
+    assert "llm_query(" in text and "```" not in text  # code blocks shown as code, without the fences
+    assert not panel.detail.secondary.isVisible()
+
+    panel.select_node(record["tree"]["id"])
+    assert panel.detail.primary.view.toPlainText() == f"Question\n{QUESTION}\n\nAnswer\n{record['answer']}"
+    assert not panel.detail.secondary.isVisible()
+
+    final_code = next(v for v in panel.model.views() if v.kind == "code" and v.detail.get("final"))
+    panel.select_node(final_code.id)
+    secondary_text = panel.detail.secondary.view.toPlainText()
+    assert "FINAL answer" in secondary_text and "[c1]" in secondary_text
+    assert "harbour report.pdf" in secondary_text  # the citation it registered, named
+
+
+class Bridge(QObject):
+    """Carries engine events to the GUI thread through a queued connection, as the window's bridge does."""
+
+    event = Signal(object)
+
+
+def test_live_run_fills_the_tree_keeps_expansion_and_highlights_the_excerpt(qtbot, tmp_path, fake_openai):
+    sample = build_sample_case(tmp_path)  # the documents only: the run happens live here
+    fake_openai.handler = answer_script()
+    panel = make_panel(qtbot)
+    case = Case.open(sample.case_path)
+    panel.set_case(case)
+    bridge = Bridge()
+    finished: list[RunFinished] = []
+    bridge.event.connect(panel.apply, Qt.ConnectionType.QueuedConnection)
+    bridge.event.connect(
+        lambda e: finished.append(e) if isinstance(e, RunFinished) else None,
+        Qt.ConnectionType.QueuedConnection,
+    )
+    expanded_when_later_rows_came: list[tuple[str, bool]] = []
+
+    def on_insert(parent, first, last):
+        # at every insert, the iterations and code blocks seen so far are still open
+        for view in panel.model.views():
+            index = panel.model.index_of(view.id)
+            if view.kind in ("iteration", "code") and panel.model.hasChildren(index):
+                expanded_when_later_rows_came.append((view.id, panel.tree.isExpanded(index)))
+
+    panel.model.rowsInserted.connect(on_insert, Qt.ConnectionType.QueuedConnection)
+    handle = RunHandle(sample.case_path, QUESTION, run_config(fake_openai), "sk-test")
+    handle.subscribe(lambda event: bridge.event.emit(event))
+    handle.start()
+    qtbot.waitUntil(lambda: bool(finished), timeout=30_000)
+    qtbot.wait(200)  # the follow timer settles
+    record = handle.wait(5)
+    kinds = [v.kind for v in panel.model.views()]
+    assert kinds == ["root", "iteration", "code", "iteration", "code", "llm_query", "llm_query"]
+    assert all(v.status != "running" for v in panel.model.views())
+    assert expanded_when_later_rows_came and all(open_ for _, open_ in expanded_when_later_rows_came)
+    for view in panel.model.views():
+        index = panel.model.index_of(view.id)
+        if panel.model.hasChildren(index):
+            assert panel.tree.isExpanded(index), view.id
+    # nobody clicked: the tree followed the run to its newest step
+    assert panel.follow.isChecked()
+    assert panel.selected_node().id == list(panel.model.views())[-1].id
+    # the root now shows the answer from the RunFinished record
+    panel.select_node(record["tree"]["id"])
+    assert panel.detail.primary.view.toPlainText().endswith(record["answer"])
+    node = pdf_sub_call(record, case)
+    panel.select_node(node["id"])
+    check_excerpt(qtbot, panel, node, case)
+    case.close()
+
+
+def view(node_id: str, parent: str | None, kind: str, text: str = "", **changes) -> NodeView:
+    values = dict(
+        id=node_id,
+        parent_id=parent,
+        kind=kind,
+        model=None,
+        status="running",
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost_usd=0.0,
+        started="2025-03-01T12:00:00.000+00:00",
+        ended=None,
+        text=text,
+        detail={},
+        spans=(),
+    )
+    values.update(changes)
+    return NodeView(**values)
+
+
+def test_user_collapse_and_selection_survive_later_inserts(qtbot):
+    panel = make_panel(qtbot)
+    panel.apply(RunStarted("r", "q", view("n0", None, "root", "q")))
+    panel.apply(NodeStarted("r", view("n1", "n0", "iteration", detail={"number": 1})))
+    panel.apply(NodeStarted("r", view("n2", "n1", "code", "a = 1")))
+    model, tree = panel.model, panel.tree
+    assert tree.isExpanded(model.index_of("n0")) and tree.isExpanded(model.index_of("n1"))
+    qtbot.waitUntil(lambda: panel.selected_node() is not None and panel.selected_node().id == "n2")
+    tree.collapse(model.index_of("n1"))  # the user closes iteration 1
+    panel.apply(NodeStarted("r", view("n3", "n1", "code", "b = 2")))
+    panel.apply(NodeStarted("r", view("n4", "n0", "iteration", detail={"number": 2})))
+    panel.apply(NodeStarted("r", view("n5", "n4", "code", "c = 3")))
+    assert not tree.isExpanded(model.index_of("n1"))  # stays closed though it got a new child
+    assert tree.isExpanded(model.index_of("n4"))  # a new iteration opens by itself
+    qtbot.waitUntil(lambda: panel.selected_node().id == "n5")  # following the newest step
+    # the user clicks iteration 2: following stops, later steps do not move the selection
+    rect = tree.visualRect(model.index_of("n4"))
+    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert panel.selected_node().id == "n4" and not panel.follow.isChecked()
+    panel.apply(NodeUpdated("r", view("n4", "n0", "iteration", "```repl\nc = 3\n```", detail={"number": 2})))
+    panel.apply(NodeStarted("r", view("n6", "n5", "llm_query", "Summarise: …", model="gpt-5-mini")))
+    panel.apply(NodeFinished("r", view("n6", "n5", "llm_query", "Summarise: …", status="done")))
+    qtbot.wait(200)
+    assert panel.selected_node().id == "n4"
+    assert "c = 3" in panel.detail.primary.view.toPlainText()  # the update of the selected step is shown
+    assert tree.isExpanded(model.index_of("n5")) and not tree.isExpanded(model.index_of("n1"))
+    # turning following back on jumps to the newest step
+    panel.follow.setChecked(True)
+    assert panel.selected_node().id == "n6"
+    panel.clear()
+    assert model.rowCount() == 0 and panel.follow.isChecked() and panel.detail.node_id is None
+
+
+def test_huge_prompt_is_capped_and_sub_investigations_are_shown(qtbot):
+    panel = make_panel(qtbot)
+    prompt = "Read this: " + "lorem ipsum dolor sit amet " * 20_000  # 540k characters
+    spans = [
+        {"doc_id": 3, "start": 0, "end": 5000, "prompt_start": 11, "prompt_end": 5011},
+        {"doc_id": 4, "start": 0, "end": 100, "prompt_start": 400_000, "prompt_end": 400_100},  # not drawn
+    ]
+    panel.apply(RunStarted("r", "q", view("n0", None, "root", "q")))
+    panel.apply(NodeStarted("r", view("n1", "n0", "rlm_query", "Who signed?", detail={"doc_ids": [3, 4]})))
+    panel.apply(
+        NodeFinished(
+            "r",
+            view(
+                "n1",
+                "n0",
+                "rlm_query",
+                "Who signed?",
+                status="done",
+                detail={"doc_ids": [3], "answer": "Ann [c2.1]"},
+            ),
+        )
+    )
+    panel.apply(NodeStarted("r", view("n2", "n0", "llm_query", prompt, detail={"prompt_spans": spans})))
+    begin = time.perf_counter()
+    panel.select_node("n2")
+    assert time.perf_counter() - begin < 3
+    shown = panel.detail.excerpt.document().toPlainText()
+    assert len(shown) < MAX_RENDER_CHARS + 200 and "showing the first 200,000 of" in shown
+    assert [h[2] for h in panel.detail.excerpt.highlights] == [0]
+    assert "document 3" in panel.detail.excerpt.tooltip_at(point_inside(panel.detail.excerpt, 100))
+    assert panel.detail.secondary.view.toPlainText() == "Waiting for the sub-model…"
+    panel.select_node("n1")
+    assert "Who signed?" in panel.detail.primary.view.toPlainText()
+    assert "document 3" in panel.detail.primary.view.toPlainText()
+    assert panel.detail.secondary.view.toPlainText() == "Ann [c2.1]"
+
+
+def test_a_shown_panel_keeps_up_with_thousands_of_live_steps(qtbot):
+    panel = make_panel(qtbot)
+    panel.apply(RunStarted("big", "q", view("n0", None, "root", "q")))
+    begin = time.perf_counter()
+    for i in range(1, 31):
+        panel.apply(NodeStarted("big", view(f"i{i}", "n0", "iteration", detail={"number": i})))
+        panel.apply(NodeStarted("big", view(f"c{i}", f"i{i}", "code", "llm_query_batched(chunks)")))
+        for j in range(100):
+            sub = view(f"s{i}.{j}", f"c{i}", "llm_query", f"Summarise chunk {j}", model="gpt-5-mini")
+            panel.apply(NodeStarted("big", sub))
+            panel.apply(NodeFinished("big", view(f"s{i}.{j}", f"c{i}", "llm_query", sub.text, status="done")))
+        qtbot.wait(1)  # let the window paint and the follow timer fire now and then, as in a real run
+    elapsed = time.perf_counter() - begin
+    assert len(panel.model) == 1 + 30 * 102
+    assert elapsed < 10, f"{elapsed:.1f} s for 6,000 events"
+    qtbot.waitUntil(lambda: panel.selected_node().id == "s30.99")
