@@ -33,10 +33,11 @@ from rlm_desktop.engine.models import CallRetried, ModelCallError, ModelClient
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
 from rlm_desktop.engine.runs import RunStore
 from rlm_desktop.engine.tree import Node, Tree, now_iso
+from rlm_desktop.frozen import resources_dir
 from rlm_desktop.sandbox.host import Sandbox
 from rlm_desktop.store.case import Case
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+RESOURCES = resources_dir()  # the checkout's resources/, or the bundle's copy (sys._MEIPASS) when frozen
 CODE_BLOCK = re.compile(r"```(?:repl|python|py)[ \t]*\n(.*?)```", re.DOTALL)
 SAVE_INTERVAL_S = 0.5
 

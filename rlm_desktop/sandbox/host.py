@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlm_desktop import frozen
 from rlm_desktop.sandbox import protocol
 from rlm_desktop.sandbox.worker import DEFAULT_LIMITS
 
@@ -75,6 +76,9 @@ def clean_environment(scratch_dir: str) -> dict[str, str]:
 
 
 def _python_roots() -> list[str]:
+    if frozen.is_frozen():
+        # A desktop bundle: its executable and every file it runs lie inside one folder.
+        return [str(frozen.bundle_root())]
     roots = []
     for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
         for path in (prefix, os.path.realpath(prefix)):
@@ -106,12 +110,20 @@ def bwrap_command(bwrap: str, python: str, case_path: str | None, scratch_dir: s
         case_files = [p for p in (case_path + s for s in ("", "-wal", "-shm")) if os.path.exists(p)]
     for root in _python_roots():
         cmd += ["--ro-bind", root, root]
-    cmd += ["--ro-bind", str(PACKAGE_DIR), str(PACKAGE_DIR)]
+    if not frozen.is_frozen():  # in a bundle the package is inside the bundle root bound above
+        cmd += ["--ro-bind", str(PACKAGE_DIR), str(PACKAGE_DIR)]
     cmd += ["--bind", scratch_dir, scratch_dir]
     for path in case_files:
         cmd += ["--ro-bind", path, path]
-    cmd += ["--chdir", scratch_dir, "--", python, "-I", "-B", str(WORKER_SCRIPT)]
+    cmd += ["--chdir", scratch_dir, "--", *_worker_argv(python)]
     return cmd
+
+
+def _worker_argv(python: str) -> list[str]:
+    """`python -I -B worker.py`, or in a desktop bundle (no Python there) `rlm-desktop --sandbox-worker`."""
+    if frozen.is_frozen():
+        return frozen.worker_argv()
+    return [python, "-I", "-B", str(WORKER_SCRIPT)]
 
 
 def unshare_command(unshare: str, python: str) -> list[str]:
@@ -121,7 +133,7 @@ def unshare_command(unshare: str, python: str) -> list[str]:
         cmd += ["--user", f"--map-user={SANDBOX_UID}", f"--map-group={SANDBOX_UID}"]
     else:
         cmd += ["--user", "--map-root-user"]
-    return cmd + ["--", python, "-I", "-B", str(WORKER_SCRIPT)]
+    return cmd + ["--", *_worker_argv(python)]
 
 
 def worker_command(isolation: str, case_path: str | None, scratch_dir: str) -> list[str] | None:
@@ -132,7 +144,7 @@ def worker_command(isolation: str, case_path: str | None, scratch_dir: str) -> l
     if isolation == "unshare":
         unshare = shutil.which("unshare")
         return unshare_command(unshare, python) if unshare else None
-    return [python, "-I", "-B", str(WORKER_SCRIPT)]
+    return _worker_argv(python)
 
 
 ISOLATION_WARNINGS = {

@@ -1,0 +1,19 @@
+"""PyInstaller hook for rlm_desktop: modules imported lazily, and the standard library the REPL offers."""
+
+from PyInstaller.utils.hooks import collect_submodules
+
+# Commands and the window import their modules inside functions; take them all, the GUI included.
+hiddenimports = collect_submodules("rlm_desktop")
+# qasync finds its Qt binding with importlib at run time.
+hiddenimports += ["qasync", "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets"]
+
+# The root model's code cells may import any standard module, but a bundle holds only what the app itself
+# imports. These are the ones an investigation plausibly uses (text, numbers, dates, tables): without them a
+# cell's `import statistics` would fail only in the desktop app.
+REPL_STDLIB = [
+    "array", "base64", "bisect", "calendar", "collections", "copy", "csv", "dataclasses", "datetime", "decimal",
+    "difflib", "email", "enum", "fnmatch", "fractions", "functools", "hashlib", "heapq", "html", "itertools",
+    "json", "math", "operator", "pprint", "random", "re", "statistics", "string", "textwrap", "time", "typing",
+    "unicodedata", "urllib.parse", "uuid", "zoneinfo",
+]
+hiddenimports += REPL_STDLIB
