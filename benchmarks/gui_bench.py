@@ -27,7 +27,7 @@ from rlm_script import PRICES, ROOT, SUB, Script, repl  # noqa: E402
 
 from benchmarks.generate import generate  # noqa: E402
 from rlm_desktop.engine.events import NodeStarted, RunFinished  # noqa: E402
-from rlm_desktop.gui.bridge import Heartbeat  # noqa: E402
+from rlm_desktop.gui.bridge import Heartbeat, configure_gui_thread  # noqa: E402
 from rlm_desktop.gui.main_window import MainWindow  # noqa: E402
 from rlm_desktop.settings import Settings  # noqa: E402
 
@@ -97,9 +97,13 @@ def measure_run(window: MainWindow, server: FakeOpenAIServer, subcalls: int) -> 
     nodes: list[object] = []
     finished: list[object] = []
     window.ask_panel.bridge.run_event.connect(
-        lambda e: nodes.append(e) if isinstance(e, NodeStarted) else finished.append(e)
-        if isinstance(e, RunFinished)
-        else None
+        lambda e: (
+            nodes.append(e)
+            if isinstance(e, NodeStarted)
+            else finished.append(e)
+            if isinstance(e, RunFinished)
+            else None
+        )
     )
     beat.start()
     started = time.perf_counter()
@@ -120,7 +124,8 @@ def measure_stop(window: MainWindow, server: FakeOpenAIServer, rounds: int = 5) 
     latencies = []
     for _ in range(rounds):
         server.handler = Script(
-            [repl("print(1)"), repl("rs = llm_query_batched([f'slow {i}' for i in range(8)])")], sub_delay_s=30
+            [repl("print(1)"), repl("rs = llm_query_batched([f'slow {i}' for i in range(8)])")],
+            sub_delay_s=30,
         )
         started_subcall: list[object] = []
         finished: list[object] = []
@@ -147,11 +152,16 @@ def measure_stop(window: MainWindow, server: FakeOpenAIServer, rounds: int = 5) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=0.1, help="corpus size; 1.0 = 10M tokens (default 0.1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scale", type=float, default=0.1, help="corpus size; 1.0 = 10M tokens (default 0.1)"
+    )
     parser.add_argument("--subcalls", type=int, default=300, help="sub-calls in the busy run (default 300)")
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication([])
+    configure_gui_thread()  # as the app does
     results: dict = {"scale": args.scale}
     with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer() as server:
         data_root = Path(tmp) / "corpus"
@@ -172,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(exist_ok=True)
     (OUT / "gui.json").write_text(json.dumps(results, indent=2))
     worst = max(results["ingest"]["max_ms"], results["run"]["max_ms"])
-    print(f"worst main-thread stall {worst} ms (target < 50 ms); stop median {results['stop']['median_ms']} ms")
+    print(
+        f"worst main-thread stall {worst} ms (target < 50 ms); stop median {results['stop']['median_ms']} ms"
+    )
     return 0
 
 

@@ -16,6 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export")
 
 
 class UsageError(Exception):
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--screenshot", metavar="FILE.png", help="render the window to this PNG and exit (for docs and checks)"
     )
     p.add_argument("--size", metavar="WxH", default="1400x900", help=argparse.SUPPRESS)
+    p.add_argument("paths", nargs="*", metavar="PATH", type=Path, help="files or folders to add to the case")
 
     p = sub.add_parser("export", parents=[common], help="export a saved run as an evidence report")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -128,9 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-") and Path(argv[0]).exists():
+        argv.insert(0, "gui")  # `rlm-desktop a.pdf folder/` (a file manager's "Open with") opens the window
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "gui"])
+        args = parser.parse_args([*argv, "gui"])
     try:
         home = resolve_home(args.home)
         if args.command == "gui":

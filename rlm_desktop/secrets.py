@@ -30,6 +30,12 @@ def _usable_keyring():
     return backend
 
 
+def warm_up() -> None:
+    """Find the keyring backend now (it can take half a second: D-Bus, entry points), so that the first
+    Ask or Settings in a window does not wait for it; call on a background thread."""
+    _usable_keyring()
+
+
 def _backend_name(backend) -> str:
     from keyring.backends import chainer
 

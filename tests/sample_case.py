@@ -38,8 +38,12 @@ def write_documents(folder: Path) -> Path:
             f"The shipment of 40 containers {PDF_PHRASE} under the name Blue Heron.\nSigned, the harbour master.",
         ],
     )
-    make_docx(folder / "memo.docx", ["Internal memo", "Payments to Blue Heron Ltd were approved on 2 May 2023."])
-    (folder / "notes.txt").write_text("Call notes: ask the harbour master about the manifest.\n", encoding="utf-8")
+    make_docx(
+        folder / "memo.docx", ["Internal memo", "Payments to Blue Heron Ltd were approved on 2 May 2023."]
+    )
+    (folder / "notes.txt").write_text(
+        "Call notes: ask the harbour master about the manifest.\n", encoding="utf-8"
+    )
     mail = folder / "mail"
     mail.mkdir(exist_ok=True)
     invoice = pdf_bytes(["Invoice 778\nForty containers, Blue Heron Ltd, EUR 120,000."])

@@ -53,9 +53,13 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
     window.open_case(name)
     if args.screenshot:
         return _screenshot(app, window, args.open_run, Path(args.screenshot))
-    if args.open_run and window.open_run(args.open_run) is None:
+    if args.open_run and window.open_run(args.open_run, quiet=True) is None:
+        print(f"rlm-desktop: error: no run {args.open_run!r} in case {name!r}", file=sys.stderr)
+        window.shutdown()
         return EXIT_USAGE
     window.show()
+    if args.paths:
+        window.ingest_paths([p.expanduser().resolve() for p in args.paths])
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     closed = asyncio.Event()
@@ -66,13 +70,25 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
     return EXIT_OK
 
 
+def _walk(node: dict):
+    yield node
+    for child in node.get("children", []):
+        yield from _walk(child)
+
+
 def _set_icon(app) -> None:
+    """The drawn PNG sizes (a scaled SVG blurs at 16 px)."""
     from PySide6.QtGui import QIcon
 
-    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[2]))  # the bundle, or the checkout
-    icon = base / "resources" / "icons" / "rlm-desktop.svg"
-    if icon.exists():
-        app.setWindowIcon(QIcon(str(icon)))
+    from rlm_desktop.frozen import resources_dir
+
+    icon = QIcon()
+    for size in (16, 32, 48, 64, 128, 256, 512):
+        png = resources_dir() / "icons" / f"rlm-desktop-{size}.png"
+        if png.exists():
+            icon.addFile(str(png))
+    if not icon.isNull():
+        app.setWindowIcon(icon)
 
 
 def _screenshot(app, window, run_id: str | None, out: Path) -> int:
@@ -80,11 +96,16 @@ def _screenshot(app, window, run_id: str | None, out: Path) -> int:
     from PySide6.QtCore import QEventLoop, QTimer
 
     if run_id:
-        record = window.open_run(run_id)
+        record = window.open_run(run_id, quiet=True)
         if record is None:
             print(f"rlm-desktop: error: no run {run_id!r} in case {window.case_name!r}", file=sys.stderr)
             window.shutdown()
             return EXIT_USAGE
+        first_subcall = next(
+            (n for n in _walk(record.get("tree") or {}) if n.get("kind") == "llm_query"), None
+        )
+        if first_subcall is not None:  # its excerpt shows which source passages the sub-model read
+            window.ask_panel.tree.select_node(first_subcall["id"])
         citations = record.get("citations") or []
         if citations:
             window.ask_panel.answer.activate_citation(citations[0]["marker"])

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
-    QTabWidget,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -35,8 +35,6 @@ class AskPanel(QWidget):
     span_activated = Signal(int, int, int)
     run_saved = Signal(str)  # a run ended and is in the case: the history should refresh
     settings_requested = Signal()
-
-    ANSWER_TAB, TREE_TAB = 0, 1
 
     def __init__(self, home: Path, parent: QWidget | None = None):
         super().__init__(parent)
@@ -62,7 +60,9 @@ class AskPanel(QWidget):
         self.notice.setTextFormat(Qt.TextFormat.RichText)
         self.notice.setOpenExternalLinks(False)
         self.notice.linkActivated.connect(lambda _link: self.settings_requested.emit())
-        self.notice.setStyleSheet("QLabel { color: #8a5a00; background: #fff4d6; padding: 6px; border-radius: 4px; }")
+        self.notice.setStyleSheet(
+            "QLabel { color: #8a5a00; background: #fff4d6; padding: 6px; border-radius: 4px; }"
+        )
         self.notice.hide()
 
         self.cost = CostMeter()
@@ -71,10 +71,13 @@ class AskPanel(QWidget):
         self.answer.citation_activated.connect(self.citation_activated)
         self.tree = RunPanel()
         self.tree.span_activated.connect(self.span_activated)
-        self.tabs = QTabWidget()
-        self.tabs.addTab(self.answer, "Answer")
-        self.tabs.addTab(self.tree, "Recursion tree")
-        self.tabs.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # the answer above the recursion tree: both in view, so the tree can be watched while the answer waits
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.setChildrenCollapsible(False)
+        self.split.addWidget(self.answer)
+        self.split.addWidget(self.tree)
+        self.split.setSizes([230, 570])
+        self.split.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.question, 1)
@@ -84,7 +87,7 @@ class AskPanel(QWidget):
         layout.addLayout(ask_row)
         layout.addWidget(self.notice)
         layout.addWidget(self.cost)
-        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.split, 1)
 
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self.question, activated=lambda: self.ask())
@@ -92,6 +95,10 @@ class AskPanel(QWidget):
         self.bridge.run_event.connect(self._on_event)
         self.bridge.run_ended.connect(self._on_ended)
         self._set_running(False)
+
+    def settings_changed(self) -> None:
+        """New settings were saved: a notice about missing settings may no longer hold."""
+        self.notice.hide()
 
     # -- public -----------------------------------------------------------------------------------------------
 
@@ -108,7 +115,8 @@ class AskPanel(QWidget):
 
     @property
     def running(self) -> bool:
-        return self.bridge.running
+        """True from Ask until the window has taken in the run's end (the engine may finish a moment earlier)."""
+        return self._running or self.bridge.running
 
     def ask(self, question: str | None = None) -> RunHandle | None:
         """Start a run of `question` (or the text in the box); None, with a notice saying why, if it cannot."""
@@ -135,7 +143,6 @@ class AskPanel(QWidget):
             return self._refuse(str(exc).strip('"'), settings_link=True)
         self.run_id = handle.run_id
         self._set_running(True)
-        self.tabs.setCurrentIndex(self.TREE_TAB)
         return handle
 
     def stop(self) -> None:
@@ -151,23 +158,31 @@ class AskPanel(QWidget):
         self.run_id = record["run_id"]
         self.question.setPlainText(record.get("question", ""))
         self.tree.load_record(record)
-        self.answer.set_answer(record.get("answer", ""), record.get("citations", []), record.get("status", ""))
+        self.answer.set_answer(
+            record.get("answer", ""),
+            record.get("citations", []),
+            record.get("status", ""),
+            error=record.get("error"),
+        )
         self.cost.reset(record.get("cap_usd"))
         self.cost.apply(cost_of(record))
         self.cost.set_running(False)
-        self.tabs.setCurrentIndex(self.ANSWER_TAB)
 
     # -- internals --------------------------------------------------------------------------------------------
 
     def _config_and_key(self):
         from rlm_desktop.secrets import api_key_status, load_key
-        from rlm_desktop.settings import Settings, run_config
+        from rlm_desktop.settings import Settings, run_config, validate
 
         settings = Settings.load(self.home)
+        problems = validate(settings)
+        if problems:
+            raise ValueError("Fix the settings first: " + " ".join(problems))
         missing = api_key_status(self.home)
         if missing:
             raise ValueError(missing)
-        return run_config(settings), load_key(self.home)
+        # a local server (vLLM, Ollama) needs no key; the client still wants a non-empty string
+        return run_config(settings), load_key(self.home) or "no-key"
 
     def _refuse(self, message: str, settings_link: bool = False) -> None:
         html = message.replace("&", "&amp;").replace("<", "&lt;")
@@ -178,6 +193,7 @@ class AskPanel(QWidget):
         return None
 
     def _set_running(self, running: bool) -> None:
+        self._running = running
         self.run_button.setEnabled(not running and self.case is not None)
         self.run_button.setText("Running…" if running else "Ask")
         self.cost.set_running(running)
@@ -191,15 +207,15 @@ class AskPanel(QWidget):
             self.tree.select_node(event.root.id)
         if isinstance(event, RunFinished):
             record = event.record
-            self.answer.set_answer(record.get("answer", ""), record.get("citations", []), event.status)
-            self.tabs.setCurrentIndex(self.ANSWER_TAB)
+            self.answer.set_answer(
+                record.get("answer", ""), record.get("citations", []), event.status, error=record.get("error")
+            )
 
     def _on_ended(self, handle: RunHandle) -> None:
-        if handle.run_id == self.run_id:
+        if handle is self.bridge.handle:
             self._set_running(False)
-            if handle.record is None and handle.error is not None:
-                self.answer.set_answer("", [], f"failed: {type(handle.error).__name__}: {handle.error}")
-                self.tabs.setCurrentIndex(self.ANSWER_TAB)
+        if handle.run_id == self.run_id and handle.record is None and handle.error is not None:
+            self.answer.set_answer("", [], "failed", error=f"{type(handle.error).__name__}: {handle.error}")
         self.run_saved.emit(handle.run_id)
 
 
@@ -209,7 +225,9 @@ def cost_of(record: dict[str, Any]) -> CostChanged:
     tree = record.get("tree") or {}
     elapsed = 0.0
     if tree.get("started") and tree.get("ended"):
-        elapsed = (datetime.fromisoformat(tree["ended"]) - datetime.fromisoformat(tree["started"])).total_seconds()
+        elapsed = (
+            datetime.fromisoformat(tree["ended"]) - datetime.fromisoformat(tree["started"])
+        ).total_seconds()
     return CostChanged(
         run_id=record.get("run_id", ""),
         spent_usd=float(record.get("cost_usd", 0.0)),

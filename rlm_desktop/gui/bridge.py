@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
@@ -22,14 +23,25 @@ class RunBridge(QObject):
 
     run_event = Signal(object)
     run_ended = Signal(object)
-    _from_engine = Signal(object)
+    _wake = Signal()
     _ended_from_engine = Signal(object)
+
+    # A batch of 100 sub-calls ends in a burst of hundreds of events; delivered back to back they would
+    # freeze the window. Events wait in a queue and are handed on in slices of at most this many ms,
+    # with the event loop (painting, input, Stop) running between slices.
+    SLICE_MS = 12
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.handle: RunHandle | None = None
+        self._queue: deque[object] = deque()
+        self._wake_pending = threading.Event()
+        self._drain_timer = QTimer(self)
+        self._drain_timer.setSingleShot(True)
+        self._drain_timer.setInterval(0)
+        self._drain_timer.timeout.connect(self._drain)
         # Emitted on the engine thread; the explicit queued connection hops to this object's (GUI) thread.
-        self._from_engine.connect(self._relay, Qt.ConnectionType.QueuedConnection)
+        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
         self._ended_from_engine.connect(self._relay_end, Qt.ConnectionType.QueuedConnection)
 
     @property
@@ -41,7 +53,7 @@ class RunBridge(QObject):
         if self.running:
             raise RuntimeError("a run is already going; stop it first")
         handle = RunHandle(case_path, question, config, api_key)
-        handle.subscribe(self._from_engine.emit)
+        handle.subscribe(self._enqueue)
         handle.start()
         self.handle = handle
         threading.Thread(target=self._watch, args=(handle,), name="rlm-run-watch", daemon=True).start()
@@ -55,12 +67,32 @@ class RunBridge(QObject):
         handle.join()
         self._ended_from_engine.emit(handle)
 
-    @Slot(object)
-    def _relay(self, event: object) -> None:
-        self.run_event.emit(event)
+    def _enqueue(self, event: object) -> None:
+        """On the engine thread: queue the event and wake the GUI thread once per batch, not per event."""
+        self._queue.append(event)
+        if not self._wake_pending.is_set():
+            self._wake_pending.set()
+            self._wake.emit()
+
+    @Slot()
+    def _drain(self) -> None:
+        self._wake_pending.clear()  # events queued from now on wake us again (or are taken in this slice)
+        deadline = time.perf_counter() + self.SLICE_MS / 1000
+        while self._queue:
+            self.run_event.emit(self._queue.popleft())
+            if time.perf_counter() > deadline:
+                break
+        if self._queue:
+            self._drain_timer.start()  # the rest after the event loop has had its turn
+
+    def flush(self) -> None:
+        """Deliver everything queued now (tests and shutdown)."""
+        while self._queue:
+            self.run_event.emit(self._queue.popleft())
 
     @Slot(object)
     def _relay_end(self, handle: RunHandle) -> None:
+        self.flush()  # the run's last events come before the news that it ended
         self.run_ended.emit(handle)
 
 
@@ -71,6 +103,8 @@ class Heartbeat(QObject):
         super().__init__(parent)
         self.interval_s = interval_ms / 1000
         self.stalls_ms: list[float] = []
+        self.stall_at_s: list[float] = []  # when each beat came, seconds after start()
+        self._started = 0.0
         self._last: float | None = None
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -79,7 +113,8 @@ class Heartbeat(QObject):
 
     def start(self) -> None:
         self.stalls_ms.clear()
-        self._last = time.perf_counter()
+        self.stall_at_s.clear()
+        self._last = self._started = time.perf_counter()
         self._timer.start()
 
     def stop(self) -> None:
@@ -89,6 +124,7 @@ class Heartbeat(QObject):
         now = time.perf_counter()
         if self._last is not None:
             self.stalls_ms.append(max(0.0, (now - self._last - self.interval_s) * 1000))
+            self.stall_at_s.append(now - self._started)
         self._last = now
 
     def summary(self) -> dict[str, float]:
@@ -98,4 +134,16 @@ class Heartbeat(QObject):
             "max_ms": round(values[-1], 1),
             "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
             "over_50ms": sum(1 for v in values if v > 50),
+            "worst_at_s": [
+                round(at, 2)
+                for _, at in sorted(zip(self.stalls_ms, self.stall_at_s, strict=True), reverse=True)[:3]
+            ],
         }
+
+
+def configure_gui_thread() -> None:
+    """Hand the GIL back to the GUI thread sooner: engine and ingest threads run Python too, and with the
+    default 5 ms switch interval a waiting GUI thread can sit behind several of their slices."""
+    import sys
+
+    sys.setswitchinterval(0.001)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import sqlite3
+import threading
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
@@ -55,6 +56,7 @@ from rlm_desktop.gui.document_model import (
     SIZE,
     TITLE,
     DocumentFilterProxy,
+    DocumentTree,
     DocumentTreeModel,
     kind_label,
 )
@@ -208,10 +210,13 @@ class DocumentBrowser(QWidget):
 
     document_activated = Signal(int)  # doc_id
     span_activated = Signal(int, int, int)  # doc_id, start, end
+    _tree_built = Signal(int, object)  # from the refresh thread: (generation, DocumentTree)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._case: Case | None = None
+        self._generation = 0  # a background refresh older than the newest one is dropped
+        self._tree_built.connect(self._on_tree_built, Qt.ConnectionType.QueuedConnection)
         self.model = DocumentTreeModel(None, self)
         self.proxy = DocumentFilterProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -358,6 +363,7 @@ class DocumentBrowser(QWidget):
 
     def set_case(self, case: Case | None) -> None:
         self._case = case
+        self._generation += 1  # a refresh still building for the previous case is dropped
         self.clear_search()
         self.model.refresh(case)
         self._after_refresh()
@@ -368,9 +374,30 @@ class DocumentBrowser(QWidget):
 
     def refresh(self) -> None:
         """Re-read the case (after an ingest) keeping expanded rows, the selection and any search."""
+        self._show_tree(DocumentTree.from_case(self._case))
+
+    def refresh_in_background(self) -> None:
+        """refresh(), with the case read and the tree built on a worker thread (a big mailbox takes a second)."""
+        if self._case is None:
+            return
+        self._generation += 1
+        generation, path = self._generation, self._case.path
+
+        def build() -> None:
+            with Case.open(path) as case:
+                tree = DocumentTree.from_case(case)
+            self._tree_built.emit(generation, tree)
+
+        threading.Thread(target=build, name="documents-refresh", daemon=True).start()
+
+    def _on_tree_built(self, generation: int, tree: DocumentTree) -> None:
+        if generation == self._generation and self._case is not None:  # not for a case closed meanwhile
+            self._show_tree(tree)
+
+    def _show_tree(self, tree: DocumentTree) -> None:
         expanded = self._expanded_keys()
         selected = self.selected_doc_id()
-        self.model.refresh(self._case)
+        self.model.set_tree(tree)
         self._after_refresh()
         self._expand_keys(expanded)
         if selected is not None:

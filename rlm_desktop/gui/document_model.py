@@ -314,8 +314,12 @@ class DocumentTreeModel(QAbstractItemModel):
     # ---- our API -------------------------------------------------------------------------------------
 
     def refresh(self, case: Case | None) -> None:
+        self.set_tree(DocumentTree.from_case(case))
+
+    def set_tree(self, tree: DocumentTree) -> None:
+        """Show a tree built elsewhere (a worker thread builds big ones so the window never waits)."""
         self.beginResetModel()
-        self.tree = DocumentTree.from_case(case)
+        self.tree = tree
         self._sort_tree(*self._sort)
         self.endResetModel()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlm_desktop import __version__
+from rlm_desktop import __version__, secrets
 from rlm_desktop.engine.runs import list_runs, load_run
 from rlm_desktop.gui.ask_panel import AskPanel
 from rlm_desktop.gui.document_browser import DocumentBrowser
@@ -30,16 +31,11 @@ from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
 from rlm_desktop.gui.run_history import RunHistoryView
 from rlm_desktop.gui.source_viewer import SourceViewer
 from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
+from rlm_desktop.reports import FORMAT_LABELS
 from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
-REPORT_FORMATS = {
-    "html": "Self-contained web page (*.html)",
-    "pdf": "PDF document (*.pdf)",
-    "docx": "Word document (*.docx)",
-    "md": "Markdown (*.md)",
-    "json": "Run record, JSON (*.json)",
-}
+REPORT_FORMATS = FORMAT_LABELS
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
@@ -51,6 +47,10 @@ SHORTCUTS = [
     ("Ctrl+,", "Settings"),
     ("PgUp / PgDn, Ctrl+ +/-", "Page through / zoom the source viewer"),
 ]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _local_paths(event: QEvent) -> list[Path]:
@@ -111,7 +111,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 1)
-        self.splitter.setSizes([380, 520, 500])
+        self.splitter.setSizes([330, 500, 570])
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._wire()
         QApplication.instance().installEventFilter(self)
+        threading.Thread(target=secrets.warm_up, name="keyring-warm-up", daemon=True).start()
 
     # -- construction -----------------------------------------------------------------------------------------
 
@@ -154,8 +155,12 @@ class MainWindow(QMainWindow):
         self.act_ask = action("&Ask", lambda: self.ask_panel.ask(), None, "Run the question (Ctrl+Enter)")
         self.act_stop = action("&Stop run", self.ask_panel.stop, "Esc", "Stop the running investigation")
         self.act_stop.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        self.act_find = action("&Search documents", self.focus_search, "Ctrl+F", "Full-text search of the case")
-        self.act_failures = action("Show ingest &failures", self.show_failures, None, "Files that could not be read")
+        self.act_find = action(
+            "&Search documents", self.focus_search, "Ctrl+F", "Full-text search of the case"
+        )
+        self.act_failures = action(
+            "Show ingest &failures", self.show_failures, None, "Files that could not be read"
+        )
         self.act_shortcuts = action("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = action("&About RLM Desktop", self.show_about)
 
@@ -218,7 +223,9 @@ class MainWindow(QMainWindow):
     def open_case(self, name: str) -> None:
         path = case_path(self.home, name)
         if self.ingest.running:
-            QMessageBox.information(self, "Ingest running", "Wait for the ingest to finish or cancel it first.")
+            QMessageBox.information(
+                self, "Ingest running", "Wait for the ingest to finish or cancel it first."
+            )
             return
         case = Case.open(path)
         if self.case is not None:
@@ -235,7 +242,9 @@ class MainWindow(QMainWindow):
         self.case_opened.emit(name)
 
     def new_case(self) -> None:
-        name, ok = QInputDialog.getText(self, "New case", "Name of the new case (letters, digits, spaces, . _ -):")
+        name, ok = QInputDialog.getText(
+            self, "New case", "Name of the new case (letters, digits, spaces, . _ -):"
+        )
         if not ok or not name.strip():
             return
         try:
@@ -273,12 +282,12 @@ class MainWindow(QMainWindow):
         if self.case is None:
             return
         if documents:
-            self.browser.refresh()
+            self.browser.refresh_in_background()
         self.history.refresh()
         docs = self.case.count_documents()
         runs = len(list_runs(self.case))
         failures = len(self.case.failures())
-        text = f"{self.case_name}: {docs:,} documents · {runs} runs"
+        text = f"{self.case_name}: {_count(docs, 'document')} · {_count(runs, 'run')}"
         if failures:
             text += f" · {failures} files could not be read"
         self.case_label.setText(text + "  ")
@@ -293,7 +302,9 @@ class MainWindow(QMainWindow):
         if self.case is None or not paths:
             return False
         if self.ingest.running:
-            self.statusBar().showMessage("An ingest is already running; drop again when it has finished.", 8000)
+            self.statusBar().showMessage(
+                "An ingest is already running; drop again when it has finished.", 8000
+            )
             return False
         self.ingest_panel.show()
         self.ingest.start(self.case.path, paths)
@@ -333,13 +344,15 @@ class MainWindow(QMainWindow):
 
     # -- runs and reports -------------------------------------------------------------------------------------
 
-    def open_run(self, run_id: str) -> dict[str, Any] | None:
+    def open_run(self, run_id: str, quiet: bool = False) -> dict[str, Any] | None:
+        """Show a saved run; None (with a message box unless `quiet`) if the case has no such run."""
         if self.case is None:
             return None
         try:
             record = load_run(self.case, run_id)
         except KeyError as exc:
-            QMessageBox.warning(self, "Open run", str(exc).strip('"'))
+            if not quiet:
+                QMessageBox.warning(self, "Open run", str(exc).strip('"'))
             return None
         self.ask_panel.show_record(record)
         return record
@@ -407,6 +420,7 @@ class MainWindow(QMainWindow):
     def _settings_saved(self, settings: Settings) -> None:
         settings.last_case = self.case_name
         self.settings = settings
+        self.ask_panel.settings_changed()
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)

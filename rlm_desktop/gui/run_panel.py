@@ -8,7 +8,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, QPoint, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QFont, QShowEvent, QTextBlockFormat, QTextCharFormat, QTextCursor
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QResizeEvent,
+    QShowEvent,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -348,6 +356,8 @@ class NodeDetail(QWidget):
 class RunPanel(QWidget):
     """The run's recursion tree (grows live, keeps what the user expanded) and the selected step's detail."""
 
+    COLUMN_WIDTHS = {STATUS: 105, MODEL: 110, TOKENS: 140, COST: 75, TIME: 60}
+
     span_activated = Signal(int, int, int)  # doc_id, start, end: show this passage in its document
 
     def __init__(self, parent: QWidget | None = None):
@@ -372,7 +382,7 @@ class RunPanel(QWidget):
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((STATUS, 110), (MODEL, 110), (TOKENS, 150), (COST, 80), (TIME, 70)):
+        for column, width in self.COLUMN_WIDTHS.items():
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             self.tree.setColumnWidth(column, width)
         header.setMinimumSectionSize(50)
@@ -432,8 +442,29 @@ class RunPanel(QWidget):
         self._update_count()
         self._refresh_detail()
 
+    # columns given up, in this order, when the pane is too narrow to leave the step's label readable
+    NARROW_HIDES = (MODEL, TIME, TOKENS)
+    MIN_STEP_WIDTH = 230
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        available = self.tree.viewport().width()
+        # a hidden column reports width 0, so the user's width (or the default) is remembered here
+        widths = {c: self.tree.columnWidth(c) or self.COLUMN_WIDTHS[c] for c in self.COLUMN_WIDTHS}
+        shown = set(widths)
+        for column in self.NARROW_HIDES:
+            if available - sum(widths[c] for c in shown) >= self.MIN_STEP_WIDTH:
+                break
+            shown.discard(column)
+        for column in widths:
+            self.tree.setColumnHidden(column, column not in shown)
+
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
+        self._fit_columns()
         if not self._sized:  # the tree and the step's detail share the height evenly at first
             self._sized = True
             total = max(2, self.splitter.height())

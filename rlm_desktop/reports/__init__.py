@@ -85,14 +85,19 @@ def render(case: Case, record: dict[str, Any], fmt: str, out_path: Path) -> byte
     """The report's bytes in `fmt`. Markdown also writes its images into `<name>_files/` beside `out_path`."""
     if fmt == "json":
         return (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-    report = build_report(case, record)
+    from rlm_desktop.ingest.pdf import MUPDF_LOCK
+
     renderers: dict[str, Callable[[], bytes]] = {
         "html": lambda: _html(report),
         "pdf": lambda: _pdf(report),
         "docx": lambda: _docx(report),
         "md": lambda: _markdown(report, out_path),
     }
-    return renderers[fmt]()
+    # MuPDF is not thread-safe: an export from the window's worker thread must not render while the
+    # source viewer (or an in-process ingest) does
+    with MUPDF_LOCK:
+        report = build_report(case, record)
+        return renderers[fmt]()
 
 
 def _html(report: Report) -> bytes:

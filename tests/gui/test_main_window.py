@@ -46,11 +46,19 @@ def drop(window: MainWindow, target, *paths) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     enter = QDragEnterEvent(
-        QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        QPoint(20, 20),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
     )
     assert window.eventFilter(target, enter) and enter.isAccepted()
     event = QDropEvent(
-        QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        QPointF(20, 20),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
     )
     assert window.eventFilter(target, event) and event.isAccepted()
 
@@ -63,13 +71,16 @@ def test_drop_ask_watch_cite(qtbot, window, tmp_path, fake_openai):
     report = finished.args[0]
     assert report.documents_added >= 6 and not report.failed
     assert window.case.count_documents() >= 6
-    assert window.browser.model.rowCount() > 0 if hasattr(window.browser, "model") else True
+    # the document list is rebuilt on a worker thread after the ingest, then shown
+    qtbot.waitUntil(lambda: window.browser.model.rowCount() == 4, timeout=10_000)  # pdf, docx, txt, thread
     assert "documents" in window.case_label.text()
 
     fake_openai.handler = answer_script()
     qtbot.keyClicks(window.ask_panel.question, QUESTION)
     started = []
-    window.ask_panel.bridge.run_event.connect(lambda e: started.append(e) if isinstance(e, NodeStarted) else None)
+    window.ask_panel.bridge.run_event.connect(
+        lambda e: started.append(e) if isinstance(e, NodeStarted) else None
+    )
     with qtbot.waitSignal(window.ask_panel.bridge.run_ended, timeout=60_000):
         qtbot.keyClick(window.ask_panel.question, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert any(e.node.kind == "llm_query" for e in started), "the tree must have grown live"
@@ -77,7 +88,6 @@ def test_drop_ask_watch_cite(qtbot, window, tmp_path, fake_openai):
     assert tree.rowCount() == 1  # the root
     root = tree.index(0, 0)
     assert tree.rowCount(root) == 2  # two iterations
-    assert window.ask_panel.tabs.currentIndex() == window.ask_panel.ANSWER_TAB
     record = window.ask_panel.bridge.handle.record
     assert record["status"] == "completed"
     pdf_citation = next(c for c in record["citations"] if c["kind"] == "pdf")
@@ -106,7 +116,9 @@ def test_escape_stops_a_run_and_keeps_the_partial_tree(qtbot, window, tmp_path, 
     events = []
     window.ask_panel.bridge.run_event.connect(events.append)
     window.ask_panel.ask("A question that will be stopped")
-    qtbot.waitUntil(lambda: any(isinstance(e, NodeStarted) and e.node.kind == "llm_query" for e in events), timeout=30_000)
+    qtbot.waitUntil(
+        lambda: any(isinstance(e, NodeStarted) and e.node.kind == "llm_query" for e in events), timeout=30_000
+    )
     window.activateWindow()
     window.ask_panel.question.setFocus()
     t0 = time.perf_counter()
