@@ -99,6 +99,8 @@ class AskPanel(QWidget):
     def settings_changed(self) -> None:
         """New settings were saved: a notice about missing settings may no longer hold."""
         self.notice.hide()
+        if not self.running and self.run_id is None:
+            self.cost.reset(self._settings_cap())
 
     # -- public -----------------------------------------------------------------------------------------------
 
@@ -108,8 +110,8 @@ class AskPanel(QWidget):
         self.case = case
         self.tree.set_case(case)
         self.tree.clear()
-        self.answer.set_answer("", [], "")
-        self.cost.reset(None)
+        self.answer.clear()
+        self.cost.reset(self._settings_cap())
         self.run_id = None
         self.run_button.setEnabled(case is not None)
 
@@ -167,6 +169,14 @@ class AskPanel(QWidget):
         self.cost.reset(record.get("cap_usd"))
         self.cost.apply(cost_of(record))
         self.cost.set_running(False)
+
+    def _settings_cap(self) -> float | None:
+        from rlm_desktop.settings import Settings
+
+        try:
+            return Settings.load(self.home).cap_usd
+        except ValueError:
+            return None
 
     # -- internals --------------------------------------------------------------------------------------------
 

@@ -190,10 +190,16 @@ class IngestPanel(QWidget):
         self.failures.hide()
         self.failures_label.hide()
 
+        self.failures.setMaximumHeight(150)  # the documents and the run stay the main view
+        self.hide_button = QPushButton("Hide")
+        self.hide_button.setToolTip("Hide this strip; File > Show ingest failures brings the list back")
+        self.hide_button.clicked.connect(self.hide)
+
         top = QHBoxLayout()
         top.addWidget(self.title)
         top.addWidget(self.progress, 1)
         top.addWidget(self.cancel_button)
+        top.addWidget(self.hide_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(3)

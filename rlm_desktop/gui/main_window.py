@@ -30,6 +30,7 @@ from rlm_desktop.gui.document_browser import DocumentBrowser
 from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
 from rlm_desktop.gui.run_history import RunHistoryView
 from rlm_desktop.gui.source_viewer import SourceViewer
+from rlm_desktop.ingest.progress import IngestStarted
 from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
 from rlm_desktop.reports import FORMAT_LABELS
 from rlm_desktop.settings import Settings
@@ -216,7 +217,9 @@ class MainWindow(QMainWindow):
         self.history.run_activated.connect(self.open_run)
         self.history.export_requested.connect(self.export_run_dialog)
         self.ingest.finished.connect(lambda _report: self._refresh_case_views())
-        self.ingest.event_received.connect(lambda _event: self.ingest_panel.show())
+        self.ingest.event_received.connect(
+            lambda event: self.ingest_panel.show() if isinstance(event, IngestStarted) else None
+        )
 
     # -- cases ------------------------------------------------------------------------------------------------
 
@@ -289,7 +292,7 @@ class MainWindow(QMainWindow):
         failures = len(self.case.failures())
         text = f"{self.case_name}: {_count(docs, 'document')} · {_count(runs, 'run')}"
         if failures:
-            text += f" · {failures} files could not be read"
+            text += f" · {_count(failures, 'file')} could not be read"
         self.case_label.setText(text + "  ")
         if docs == 0:
             self.statusBar().showMessage("Drop folders or files on the window to add them to this case.")
