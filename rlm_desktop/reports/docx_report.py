@@ -201,15 +201,8 @@ def _citation(document, c: ReportCitation) -> None:
         facts.append(("Page", c.pages_label, {}))
     facts.append(("Characters", f"{c.start:,}–{c.end:,} of the stored text", {}))
     if doc is not None and doc.email is not None:
-        for key, value in (
-            ("From", doc.email.sender),
-            ("To", doc.email.to),
-            ("Cc", doc.email.cc),
-            ("Date", doc.email.date),
-            ("Subject", doc.email.subject),
-        ):
-            if value:
-                facts.append((key, value, {}))
+        for key, value in doc.email.rows():
+            facts.append((key, value, {}))
     facts.append(("Verification", c.verification, {"color": GREEN if c.verified else RED, "bold": True}))
     _facts(document, facts)
     if c.source_text is not None:

@@ -218,15 +218,8 @@ def _citation_block(c: ReportCitation, image_src: ImageSource, max_image_width: 
         facts.append(("Page", _e(c.pages_label)))
     facts.append(("Characters", f"<span class='mono'>{c.start:,}–{c.end:,}</span> of the stored text"))
     if doc is not None and doc.email is not None:
-        for label, value in (
-            ("From", doc.email.sender),
-            ("To", doc.email.to),
-            ("Cc", doc.email.cc),
-            ("Date", doc.email.date),
-            ("Subject", doc.email.subject),
-        ):
-            if value:
-                facts.append((label, _e(value)))
+        for label, value in doc.email.rows():
+            facts.append((label, _e(value)))
     status_cls = "ok" if c.verified else "bad"
     facts.append(("Verification", f"<span class='{status_cls}'><b>{_e(c.verification)}</b></span>"))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)

@@ -130,15 +130,8 @@ def _citation(c: ReportCitation, folder: str | None) -> list[str]:
         facts.append(("Page", c.pages_label))
     facts.append(("Characters", f"{c.start:,}–{c.end:,} of the stored text"))
     if doc is not None and doc.email is not None:
-        for key, value in (
-            ("From", doc.email.sender),
-            ("To", doc.email.to),
-            ("Cc", doc.email.cc),
-            ("Date", doc.email.date),
-            ("Subject", doc.email.subject),
-        ):
-            if value:
-                facts.append((key, _cell(value)))
+        for key, value in doc.email.rows():
+            facts.append((key, _cell(value)))
     verification = escape(c.verification)
     facts.append(("Verification", verification if c.verified else f"**{verification}**"))
     lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts), ""]

@@ -118,6 +118,11 @@ class EmailHeaders:
     date: str
     subject: str
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) for each header the email has, in the order every format prints them."""
+        pairs = (("From", self.sender), ("To", self.to), ("Cc", self.cc), ("Date", self.date))
+        return [(label, value) for label, value in (*pairs, ("Subject", self.subject)) if value]
+
 
 @dataclass
 class DocumentInfo:
