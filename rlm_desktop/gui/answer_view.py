@@ -6,10 +6,11 @@ import html
 import re
 from typing import Any
 
-from PySide6.QtCore import QEvent, QPoint, Qt, QUrl, Signal
-from PySide6.QtWidgets import QLabel, QTextBrowser, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtCore import QPoint, Qt, QUrl, Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from rlm_desktop.gui import theme
+from rlm_desktop.gui.link_browser import TooltipBrowser
 
 MARKER = re.compile(r"\[c\d+(?:\.\d+)*\]")
 EMPTY_TEXT = "Ask a question about the case; the answer appears here with clickable citations."
@@ -218,7 +219,7 @@ class AnswerView(QWidget):
         return f"{citation.get('title')}{where}\n“{str(citation.get('quote', ''))[:200]}”\nClick to show it"
 
 
-class _AnswerBrowser(QTextBrowser):
+class _AnswerBrowser(TooltipBrowser):
     """Tooltips for citation links come from the citation itself, not from HTML attributes."""
 
     def __init__(self, owner: AnswerView):
@@ -227,13 +228,3 @@ class _AnswerBrowser(QTextBrowser):
 
     def tooltip_at(self, pos: QPoint) -> str | None:
         return self._owner.tooltip_for(self.anchorAt(pos))
-
-    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if event.type() == QEvent.Type.ToolTip:
-            tip = self.tooltip_at(event.pos())
-            if tip:
-                QToolTip.showText(event.globalPos(), tip, self.viewport())
-            else:
-                QToolTip.hideText()
-            return True
-        return super().viewportEvent(event)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlm_desktop import __version__, secrets
-from rlm_desktop.engine.runs import list_runs, load_run
+from rlm_desktop.engine.runs import load_run
 from rlm_desktop.gui.ask_panel import AskPanel
 from rlm_desktop.gui.document_browser import DocumentBrowser
 from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
@@ -288,7 +288,7 @@ class MainWindow(QMainWindow):
             self.browser.refresh_in_background()
         self.history.refresh()
         docs = self.case.count_documents()
-        runs = len(list_runs(self.case))
+        runs = self.history.model.rowCount()  # just refreshed from the case
         failures = len(self.case.failures())
         text = f"{self.case_name}: {_count(docs, 'document')} · {_count(runs, 'run')}"
         if failures:

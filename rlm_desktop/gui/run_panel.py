@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QPersistentModelIndex, QPoint, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -24,8 +24,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QSplitter,
-    QTextBrowser,
-    QToolTip,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -33,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from rlm_desktop.engine.events import NodeView, RunFinished, RunStarted
 from rlm_desktop.gui import theme
+from rlm_desktop.gui.link_browser import TooltipBrowser
 from rlm_desktop.gui.run_tree_model import (
     COST,
     MODEL,
@@ -78,7 +77,7 @@ def _code_block_format() -> QTextBlockFormat:
     return fmt
 
 
-class ExcerptView(QTextBrowser):
+class ExcerptView(TooltipBrowser):
     """Read-only text built piece by piece; highlighted source spans are links that emit span_activated.
 
     Every piece is capped so a 400k-character prompt never stalls the window."""
@@ -247,16 +246,6 @@ class ExcerptView(QTextBrowser):
         """The tooltip of the highlight under a viewport position, if any."""
         number = self._span_number(self.anchorAt(pos))
         return self._tooltips[number] if number is not None else None
-
-    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if event.type() == QEvent.Type.ToolTip:
-            tip = self.tooltip_at(event.pos())
-            if tip:
-                QToolTip.showText(event.globalPos(), tip, self.viewport())
-            else:
-                QToolTip.hideText()
-            return True
-        return super().viewportEvent(event)
 
 
 def _capped(text: str) -> tuple[str, str | None]:
