@@ -301,29 +301,31 @@ def cmd_search(args: argparse.Namespace, path: Path) -> int:
 
 
 def _run_config(args: argparse.Namespace, home: Path):
-    from rlm_desktop.engine.rlm import RunConfig
-    from rlm_desktop.settings import Settings
+    from rlm_desktop.settings import Settings, run_config
 
     try:
         settings = Settings.load(home)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    pick = lambda flag, default: default if flag is None else flag  # noqa: E731
-    cap = None if args.no_cap else pick(args.cap, settings.cap_usd)
-    config = RunConfig(
-        root_model=pick(args.root_model, settings.root_model),
-        sub_model=pick(args.sub_model, settings.sub_model),
-        base_url=args.base_url or os.environ.get("OPENAI_BASE_URL") or settings.base_url,
-        cap_usd=cap,
-        max_depth=pick(args.max_depth, settings.max_depth),
-        max_iterations=pick(args.max_iterations, settings.max_iterations),
-        max_subcalls=pick(args.max_subcalls, settings.max_subcalls),
-        concurrency=pick(args.concurrency, settings.concurrency),
-        max_wall_s=pick(args.max_seconds, settings.max_wall_s),
-        price_overrides=settings.prices,
-        price_args=tuple(args.price),
-        isolation=args.isolation,
-    )
+    overrides: dict[str, Any] = {
+        "base_url": args.base_url or os.environ.get("OPENAI_BASE_URL") or (settings.base_url or "").strip() or None,
+        "price_args": tuple(args.price),
+        "isolation": args.isolation,
+    }
+    if args.no_cap:
+        overrides["cap_usd"] = None
+    flags = {
+        "cap_usd": args.cap,
+        "root_model": args.root_model,
+        "sub_model": args.sub_model,
+        "max_depth": args.max_depth,
+        "max_iterations": args.max_iterations,
+        "max_subcalls": args.max_subcalls,
+        "concurrency": args.concurrency,
+        "max_wall_s": args.max_seconds,
+    }
+    overrides.update({name: value for name, value in flags.items() if value is not None})
+    config = run_config(settings, **overrides)
     try:
         config.check()
     except (ValueError, LookupError) as exc:

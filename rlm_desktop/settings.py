@@ -31,6 +31,13 @@ class Settings:
     max_subcalls: int = 500
     concurrency: int = 8
     max_wall_s: float = 1800.0
+    root_max_output_tokens: int = 8000
+    sub_max_output_tokens: int = 4000
+    output_chars: int = 20_000  # the REPL output cut shown to the root model
+    request_timeout_s: float = 180.0  # a whole call, or the idle gap between chunks when streaming
+    context_windows: dict[str, int] = field(default_factory=dict)  # model -> tokens (overrides the known table)
+    stream: bool = True
+    allow_weak_isolation: bool = False  # "Run model code with weak isolation on this machine"
     # model -> "IN:OUT" (or "IN:OUT:CACHED"), USD per million tokens; older files may hold
     # {"input_per_m", ...} objects or [in, out] lists, which load and are saved as strings.
     prices: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +108,13 @@ def run_config(settings: Settings, **overrides: Any) -> RunConfig:
         "max_subcalls": settings.max_subcalls,
         "concurrency": settings.concurrency,
         "max_wall_s": settings.max_wall_s,
+        "root_max_output_tokens": settings.root_max_output_tokens,
+        "sub_max_output_tokens": settings.sub_max_output_tokens,
+        "output_chars": settings.output_chars,
+        "request_timeout_s": settings.request_timeout_s,
+        "context_windows": dict(settings.context_windows),
+        "stream": settings.stream,
+        "allow_weak_isolation": settings.allow_weak_isolation,
         "price_overrides": dict(settings.prices),
     }
     values.update(overrides)

@@ -67,8 +67,12 @@ class RunConfig:
     cell_timeout_s: float = 300.0
     memory_mb: int = 4096
     isolation: str = "auto"
-    request_timeout_s: float = 180.0
+    request_timeout_s: float = 180.0  # a whole non-streaming call; the idle gap between chunks when streaming
     max_retries: int = 4
+    context_windows: dict[str, int] = field(default_factory=dict)  # model -> tokens, the user's overrides
+    model_caps: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> ModelCaps.to_json() from a probe
+    stream: bool = True  # stream where the server allows it (falls back silently)
+    allow_weak_isolation: bool = False  # run model code even where no real wall (namespaces, Landlock) exists
     price_overrides: dict[str, Any] = field(default_factory=dict)
     price_args: tuple[str, ...] = ()
 
