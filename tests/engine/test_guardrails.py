@@ -127,7 +127,9 @@ def test_cancel_ends_the_run_within_250_ms_and_keeps_the_trajectory(fake_openai,
         list(_walk(record["tree"]))
     )
     time.sleep(0.2)
-    workers = subprocess.run(["pgrep", "-f", "rlm_desktop/sandbox/worker.py"], capture_output=True, text=True)
+    from rlm_desktop.sandbox.host import WORKER_SCRIPT  # this checkout's worker, not another checkout's
+
+    workers = subprocess.run(["pgrep", "-f", str(WORKER_SCRIPT)], capture_output=True, text=True)
     assert workers.stdout.strip() == "", "a REPL worker outlived the cancelled run"
 
 
