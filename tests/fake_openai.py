@@ -70,6 +70,7 @@ class RecordedRequest:
     status: int | None = None
     client_disconnected: bool = False
     response: dict | None = None  # the JSON body sent back (usage included), for tests that audit costs
+    usage_sent: dict | None = None  # the usage object the client actually received (what a provider bills)
 
 
 def approx_tokens(text: str) -> int:
@@ -272,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
         wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        if "usage" in completion and (wants_usage or request.get("stream") is not True):
+        usage_chunk = "usage" in completion and (wants_usage or request.get("stream") is not True)
+        if usage_chunk:
             chunks.append({"choices": [], "usage": completion["usage"]})
         try:
             self.send_response(200)
@@ -297,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
+            if usage_chunk and isinstance(completion["usage"], dict):
+                record.usage_sent = completion["usage"]
         except OSError:
             record.client_disconnected = True
         self.close_connection = True
@@ -324,6 +328,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode("utf-8")
         record.status = status
         record.response = body
+        if status == 200 and isinstance(body.get("usage"), dict):
+            record.usage_sent = body["usage"]
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
