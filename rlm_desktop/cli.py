@@ -350,7 +350,7 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
                 f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings"
             )
     handle = RunHandle(path, args.question, config, api_key)
-    progress = _AskProgress(enabled=sys.stderr.isatty() and not args.json)
+    progress = _AskProgress(enabled=sys.stderr.isatty())
     handle.subscribe(progress)
 
     def stop(signum: int, frame: object) -> None:
@@ -379,26 +379,51 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
 
 
 class _AskProgress:
-    """A live one-line status on stderr: calls, tokens, dollars."""
+    """On a terminal: the root model's text as it streams, and a live status line (calls, tokens, dollars).
+
+    Everything goes to stderr, so stdout holds only the answer (or the JSON record with --json).
+    """
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        self.shown: dict[str, int] = {}  # node id -> characters of its text already written
+        self.status = ""
 
     def __call__(self, event: Any) -> None:
-        from rlm_desktop.engine.events import CostChanged
+        from rlm_desktop.engine.events import CostChanged, NodeFinished, NodeUpdated
 
-        if self.enabled and isinstance(event, CostChanged):
+        if not self.enabled:
+            return
+        if isinstance(event, CostChanged):
             cap = f" of ${event.cap_usd:.2f}" if event.cap_usd is not None else ""
-            sys.stderr.write(
-                f"\r{event.calls} calls, {event.prompt_tokens:,} in / {event.completion_tokens:,} out, "
-                f"${event.spent_usd:.4f}{cap}, {event.elapsed_s:.0f} s   "
+            held = f" (${event.held_usd:.4f} held)" if event.held_usd else ""
+            self.status = (
+                f"{event.calls} calls, {event.prompt_tokens:,} in / {event.completion_tokens:,} out, "
+                f"${event.spent_usd:.4f}{held}{cap}, {event.elapsed_s:.0f} s"
             )
-            sys.stderr.flush()
+            self._write("\r" + self.status + "   ")
+        elif isinstance(event, NodeUpdated | NodeFinished) and event.node.kind == "iteration":
+            text = event.node.text
+            done = self.shown.get(event.node.id)
+            if done is None and not text:
+                return
+            if done is None:
+                self.clear()
+                self._write(f"── root, iteration {event.node.detail.get('number', '?')} ──\n")
+                done = 0
+            if len(text) > done:
+                self._write(text[done:])
+            self.shown[event.node.id] = max(done, len(text))
+            if isinstance(event, NodeFinished):
+                self._write("\n")
+
+    def _write(self, text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
     def clear(self) -> None:
         if self.enabled:
-            sys.stderr.write("\r" + " " * 79 + "\r")
-            sys.stderr.flush()
+            self._write("\r" + " " * min(120, len(self.status) + 3) + "\r")
 
 
 def _print_record(record: dict[str, Any]) -> None:
@@ -414,7 +439,16 @@ def _print_record(record: dict[str, Any]) -> None:
     for marker in record.get("unresolved_markers") or []:
         print(f"  {marker} was never registered with cite/quote: unverified")
     cap = f" of a ${record['cap_usd']:.2f} cap" if record.get("cap_usd") is not None else ""
-    line = f"\n[{record['status']}] ${record['cost_usd']:.4f}{cap}; run {record['run_id']}"
+    held = record.get("cost_held_usd") or 0.0
+    money = f"${record['cost_usd']:.4f}"
+    if held:
+        money = (
+            f"${record.get('cost_billed_usd', 0.0):.4f} billed + ${held:.4f} held (calls whose cost the server "
+            f"did not report, counted at their worst case; probably about ${record.get('cost_held_estimate_usd', 0.0):.4f})"
+        )
+    for warning in record.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
+    line = f"\n[{record['status']}] {money}{cap}; run {record['run_id']}"
     if record.get("error"):
         line += f"; {record['error']}"
     print(line)

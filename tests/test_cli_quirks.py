@@ -419,3 +419,55 @@ def test_a_server_that_refuses_streaming_is_asked_for_whole_replies(fake_openai,
     fake_openai.handler = Script(FINDING)
     completed(ask(home, fake_openai.base_url), fake_openai)
     assert [r.status for r in fake_openai.chat_requests][:2] == [400, 200]
+
+
+def test_root_text_streams_to_a_terminal_on_stderr_and_never_to_stdout(fake_openai, home):
+    import pty
+    import select
+
+    fake_openai.handler = Script(["Looking at the case first.\n" + LOOK, CONCLUDE])
+    master, slave = pty.openpty()
+    env = {**os.environ, "RLM_DESKTOP_HOME": str(home), "OPENAI_API_KEY": "sk-test"}
+    env.pop("OPENAI_BASE_URL", None)
+    args = [sys.executable, "-m", "rlm_desktop", "ask", "When is the meeting?", "--json"]
+    args += ["--base-url", fake_openai.base_url, "--root-model", ROOT, "--sub-model", SUB]
+    args += [a for p in PRICES for a in ("--price", p)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, env=env, text=True)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=120)
+    terminal = b""
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(master)
+    shown = terminal.decode("utf-8", "replace")
+    assert "Looking at the case first." in shown and "root, iteration 1" in shown
+    record = json.loads(out)  # stdout is the JSON record alone
+    assert record["answer"] == ANSWER
+
+
+def test_a_run_that_fails_keeps_its_best_partial_answer_and_citations(fake_openai, home):
+    script = Script(
+        [
+            LOOK,
+            "So far: the meeting is on 12 June in Geneva [c1].\n"
+            + repl("m = quote(hits[0].doc_id, 'on 12 June in Geneva')\nprint(m)"),
+        ]
+    )
+
+    def handler(request):
+        if len(script.root_requests) >= 2:
+            return Reply(raw_body="<html><title>502 Bad Gateway</title></html>")
+        return script(request)
+
+    fake_openai.handler = handler
+    proc = ask(home, fake_openai.base_url)
+    record = audited(proc, fake_openai)
+    assert proc.returncode == 1 and record["status"] == "failed" and "HTML page" in record["error"]
+    assert record["answer"] == "So far: the meeting is on 12 June in Geneva [c1]."
+    assert record["citations"][0]["verified"] and record["citations"][0]["quote"] == "on 12 June in Geneva"

@@ -247,4 +247,8 @@ def cost_of(record: dict[str, Any]) -> CostChanged:
         prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
         completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
         elapsed_s=elapsed,
+        # runs saved before billed/held were recorded count everything as billed
+        billed_usd=float(record.get("cost_billed_usd", record.get("cost_usd", 0.0))),
+        held_usd=float(record.get("cost_held_usd", 0.0)),
+        held_estimate_usd=float(record.get("cost_held_estimate_usd", 0.0)),
     )

@@ -66,6 +66,10 @@ def step_label(view: NodeView) -> str:
         label = f"Iteration {detail.get('number', '?')}"
         if detail.get("final_request"):
             label += " (asked for the final answer)"
+        if detail.get("problem"):
+            label += " (unusable reply)"
+        elif detail.get("streaming") and view.status == "running":
+            label += f": {_first_line(view.text)}" if view.text.strip() else " (writing…)"
         return label
     if kind == "code":
         lines = [line for line in view.text.splitlines() if line.strip()]
@@ -78,6 +82,8 @@ def step_label(view: NodeView) -> str:
         return f"Sub-call: {_first_line(view.text, 48)}"
     if kind == "rlm_query":
         return f"Sub-RLM: {_first_line(view.text, 52)}"
+    if kind == "compaction":
+        return "Compaction: conversation summarised to fit the context window"
     return f"{kind}: {_first_line(view.text)}"
 
 
@@ -90,9 +96,10 @@ def tokens_text(view: NodeView) -> str:
 def cost_text(view: NodeView) -> str:
     if not view.cost_usd and not view.prompt_tokens:
         return ""  # steps that call no model (code) cost nothing by themselves
+    estimated = "~" if view.detail.get("usage_estimated") else ""
     if 0 < view.cost_usd < 0.00005:
-        return "<$0.0001"  # a cheap sub-call is not free: never show it as $0.0000
-    return theme.money(view.cost_usd)
+        return f"{estimated}<$0.0001"  # a cheap sub-call is not free: never show it as $0.0000
+    return estimated + theme.money(view.cost_usd)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -477,9 +484,14 @@ class RunTreeModel(QAbstractItemModel):
                 "code": "Code the root model ran in its REPL",
                 "llm_query": "A sub-call: this prompt went to the sub-model",
                 "rlm_query": "A sub-investigation with its own REPL",
+                "compaction": "The root conversation was summarised and restarted to fit the context window",
             }
             head = kinds.get(view.kind, view.kind)
             return f"{head}\n\n{text}" if text else head
         if column == STATUS and view.detail.get("error"):
             return str(view.detail["error"])[:600]
+        if column == STATUS and (view.detail.get("problem") or view.detail.get("flag")):
+            return str(view.detail.get("problem") or view.detail.get("flag"))[:600]
+        if column == COST and view.detail.get("usage_estimated"):
+            return "Estimated: the server reported no usage for this call; its worst case is held against the cap"
         return None
