@@ -237,7 +237,7 @@ def _context_complaint(detail: str, body: object) -> tuple[int | None, int | Non
     """(window, prompt tokens) when an error says the request does not fit the context, else None."""
     code = ""
     if isinstance(body, Mapping):
-        error = body.get("error")
+        error = body.get("error", body)  # the SDK hands over the inner error object; others the whole body
         if isinstance(error, Mapping):
             code = f"{error.get('code', '')} {error.get('type', '')}"
             n_ctx = error.get("n_ctx")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -212,3 +213,39 @@ def test_text_streamed_event_is_a_frozen_dataclass():
     event = TextStreamed("n1", "a", "b")
     with pytest.raises(AttributeError):
         event.text = "c"  # type: ignore[misc]
+
+
+def test_llama_cpp_context_error_gives_its_n_ctx(fake_openai):
+    fake_openai.queue(
+        Reply(
+            status=400,
+            error={
+                "error": {
+                    "code": 400,
+                    "message": "the request exceeds the available context size, try increasing it",
+                    "type": "exceed_context_size_error",
+                    "n_prompt_tokens": 5000,
+                    "n_ctx": 4096,
+                }
+            },
+        )
+    )
+    with pytest.raises(ContextTooLong) as info:
+        call(fake_openai.base_url)
+    assert (info.value.window, info.value.prompt_tokens) == (4096, 5000)
+
+
+def test_anthropic_style_prompt_too_long_is_a_context_error(fake_openai):
+    fake_openai.queue(Reply(status=400, error="prompt is too long: 210000 tokens > 200000 maximum"))
+    with pytest.raises(ContextTooLong) as info:
+        call(fake_openai.base_url)
+    assert info.value.window == 200000 and info.value.prompt_tokens == 210000
+
+
+def test_sse_without_its_content_type_is_still_read(fake_openai):
+    chunk = {"choices": [{"index": 0, "delta": {"content": "plain text SSE"}, "finish_reason": "stop"}]}
+    usage = {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}
+    body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n"
+    fake_openai.queue(Reply(raw_body=body, raw_content_type="text/plain"))
+    result, ledger, _ = call(fake_openai.base_url)
+    assert result.text == "plain text SSE" and result.usage_reported and ledger.billed == pytest.approx(MINI.cost(9, 3))
