@@ -294,7 +294,8 @@ class _Run:
     def _streamed(self, node: Node, text: str, reasoning: str) -> None:
         """Live text of a streaming reply (the window's tree and the terminal show it as it comes)."""
         node.detail["streaming"] = True
-        visible, thinking = parse_reply(text, reasoning).visible, parse_reply(text, reasoning).thinking
+        parsed = parse_reply(text, reasoning)
+        visible, thinking = parsed.visible, parsed.thinking
         if node.kind == "iteration":
             node.text = visible
         else:
