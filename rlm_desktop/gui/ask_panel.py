@@ -165,6 +165,7 @@ class AskPanel(QWidget):
             record.get("citations", []),
             record.get("status", ""),
             error=record.get("error"),
+            warnings=record.get("warnings"),
         )
         self.cost.reset(record.get("cap_usd"))
         self.cost.apply(cost_of(record))
@@ -218,7 +219,11 @@ class AskPanel(QWidget):
         if isinstance(event, RunFinished):
             record = event.record
             self.answer.set_answer(
-                record.get("answer", ""), record.get("citations", []), event.status, error=record.get("error")
+                record.get("answer", ""),
+                record.get("citations", []),
+                event.status,
+                error=record.get("error"),
+                warnings=record.get("warnings"),
             )
 
     def _on_ended(self, handle: RunHandle) -> None:
