@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -286,10 +285,8 @@ def test_unknown_usage_is_held_estimated_and_said(fake_openai, home, mode):
     assert any("reported no usage" in w and "estimated" in w for w in record["warnings"])
 
 
-def test_a_server_that_is_down_costs_nothing_and_says_connection_refused(home):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_a_server_that_is_down_costs_nothing_and_says_connection_refused(home, closed_port):
+    port = closed_port
     settings(home, cap_usd=0.5)
     env = {**os.environ, "RLM_DESKTOP_HOME": str(home), "OPENAI_API_KEY": "sk-test"}
     args = [

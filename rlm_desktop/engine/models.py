@@ -74,6 +74,15 @@ class CallRetried:
 
 
 @dataclass(frozen=True)
+class ParameterAdjusted:
+    """The server refused a request parameter and the call was resent without it (not a failure)."""
+
+    label: str
+    model: str
+    change: str
+
+
+@dataclass(frozen=True)
 class UsageMissing:
     """The server reported no usable token usage: the reservation is held and the cost estimated."""
 
@@ -578,7 +587,7 @@ class ModelClient:
                     change = self._adjust(model, state, detail)
                     if change:
                         adjustments += 1
-                        self._emit(CallRetried(label, attempt, change, 0.0))
+                        self._emit(ParameterAdjusted(label, model, change))
                         continue
                 if status in (400, 413, 422):
                     fit = _context_complaint(detail, exc.body)

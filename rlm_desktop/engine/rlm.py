@@ -35,6 +35,7 @@ from rlm_desktop.engine.models import (
     ContextTooLong,
     ModelCallError,
     ModelClient,
+    ParameterAdjusted,
     TextStreamed,
     UsageMissing,
 )
@@ -278,6 +279,11 @@ class _Run:
                 node.detail.setdefault("retries", []).append(
                     {"attempt": event.attempt, "reason": event.reason, "delay_s": round(event.delay_s, 3)}
                 )
+                self.updated(node)
+        elif isinstance(event, ParameterAdjusted):
+            node = self._node_by_id(event.label)
+            if node is not None:
+                node.detail.setdefault("notes", []).append(f"{event.model}: {event.change}")
                 self.updated(node)
         elif isinstance(event, UsageMissing):
             if event.model not in self.usage_missing:

@@ -130,12 +130,8 @@ def test_billed_and_held_are_shown_apart(qtbot):
     assert "$0.0200" in meter.amount_label.text() and "$0.1000 held" in meter.amount_label.text()
 
 
-def test_a_run_against_a_server_that_is_down_shows_no_spend(qtbot, tmp_path):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_a_run_against_a_server_that_is_down_shows_no_spend(qtbot, tmp_path, closed_port):
+    port = closed_port
     sample = build_sample_case(tmp_path)
 
     class Fake:
