@@ -26,7 +26,7 @@ import openai
 from rlm_desktop.engine.budget import SpendLedger, upper_bound_cost
 from rlm_desktop.engine.model_info import ModelCaps, default_token_param, requires_new_token_param
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
-from rlm_desktop.engine.tokens import count_message_tokens, count_tokens
+from rlm_desktop.engine.tokens import count_message_tokens, count_tokens, quick_count
 
 Messages = str | Sequence[Mapping[str, object]]
 DELTA_INTERVAL_S = 0.1  # how often streamed text is passed on (the window redraws from it)
@@ -572,7 +572,7 @@ class ModelClient:
             try:
                 reply = await self._send(model, messages, max_output_tokens, state, reader)
             except asyncio.CancelledError:
-                estimate = self._estimate(price, messages, reader.partial_text() if reader else "", bound)
+                estimate = self._estimate(price, messages, reader.partial_text() if reader else "", bound, quick=True)
                 self.ledger.hold(reservation, estimate)
                 raise
             except openai.APIStatusError as exc:
@@ -718,11 +718,16 @@ class ModelClient:
             return "server asks for streaming; streaming"
         return None
 
-    def _estimate(self, price, messages: list, completion_text: str, bound: float) -> float | None:
+    def _estimate(
+        self, price, messages: list, completion_text: str, bound: float, quick: bool = False
+    ) -> float | None:
         if price is None:
             return None
         try:
-            estimate = price.cost(count_message_tokens(messages), count_tokens(completion_text))
+            if quick:  # a cancel must not wait for the tokenizer
+                estimate = price.cost(quick_count(messages), quick_count(completion_text))
+            else:
+                estimate = price.cost(count_message_tokens(messages), count_tokens(completion_text))
         except Exception:
             return None
         return min(estimate, bound)
