@@ -325,7 +325,7 @@ def _run_config(args: argparse.Namespace, home: Path):
         "max_wall_s": args.max_seconds,
     }
     overrides.update({name: value for name, value in flags.items() if value is not None})
-    config = run_config(settings, **overrides)
+    config = run_config(settings, home=home, **overrides)
     try:
         config.check()
     except (ValueError, LookupError) as exc:
