@@ -16,7 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export")
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor")
 
 
 class UsageError(Exception):
@@ -122,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "pdf", "docx", "md", "json"], required=True)
     p.add_argument("-o", "--output", metavar="FILE", required=True, type=Path)
 
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="what the endpoint, each configured model and this machine's sandbox can do",
+        description="Probe the endpoint and the root and sub models with a few tiny calls (token parameter, "
+        "streaming, usage, reasoning, context window), check which sandbox walls work here, and cache the "
+        "findings for runs. Exit 0 when the endpoint and both models answered, 1 otherwise (with the reason).",
+    )
+    p.add_argument("--base-url", metavar="URL", help="endpoint to check (default $OPENAI_BASE_URL, settings)")
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default OPENAI_API_KEY; else settings)",
+    )
+    p.add_argument("--root-model", metavar="M")
+    p.add_argument("--sub-model", metavar="M")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds to wait for each probe call")
+
     sub.add_parser("runs", parents=[common], help="list the case's saved runs")
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -151,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": cmd_runs,
             "show": cmd_show,
             "export": cmd_export,
+            "doctor": cmd_doctor,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -376,6 +396,59 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     if status == "failed":
         return EXIT_FAILED
     return EXIT_STOPPED
+
+
+def _isolation_report() -> dict[str, Any]:
+    """This machine's sandbox walls, for doctor (one place to swap in a richer source)."""
+    from rlm_desktop.doctor import isolation_report
+
+    return isolation_report()
+
+
+def cmd_doctor(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.doctor import doctor_json, doctor_text
+    from rlm_desktop.engine.endpoints import OPENAI_URL, effective_base_url, endpoint_key
+    from rlm_desktop.engine.pricing import PriceTable
+    from rlm_desktop.engine.probe import EndpointReport, probe_endpoint_sync, save_report
+    from rlm_desktop.settings import Settings, load_api_key
+
+    home = resolve_home(args.home)
+    try:
+        settings = Settings.load(home)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or (settings.base_url or "").strip() or None
+    roles = {"root": args.root_model or settings.root_model, "sub": args.sub_model or settings.sub_model}
+    api_key = os.environ.get(args.api_key_env) or load_api_key(home) or ""
+    try:
+        prices = PriceTable(overrides=settings.prices if isinstance(settings.prices, dict) else {})
+    except ValueError:
+        prices = PriceTable()  # an unreadable price is for Settings to name; the probe only estimates
+    if not api_key and effective_base_url(base_url) == OPENAI_URL:
+        report = EndpointReport(
+            base_url=endpoint_key(base_url),
+            error=f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings",
+        )
+    else:
+        try:
+            report = probe_endpoint_sync(base_url, api_key, list(roles.values()), args.timeout, prices)
+        except KeyboardInterrupt:
+            return EXIT_STOPPED
+    cache = None
+    try:
+        cache = save_report(home, report)
+    except OSError as exc:
+        print(f"rlm-desktop: warning: findings not cached: {exc}", file=sys.stderr)
+    windows = settings.context_windows if isinstance(settings.context_windows, dict) else {}
+    weak = settings.allow_weak_isolation is True
+    data = doctor_json(report, roles, windows, _isolation_report(), cache, weak)
+    if args.json:
+        _print_json(data)
+    else:
+        print(doctor_text(data))
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 class _AskProgress:

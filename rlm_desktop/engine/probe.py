@@ -112,15 +112,19 @@ class EndpointReport:
         return None
 
     @property
-    def cost_usd(self) -> float | None:
-        costs = [m.cost_usd for m in self.models]
-        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+    def cost_usd(self) -> float:
+        """What the probe calls cost, over the models with a known price (see `unpriced`)."""
+        return sum(m.cost_usd for m in self.models if m.cost_usd is not None)
+
+    @property
+    def unpriced(self) -> list[str]:
+        """Models that were called but have no known price, so their probe cost is not in cost_usd."""
+        return [m.model for m in self.models if m.cost_usd is None]
 
     def model(self, name: str) -> ModelReport | None:
         return next((m for m in self.models if m.model == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        cost = self.cost_usd
         return {
             "endpoint": self.base_url,
             "ok": self.ok,
@@ -130,7 +134,8 @@ class EndpointReport:
             "models_listed": self.listed,
             "list_note": self.list_note,
             "models": [m.to_json() for m in self.models],
-            "cost_usd": None if cost is None else round(cost, 8),
+            "cost_usd": round(self.cost_usd, 8),
+            "unpriced": self.unpriced,
             "cost_estimated": any(m.cost_estimated for m in self.models),
             "elapsed_s": round(self.elapsed_s, 3),
         }

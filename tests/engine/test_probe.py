@@ -240,7 +240,9 @@ def test_redact_hides_the_key_and_words_carrying_part_of_it():
 
 
 def test_findings_are_cached_per_endpoint_and_model_privately(tmp_path):
-    report, server = probe(Quirks(refuse_max_completion_tokens="400", stream="refused"), models=[MODEL, "nope"])
+    report, server = probe(
+        Quirks(refuse_max_completion_tokens="400", stream="refused"), models=[MODEL, "nope"]
+    )
     path = save_report(tmp_path, report)
     assert path == endpoints_path(tmp_path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -272,7 +274,11 @@ def test_run_config_takes_the_cached_caps_of_its_models(tmp_path):
     save_caps(
         tmp_path,
         url,
-        {"root-m": ModelCaps(token_param="max_tokens"), "sub-m": ModelCaps(streaming=False), "x": ModelCaps()},
+        {
+            "root-m": ModelCaps(token_param="max_tokens"),
+            "sub-m": ModelCaps(streaming=False),
+            "x": ModelCaps(),
+        },
     )
     settings = Settings(base_url=url, root_model="root-m", sub_model="sub-m", cap_usd=None)
     config = run_config(settings, home=tmp_path)
