@@ -105,6 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-subcalls", type=int, metavar="N")
     p.add_argument("--max-seconds", type=float, metavar="S", help="wall-clock limit for the run")
     p.add_argument("--concurrency", type=int, metavar="N")
+    p.add_argument("--root-max-tokens", type=int, metavar="N", help="output-token limit of each root call")
+    p.add_argument("--sub-max-tokens", type=int, metavar="N", help="output-token limit of each sub-call")
+    p.add_argument(
+        "--output-chars", type=int, metavar="N", help="REPL output shown to the root model, cut head and tail"
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="S",
+        help="seconds for one model call (when streaming: the longest silence between chunks)",
+    )
+    p.add_argument(
+        "--context-window",
+        action="append",
+        default=[],
+        metavar="MODEL=TOKENS",
+        help="a model's context window (input + output tokens), over settings and the server's report; repeatable",
+    )
+    p.add_argument("--no-stream", action="store_true", help="plain requests only, even where streaming works")
+    p.add_argument(
+        "--allow-weak-isolation",
+        action="store_true",
+        help="run model code even where this machine offers only weak isolation (see `doctor`)",
+    )
     p.add_argument(
         "--isolation", choices=["auto", "bwrap", "unshare", "rlimits"], default="auto", help=argparse.SUPPRESS
     )
@@ -345,12 +369,59 @@ def _run_config(args: argparse.Namespace, home: Path):
         "max_wall_s": args.max_seconds,
     }
     overrides.update({name: value for name, value in flags.items() if value is not None})
+    overrides.update(_limit_flags(args, settings))
     config = run_config(settings, home=home, **overrides)
     try:
         config.check()
     except (ValueError, LookupError) as exc:
         raise UsageError(str(exc).strip('"')) from None
     return config
+
+
+def _limit_flags(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    """RunConfig overrides from ask's output-limit, timeout, context-window and isolation flags."""
+    from rlm_desktop.settings import (
+        CONTEXT_WINDOW_RANGE,
+        MAX_OUTPUT_TOKENS,
+        OUTPUT_CHARS_RANGE,
+        parse_context_window,
+    )
+
+    out: dict[str, Any] = {}
+    for flag, name, value in (
+        ("--root-max-tokens", "root_max_output_tokens", args.root_max_tokens),
+        ("--sub-max-tokens", "sub_max_output_tokens", args.sub_max_tokens),
+    ):
+        if value is not None:
+            if not 1 <= value <= MAX_OUTPUT_TOKENS:
+                raise UsageError(f"{flag} must be from 1 to {MAX_OUTPUT_TOKENS:,} tokens")
+            out[name] = value
+    if args.output_chars is not None:
+        low, high = OUTPUT_CHARS_RANGE
+        if not low <= args.output_chars <= high:
+            raise UsageError(f"--output-chars must be from {low:,} to {high:,} characters")
+        out["output_chars"] = args.output_chars
+    if args.request_timeout is not None:
+        if not args.request_timeout > 0:
+            raise UsageError("--request-timeout must be more than 0 seconds")
+        out["request_timeout_s"] = args.request_timeout
+    if args.context_window:
+        windows = dict(settings.context_windows) if isinstance(settings.context_windows, dict) else {}
+        low, high = CONTEXT_WINDOW_RANGE
+        for text in args.context_window:
+            try:
+                model, tokens = parse_context_window(text)
+            except ValueError as exc:
+                raise UsageError(f"--context-window {exc}") from None
+            if not low <= tokens <= high:
+                raise UsageError(f"--context-window {text!r}: the window must be from {low:,} to {high:,} tokens")
+            windows[model] = tokens
+        out["context_windows"] = windows
+    if args.no_stream:
+        out["stream"] = False
+    if args.allow_weak_isolation:
+        out["allow_weak_isolation"] = True
+    return out
 
 
 def cmd_ask(args: argparse.Namespace, path: Path) -> int:
