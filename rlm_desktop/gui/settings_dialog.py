@@ -770,6 +770,8 @@ class SettingsDialog(QDialog):
         self.ok_button.setEnabled(not self.problems)
         self._colour_missing_prices(settings.cap_usd is not None)
         self._show_windows_used(settings)
+        if self.isVisible():
+            self._fit_height()  # a new problem line must not squeeze the form
         return self.problems
 
     def _load_cached_caps(self) -> None:
