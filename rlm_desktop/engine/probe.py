@@ -309,6 +309,10 @@ class _Prober:
             base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s
         )
 
+    def shown_reply(self, text: str) -> str:
+        """The start of a reply, thinking left out, for a person to recognise (and never the key)."""
+        return redact(_short(re.sub(r"(?s)^.*</think>", "", text).strip(), 80), self.api_key)
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -503,7 +507,7 @@ class _Prober:
             content = (message.content or "") if message is not None else ""
             reasoning = _reasoning_in(message) if message is not None else None
             think = _has_think_tags(content)
-            report.reply = _short(re.sub(r"(?s)^.*</think>", "", content).strip(), 80)
+            report.reply = self.shown_reply(content)
             finish = choices[0].finish_reason if choices else None
             if not choices:
                 report.notes.append("the reply had no choices")
@@ -557,7 +561,7 @@ class _Prober:
                 self._charge(report, streamed.usage, PROBE_MAX_TOKENS)
                 if not report.answered:
                     report.answered = True
-                    report.reply = _short(re.sub(r"(?s)^.*</think>", "", streamed.text).strip(), 80)
+                    report.reply = self.shown_reply(streamed.text)
                 reasoning = reasoning or streamed.reasoning_field
                 think = think or _has_think_tags(streamed.text)
         elif streaming is False:

@@ -139,6 +139,8 @@ def connection_result(report: EndpointReport, base_url: str, timeout_s: float) -
         return ConnectionResult(
             True, f"Connected to {base_url} ({where}), but {names} did not answer: see below.", True, report
         )
+    if not report.models:  # no model chosen yet: the list is all there is to show
+        return ConnectionResult(True, f"Connected to {base_url} ({where}).", report=report)
     answered = " and ".join(m.model for m in report.models)
     return ConnectionResult(True, f"Connected to {base_url} ({where}); {answered} answered.", report=report)
 

@@ -287,3 +287,9 @@ def test_run_config_takes_the_cached_caps_of_its_models(tmp_path):
     assert run_config(settings).model_caps == {}  # without a home nothing is read
     # another endpoint given on the command line has nothing cached
     assert run_config(settings, home=tmp_path, base_url="http://127.0.0.1:10/v1").model_caps == {}
+
+
+def test_with_no_model_chosen_only_the_list_is_read():
+    report, server = probe(Quirks(), models=["", "  "])
+    assert report.ok and report.models == [] and report.listed == ["tidy-model", "other-model"]
+    assert server.chat_requests == []
