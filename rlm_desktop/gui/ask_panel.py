@@ -193,7 +193,7 @@ class AskPanel(QWidget):
         if missing:
             raise ValueError(missing)
         # a local server (vLLM, Ollama) needs no key; the client still wants a non-empty string
-        return run_config(settings), load_key(self.home) or "no-key"
+        return run_config(settings, home=self.home), load_key(self.home) or "no-key"
 
     def _refuse(self, message: str, settings_link: bool = False) -> None:
         html = message.replace("&", "&amp;").replace("<", "&lt;")
