@@ -65,12 +65,13 @@ def ask(home, base_url, *extra, cap=CAP, root=ROOT, sub=SUB, prices=PRICES):
     return proc
 
 
-def audited(proc, fake, *, prices=PRICES, cap=CAP) -> dict:
-    """The run record, after checking its money against what the fake server really billed."""
+def audited(proc, fake, *, prices=PRICES, cap=CAP, skip=0) -> dict:
+    """The run record, after checking its money against what the fake server really billed
+    (for the requests after the first `skip`, which belong to something else)."""
     record = json.loads(proc.stdout)
     table = PriceTable(price_args=prices)
     billed = held_bound = 0.0
-    for request in fake.chat_requests:
+    for request in fake.chat_requests[skip:]:
         body = request.json or {}
         price = table.get(body.get("model", ""))
         if price is None:
@@ -468,3 +469,27 @@ def test_a_run_that_fails_keeps_its_best_partial_answer_and_citations(fake_opena
     assert proc.returncode == 1 and record["status"] == "failed" and "HTML page" in record["error"]
     assert record["answer"] == "So far: the meeting is on 12 June in Geneva [c1]."
     assert record["citations"][0]["verified"] and record["citations"][0]["quote"] == "on 12 June in Geneva"
+
+
+def test_what_doctor_learned_is_used_by_the_next_run(fake_openai, home):
+    root, sub = "qwen3-coder", "llama3.1-8b"
+    prices = (f"{root}=0.5:1.5", f"{sub}=0.1:0.2")
+    fake_openai.models = [root, sub]
+    fake_openai.refuse_params = {root: {"max_completion_tokens"}, sub: {"max_completion_tokens"}}
+    fake_openai.handler = Script(FINDING, sub=lambda prompt: "OK")
+    env = {**os.environ, "RLM_DESKTOP_HOME": str(home), "OPENAI_API_KEY": "sk-test"}
+    doctor = subprocess.run(
+        [sys.executable, "-m", "rlm_desktop", "doctor", "--json", "--base-url", fake_openai.base_url,
+         "--root-model", root, "--sub-model", sub],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    probed = len(fake_openai.chat_requests)
+    completed(
+        ask(home, fake_openai.base_url, root=root, sub=sub, prices=prices),
+        fake_openai,
+        prices=prices,
+        skip=probed,
+    )
+    run_requests = fake_openai.chat_requests[probed:]
+    assert run_requests and all("max_tokens" in r.json and r.status == 200 for r in run_requests)
