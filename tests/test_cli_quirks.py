@@ -493,3 +493,12 @@ def test_what_doctor_learned_is_used_by_the_next_run(fake_openai, home):
     )
     run_requests = fake_openai.chat_requests[probed:]
     assert run_requests and all("max_tokens" in r.json and r.status == 200 for r in run_requests)
+
+
+def test_a_reply_cut_off_mid_block_is_told_to_be_shorter(fake_openai, home):
+    fake_openai.queue(Reply(text="Let me search.\n```repl\nhits = search('meet", finish_reason="length"))
+    fake_openai.handler = Script(["(answered by the queue)", *FINDING])
+    record = completed(ask(home, fake_openai.base_url), fake_openai)
+    told = fake_openai.chat_requests[1].json["messages"][-1]["content"]
+    assert "cut off at its limit of 8,000 output tokens before its code block closed" in told
+    assert any("cut off" in n for n in nodes(record, "iteration")[0]["notes"])

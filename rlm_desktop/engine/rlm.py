@@ -720,6 +720,14 @@ class Level:
             else:
                 self.messages.append({"role": "assistant", "content": parsed.visible})
                 feedback, answer = await self._execute_blocks(sandbox, turn, parsed)
+                if completion.finish_reason == "length":
+                    cut = (
+                        f"Your reply was cut off at its limit of {completion.max_output_tokens:,} output tokens"
+                        + (" before its code block closed" if not parsed.blocks else "")
+                        + "; be shorter."
+                    )
+                    turn.detail.setdefault("notes", []).append(cut)
+                    feedback = f"{cut}\n\n{feedback}"
                 run.finished(turn)
                 if answer is not None:
                     return answer, "completed"
