@@ -77,19 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=20, metavar="N")
 
-    p = sub.add_parser("ask", parents=[common], help="investigate a question with the RLM (headless)")
-    p.add_argument("question")
-    p.add_argument(
+    # The endpoint and models, shared by ask and doctor.
+    endpoint = argparse.ArgumentParser(add_help=False)
+    endpoint.add_argument(
         "--base-url", metavar="URL", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, settings)"
     )
-    p.add_argument(
+    endpoint.add_argument(
         "--api-key-env",
         metavar="VAR",
         default="OPENAI_API_KEY",
         help="environment variable holding the API key (default OPENAI_API_KEY; else settings)",
     )
-    p.add_argument("--root-model", metavar="M")
-    p.add_argument("--sub-model", metavar="M")
+    endpoint.add_argument("--root-model", metavar="M")
+    endpoint.add_argument("--sub-model", metavar="M")
+
+    p = sub.add_parser("ask", parents=[common, endpoint], help="investigate a question with the RLM (headless)")
+    p.add_argument("question")
     p.add_argument(
         "--price",
         action="append",
@@ -148,21 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "doctor",
-        parents=[common],
+        parents=[common, endpoint],
         help="what the endpoint, each configured model and this machine's sandbox can do",
         description="Probe the endpoint and the root and sub models with a few tiny calls (token parameter, "
         "streaming, usage, reasoning, context window), check which sandbox walls work here, and cache the "
         "findings for runs. Exit 0 when the endpoint and both models answered, 1 otherwise (with the reason).",
     )
-    p.add_argument("--base-url", metavar="URL", help="endpoint to check (default $OPENAI_BASE_URL, settings)")
-    p.add_argument(
-        "--api-key-env",
-        metavar="VAR",
-        default="OPENAI_API_KEY",
-        help="environment variable holding the API key (default OPENAI_API_KEY; else settings)",
-    )
-    p.add_argument("--root-model", metavar="M")
-    p.add_argument("--sub-model", metavar="M")
     p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds to wait for each probe call")
 
     sub.add_parser("runs", parents=[common], help="list the case's saved runs")
