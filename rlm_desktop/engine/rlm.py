@@ -1043,9 +1043,8 @@ async def run_rlm(
 
 def _finish(run: _Run) -> dict[str, Any]:
     for node in run.tree.root.walk():
-        if node.status == "running":
-            node.finish("cancelled" if run.status == "cancelled" else "stopped")
-            run.dirty[node.id] = node
+        if node.status == "running" and node is not run.tree.root:
+            run.finished(node, "cancelled" if run.status == "cancelled" else "stopped")
     root = run.tree.root
     root.status = run.status
     root.ended = now_iso()

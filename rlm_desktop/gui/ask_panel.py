@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlm_desktop.engine.events import CostChanged, RunFinished, RunStarted
+from rlm_desktop.engine.events import RunFinished, RunStarted
 from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.engine.record import RunRecord
 from rlm_desktop.gui.answer_view import AnswerView
 from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
@@ -168,7 +168,7 @@ class AskPanel(QWidget):
             warnings=record.get("warnings"),
         )
         self.cost.reset(record.get("cap_usd"))
-        self.cost.apply(cost_of(record))
+        self.cost.apply(RunRecord.from_dict(record).cost_event())
         self.cost.set_running(False)
 
     def _settings_cap(self) -> float | None:
@@ -232,28 +232,3 @@ class AskPanel(QWidget):
         if handle.run_id == self.run_id and handle.record is None and handle.error is not None:
             self.answer.set_answer("", [], "failed", error=f"{type(handle.error).__name__}: {handle.error}")
         self.run_saved.emit(handle.run_id)
-
-
-def cost_of(record: dict[str, Any]) -> CostChanged:
-    """A saved run's totals in the shape the cost meter reads live."""
-    usage = record.get("usage", {}).values()
-    tree = record.get("tree") or {}
-    elapsed = 0.0
-    if tree.get("started") and tree.get("ended"):
-        elapsed = (
-            datetime.fromisoformat(tree["ended"]) - datetime.fromisoformat(tree["started"])
-        ).total_seconds()
-    return CostChanged(
-        run_id=record.get("run_id", ""),
-        spent_usd=float(record.get("cost_usd", 0.0)),
-        reserved_usd=0.0,
-        cap_usd=record.get("cap_usd"),
-        calls=sum(u.get("calls", 0) for u in usage),
-        prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
-        completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
-        elapsed_s=elapsed,
-        # runs saved before billed/held were recorded count everything as billed
-        billed_usd=float(record.get("cost_billed_usd", record.get("cost_usd", 0.0))),
-        held_usd=float(record.get("cost_held_usd", 0.0)),
-        held_estimate_usd=float(record.get("cost_held_estimate_usd", 0.0)),
-    )

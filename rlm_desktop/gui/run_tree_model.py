@@ -17,6 +17,7 @@ from rlm_desktop.engine.events import (
     RunFinished,
     RunStarted,
 )
+from rlm_desktop.engine.record import replay
 from rlm_desktop.gui import theme
 
 STEP, STATUS, MODEL, TOKENS, COST, TIME = range(6)
@@ -37,10 +38,6 @@ STATUS_TEXT = {
     "cap_reached": "cap reached",
     "limit_reached": "limit reached",
 }
-NODE_KEYS = (
-    "id", "kind", "model", "status", "prompt_tokens", "completion_tokens", "cost_usd", "started", "ended",
-    "text", "spans", "children",
-)  # fmt: skip
 LABEL_CHARS = 60
 _TOP = QModelIndex()  # the invisible root, as a default argument
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -124,41 +121,6 @@ def _timestamp(iso: str | None) -> float | None:
         return datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
-
-
-def view_from_dict(data: dict[str, Any], parent_id: str | None) -> NodeView:
-    """A saved CONTRACTS NODE as the NodeView the engine would have sent, so saved and live runs look alike."""
-    spans = tuple(
-        (int(s["doc_id"]), int(s["start"]), int(s["end"])) if isinstance(s, dict) else tuple(s)
-        for s in data.get("spans") or ()
-    )
-    return NodeView(
-        id=str(data["id"]),
-        parent_id=parent_id,
-        kind=data.get("kind", "?"),
-        model=data.get("model"),
-        status=data.get("status", "done"),
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-        cost_usd=float(data.get("cost_usd") or 0.0),
-        started=data.get("started") or "",
-        ended=data.get("ended"),
-        text=data.get("text") or "",
-        detail={k: v for k, v in data.items() if k not in NODE_KEYS},
-        spans=spans,
-    )
-
-
-def walk_record_tree(tree: dict[str, Any] | None) -> Iterator[NodeView]:
-    """Every node of a saved tree as a NodeView, parents before children, siblings in order."""
-    if not tree:
-        return
-    stack: list[tuple[dict[str, Any], str | None]] = [(tree, None)]
-    while stack:
-        data, parent_id = stack.pop()
-        view = view_from_dict(data, parent_id)
-        yield view
-        stack.extend((child, view.id) for child in reversed(data.get("children") or []))
 
 
 class _Item:
@@ -275,11 +237,6 @@ class RunTreeModel(QAbstractItemModel):
                 return  # a late event of an earlier run
             self._upsert(event.node)
         elif isinstance(event, RunFinished) and event.run_id == self.run_id:
-            # the engine closes still-running nodes at the end without an event each: take them from the record
-            for view in walk_record_tree(event.record.get("tree")):
-                item = self._by_id.get(view.id)
-                if item is None or item.view.status != view.status or item.view.ended != view.ended:
-                    self._upsert(view)
             self._live = False
             self._running.clear()
             self._ticker.stop()
@@ -290,7 +247,13 @@ class RunTreeModel(QAbstractItemModel):
         self._reset_store()
         self.run_id = record.get("run_id")
         self._live = False
-        for view in walk_record_tree(record.get("tree")):
+        views: dict[str, NodeView] = {}  # the last view of each node, in the order they first appeared
+        for event in replay(record):
+            if isinstance(event, RunStarted):
+                views[event.root.id] = event.root
+            elif isinstance(event, NodeStarted | NodeFinished):
+                views[event.node.id] = event.node
+        for view in views.values():
             parent = self._by_id.get(view.parent_id) if view.parent_id else self._root
             if parent is not None:
                 parent.children.append(self._new_item(view, parent))
