@@ -225,7 +225,10 @@ class _Run:
         self.warnings: list[str] = []
         self.isolation: str | None = None
         self.semaphore = asyncio.Semaphore(config.concurrency)
-        self.ledger = SpendLedger(config.cap_usd, on_change=self._cost_changed)
+        self.loop = asyncio.get_running_loop()
+        self._closed_calls = 0  # ledger closes already announced
+        self._cost_pending = False
+        self.ledger = SpendLedger(config.cap_usd, on_change=self._ledger_changed)
         self.client = ModelClient(
             config.base_url,
             api_key,
@@ -254,6 +257,22 @@ class _Run:
         self.attributor = Attributor(self.corpus)
 
     # ---- events, cost and saving -------------------------------------------------------------------
+
+    def _ledger_changed(self, snap: LedgerSnapshot) -> None:
+        """One CostChanged per settled call: a reservation alone says nothing new, and a settle is announced
+        once the call's tokens are counted too (the charge runs before the loop next turns)."""
+        if snap.calls == self._closed_calls or self._cost_pending:
+            return
+        self._cost_pending = True
+        self.loop.call_soon(self._announce_cost)
+
+    def _announce_cost(self) -> None:
+        if not self._cost_pending:
+            return  # already announced (the run's end does it at once)
+        self._cost_pending = False
+        snap = self.ledger.snapshot()
+        self._closed_calls = snap.calls
+        self._cost_changed(snap)
 
     def _cost_changed(self, snap: LedgerSnapshot) -> None:
         self.emit(
@@ -361,7 +380,6 @@ class _Run:
             usage["held_usd"] = round(usage["held_usd"] + completion.held_usd, 8)
             usage["estimated_usd"] = round(usage.get("estimated_usd", 0.0) + (completion.cost_usd or 0.0), 8)
             usage["usage_estimated_calls"] = usage.get("usage_estimated_calls", 0) + 1
-        self._cost_changed(self.ledger.snapshot())
 
     def header(self) -> dict[str, Any]:
         return {
@@ -1061,6 +1079,7 @@ def _finish(run: _Run) -> dict[str, Any]:
     run.attributor_pool.shutdown(wait=False, cancel_futures=True)
     run.corpus.close()
     record["tree"] = root.to_json()
+    run._announce_cost()
     run.emit(NodeFinished(run.run_id, root.view()))
     run.emit(RunFinished(run.run_id, run.status, record))
     return record
