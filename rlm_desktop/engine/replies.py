@@ -80,6 +80,23 @@ def code_blocks(visible: str) -> tuple[list[str], str]:
     return blocks, "".join(prose_parts).strip()
 
 
+def segments(visible: str) -> list[tuple[str, bool]]:
+    """The reply as (text, is_code) pieces in order: how a window or report shows prose and code apart.
+    Only blocks that run count as code; a ```json block stays in the prose, as the engine sees it."""
+    out: list[tuple[str, bool]] = []
+    last = 0
+    for match in _FENCE.finditer(visible):
+        if match.group("lang").lower() not in RUNNABLE_LANGUAGES:
+            continue
+        if visible[last : match.start()].strip("\n"):
+            out.append((visible[last : match.start()].strip("\n"), False))
+        out.append((match.group("body").rstrip("\n"), True))
+        last = match.end()
+    if visible[last:].strip("\n"):
+        out.append((visible[last:].strip("\n"), False))
+    return out
+
+
 def prose_final(prose: str) -> str | None:
     """A `FINAL(...)` / `FINAL_VAR(...)` call at the start of a line outside any block, as code to run.
 

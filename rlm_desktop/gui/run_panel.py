@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlm_desktop.engine.events import NodeView, RunFinished, RunStarted
+from rlm_desktop.engine.replies import segments
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.link_browser import TooltipBrowser
 from rlm_desktop.gui.run_tree_model import (
@@ -49,7 +49,6 @@ from rlm_desktop.ingest.pdf_geometry import page_for_offset
 MAX_RENDER_CHARS = 200_000  # beyond this a text view would stall the window; the rest is noted, not drawn
 AUTO_EXPAND_KINDS = {"root", "iteration", "code", "rlm_query"}
 EXPAND_ALL_BELOW = 2_000  # saved runs up to this many nodes open fully; bigger ones open two levels
-CODE_BLOCK = re.compile(r"```(?:repl|python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 KIND_TITLES = {
     "root": "Whole run",
     "iteration": "Root-model iteration",
@@ -159,16 +158,11 @@ class ExcerptView(TooltipBrowser):
         """A root-model reply: prose as prose, its ```repl blocks in monospace."""
         shown, note = _capped(text)
         cursor = self._cursor()
-        position = 0
-        for match in CODE_BLOCK.finditer(shown):
-            prose = shown[position : match.start()].strip("\n")
-            if prose:
-                self._insert(cursor, prose, self._format())
-            self._insert(cursor, match.group(1).rstrip("\n"), self._format(mono=True), code=True)
-            position = match.end()
-        rest = shown[position:].strip("\n")
-        if rest:
-            self._insert(cursor, rest, self._format())
+        for piece, is_code in segments(shown):
+            if is_code:
+                self._insert(cursor, piece, self._format(mono=True), code=True)
+            else:
+                self._insert(cursor, piece, self._format())
         if note:
             self._insert(cursor, "\n" + note, self._format(colour=theme.MUTED, italic=True))
 

@@ -57,3 +57,10 @@ def test_prose_final_is_taken_only_at_a_line_start_and_as_one_call():
 
 def test_strip_code_gives_the_plain_answer():
     assert strip_code("<think>hmm</think>Answer [c1].\n```repl\nprint(1)\n```") == "Answer [c1]."
+
+
+def test_segments_split_prose_and_code_as_the_engine_reads_them():
+    from rlm_desktop.engine.replies import segments
+
+    text = 'Look:\n~~~python\nx = 1\n~~~\n```json\n{"a": 1}\n```\nDone.'
+    assert segments(text) == [("Look:", False), ("x = 1", True), ('```json\n{"a": 1}\n```\nDone.', False)]
