@@ -23,18 +23,9 @@ from PySide6.QtWidgets import (
 
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.widgets import ElidedLabel, FlowLayout
+from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import DocumentRow
 
-KIND_NAMES = {
-    "pdf": "PDF",
-    "docx": "Word document",
-    "email": "Email",
-    "text": "Text",
-    "markdown": "Markdown",
-    "html": "Web page",
-    "mailbox": "Mailbox",
-    "attachment": "Attachment (not read)",
-}
 MAX_CHIPS = 40  # a mailbox may hold thousands of messages: list the first ones and say how many more
 
 
@@ -202,7 +193,7 @@ class DocumentHeader(QWidget):
     ) -> None:
         self.sha256 = doc.sha256
         self.header.show()
-        self.kind_label.setText(KIND_NAMES.get(doc.kind, doc.kind.title()))
+        self.kind_label.setText(formats.label(doc.kind))
         self.title_label.setText(doc.title or "(untitled)")
         self.title_label.setToolTip(doc.title)
         if doc.path:
@@ -218,7 +209,7 @@ class DocumentHeader(QWidget):
             self.parent_prefix.setText(f"{role}:")
             self.parent_button.setText(parent.title or f"document {parent.id}")
             self.parent_button.setToolTip(
-                f"Open {KIND_NAMES.get(parent.kind, parent.kind).lower()} “{parent.title}”"
+                f"Open {formats.label(parent.kind).lower()} “{parent.title}”"
             )
             self.parent_button.setProperty("doc_id", parent.id)
         self.parent_prefix.setVisible(parent is not None)
@@ -259,7 +250,7 @@ class DocumentHeader(QWidget):
             chip.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             chip.setCursor(Qt.CursorShape.PointingHandCursor)
             chip.setToolTip(
-                f"Open {child.title} ({KIND_NAMES.get(child.kind, child.kind)}, {_size(child.size)})"
+                f"Open {child.title} ({formats.label(child.kind)}, {_size(child.size)})"
             )
             chip.setStyleSheet(
                 "QToolButton { background: #eef2f7; border: 1px solid #c9d2de; border-radius: 10px;"

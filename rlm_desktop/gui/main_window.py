@@ -31,6 +31,7 @@ from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
 from rlm_desktop.gui.run_history import RunHistoryView
 from rlm_desktop.gui.source_viewer import SourceViewer
 from rlm_desktop.gui.tasks import run_in_background, tasks
+from rlm_desktop.ingest import formats
 from rlm_desktop.ingest.progress import IngestStarted
 from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
 from rlm_desktop.reports import FORMAT_LABELS
@@ -300,7 +301,7 @@ class MainWindow(QMainWindow):
             self,
             "Add files to the case",
             "",
-            "Documents (*.pdf *.docx *.eml *.emlx *.msg *.mbox *.txt *.md *.html *.htm);;All files (*)",
+            formats.file_filter(),
         )
         self.ingest_paths([Path(f) for f in files])
 
