@@ -112,10 +112,43 @@ DENIED_SYSCALLS = (
     "iopl",
     "ioperm",
     "uselib",
+    # Landlock does not cover a file's metadata: owner, mode, times and extended attributes stay refused here
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "utime",
+    "utimes",
+    "utimensat",
+    "futimesat",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    # and what root's capabilities would allow if dropping them ever failed
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "setrlimit",
 )
 CLONE_THREAD = 0x00010000
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+FS_IOC_SETFLAGS = 0x40086602  # chattr +i on a file it can read would lock the app out of its case
+FS_IOC_FSSETXATTR = 0x401C5820
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 def _libc():
@@ -283,9 +316,50 @@ def apply_seccomp() -> None:
     # Signals only to itself (the timer, raise()); never to the app or any other process.
     for name in ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
         filt.add_rule(deny, name, seccomp.Arg(0, seccomp.NE, pid))
-    for request in (TIOCSTI, TIOCLINUX):  # typing into a terminal the app might share
+    for request in (TIOCSTI, TIOCLINUX, FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR):  # terminal typing, chattr
         filt.add_rule(deny, "ioctl", seccomp.Arg(1, seccomp.EQ, request))
+    # Limits can be read (prlimit64 with no new value) but never changed.
+    filt.add_rule(deny, "prlimit64", seccomp.Arg(2, seccomp.NE, 0))
     filt.load()
+
+
+def drop_capabilities() -> None:
+    """Give up every capability (what running as root grants), for good: bounding, ambient, effective set."""
+    import ctypes
+
+    libc = _libc()
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
+            break  # past the last capability this kernel knows
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [
+            ("effective", ctypes.c_uint32),
+            ("permitted", ctypes.c_uint32),
+            ("inheritable", ctypes.c_uint32),
+        ]
+
+    data = (Data * 2)()
+    if libc.capset(ctypes.byref(Header(LINUX_CAPABILITY_VERSION_3, 0)), data) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"capset: {os.strerror(code)}")
+
+
+def capabilities_left() -> int:
+    """The effective capability mask of this process (0 when it holds none)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def confine(read_paths: list[str], write_paths: list[str], want: dict[str, Any]) -> dict[str, Any]:
@@ -299,6 +373,13 @@ def confine(read_paths: list[str], write_paths: list[str], want: dict[str, Any])
     before = set(sys.modules)
     # Checked first: Landlock would then hide /proc from the check itself.
     problem = seccomp_problem() if want.get("seccomp") else None
+    if want.get("landlock") or want.get("seccomp"):
+        try:
+            if capabilities_left():
+                drop_capabilities()
+            report["capabilities"] = capabilities_left()
+        except OSError as exc:
+            report["notes"].append(f"capabilities not dropped: {exc}")
     if want.get("landlock"):
         try:
             report["landlock"] = apply_landlock(read_paths, write_paths)

@@ -528,6 +528,10 @@ class Sandbox:
         """
         async with self._lock:
             note = ""
+            await asyncio.sleep(0)  # let an exit of the worker since the last cell be noticed
+            proc = self._proc
+            if self._dead is None and proc is not None and proc.stdout is not None and proc.stdout.at_eof():
+                self._dead = "the REPL worker exited between cells"
             if not self.alive:
                 if self._terminal or self._proc is None:
                     return self._lost(self._dead or "the REPL worker is not running")
