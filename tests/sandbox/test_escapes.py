@@ -382,7 +382,9 @@ def test_filling_scratch_past_256_mb_fails_the_cell(env):
     result = env.run(cell)
     assert result.error  # ENOSPC from the tmpfs, or the host stopped the worker
     if env.mode == "bwrap":
-        used = env.run("import os\nprint(sum(os.lstat(f).st_size for f in os.listdir('.') if f.startswith('fill')))")
+        used = env.run(
+            "import os\nprint(sum(os.lstat(f).st_size for f in os.listdir('.') if f.startswith('fill')))"
+        )
         assert int(used.output.strip().splitlines()[-1]) <= 256 << 20
         env.run("import os\nfor f in os.listdir('.'):\n    if f.startswith('fill'):\n        os.remove(f)")
     else:
@@ -399,7 +401,7 @@ def test_an_oversized_frame_written_to_the_protocol_fd_fails_only_that_cell(env)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cell = BYPASS + (
         "fd = cite.__self__.proto_out\n"
-        "os.write(fd, struct.pack('>I', 60_000_000) + b'{\"type\":\"result\",\"id\":0,\"output\":\"')\n"
+        'os.write(fd, struct.pack(\'>I\', 60_000_000) + b\'{"type":"result","id":0,"output":"\')\n'
         "chunk = b'A' * (1 << 20)\n"
         "for _ in range(60):\n"
         "    os.write(fd, chunk)\n"
