@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -192,6 +193,12 @@ def seccomp_problem() -> str | None:
     except (ImportError, OSError, RuntimeError) as exc:
         return f"libseccomp is not usable ({exc}); install libseccomp2 and the pyseccomp package"
     return None
+
+
+def preload() -> None:
+    """Load libseccomp now, while the file system still has everything needed to find it."""
+    with contextlib.suppress(ImportError, OSError, RuntimeError):
+        _seccomp_module()
 
 
 def _seccomp_module():

@@ -352,9 +352,13 @@ class Sandbox:
     def _accept(self, mode: str, ready: dict[str, Any], failures: list[str]) -> None:
         walls = ready.get("walls") or {}
         self.mode = mode
-        self.walls = {"landlock": int(walls.get("landlock") or 0), "seccomp": bool(walls.get("seccomp"))}
+        self.walls = {
+            "landlock": int(walls.get("landlock") or 0),
+            "seccomp": bool(walls.get("seccomp")),
+            "mount_ns": bool(walls.get("mount_ns")),
+        }
         self.weak = mode in WEAK_MODES
-        parts = [] if mode == "landlock" else [mode]
+        parts = [] if mode == "landlock" else [mode + (" (read-only root)" if self.walls["mount_ns"] else "")]
         if self.walls["landlock"]:
             parts.append(f"landlock ABI {self.walls['landlock']}")
         if self.walls["seccomp"]:
@@ -382,6 +386,8 @@ class Sandbox:
             "seccomp": True,
             "read": landlock_read_paths(case),
             "write": [self._scratch_dir],
+            "mount_ns": mode == "unshare",
+            "case_files": _case_files(case),
         }
 
     async def _launch(
@@ -418,12 +424,14 @@ class Sandbox:
             await self._stop_worker()
             raise SandboxError(f"the REPL worker sent {str(frame.get('type'))[:40]!r} instead of ready")
         walls = frame.get("walls") or {}
-        if mode in ("landlock", "unshare") and not (walls.get("landlock") and walls.get("seccomp")):
-            # Without its kernel walls this mode is no better than rlimits: never run model code in it.
+        kernel_walls = bool(walls.get("landlock") and walls.get("seccomp"))
+        if (mode == "landlock" and not kernel_walls) or (
+            mode == "unshare" and not (walls.get("mount_ns") or kernel_walls)
+        ):
+            # Without its walls this mode is no better than rlimits: never run model code in it.
             await self._stop_worker()
             raise _IsolationUnavailable(
-                "Landlock and seccomp could not be applied: "
-                + "; ".join(str(n) for n in frame.get("notes") or [])
+                "its walls could not be built: " + "; ".join(str(n) for n in frame.get("notes") or [])
             )
         # Nothing inside has run model code yet, so nothing can fork while the tree moves into the cgroup.
         self._cgroup = iso.PidsCgroup.create(int(self._limits["nproc"]))
@@ -444,7 +452,7 @@ class Sandbox:
 
     @property
     def _scratch_on_tmpfs(self) -> bool:
-        return self.mode == "bwrap"
+        return self.mode == "bwrap" or bool(self.walls.get("mount_ns"))
 
     async def close(self) -> None:
         """Ask the worker to exit, kill everything it started, and remove a scratch dir we created."""

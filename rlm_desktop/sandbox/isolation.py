@@ -79,14 +79,26 @@ def unshare_problem() -> str | None:
     if not unshare:
         return "util-linux unshare is not installed"
     true = shutil.which("true") or "/bin/true"
-    return _probe((unshare, *unshare_flags(), "--", true))
+    return _probe((unshare, *unshare_flags(), "--mount-proc", "--", true))
 
 
 def unshare_flags() -> list[str]:
-    flags = ["--net", "--pid", "--fork", "--kill-child", "--ipc", "--uts"]
-    if os.geteuid() == 0:
-        return [*flags, "--user", f"--map-user={SANDBOX_UID}", f"--map-group={SANDBOX_UID}"]
-    return [*flags, "--user", "--map-root-user"]
+    """New user (root inside, to build the mount namespace; the worker then drops every capability), mount,
+    pid, network, ipc and uts namespaces."""
+    return [
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "--propagation",
+        "private",
+        "--net",
+        "--pid",
+        "--fork",
+    ] + [
+        "--kill-child",
+        "--ipc",
+        "--uts",
+    ]
 
 
 def kernel_walls_problem() -> str | None:
@@ -103,11 +115,7 @@ def mode_problem(mode: str) -> str | None:
     if mode == "bwrap":
         return bwrap_problem()
     if mode == "unshare":
-        problem = unshare_problem()
-        if problem:
-            return problem
-        walls = kernel_walls_problem()
-        return f"namespaces alone leave the file system open: {walls}" if walls else None
+        return unshare_problem()
     if mode == "landlock":
         return kernel_walls_problem()
     if mode == "rlimits":

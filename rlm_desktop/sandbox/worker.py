@@ -505,6 +505,20 @@ class Worker:
         self.timeout_s = float(self.limits["cell_timeout_s"])
         scratch_dir = message["scratch_dir"]
         case_path = message.get("case_path")
+        walls = message.get("walls") or {}
+        preloaded = set(sys.modules)
+        mount_ns = False
+        from rlm_desktop.sandbox import confine
+
+        if walls.get("seccomp"):
+            confine.preload()  # libseccomp is found through ldconfig, which a new root no longer has
+        if walls.get("mount_ns"):  # the unshare mode: a new root of read-only binds, before the case opens
+            from rlm_desktop.sandbox import mountns
+
+            case_files = list(walls.get("case_files") or [])
+            read = [p for p in walls.get("read") or [] if p not in case_files]
+            mountns.build_root(read, case_files, scratch_dir, int(self.limits["scratch_mb"]))
+            mount_ns = True
         notes = apply_limits(self.limits)
         document_type: Any = None
         if case_path:
@@ -513,12 +527,14 @@ class Worker:
             self.corpus = Corpus.open(case_path, message.get("doc_ids"))
             document_type = Document
         os.chdir(scratch_dir)
-        walls = message.get("walls") or {}
-        from rlm_desktop.sandbox import confine
 
         # The kernel walls go up before any model code runs: the audit hook below is only a tripwire.
         applied = confine.confine(list(walls.get("read") or []), list(walls.get("write") or []), walls)
         notes += applied.pop("notes")
+        applied["mount_ns"] = mount_ns
+        for name in set(sys.modules) - preloaded:  # what the walls needed is not left lying around for cells
+            if "ctypes" in name or "subprocess" in name or "seccomp" in name:
+                del sys.modules[name]
         self.namespace = {
             "__name__": "__main__",
             "__builtins__": builtins,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from rlm_desktop.sandbox import isolation as iso
-from rlm_desktop.sandbox.host import PACKAGE_DIR, CellResult, IsolationRefused, Sandbox, scratch_usage
+from rlm_desktop.sandbox.host import PACKAGE_DIR, CellResult, Sandbox, scratch_usage
 from rlm_desktop.store.case import Case
 
 STRONG_MODES = [m for m in iso.ISOLATIONS if m not in iso.WEAK_MODES]
@@ -381,7 +381,7 @@ def test_filling_scratch_past_256_mb_fails_the_cell(env):
     )
     result = env.run(cell)
     assert result.error  # ENOSPC from the tmpfs, or the host stopped the worker
-    if env.mode == "bwrap":
+    if env.sandbox is not None and env.sandbox.walls.get("mount_ns") or env.mode == "bwrap":  # a tmpfs
         used = env.run(
             "import os\nprint(sum(os.lstat(f).st_size for f in os.listdir('.') if f.startswith('fill')))"
         )
@@ -500,48 +500,3 @@ def test_the_attacks_are_real_where_only_the_hook_stands(tmp_path):
     assert bypassed.output == "weak-mode-canary\n"  # ... is one line away from nothing
     assert sandbox.weak and "WEAK" in sandbox.isolation
     assert any("WEAK ISOLATION" in w for w in sandbox.warnings)
-
-
-def test_weak_isolation_is_refused_unless_allowed(tmp_path):
-    with pytest.raises(IsolationRefused, match="allow_weak_isolation"):
-        asyncio.run(Sandbox.start(None, None, LIMITS, None, scratch_dir=tmp_path / "s", isolation="rlimits"))
-    with pytest.raises(IsolationRefused, match="weak"):
-        iso.check_isolation("rlimits", allow_weak=False)
-    iso.check_isolation("rlimits", allow_weak=True)
-
-
-def test_without_any_real_wall_model_code_is_refused_with_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(iso, "mode_problem", lambda mode: None if mode == "rlimits" else f"no {mode} here")
-    with pytest.raises(IsolationRefused, match="bubblewrap") as refused:
-        iso.check_isolation("auto", allow_weak=False)
-    assert "Settings" in str(refused.value)
-    with pytest.raises(IsolationRefused, match="cannot be built on this machine: no landlock here"):
-        iso.check_isolation("landlock", allow_weak=False)
-    assert iso.walls()["modes"]["rlimits"]["weak"]
-
-
-def test_a_forced_mode_the_machine_cannot_build_is_refused_at_start(tmp_path, monkeypatch):
-    monkeypatch.setattr(iso, "kernel_walls_problem", lambda: "the kernel has no Landlock")
-    with pytest.raises(IsolationRefused, match="cannot be built on this machine.*no Landlock"):
-        asyncio.run(Sandbox.start(None, None, LIMITS, None, scratch_dir=tmp_path / "s", isolation="landlock"))
-
-
-def test_walls_reports_this_machine():
-    report = iso.walls()
-    assert set(report["modes"]) == set(iso.ISOLATIONS)
-    assert report["landlock"]["abi"] == iso.confine.landlock_abi()
-    assert report["refused"] == (report["auto"] is None)
-    if report["auto"]:
-        assert not report["modes"][report["auto"]]["weak"] and report["advice"] == ""
-
-
-def test_the_run_memory_budget_is_shared_by_all_levels():
-    budget = iso.MemoryBudget(total_mb=5000)
-    assert budget.take(2048) == 2048
-    assert budget.take(2048) == 2048
-    assert budget.take(2048) == 904  # what is left
-    with pytest.raises(iso.SandboxError, match="memory budget"):
-        budget.take(2048)
-    budget.give_back(2048)
-    assert budget.take(4096) == 2048
-    assert iso.MemoryBudget().total_mb == iso.total_ram_mb() // 4
