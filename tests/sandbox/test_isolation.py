@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from rlm_script import ROOT, SUB, Script, repl
 
 from rlm_desktop.sandbox import confine
 from rlm_desktop.sandbox import isolation as iso
@@ -114,20 +115,25 @@ def home(tmp_path):
     return home
 
 
-def test_ask_refuses_the_weak_mode_and_an_unbuildable_mode_with_exit_2(home, tmp_path):
-    weak = _ask(home, "--isolation", "rlimits")
+def test_ask_refuses_the_weak_mode_and_an_unbuildable_mode_with_exit_2(home, tmp_path, fake_openai):
+    local = ("--base-url", fake_openai.base_url)  # were the refusal ever to fail, no call leaves this machine
+    weak = _ask(home, "--isolation", "rlimits", *local)
     assert weak.returncode == 2 and "allow_weak_isolation" in weak.stderr and "bubblewrap" in weak.stderr
     empty = tmp_path / "empty-path"
     empty.mkdir()
-    missing = _ask(home, "--isolation", "bwrap", path=str(empty))  # no bwrap on this PATH
+    missing = _ask(home, "--isolation", "bwrap", *local, path=str(empty))  # no bwrap on this PATH
     assert missing.returncode == 2
     assert "'bwrap' cannot be built on this machine: bubblewrap is not installed" in missing.stderr
 
 
-def test_the_weak_setting_lets_ask_past_the_refusal(home):
+def test_the_weak_setting_lets_ask_run_and_the_record_says_weak(home, fake_openai):
     (home / "settings.json").write_text(json.dumps({"allow_weak_isolation": True}))
-    allowed = _ask(home, "--isolation", "rlimits", "--max-seconds", "0.001")
-    assert "allow_weak_isolation" not in allowed.stderr  # refused no more: the run itself went ahead
+    fake_openai.handler = Script([repl("print(len(context))"), repl("FINAL('done')")])
+    models = ["--root-model", ROOT, "--sub-model", SUB, "--base-url", fake_openai.base_url]
+    allowed = _ask(home, "--isolation", "rlimits", "--json", *models)
+    assert allowed.returncode == 0, allowed.stderr
+    record = json.loads(allowed.stdout)
+    assert "WEAK" in record["isolation"] and any("WEAK ISOLATION" in w for w in record["warnings"])
 
 
 def _running(pid: int) -> bool:
