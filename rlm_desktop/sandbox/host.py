@@ -441,11 +441,11 @@ class Sandbox:
 
     async def restart(self) -> None:
         """Replace a dead or killed worker by a fresh one (empty namespace, same case, limits and walls)."""
-        await self._stop_worker()
         self._terminal = False
         await self._respawn()
 
     async def _respawn(self) -> None:
+        await self._stop_worker()  # whatever is left of the old worker, and its cgroup
         if not self._scratch_on_tmpfs:
             _empty_dir(self._scratch_dir)
         await self._spawn(self.mode if self.mode in ISOLATIONS else self._args[2])

@@ -233,6 +233,7 @@ class PidsCgroup:
         base, _ = pids_cgroup_base()
         if base is None:
             return None
+        _sweep_stale(base)
         path = os.path.join(base, f"rlm-desktop-{os.getpid()}-{next(_counter)}")
         try:
             os.mkdir(path)
@@ -285,6 +286,22 @@ class PidsCgroup:
                 return
             except OSError:
                 time.sleep(0.02)  # the last zombies are still being reaped
+
+
+def _sweep_stale(base: str) -> None:
+    """Remove empty cgroups left by app processes that died before closing their sandboxes."""
+    try:
+        names = [n for n in os.listdir(base) if n.startswith("rlm-desktop-")]
+    except OSError:
+        return
+    for name in names:
+        try:
+            owner = int(name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(base, name))  # fails, as it should, while anything is inside
 
 
 def descendants(root_pid: int) -> list[int]:

@@ -165,3 +165,27 @@ def test_a_pids_cgroup_bounds_and_kills_everything_inside():
     finally:
         shell.kill()
         shell.wait()
+
+
+def test_restarts_and_close_leave_no_cgroup_behind(tmp_path):
+    base, why = iso.pids_cgroup_base()
+    if base is None:
+        pytest.skip(f"no writable pids cgroup here: {why}")
+
+    def mine() -> set[str]:
+        return {n for n in os.listdir(base) if n.startswith(f"rlm-desktop-{os.getpid()}-")}
+
+    before = mine()
+
+    async def scenario():
+        sandbox = await Sandbox.start(None, None, LIMITS, None, scratch_dir=tmp_path / "s")
+        died = await sandbox.execute("import os\nos._exit(3)")
+        later = [await sandbox.execute(f"print({i})") for i in range(2)]
+        during = mine() - before
+        await sandbox.close()
+        return died, later, during
+
+    died, later, during = asyncio.run(scenario())
+    assert died.state_lost and later[-1].output.endswith("1\n")
+    assert len(during) == 1  # the dead worker's cgroup went with it
+    assert mine() == before
