@@ -24,7 +24,7 @@ SANDBOX_UID = 65534  # "nobody" inside a user namespace
 WEAK_ADVICE = (
     "Install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces, or use a Linux "
     'kernel with Landlock (5.13+) and libseccomp; or, accepting the risk, turn on "Run model code with weak '
-    'isolation on this machine" in Settings (allow_weak_isolation).'
+    'isolation on this machine" in Settings (allow_weak_isolation in settings.json).'
 )
 
 
