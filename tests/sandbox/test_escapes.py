@@ -428,6 +428,32 @@ def test_a_forged_result_frame_is_cut_by_the_host(env):
     assert fresh_cell(env).output.endswith("1\n")
 
 
+def test_malformed_frames_fail_only_their_cell(env):
+    frames = [
+        "b'this is not json'",
+        "json.dumps([1, 2, 3]).encode()",
+        "json.dumps({'type': 'result', 'id': cell_id, 'output': ['not', 'text']}).encode()",
+        "json.dumps({'type': 'surprise', 'id': cell_id}).encode()",
+    ]
+    for body in frames:
+        cell = BYPASS + (
+            "cell_id = int(sys._getframe().f_code.co_filename[6:-1])\n"
+            f"body = {body}\n"
+            "os.write(cite.__self__.proto_out, struct.pack('>I', len(body)) + body)\n"
+            "time.sleep(30)\n"
+        )
+        result = env.run(cell)
+        assert result.state_lost and "protocol error" in result.error, result.error
+        assert fresh_cell(env).output.endswith("1\n")
+
+
+def test_the_output_cut_holds_when_the_worker_is_told_otherwise(env):
+    cell = "w = cite.__self__\nw.limits = {**w.limits, 'output_chars': 10**9}\nprint('x' * 1_000_000)"
+    result = env.run(cell)
+    assert len(result.output) <= LIMITS["output_chars"] + 64 and "characters cut" in result.output
+    assert result.output_chars_total == 1_000_001
+
+
 def test_a_sub_level_cannot_bind_or_rebind_markers_outside_its_own(env):
     sub = env.loop.run_until_complete(
         Sandbox.start(
