@@ -45,7 +45,9 @@ def test_a_forced_mode_the_machine_cannot_build_is_refused_at_start(tmp_path, mo
 
 
 def test_walls_reports_this_machine():
-    report = iso.walls()
+    import rlm_desktop.sandbox
+
+    report = rlm_desktop.sandbox.walls()
     assert set(report["modes"]) == set(iso.ISOLATIONS)
     assert report["landlock"]["abi"] == iso.confine.landlock_abi()
     assert report["refused"] == (report["auto"] is None)
