@@ -505,6 +505,11 @@ class Sandbox:
         if proc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 5.0)
+            # Close the pipes now, on this loop: a transport left to the garbage collector after its loop
+            # closed (a restarted worker's, in a long-lived event loop) complains from __del__.
+            transport = getattr(proc, "_transport", None)
+            if transport is not None:
+                transport.close()
         if self._stderr_task is not None:
             self._stderr_task.cancel()
             with contextlib.suppress(BaseException):
