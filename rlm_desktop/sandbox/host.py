@@ -388,6 +388,7 @@ class Sandbox:
             "write": [self._scratch_dir],
             "mount_ns": mode == "unshare",
             "case_files": _case_files(case),
+            "nproc_rlimit": mode != "landlock",  # per user namespace only in bwrap and unshare
         }
 
     async def _launch(

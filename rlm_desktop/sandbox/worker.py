@@ -260,8 +260,13 @@ def _check_sqlite_target(target: str, scratch: tuple[str, ...], case_files: tupl
 # --- resource limits ------------------------------------------------------------------------------
 
 
-def apply_limits(limits: dict[str, Any]) -> list[str]:
-    """Lower this process's rlimits; returns notes about limits that could not be set."""
+def apply_limits(limits: dict[str, Any], nproc: bool = True) -> list[str]:
+    """Lower this process's rlimits; returns notes about limits that could not be set.
+
+    nproc=False leaves RLIMIT_NPROC alone: outside a user namespace it counts every process of the user on
+    the machine, so a desktop's browser tabs would leave the REPL no thread at all (seccomp refuses new
+    processes there anyway, and the pids cgroup bounds threads where one is writable).
+    """
     import resource
 
     notes = []
@@ -270,9 +275,10 @@ def apply_limits(limits: dict[str, Any]) -> list[str]:
         resource.RLIMIT_CPU: int(limits["cpu_s"]),
         resource.RLIMIT_FSIZE: min(int(limits["file_mb"]), int(limits["scratch_mb"])) * 1024 * 1024,
         resource.RLIMIT_CORE: 0,
-        # Set here, not before bwrap: the count is per user namespace, so only the sandbox's processes count.
-        resource.RLIMIT_NPROC: int(limits["nproc"]),
     }
+    if nproc:
+        # Set here, not before bwrap: the count is per user namespace, so only the sandbox's processes count.
+        wanted[resource.RLIMIT_NPROC] = int(limits["nproc"])
     for which, value in wanted.items():
         try:
             _soft, hard = resource.getrlimit(which)
@@ -519,7 +525,7 @@ class Worker:
             read = [p for p in walls.get("read") or [] if p not in case_files]
             mountns.build_root(read, case_files, scratch_dir, int(self.limits["scratch_mb"]))
             mount_ns = True
-        notes = apply_limits(self.limits)
+        notes = apply_limits(self.limits, nproc=walls.get("nproc_rlimit", True))
         document_type: Any = None
         if case_path:
             from rlm_desktop.corpus import Corpus, Document
