@@ -420,6 +420,8 @@ class Sandbox:
             ) from None
         if frame.get("type") == protocol.FATAL:
             await self._stop_worker()
+            if frame.get("unavailable"):
+                raise _IsolationUnavailable(str(frame.get("error"))[-600:])
             raise SandboxError(f"the REPL worker failed to start:\n{str(frame.get('error'))[-4000:]}")
         if frame.get("type") != protocol.READY:
             await self._stop_worker()

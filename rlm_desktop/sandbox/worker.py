@@ -48,6 +48,10 @@ class CellTimeout(BaseException):
     """
 
 
+class WallsUnavailable(Exception):
+    """The walls this isolation mode needs cannot be built in this process (not a bug: a machine's limits)."""
+
+
 class SandboxViolation(PermissionError):
     """An operation the REPL is not allowed to perform."""
 
@@ -523,7 +527,10 @@ class Worker:
 
             case_files = list(walls.get("case_files") or [])
             read = [p for p in walls.get("read") or [] if p not in case_files]
-            mountns.build_root(read, case_files, scratch_dir, int(self.limits["scratch_mb"]))
+            try:
+                mountns.build_root(read, case_files, scratch_dir, int(self.limits["scratch_mb"]))
+            except OSError as exc:
+                raise WallsUnavailable(f"the new root could not be built: {exc}") from None
             mount_ns = True
         notes = apply_limits(self.limits, nproc=walls.get("nproc_rlimit", True))
         document_type: Any = None
@@ -639,6 +646,11 @@ class Worker:
             raise protocol.ProtocolError("first frame must be init")
         try:
             ready = self.init(message)
+        except WallsUnavailable as exc:  # this isolation mode cannot be built here: the host tries the next
+            protocol.write_frame_fd(
+                self.proto_out, {"type": protocol.FATAL, "error": str(exc), "unavailable": True}
+            )
+            return 1
         except BaseException as exc:  # noqa: BLE001 - report why the REPL could not start
             protocol.write_frame_fd(
                 self.proto_out, {"type": protocol.FATAL, "error": self._format_error(exc)}

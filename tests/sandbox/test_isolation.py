@@ -191,3 +191,38 @@ def test_restarts_and_close_leave_no_cgroup_behind(tmp_path):
     assert died.state_lost and later[-1].output.endswith("1\n")
     assert len(during) == 1  # the dead worker's cgroup went with it
     assert mine() == before
+
+
+UNAVAILABLE_WORKER = """
+import sys
+sys.path.insert(0, {root!r})
+from rlm_desktop.sandbox import protocol
+protocol.read_frame_fd(0)
+protocol.write_frame_fd(1, {{"type": "fatal", "error": "no mount namespace here", "unavailable": True}})
+"""
+
+
+def test_auto_falls_back_when_a_modes_walls_cannot_be_built(tmp_path, monkeypatch):
+    if iso.mode_problem("landlock"):
+        pytest.skip(f"the landlock mode cannot be built here: {iso.mode_problem('landlock')}")
+    from rlm_desktop.sandbox import host
+
+    real = host.worker_command
+    fake = [sys.executable, "-c", UNAVAILABLE_WORKER.format(root=str(host.PACKAGE_DIR.parent))]
+
+    def command(mode, *args, **kwargs):
+        return fake if mode in ("bwrap", "unshare") else real(mode, *args, **kwargs)
+
+    monkeypatch.setattr(host, "worker_command", command)
+    monkeypatch.setattr(host, "_failed_isolations", set())
+
+    async def scenario():
+        sandbox = await Sandbox.start(None, None, LIMITS, None, scratch_dir=tmp_path / "s")
+        try:
+            return sandbox, await sandbox.execute("print('walled')")
+        finally:
+            await sandbox.close()
+
+    sandbox, result = asyncio.run(scenario())
+    assert sandbox.mode == "landlock" and result.output == "walled\n"
+    assert any("unshare: no mount namespace here" in w for w in sandbox.warnings)
