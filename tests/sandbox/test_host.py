@@ -166,7 +166,9 @@ def test_namespace_task_limit_holds_even_without_the_audit_hook(mode, tmp_path):
     results, sandbox = run_cells(mode, tmp_path, [cell], nproc=32)
     if "pids cgroup" not in sandbox.isolation:
         if mode == "rlimits" and os.geteuid() == 0:
-            pytest.skip("root ignores RLIMIT_NPROC without a user namespace, and no pids cgroup is writable here")
+            pytest.skip(
+                "root ignores RLIMIT_NPROC without a user namespace, and no pids cgroup is writable here"
+            )
         if mode == "landlock":
             pytest.skip("no user namespace and no writable pids cgroup: threads are bounded by memory only")
     assert "can't start new thread" in results[0].error
