@@ -190,6 +190,13 @@ def _render_root(detail: NodeDetail, node: NodeView, ctx: DetailContext) -> None
         view.add_text("(no answer)", colour=muted, italic=True)
     if record.get("error"):
         view.add_text(f"Why the run ended: {record['error']}", colour=ERROR_COLOUR, gap=True)
+    if record.get("isolation"):
+        weak = "WEAK" in str(record["isolation"])
+        view.add_text(
+            f"Model code ran behind: {record['isolation']}",
+            colour=ERROR_COLOUR if weak else theme.MUTED,
+            gap=True,
+        )
 
 
 def _render_iteration(detail: NodeDetail, node: NodeView, ctx: DetailContext) -> None:
