@@ -42,7 +42,7 @@ from rlm_desktop.engine.models import (
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
 from rlm_desktop.engine.replies import ParsedReply, parse_reply, prose_final, strip_code
 from rlm_desktop.engine.runs import RunStore
-from rlm_desktop.engine.tokens import count_message_tokens, warm_up
+from rlm_desktop.engine.tokens import count_message_tokens
 from rlm_desktop.engine.tree import Node, Tree, now_iso
 from rlm_desktop.frozen import resources_dir
 from rlm_desktop.sandbox.host import Sandbox
@@ -242,7 +242,6 @@ class _Run:
             stream=config.stream,
             caps={m: c for m in (config.root_model, config.sub_model) if (c := config.caps(m)) is not None},
         )
-        warm_up()  # estimates for replies without usage, and context sizing, then never wait for it
         self.usage_missing: set[str] = set()
         self.last_stream_update: dict[str, float] = {}
         # code node id -> (the sub-call's number within that cell, what was wrong with its answer)
