@@ -6,4 +6,5 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff check rlm_desktop tests benchmarks
+.venv/bin/lint-imports --no-cache  # the layers and the Qt-free core (contracts in pyproject.toml)
 exec .venv/bin/python -m pytest "$@"

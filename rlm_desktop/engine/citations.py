@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_desktop.ingest.pdf_geometry import page_for_offset, span_rects
 from rlm_desktop.store.case import Case
+from rlm_desktop.store.pages import page_for_offset, span_rects
 
 MARKER = re.compile(r"\[c\d+(?:\.\d+)*\]")
 

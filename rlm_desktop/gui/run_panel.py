@@ -32,7 +32,7 @@ from rlm_desktop.gui.run_tree_model import (
     TOKENS,
     RunTreeModel,
 )
-from rlm_desktop.ingest.pdf_geometry import page_for_offset
+from rlm_desktop.store.pages import page_for_offset
 
 AUTO_EXPAND_KINDS = {"root", "iteration", "code", "rlm_query"}
 EXPAND_ALL_BELOW = 2_000  # saved runs up to this many nodes open fully; bigger ones open two levels

@@ -21,10 +21,9 @@ from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
 from rlm_desktop.gui.pdf_page_view import PdfPageView
 from rlm_desktop.gui.span_text_view import SpanTextView
 from rlm_desktop.gui.widgets import NoticeBar
-from rlm_desktop.ingest.extracted import Page
-from rlm_desktop.ingest.pdf_geometry import page_for_offset, span_rects
 from rlm_desktop.sources import SourceUnavailable, source_bytes
 from rlm_desktop.store.case import Case, DocumentRow
+from rlm_desktop.store.pages import Page, page_for_offset, span_rects
 
 EMPTY_MESSAGE = "Select a document or click a citation to see its source"
 UNVERIFIED_MESSAGE = "Unverified citation: the quoted text was not found at these offsets"

@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor, QPainter, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QTextEdit, QWidget
 
 from rlm_desktop.gui import theme
-from rlm_desktop.ingest.extracted import Page
+from rlm_desktop.store.pages import Page
 
 
 def qt_position(text: str, offset: int) -> int:

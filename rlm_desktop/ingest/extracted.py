@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_desktop.store.pages import Page  # the store keeps pages; extractors produce them
+
+__all__ = ["Blob", "Extracted", "ExtractionError", "Page", "UnsupportedFormat"]
+
 
 class ExtractionError(Exception):
     """A file could not be turned into text; the message is shown to the user as the reason."""
@@ -12,25 +16,6 @@ class ExtractionError(Exception):
 
 class UnsupportedFormat(ExtractionError):
     """The file's type is one we do not read (the message names the type and, if any, the way out)."""
-
-
-@dataclass
-class Page:
-    """One PDF page: its character range in the document text and the geometry to map spans to rectangles.
-
-    `boxes` holds one entry per word (or OCR word) as (start, end, x0, y0, x1, y1): `start`/`end` are
-    character offsets into the *document* text, coordinates are PDF points in PyMuPDF's page space
-    (origin top-left, y down).
-    """
-
-    number: int  # 1-based page number
-    start: int
-    end: int
-    width: float
-    height: float
-    boxes: list[tuple[int, int, float, float, float, float]] = field(default_factory=list)
-    image_only: bool = False  # no text layer (before any OCR)
-    ocr: bool = False  # this page's text came from OCR
 
 
 @dataclass

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rlm_desktop.ingest.detect import detect_kind, extract
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
-from rlm_desktop.ingest.pdf_geometry import pack_boxes
 from rlm_desktop.ingest.source import Source
+from rlm_desktop.store.pages import pack_boxes
 
 MAX_NESTING = 8  # attachments inside messages inside attachments...: deeper is almost surely hostile
 # C0 controls other than \t \n \f \r become spaces, and lone surrogates (broken PDF fonts) U+FFFD: one code point

@@ -13,10 +13,9 @@ from typing import Any
 
 import sqlite_utils
 
-from rlm_desktop.ingest.extracted import Page
-from rlm_desktop.ingest.pdf_geometry import pack_boxes, unpack_boxes
 from rlm_desktop.store.fts import FtsMatch, chunk_bounds, search_chunks
 from rlm_desktop.store.migrations import migrate
+from rlm_desktop.store.pages import Page, pack_boxes, unpack_boxes
 
 
 def _json(value: Any) -> str:

@@ -71,7 +71,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
             height REAL NOT NULL,
             image_only INTEGER NOT NULL DEFAULT 0,
             ocr INTEGER NOT NULL DEFAULT 0,
-            boxes BLOB NOT NULL,        -- packed (start, end, x0, y0, x1, y1) per word, see pdf_geometry
+            boxes BLOB NOT NULL,        -- packed (start, end, x0, y0, x1, y1) per word, see store/pages.py
             PRIMARY KEY (doc_id, number)
         );
 

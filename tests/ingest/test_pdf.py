@@ -9,8 +9,8 @@ import pytest
 
 from rlm_desktop.ingest.extracted import ExtractionError
 from rlm_desktop.ingest.pdf import extract_pdf, find_tessdata, parse_pdf_date
-from rlm_desktop.ingest.pdf_geometry import span_rects
 from rlm_desktop.ingest.source import Source
+from rlm_desktop.store.pages import span_rects
 
 
 def pdf_source(build, name="doc.pdf", **save) -> Source:

@@ -1,4 +1,4 @@
-"""Map character spans of a PDF's text to page rectangles, and store word boxes compactly."""
+"""PDF pages of a document: their character ranges and word boxes, spans mapped to page rectangles, boxes packed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,27 @@ import sys
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from rlm_desktop.ingest.extracted import Page
+
+@dataclass
+class Page:
+    """One PDF page: its character range in the document text and the geometry to map spans to rectangles.
+
+    `boxes` holds one entry per word (or OCR word) as (start, end, x0, y0, x1, y1): `start`/`end` are
+    character offsets into the *document* text, coordinates are PDF points in PyMuPDF's page space
+    (origin top-left, y down).
+    """
+
+    number: int  # 1-based page number
+    start: int
+    end: int
+    width: float
+    height: float
+    boxes: list[tuple[int, int, float, float, float, float]] = field(default_factory=list)
+    image_only: bool = False  # no text layer (before any OCR)
+    ocr: bool = False  # this page's text came from OCR
+
 
 Box = tuple[int, int, float, float, float, float]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_desktop.ingest.extracted import Page
-from rlm_desktop.ingest.pdf_geometry import pack_boxes, page_for_offset, span_rects, unpack_boxes
+from rlm_desktop.store.pages import Page, pack_boxes, page_for_offset, span_rects, unpack_boxes
 
 # "alpha beta\ngamma" on page 1, then "\f", then "delta" on page 2
 PAGES = [
