@@ -16,7 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export")
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "verify")
 
 
 class UsageError(Exception):
@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "pdf", "docx", "md", "json"], required=True)
     p.add_argument("-o", "--output", metavar="FILE", required=True, type=Path)
 
+    p = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="re-check stored texts, text hashes, originals and (with RUN_ID) a run's citations",
+    )
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    p.add_argument(
+        "--reextract", action="store_true", help="also extract every original again (slow on a large case)"
+    )
+
     sub.add_parser("runs", parents=[common], help="list the case's saved runs")
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -151,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": cmd_runs,
             "show": cmd_show,
             "export": cmd_export,
+            "verify": cmd_verify,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -458,6 +469,16 @@ def cmd_export(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.reports import export_cli
 
     return export_cli(args, path)
+
+
+def cmd_verify(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.integrity import verify_cli
+
+    with _open_existing(path) as case:
+        try:
+            return verify_cli(case, args.run_id, reextract_all=args.reextract, as_json=args.json)
+        except KeyError as exc:
+            raise UsageError(str(exc).strip('"')) from None
 
 
 def _print_tree(node: dict[str, Any], depth: int) -> None:
