@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
-        print(f"rlm-desktop: error: {exc}", file=sys.stderr)
+        from rlm_desktop.redact import redact
+
+        print(f"rlm-desktop: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -346,6 +348,7 @@ def _run_config(args: argparse.Namespace, home: Path):
 
 def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.engine.handle import RunHandle
+    from rlm_desktop.redact import redact_record
     from rlm_desktop.settings import load_api_key
 
     home = resolve_home(args.home)
@@ -377,6 +380,7 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         progress.clear()
+    record = redact_record(record, (api_key,))  # an error body may echo the key: never print it
     if args.json:
         _print_json(record)
     else:
@@ -448,10 +452,11 @@ def cmd_runs(args: argparse.Namespace, path: Path) -> int:
 
 def cmd_show(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.engine.runs import load_run
+    from rlm_desktop.redact import redact_record
 
     with _open_existing(path) as case:
         try:
-            record = load_run(case, args.run_id)
+            record = redact_record(load_run(case, args.run_id))  # runs saved before redaction existed too
         except KeyError as exc:
             raise UsageError(str(exc).strip('"')) from None
     if args.json:

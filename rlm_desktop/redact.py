@@ -23,7 +23,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:gsk|hf|xai|pplx|ghp|gho|github_pat|glpat)[_-][A-Za-z0-9_\-]{16,}"), REDACTED),
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), REDACTED),
     # "Authorization: Bearer <token>", "Basic <b64>"
-    (re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=\-]{8,}"), rf"\1\2{REDACTED}"),
+    # (a credential has digits or is long: "Basic authentication" and "token received" are words)
+    (
+        re.compile(r"(?i)\b(bearer|basic|token)(\s+)(?:(?=[A-Za-z._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}|[A-Za-z0-9._~+/=\-]{24,})"),
+        rf"\1\2{REDACTED}",
+    ),
     # what OpenAI-compatible servers echo back: "Incorrect API key provided: <key>"
     (re.compile(r"(?i)(api[ _-]?key provided:?\s*)[^\s.,;'\"}]+"), rf"\1{REDACTED}"),
     # URL userinfo: scheme://user:secret@host or scheme://token@host

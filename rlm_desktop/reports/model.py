@@ -12,7 +12,7 @@ from rlm_desktop import __version__
 from rlm_desktop.engine.citations import MARKER
 from rlm_desktop.ingest.reextract import Reextraction, Reextractor
 from rlm_desktop.integrity import check_original, check_text, reextract
-from rlm_desktop.redact import public_base_url, redact
+from rlm_desktop.redact import public_base_url, redact, redact_known
 from rlm_desktop.reports.images import CitationImage, render_citation_images
 from rlm_desktop.store.case import Case, DocumentRow
 
@@ -640,9 +640,10 @@ def _entry(node: dict[str, Any], depth: int, docs: _Documents) -> TrajectoryEntr
         prompt_tokens=int(node.get("prompt_tokens") or 0),
         completion_tokens=int(node.get("completion_tokens") or 0),
         cost_usd=float(node.get("cost_usd") or 0.0),
-        text=clip_text(visible(text), CODE_LIMIT if kind == "code" else TEXT_LIMIT),
-        output=clip_text(visible(output), TEXT_LIMIT) if output else None,
-        error=visible(error) if error else None,
+        # runs saved before redaction existed may hold an echoed key: redact what the report shows
+        text=clip_text(visible(redact_known(text)), CODE_LIMIT if kind == "code" else TEXT_LIMIT),
+        output=clip_text(visible(redact(output)), TEXT_LIMIT) if output else None,
+        error=visible(redact(error)) if error else None,
         spans=spans,
     )
 
@@ -716,7 +717,7 @@ def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _
         run_id=str(record.get("run_id", "")),
         question=visible(record.get("question") or ""),
         status=str(record.get("status", "")),
-        answer=visible(record.get("answer") or ""),
+        answer=visible(redact_known(record.get("answer") or "")),
         started=record.get("started"),
         ended=record.get("ended"),
         generated_at=generated_at,
