@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlm_desktop.ingest.limits import EXTRACTOR_MEMORY_BYTES, limit_memory
 from rlm_desktop.ingest.prepare import Node, Prepared, prepare_file, prepare_message, reason_for
 from rlm_desktop.ingest.progress import (
     CancelToken,
@@ -183,7 +184,10 @@ class _Extractors:
 
 
 def _init_worker(parent_pid: int) -> None:
-    """Prepare an extractor process: quiet, and gone as soon as the ingest that started it is gone."""
+    """Prepare an extractor process: quiet, memory-limited, and gone as soon as the ingest that started it is."""
+    # A bomb the format checks miss (a PDF stream, a nested archive) gets MemoryError here, failing its file
+    # with a reason instead of swapping the machine to a halt.
+    limit_memory(EXTRACTOR_MEMORY_BYTES)
     # Libraries (Tesseract, MuPDF) print to stderr; what matters comes back in the results.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -371,7 +375,7 @@ class _Ingest:
 
     def _mailbox(self, plan: _Planned, sha: str, existing: DocumentRow | None) -> tuple[str, str | None]:
         """Stream an mbox in batches; each batch commits with the offset to resume from after a kill."""
-        from rlm_desktop.ingest.mbox import iter_mbox
+        from rlm_desktop.ingest.mbox import Skipped, iter_mbox
 
         case, path = self.case, Path(plan.key)
         assert plan.stat is not None
@@ -420,14 +424,18 @@ class _Ingest:
 
         for start, end, raw in iter_mbox(path, offset):
             where = f"{plan.key} › message at byte {start}"
-            node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
-            if node is None:
-                failures.append((where, error or "unreadable message", ""))
+            if isinstance(raw, Skipped):  # too large to hold: fails with its reason, the mailbox goes on
+                failures.append((where, raw.reason, ""))
+                node, error, child_failures = None, None, []
             else:
+                node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
+                if node is None:
+                    failures.append((where, error or "unreadable message", ""))
+                batch_bytes += len(raw)
+            if node is not None:
                 node.origin = f"message at byte {start}"
                 batch.append(node)
                 failures.extend(child_failures)
-            batch_bytes += len(raw)
             if len(batch) >= MAILBOX_BATCH_MESSAGES or batch_bytes >= MAILBOX_BATCH_BYTES:
                 flush(end, last=False)
                 if self.cancelled():
