@@ -33,6 +33,7 @@ from rlm_desktop.engine.models import CallRetried, ModelCallError, ModelClient
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
 from rlm_desktop.engine.runs import RunStore
 from rlm_desktop.engine.tree import Node, Tree, now_iso
+from rlm_desktop.engine.untrusted import subcall_messages
 from rlm_desktop.frozen import resources_dir
 from rlm_desktop.sandbox.host import Sandbox
 from rlm_desktop.store.case import Case
@@ -331,7 +332,7 @@ class _Run:
         try:
             async with self.semaphore:
                 completion = await self.complete(
-                    node, cfg.sub_model, [{"role": "user", "content": prompt}], cfg.sub_max_output_tokens
+                    node, cfg.sub_model, subcall_messages(prompt), cfg.sub_max_output_tokens
                 )
         except BaseException as exc:
             node.detail["error"] = f"{type(exc).__name__}: {exc}"
