@@ -548,13 +548,12 @@ def _citation(case: Case, docs: _Documents, number: int, raw: dict[str, Any]) ->
     # Re-verify now instead of trusting the record: the case's text at the offsets must equal the quote, that
     # text must still have its ingest-time hash, and the original, extracted again, must hold the quote too.
     verified = bool(raw.get("verified")) and source_text is not None and source_text == quote
+    again = docs.reextract(info) if info is not None else None  # every cited document's original, once
     if info is not None and info.text_check.status != "matches":
         verified, problem = False, info.text_check.detail
-    elif verified and info is not None:
-        again = docs.reextract(info)
-        if again.status == "differs" and (again.fresh or "")[start:end] != quote:
-            verified = False
-            problem = "the original, extracted again, does not have this quote at these offsets"
+    elif verified and again is not None and again.status == "differs" and (again.fresh or "")[start:end] != quote:
+        verified = False
+        problem = "the original, extracted again, does not have this quote at these offsets"
     if not verified and problem is None:
         problem = (
             "the quote differs from the source text at these offsets"
