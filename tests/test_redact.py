@@ -151,3 +151,18 @@ def test_base_url_credentials_are_never_stored_or_exported(fake_openai, home, tm
     outputs = {"ask": proc.stdout + proc.stderr} | everything_written(home, record["run_id"], tmp_path)
     for where, text in outputs.items():
         assert USERINFO_SECRET not in text and QUERY_SECRET not in text, f"a credential is in {where}"
+
+
+def test_events_the_window_draws_from_carry_no_key(fake_openai, home):
+    from sample_case import run_config
+
+    from rlm_desktop.engine.handle import RunHandle
+
+    fake_openai.handler = lambda request: Reply(status=401, error=f"Incorrect API key provided: {KEY}.")
+    handle = RunHandle(home / "cases" / "default.sqlite", "When?", run_config(fake_openai), KEY)
+    events = []
+    handle.subscribe(events.append)
+    record = handle.start().wait(60)
+    assert record["status"] == "failed" and "Incorrect API key provided" in record["error"]
+    assert any("Incorrect API key provided" in repr(e) for e in events)  # the error is shown...
+    assert KEY not in repr(events) and KEY not in repr(record)  # ...without the key

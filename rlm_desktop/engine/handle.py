@@ -11,9 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlm_desktop.engine.events import RunEvent, RunFinished
+from rlm_desktop.engine.events import (
+    CallRetriedEvent,
+    NodeFinished,
+    NodeStarted,
+    NodeUpdated,
+    RunEvent,
+    RunFinished,
+)
 from rlm_desktop.engine.rlm import RunConfig, run_rlm
-from rlm_desktop.redact import redact_record, remember_secret
+from rlm_desktop.redact import redact, redact_record, remember_secret
 
 Subscriber = Callable[[RunEvent], None]
 
@@ -53,8 +60,14 @@ class RunHandle:
         return unsubscribe
 
     def _emit(self, event: RunEvent) -> None:
-        if isinstance(event, RunFinished):  # the window shows this record: as redacted as the saved one
+        # The window shows what events carry: as redacted as what is saved (an error may echo the key).
+        if isinstance(event, RunFinished):
             event = dataclasses.replace(event, record=redact_record(event.record, (self._api_key,)))
+        elif isinstance(event, NodeStarted | NodeUpdated | NodeFinished) and event.node.detail.get("error"):
+            detail = {**event.node.detail, "error": redact(str(event.node.detail["error"]), (self._api_key,))}
+            event = dataclasses.replace(event, node=dataclasses.replace(event.node, detail=detail))
+        elif isinstance(event, CallRetriedEvent):
+            event = dataclasses.replace(event, reason=redact(event.reason, (self._api_key,)))
         with self._lock:
             subscribers = list(self._subscribers)
         for callback in subscribers:
