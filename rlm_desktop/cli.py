@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
+    from rlm_desktop.redact import install_log_redaction
+
+    install_log_redaction()  # a logged error may quote a server's reply that echoes the key
     try:
         home = resolve_home(args.home)
         if args.command == "gui":

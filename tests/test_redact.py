@@ -166,3 +166,18 @@ def test_events_the_window_draws_from_carry_no_key(fake_openai, home):
     assert record["status"] == "failed" and "Incorrect API key provided" in record["error"]
     assert any("Incorrect API key provided" in repr(e) for e in events)  # the error is shown...
     assert KEY not in repr(events) and KEY not in repr(record)  # ...without the key
+
+
+def test_logged_errors_are_redacted(tmp_path):
+    script = (
+        "import logging\n"
+        "from rlm_desktop.redact import install_log_redaction\n"
+        "install_log_redaction()\n"
+        "try:\n"
+        f"    raise RuntimeError('401: Incorrect API key provided: {KEY}')\n"
+        "except RuntimeError:\n"
+        "    logging.getLogger('rlm_desktop.engine').exception('call failed with Bearer %s', 'tok3n-abc123-def456')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "call failed with Bearer" in proc.stderr and "Incorrect API key provided" in proc.stderr
+    assert KEY not in proc.stderr and "tok3n-abc123-def456" not in proc.stderr
