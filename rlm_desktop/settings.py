@@ -68,6 +68,7 @@ class Settings:
             data["prices"] = _prices_as_text(self.prices)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.chmod(tmp, 0o600)  # the endpoint URL may carry a credential of its own
         os.replace(tmp, path)
 
 

@@ -48,4 +48,4 @@ def test_an_existing_world_readable_case_is_tightened(tmp_path):
 def test_settings_in_a_new_home_create_it_private(tmp_path):
     home = tmp_path / "home"
     Settings().save(home)
-    assert mode(home) == 0o700
+    assert mode(home) == 0o700 and mode(home / "settings.json") == 0o600
