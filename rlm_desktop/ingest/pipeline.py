@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 MAILBOX_BATCH_MESSAGES = 200
 MAILBOX_BATCH_BYTES = 8 * 1024 * 1024
 POOL_MIN_FILES = 8  # below this, starting worker processes costs more than it saves
+# Formats read in the ingesting process when there are few files: plain text cannot hide a decompression bomb,
+# and an mbox is only sniffed there (its messages are streamed by the writer). Anything else (PDF, DOCX, mail
+# with attachments) is extracted in a memory-limited worker process even for one file.
+INLINE_SUFFIXES = frozenset((".txt", ".text", ".md", ".markdown", ".csv", ".tsv", ".log", ".json", ".mbox"))
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,9 @@ def ingest(
 ) -> IngestReport:
     """Ingest `paths` (files and folders, recursively) into `case`. Never raises for a bad file.
 
-    `jobs` worker processes extract ahead of the writer (default: the number of cores, at most 4;
-    1 extracts in this process). `extractor` replaces `prepare_file` (tests use it to crash a worker).
+    `jobs` worker processes extract ahead of the writer (default: the number of cores, at most 4; one process
+    for fewer than 8 files, none when they are all plain text; `jobs=1` extracts in this process, without the
+    workers' memory limit). `extractor` replaces `prepare_file` (tests use it to crash a worker).
     """
     emit = progress or _noop
     own = case.path.absolute()
@@ -128,8 +133,12 @@ def ingest(
     report = IngestReport(skipped=skipped)
     report.failed.extend(missing)
     emit(IngestStarted(len(items)))
+    inline = jobs == 1 or (
+        jobs is None and all(item.hint is None and item.path.suffix.lower() in INLINE_SUFFIXES for item in items)
+    )
     jobs = jobs or min(os.cpu_count() or 1, 4)
-    with _Extractors(jobs if len(items) >= POOL_MIN_FILES else 1) as extractors:
+    workers = jobs if len(items) >= POOL_MIN_FILES else 1
+    with _Extractors(workers, inline=inline and workers == 1) as extractors:
         _Ingest(case, items, report, emit, cancel, extractors, extractor).run()
     report.documents = case.count_documents()
     emit(IngestFinished(report))
@@ -137,10 +146,12 @@ def ingest(
 
 
 class _Extractors:
-    """Runs `prepare_file` in worker processes (spawned: forking a process with threads is unsafe)."""
+    """Runs `prepare_file` in worker processes (spawned: forking a process with threads is unsafe), each under a
+    memory limit; or inline in this process for plain text and when the caller asks for one job."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, inline: bool = False):
         self.jobs = jobs
+        self.inline = inline  # extract in this process (no memory limit): only for plain text, or when asked
         self.pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> _Extractors:
@@ -151,7 +162,7 @@ class _Extractors:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, fn: Callable[..., Prepared], *args: object) -> Future[Prepared]:
-        if self.jobs <= 1:
+        if self.inline:
             future: Future[Prepared] = Future()
             future.set_result(fn(*args))
             return future

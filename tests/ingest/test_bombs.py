@@ -10,6 +10,7 @@ import time
 import zlib
 from pathlib import Path
 
+import pytest
 from builders import make_docx, make_email
 from hungry_extractor import hungry_prepare
 
@@ -130,14 +131,15 @@ def test_long_lines_and_huge_messages_are_skipped_without_being_held(tmp_path):
     assert has_long_line(b"x" * (MIB + 1), MIB) and not has_long_line((b"x" * 999 + b"\n") * 3000, MIB)
 
 
-def test_an_extractor_process_has_a_memory_limit(tmp_path):
+@pytest.mark.parametrize(("files", "jobs"), [(10, 2), (1, None)], ids=["worker pool", "one file dropped"])
+def test_an_extractor_process_has_a_memory_limit(tmp_path, files, jobs):
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(10):  # enough files for the worker processes
+    for i in range(files):
         (src / f"doc{i:02}.txt").write_text(f"document {i}")
-    (src / "hog.txt").write_text("this file makes the extractor ask for 3 GB")
+    (src / "hog.pdf").write_text("this file makes the extractor ask for 3 GB")  # not plain text: never inline
     with Case.open(tmp_path / "case.sqlite") as case:
-        report = ingest(case, [src], jobs=2, extractor=hungry_prepare)
-        assert report.added == 10
+        report = ingest(case, [src], jobs=jobs, extractor=hungry_prepare)
+        assert report.added == files
         (failure,) = report.failed
-        assert failure["path"].endswith("hog.txt") and "ran out of memory" in failure["error"]
+        assert failure["path"].endswith("hog.pdf") and "ran out of memory" in failure["error"]
