@@ -9,6 +9,7 @@ import json
 import sqlite3
 
 import docx
+import pymupdf
 import pytest
 from builders import make_docx
 from rlm_script import Script, repl
@@ -66,6 +67,11 @@ def run_quoting(path, fake, phrase):
     return record
 
 
+def _reddish(color: int) -> bool:
+    red, green, blue = color >> 16 & 255, color >> 8 & 255, color & 255
+    return red > 120 and red > 2 * green and red > 2 * blue
+
+
 def verify(home, *args, capsys):
     code = main(["verify", *args, "--json", "--home", str(home)])
     return code, json.loads(capsys.readouterr().out)
@@ -121,7 +127,20 @@ def test_rewritten_text_makes_the_citation_unverified_flags_reports_and_fails_ve
         for run in para.runs
         if "STORED TEXT CHANGED" in run.text
     ]
-    assert any("STORED TEXT CHANGED SINCE INGEST" in c for c in cells) and red and all(str(c) != "008000" for c in red)
+    assert any("STORED TEXT CHANGED SINCE INGEST" in c for c in cells) and red
+    assert all(_reddish(int(str(c), 16)) for c in red)
+
+    with pymupdf.open(export_run(path, record["run_id"], "pdf", out / "r.pdf")) as pdf:
+        spans = [
+            span
+            for page in pdf
+            for block in page.get_text("dict")["blocks"]
+            for line in block.get("lines", [])
+            for span in line["spans"]
+        ]
+    flagged = [s for s in spans if "STORED TEXT CHANGED SINCE INGEST" in s["text"]]
+    assert flagged and all(_reddish(s["color"]) for s in flagged)
+    assert any(s["text"].strip() == "Text SHA-256" for s in spans)
 
     code, result = verify(home, record["run_id"], capsys=capsys)
     assert code == 1 and not result["ok"]
