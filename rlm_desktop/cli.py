@@ -16,7 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "verify")
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify")
 
 
 class UsageError(Exception):
@@ -77,19 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=20, metavar="N")
 
-    p = sub.add_parser("ask", parents=[common], help="investigate a question with the RLM (headless)")
-    p.add_argument("question")
-    p.add_argument(
+    # The endpoint and models, shared by ask and doctor.
+    endpoint = argparse.ArgumentParser(add_help=False)
+    endpoint.add_argument(
         "--base-url", metavar="URL", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL, settings)"
     )
-    p.add_argument(
+    endpoint.add_argument(
         "--api-key-env",
         metavar="VAR",
         default="OPENAI_API_KEY",
         help="environment variable holding the API key (default OPENAI_API_KEY; else settings)",
     )
-    p.add_argument("--root-model", metavar="M")
-    p.add_argument("--sub-model", metavar="M")
+    endpoint.add_argument("--root-model", metavar="M")
+    endpoint.add_argument("--sub-model", metavar="M")
+
+    p = sub.add_parser("ask", parents=[common, endpoint], help="investigate a question with the RLM (headless)")
+    p.add_argument("question")
     p.add_argument(
         "--price",
         action="append",
@@ -105,6 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-subcalls", type=int, metavar="N")
     p.add_argument("--max-seconds", type=float, metavar="S", help="wall-clock limit for the run")
     p.add_argument("--concurrency", type=int, metavar="N")
+    p.add_argument("--root-max-tokens", type=int, metavar="N", help="output-token limit of each root call")
+    p.add_argument("--sub-max-tokens", type=int, metavar="N", help="output-token limit of each sub-call")
+    p.add_argument(
+        "--output-chars", type=int, metavar="N", help="REPL output shown to the root model, cut head and tail"
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="S",
+        help="seconds for one model call (when streaming: the longest silence between chunks)",
+    )
+    p.add_argument(
+        "--context-window",
+        action="append",
+        default=[],
+        metavar="MODEL=TOKENS",
+        help="a model's context window (input + output tokens), over settings and the server's report; repeatable",
+    )
+    p.add_argument("--no-stream", action="store_true", help="plain requests only, even where streaming works")
+    p.add_argument(
+        "--allow-weak-isolation",
+        action="store_true",
+        help="run model code even where this machine offers only weak isolation (see `doctor`)",
+    )
     p.add_argument(
         "--isolation", choices=["auto", "bwrap", "unshare", "rlimits"], default="auto", help=argparse.SUPPRESS
     )
@@ -121,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--format", choices=["html", "pdf", "docx", "md", "json"], required=True)
     p.add_argument("-o", "--output", metavar="FILE", required=True, type=Path)
+
+    p = sub.add_parser(
+        "doctor",
+        parents=[common, endpoint],
+        help="what the endpoint, each configured model and this machine's sandbox can do",
+        description="Probe the endpoint and the root and sub models with a few tiny calls (token parameter, "
+        "streaming, usage, reasoning, context window), check which sandbox walls work here, and cache the "
+        "findings for runs. Exit 0 when the endpoint and both models answered, 1 otherwise (with the reason).",
+    )
+    p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds to wait for each probe call")
 
     p = sub.add_parser(
         "verify",
@@ -164,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": cmd_runs,
             "show": cmd_show,
             "export": cmd_export,
+            "doctor": cmd_doctor,
             "verify": cmd_verify,
         }[args.command]
         return handler(args, path)
@@ -341,12 +379,59 @@ def _run_config(args: argparse.Namespace, home: Path):
         "max_wall_s": args.max_seconds,
     }
     overrides.update({name: value for name, value in flags.items() if value is not None})
-    config = run_config(settings, **overrides)
+    overrides.update(_limit_flags(args, settings))
+    config = run_config(settings, home=home, **overrides)
     try:
         config.check()
     except (ValueError, LookupError) as exc:
         raise UsageError(str(exc).strip('"')) from None
     return config
+
+
+def _limit_flags(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    """RunConfig overrides from ask's output-limit, timeout, context-window and isolation flags."""
+    from rlm_desktop.settings import (
+        CONTEXT_WINDOW_RANGE,
+        MAX_OUTPUT_TOKENS,
+        OUTPUT_CHARS_RANGE,
+        parse_context_window,
+    )
+
+    out: dict[str, Any] = {}
+    for flag, name, value in (
+        ("--root-max-tokens", "root_max_output_tokens", args.root_max_tokens),
+        ("--sub-max-tokens", "sub_max_output_tokens", args.sub_max_tokens),
+    ):
+        if value is not None:
+            if not 1 <= value <= MAX_OUTPUT_TOKENS:
+                raise UsageError(f"{flag} must be from 1 to {MAX_OUTPUT_TOKENS:,} tokens")
+            out[name] = value
+    if args.output_chars is not None:
+        low, high = OUTPUT_CHARS_RANGE
+        if not low <= args.output_chars <= high:
+            raise UsageError(f"--output-chars must be from {low:,} to {high:,} characters")
+        out["output_chars"] = args.output_chars
+    if args.request_timeout is not None:
+        if not args.request_timeout > 0:
+            raise UsageError("--request-timeout must be more than 0 seconds")
+        out["request_timeout_s"] = args.request_timeout
+    if args.context_window:
+        windows = dict(settings.context_windows) if isinstance(settings.context_windows, dict) else {}
+        low, high = CONTEXT_WINDOW_RANGE
+        for text in args.context_window:
+            try:
+                model, tokens = parse_context_window(text)
+            except ValueError as exc:
+                raise UsageError(f"--context-window {exc}") from None
+            if not low <= tokens <= high:
+                raise UsageError(f"--context-window {text!r}: the window must be from {low:,} to {high:,} tokens")
+            windows[model] = tokens
+        out["context_windows"] = windows
+    if args.no_stream:
+        out["stream"] = False
+    if args.allow_weak_isolation:
+        out["allow_weak_isolation"] = True
+    return out
 
 
 def cmd_ask(args: argparse.Namespace, path: Path) -> int:
@@ -367,7 +452,7 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
                 f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings"
             )
     handle = RunHandle(path, args.question, config, api_key)
-    progress = _AskProgress(enabled=sys.stderr.isatty() and not args.json)
+    progress = _AskProgress(enabled=sys.stderr.isatty())
     handle.subscribe(progress)
 
     def stop(signum: int, frame: object) -> None:
@@ -396,27 +481,105 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     return EXIT_STOPPED
 
 
+def _isolation_report() -> dict[str, Any]:
+    """This machine's sandbox walls, for doctor (one place to swap in a richer source)."""
+    from rlm_desktop.doctor import isolation_report
+
+    return isolation_report()
+
+
+def cmd_doctor(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.doctor import doctor_json, doctor_text
+    from rlm_desktop.engine.endpoints import OPENAI_URL, effective_base_url, endpoint_key
+    from rlm_desktop.engine.pricing import PriceTable
+    from rlm_desktop.engine.probe import EndpointReport, probe_endpoint_sync, save_report
+    from rlm_desktop.settings import Settings, load_api_key
+
+    home = resolve_home(args.home)
+    try:
+        settings = Settings.load(home)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or (settings.base_url or "").strip() or None
+    roles = {"root": args.root_model or settings.root_model, "sub": args.sub_model or settings.sub_model}
+    api_key = os.environ.get(args.api_key_env) or load_api_key(home) or ""
+    try:
+        prices = PriceTable(overrides=settings.prices if isinstance(settings.prices, dict) else {})
+    except ValueError:
+        prices = PriceTable()  # an unreadable price is for Settings to name; the probe only estimates
+    if not api_key and effective_base_url(base_url) == OPENAI_URL:
+        report = EndpointReport(
+            base_url=endpoint_key(base_url),
+            error=f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings",
+        )
+    else:
+        try:
+            report = probe_endpoint_sync(base_url, api_key, list(roles.values()), args.timeout, prices)
+        except KeyboardInterrupt:
+            return EXIT_STOPPED
+    cache = None
+    try:
+        cache = save_report(home, report)
+    except OSError as exc:
+        print(f"rlm-desktop: warning: findings not cached: {exc}", file=sys.stderr)
+    windows = settings.context_windows if isinstance(settings.context_windows, dict) else {}
+    weak = settings.allow_weak_isolation is True
+    data = doctor_json(report, roles, windows, _isolation_report(), cache, weak)
+    if args.json:
+        _print_json(data)
+    else:
+        print(doctor_text(data))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 class _AskProgress:
-    """A live one-line status on stderr: calls, tokens, dollars."""
+    """On a terminal: the root model's text as it streams, and a live status line (calls, tokens, dollars).
+
+    Everything goes to stderr, so stdout holds only the answer (or the JSON record with --json).
+    """
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        self.shown: dict[str, int] = {}  # node id -> characters of its text already written
+        self.status = ""
 
     def __call__(self, event: Any) -> None:
-        from rlm_desktop.engine.events import CostChanged
+        from rlm_desktop.engine.events import CostChanged, NodeFinished, NodeUpdated
 
-        if self.enabled and isinstance(event, CostChanged):
+        if not self.enabled:
+            return
+        if isinstance(event, CostChanged):
             cap = f" of ${event.cap_usd:.2f}" if event.cap_usd is not None else ""
-            sys.stderr.write(
-                f"\r{event.calls} calls, {event.prompt_tokens:,} in / {event.completion_tokens:,} out, "
-                f"${event.spent_usd:.4f}{cap}, {event.elapsed_s:.0f} s   "
+            held = f" (${event.held_usd:.4f} held)" if event.held_usd else ""
+            self.status = (
+                f"{event.calls} calls, {event.prompt_tokens:,} in / {event.completion_tokens:,} out, "
+                f"${event.spent_usd:.4f}{held}{cap}, {event.elapsed_s:.0f} s"
             )
-            sys.stderr.flush()
+            self._write("\r" + self.status + "   ")
+        elif isinstance(event, NodeUpdated | NodeFinished) and event.node.kind == "iteration":
+            text = event.node.text
+            done = self.shown.get(event.node.id)
+            if done is None and not text:
+                return
+            if done is None:
+                self.clear()
+                self._write(f"── root, iteration {event.node.detail.get('number', '?')} ──\n")
+                done = 0
+            if len(text) > done:
+                self._write(text[done:])
+            self.shown[event.node.id] = max(done, len(text))
+            if isinstance(event, NodeFinished):
+                self._write("\n")
+
+    def _write(self, text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
     def clear(self) -> None:
         if self.enabled:
-            sys.stderr.write("\r" + " " * 79 + "\r")
-            sys.stderr.flush()
+            self._write("\r" + " " * min(120, len(self.status) + 3) + "\r")
 
 
 def _print_record(record: dict[str, Any]) -> None:
@@ -432,7 +595,16 @@ def _print_record(record: dict[str, Any]) -> None:
     for marker in record.get("unresolved_markers") or []:
         print(f"  {marker} was never registered with cite/quote: unverified")
     cap = f" of a ${record['cap_usd']:.2f} cap" if record.get("cap_usd") is not None else ""
-    line = f"\n[{record['status']}] ${record['cost_usd']:.4f}{cap}; run {record['run_id']}"
+    held = record.get("cost_held_usd") or 0.0
+    money = f"${record['cost_usd']:.4f}"
+    if held:
+        money = (
+            f"${record.get('cost_billed_usd', 0.0):.4f} billed + ${held:.4f} held (calls whose cost the server "
+            f"did not report, counted at their worst case; probably about ${record.get('cost_held_estimate_usd', 0.0):.4f})"
+        )
+    for warning in record.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
+    line = f"\n[{record['status']}] {money}{cap}; run {record['run_id']}"
     if record.get("error"):
         line += f"; {record['error']}"
     print(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,16 @@ from rlm_desktop.secrets import CREDENTIALS_FILE, KeyStore
 if TYPE_CHECKING:
     from rlm_desktop.engine.rlm import RunConfig
 
-__all__ = ["CREDENTIALS_FILE", "Settings", "cap_price_problem", "price_text", "run_config", "validate"]
+__all__ = [
+    "CREDENTIALS_FILE",
+    "Settings",
+    "cap_price_problem",
+    "parse_context_window",
+    "parse_context_windows",
+    "price_text",
+    "run_config",
+    "validate",
+]
 
 
 @dataclass
@@ -95,8 +105,12 @@ def _prices_as_text(prices: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_config(settings: Settings, **overrides: Any) -> RunConfig:
-    """The engine's RunConfig from settings; keyword overrides (e.g. from command-line flags) win."""
+def run_config(settings: Settings, *, home: Path | None = None, **overrides: Any) -> RunConfig:
+    """The engine's RunConfig from settings; keyword overrides (e.g. from command-line flags) win.
+
+    With `home`, the root and sub models' capabilities come from the endpoint probe's cache
+    (`<home>/endpoints.json`, written by `doctor` and Settings' Test connection).
+    """
     from rlm_desktop.engine.rlm import RunConfig
 
     values: dict[str, Any] = {
@@ -119,6 +133,12 @@ def run_config(settings: Settings, **overrides: Any) -> RunConfig:
         "price_overrides": dict(settings.prices),
     }
     values.update(overrides)
+    if home is not None and "model_caps" not in overrides:
+        from rlm_desktop.engine.endpoints import load_caps
+
+        cached = load_caps(home, values["base_url"])
+        wanted = (values["root_model"], values["sub_model"])
+        values["model_caps"] = {m: cached[m] for m in wanted if m in cached}
     return RunConfig(**values)
 
 
@@ -191,6 +211,89 @@ def _url_problem(base_url: object) -> str | None:
     return None
 
 
+# Bounds a person could mean; outside them a value is a typo (a timeout of 0, an output cut of 5 characters).
+MAX_OUTPUT_TOKENS = 1_000_000
+OUTPUT_CHARS_RANGE = (1_000, 10_000_000)
+TIMEOUT_RANGE_S = (1.0, 3600.0)
+CONTEXT_WINDOW_RANGE = (1_024, 100_000_000)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_context_window(text: str) -> tuple[str, int]:
+    """`MODEL=TOKENS` (from --context-window or a line of the settings dialog) as (model, tokens).
+
+    The split is on the last `=`, so names with `:` or `/` (Ollama tags, gateway prefixes) work;
+    the number may use `,` or `_` between digits (32,768).
+    """
+    model, sep, number = text.rpartition("=")
+    model = model.strip()
+    if not sep or not model:
+        raise ValueError(f"{text.strip()!r}: expected MODEL=TOKENS, like qwen3:8b=32768")
+    digits = number.strip().replace(",", "").replace("_", "")
+    if not digits.isdigit():
+        raise ValueError(f"{text.strip()!r}: {number.strip()!r} is not a whole number of tokens")
+    return model, int(digits)
+
+
+def parse_context_windows(lines: Iterable[str]) -> dict[str, int]:
+    """Many `MODEL=TOKENS` entries (blank lines and # comments skipped); ValueError names the first bad one."""
+    windows: dict[str, int] = {}
+    for line in lines:
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        model, tokens = parse_context_window(line)
+        if model in windows and windows[model] != tokens:
+            raise ValueError(f"{model} has two context windows ({windows[model]:,} and {tokens:,}): keep one")
+        windows[model] = tokens
+    return windows
+
+
+def _output_problems(settings: Settings) -> list[str]:
+    """Output limits, the REPL output cut, the request timeout, context windows and the switches."""
+    from rlm_desktop.engine.model_info import context_window
+
+    problems: list[str] = []
+    windows = settings.context_windows
+    if not isinstance(windows, dict):
+        problems.append("Context windows must be a table of model: tokens")
+        windows = {}
+    else:
+        for model, tokens in windows.items():
+            low, high = CONTEXT_WINDOW_RANGE
+            if not str(model).strip():
+                problems.append("A context window has no model name")
+            elif not _whole(tokens) or not low <= tokens <= high:
+                problems.append(f"Context window of {model} must be a whole number of tokens from {low:,} to {high:,}")
+    for name, label, model_field in (
+        ("root_max_output_tokens", "Root max output tokens", "root_model"),
+        ("sub_max_output_tokens", "Sub max output tokens", "sub_model"),
+    ):
+        value, model = getattr(settings, name), getattr(settings, model_field)
+        if not _whole(value) or not 1 <= value <= MAX_OUTPUT_TOKENS:
+            problems.append(f"{label} must be a whole number from 1 to {MAX_OUTPUT_TOKENS:,}")
+            continue
+        valid_windows = {m: t for m, t in windows.items() if _whole(t) and t > 0}
+        window = context_window(model, valid_windows) if isinstance(model, str) and model.strip() else None
+        if window is not None and value >= window:
+            problems.append(
+                f"{label} ({value:,}) must be less than the context window of {model} ({window:,} tokens), "
+                "or the question itself has no room"
+            )
+    low, high = OUTPUT_CHARS_RANGE
+    if not _whole(settings.output_chars) or not low <= settings.output_chars <= high:
+        problems.append(f"REPL output cut must be a whole number of characters from {low:,} to {high:,}")
+    low, high = TIMEOUT_RANGE_S
+    if not _is_number(settings.request_timeout_s) or not low <= settings.request_timeout_s <= high:
+        problems.append(f"Request timeout must be from {low:g} to {high:g} seconds")
+    for name, label in (("stream", "Stream replies"), ("allow_weak_isolation", "Weak isolation")):
+        if not isinstance(getattr(settings, name), bool):
+            problems.append(f"{label} must be on or off (true or false)")
+    return problems
+
+
 def validate(settings: Settings) -> list[str]:
     """Human-readable problems that would stop a run (empty when the settings are usable)."""
     problems: list[str] = []
@@ -209,6 +312,7 @@ def validate(settings: Settings) -> list[str]:
             problems.extend(_config_problems(**{name: value}))
     if not _is_number(settings.max_wall_s) or settings.max_wall_s <= 0:
         problems.append("Wall-clock limit must be more than 0 seconds")
+    problems.extend(_output_problems(settings))
 
     prices: dict[str, Any] = {}
     unreadable: set[str] = set()

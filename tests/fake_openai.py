@@ -1,4 +1,10 @@
-"""A scripted OpenAI-compatible HTTP server on 127.0.0.1 for tests of model calls."""
+"""A scripted OpenAI-compatible HTTP server on 127.0.0.1 for tests of model calls.
+
+Besides tidy replies it can be switched to each quirk real servers show: reasoning inline or
+in a field, missing/null/zero/total-only usage, parameter refusals (OpenAI 400 or FastAPI 422
+style, per model), a small context window, streaming refused or streaming only, stream_options
+refused, HTML or error-shaped 200 bodies, a connection reset mid-body, tool calls, refusals.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 import math
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -37,6 +44,16 @@ class Reply:
     model: str | None = None
     finish_reason: str = "stop"
     headers: dict[str, str] = field(default_factory=dict)
+    # quirks of one reply
+    content_null: bool = False  # "content": null (with tool calls or a refusal)
+    reasoning: str | None = None  # sent in a reasoning field (see FakeOpenAIServer.reasoning_field)
+    usage_mode: str = "full"  # full, none (no key), null, zero, total_only
+    tool_calls: list[dict] | None = None
+    refusal: str | None = None
+    raw_body: str | None = None  # sent as is with status 200 (an HTML page, an error-shaped JSON)
+    raw_content_type: str = "text/html; charset=utf-8"
+    reset_mid_body: bool = False  # headers and half the body, then the connection is cut
+    chunk_delay_s: float = 0.0  # between streamed chunks
 
 
 @dataclass
@@ -53,6 +70,7 @@ class RecordedRequest:
     status: int | None = None
     client_disconnected: bool = False
     response: dict | None = None  # the JSON body sent back (usage included), for tests that audit costs
+    usage_sent: dict | None = None  # the usage object the client actually received (what a provider bills)
 
 
 def approx_tokens(text: str) -> int:
@@ -84,6 +102,8 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def process_request(self, request, client_address):
+        # Nagle plus delayed ACK would add ~40 ms to every request and make the engine look slow.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.owner._lock:
             self.owner._connections.add(request)
         super().process_request(request, client_address)
@@ -146,6 +166,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_json(
                     record, 401, _error_body("Incorrect API key provided", "invalid_api_key")
                 )
+            refusal = owner._refusal(body)
+            if refusal is not None:
+                return self._send_json(record, *refusal)
             try:
                 reply = owner._next_reply(body)
             except Exception as exc:  # a bug in the test's handler: keep it, answer 500
@@ -165,9 +188,122 @@ class _Handler(BaseHTTPRequestHandler):
                 if isinstance(error, str):
                     error = _error_body(error, "invalid_request_error")
                 return self._send_json(record, reply.status, error, headers)
-            self._send_json(record, 200, _completion_body(body, reply), headers)
+            if reply.raw_body is not None:
+                return self._send_raw(record, reply.raw_body.encode("utf-8"), reply.raw_content_type, headers)
+            completion = _completion_body(body, reply, owner.reasoning_field)
+            if owner.streaming == "only" or (body.get("stream") and owner.streaming == "yes"):
+                return self._send_stream(record, body, completion, reply, headers)
+            if reply.reset_mid_body:
+                data = json.dumps(completion).encode("utf-8")
+                return self._send_cut(record, data, headers)
+            self._send_json(record, 200, completion, headers)
         finally:
             owner._end(record)
+
+    def _send_raw(self, record: RecordedRequest, data: bytes, content_type: str, headers: dict):
+        record.status = 200
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            record.client_disconnected = True
+            self.close_connection = True
+
+    def _send_cut(self, record: RecordedRequest, data: bytes, headers: dict):
+        """Promise the whole body, send half, then reset the connection."""
+        record.status = 200
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _send_stream(
+        self, record: RecordedRequest, request: dict, completion: dict, reply: Reply, headers: dict
+    ):
+        """The completion as SSE chunks: reasoning, then content in small pieces, then usage if asked."""
+        record.status = 200
+        record.response = completion
+        base = {k: completion[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        message = completion["choices"][0]["message"]
+        chunks: list[dict] = [
+            {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+        ]
+        for key in ("reasoning_content", "reasoning"):
+            if message.get(key):
+                chunks += [
+                    {"choices": [{"index": 0, "delta": {key: piece}, "finish_reason": None}]}
+                    for piece in _pieces(message[key])
+                ]
+        if message.get("content"):
+            chunks += [
+                {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                for piece in _pieces(message["content"])
+            ]
+        if message.get("tool_calls"):
+            chunks.append(
+                {
+                    "choices": [
+                        {"index": 0, "delta": {"tool_calls": message["tool_calls"]}, "finish_reason": None}
+                    ]
+                }
+            )
+        if message.get("refusal"):
+            chunks.append(
+                {"choices": [{"index": 0, "delta": {"refusal": message["refusal"]}, "finish_reason": None}]}
+            )
+        chunks.append(
+            {
+                "choices": [
+                    {"index": 0, "delta": {}, "finish_reason": completion["choices"][0]["finish_reason"]}
+                ]
+            }
+        )
+        wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        usage_chunk = "usage" in completion and (wants_usage or request.get("stream") is not True)
+        if usage_chunk:
+            chunks.append({"choices": [], "usage": completion["usage"]})
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(b": keep-alive comment\n\n")
+            for number, chunk in enumerate(chunks):
+                if reply.reset_mid_body and number == len(chunks) // 2:
+                    self.wfile.flush()
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                self.wfile.write(b"data: " + json.dumps({**base, **chunk}).encode("utf-8") + b"\n\n")
+                self.wfile.flush()
+                if reply.chunk_delay_s and not self._wait_or_disconnect(reply.chunk_delay_s):
+                    record.client_disconnected = True
+                    self.close_connection = True
+                    return
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            if usage_chunk and isinstance(completion["usage"], dict):
+                record.usage_sent = completion["usage"]
+        except OSError:
+            record.client_disconnected = True
+        self.close_connection = True
 
     def _wait_or_disconnect(self, seconds: float) -> bool:
         """Sleep like a slow model; False as soon as the client hangs up or the server stops."""
@@ -192,6 +328,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode("utf-8")
         record.status = status
         record.response = body
+        if status == 200 and isinstance(body.get("usage"), dict):
+            record.usage_sent = body["usage"]
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -210,7 +348,11 @@ def _error_body(message: str, code: str) -> dict:
     return {"error": {"message": message, "type": code, "param": None, "code": code}}
 
 
-def _completion_body(request_json: dict, reply: Reply) -> dict:
+def _pieces(text: str, size: int = 12) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _completion_body(request_json: dict, reply: Reply, reasoning_field: str = "reasoning_content") -> dict:
     limit = request_json.get("max_completion_tokens") or request_json.get("max_tokens")
     completion = reply.completion_tokens
     if completion is None:
@@ -228,12 +370,24 @@ def _completion_body(request_json: dict, reply: Reply) -> dict:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text},
+                "message": {"role": "assistant", "content": None if reply.content_null else reply.text},
                 "finish_reason": reply.finish_reason,
             }
         ],
     }
-    if not reply.omit_usage:
+    message = body["choices"][0]["message"]
+    if reply.reasoning is not None:
+        message[reasoning_field] = reply.reasoning
+        if reply.completion_tokens is None:
+            completion += approx_tokens(reply.reasoning)
+            if limit:
+                completion = min(completion, int(limit))
+    if reply.tool_calls is not None:
+        message["tool_calls"] = reply.tool_calls
+    if reply.refusal is not None:
+        message["refusal"] = reply.refusal
+    mode = "none" if reply.omit_usage else reply.usage_mode
+    if mode == "full":
         body["usage"] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -241,6 +395,12 @@ def _completion_body(request_json: dict, reply: Reply) -> dict:
         }
         if reply.cached_tokens is not None:
             body["usage"]["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+    elif mode == "null":
+        body["usage"] = None
+    elif mode == "zero":
+        body["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    elif mode == "total_only":
+        body["usage"] = {"total_tokens": prompt + completion}
     return body
 
 
@@ -261,6 +421,13 @@ class FakeOpenAIServer:
         self.handler = handler or default_handler
         self.models = None if models is None else list(models)  # None: no /v1/models endpoint
         self.api_key = api_key
+        # Server-wide quirks, switched by tests.
+        self.refuse_params: dict[str, set[str]] = {}  # model ("*" for all) -> parameters refused with a 400
+        self.refusal_style = "openai"  # "openai" (400 error.message) or "fastapi" (422 {"detail": [...]})
+        self.context_window: int | None = None  # prompt + max tokens beyond this is refused (vLLM's words)
+        self.streaming = "yes"  # "yes": as asked; "no": stream=true refused; "only": always SSE
+        self.stream_options_refused = False
+        self.reasoning_field = "reasoning_content"
         self.requests: list[RecordedRequest] = []
         self.errors: list[BaseException] = []
         self.max_in_flight = 0
@@ -332,6 +499,46 @@ class FakeOpenAIServer:
 
     def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
         return self.api_key is None or handler.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    def _refusal(self, body: dict) -> tuple[int, dict] | None:
+        """(status, body) when a server-wide quirk refuses this request before the model runs."""
+        model = body.get("model", "")
+        refused = self.refuse_params.get(model, set()) | self.refuse_params.get("*", set())
+        for param in sorted(refused):
+            if param in body:
+                if self.refusal_style == "fastapi":
+                    return 422, {
+                        "detail": [
+                            {
+                                "type": "extra_forbidden",
+                                "loc": ["body", param],
+                                "msg": "Extra inputs are not permitted",
+                                "input": body[param],
+                            }
+                        ]
+                    }
+                return 400, _error_body(
+                    f"Unsupported parameter: '{param}' is not supported with this model.",
+                    "invalid_request_error",
+                )
+        if body.get("stream") and self.streaming == "no":
+            return 400, _error_body("streaming is not supported by this server", "invalid_request_error")
+        if body.get("stream") and self.stream_options_refused and "stream_options" in body:
+            return 400, _error_body(
+                "Unrecognized request argument supplied: stream_options", "invalid_request_error"
+            )
+        if self.context_window is not None:
+            prompt = approx_tokens(_request_text(body))
+            wanted = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+            if prompt + wanted > self.context_window:
+                return 400, _error_body(
+                    f"This model's maximum context length is {self.context_window} tokens. However, you requested "
+                    f"{wanted} output tokens and your prompt contains at least {prompt} input tokens, for a total "
+                    f"of at least {prompt + wanted} tokens. Please reduce the length of the input prompt or the "
+                    "number of requested output tokens.",
+                    "context_length_exceeded",
+                )
+        return None
 
     def _next_reply(self, body: dict) -> Reply:
         with self._lock:

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from rlm_desktop.engine.pricing import Price
-from rlm_desktop.settings import Settings, price_text, run_config, validate
+from rlm_desktop.settings import (
+    Settings,
+    parse_context_window,
+    parse_context_windows,
+    price_text,
+    run_config,
+    validate,
+)
 
 
 def test_defaults_are_valid_and_capped():
@@ -140,3 +147,61 @@ def test_cap_with_unknown_root_and_sub_names_both():
 def test_an_unreadable_price_is_named_once():
     settings = Settings(root_model="x", sub_model="x", cap_usd=1.0, prices={"x": "a:b"})
     assert validate(settings) == ["Price for x: 'a:b': input price 'a' is not a number"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"root_max_output_tokens": 0}, "Root max output tokens must be a whole number from 1 to 1,000,000"),
+        ({"sub_max_output_tokens": 2.5}, "Sub max output tokens must be a whole number from 1 to 1,000,000"),
+        ({"output_chars": 10}, "REPL output cut must be a whole number of characters from 1,000 to 10,000,000"),
+        ({"request_timeout_s": 0}, "Request timeout must be from 1 to 3600 seconds"),
+        ({"context_windows": {"m": 12}}, "Context window of m must be a whole number of tokens from 1,024 to 100,000,000"),
+        ({"context_windows": ["m=1"]}, "Context windows must be a table of model: tokens"),
+        ({"stream": "yes"}, "Stream replies must be on or off (true or false)"),
+        ({"allow_weak_isolation": 1}, "Weak isolation must be on or off (true or false)"),
+        (
+            {"cap_usd": None, "root_model": "qwen3:8b", "root_max_output_tokens": 40_000},
+            "Root max output tokens (40,000) must be less than the context window of qwen3:8b (32,768 tokens), "
+            "or the question itself has no room",
+        ),
+        (
+            {"cap_usd": None, "sub_model": "local", "context_windows": {"local": 4000}},
+            "Sub max output tokens (4,000) must be less than the context window of local (4,000 tokens), "
+            "or the question itself has no room",
+        ),
+    ],
+)
+def test_output_limits_timeouts_and_windows_are_checked(changes, problem):
+    assert validate(Settings(**changes)) == [problem]
+
+
+def test_limits_and_windows_load_save_and_reach_the_run(tmp_path):
+    settings = Settings(
+        root_max_output_tokens=2000,
+        sub_max_output_tokens=1000,
+        output_chars=5000,
+        request_timeout_s=30.0,
+        context_windows={"qwen3:8b": 8192},
+        stream=False,
+        allow_weak_isolation=True,
+    )
+    settings.save(tmp_path)
+    loaded = Settings.load(tmp_path)
+    assert loaded == settings and validate(loaded) == []
+    config = run_config(loaded)
+    assert (config.root_max_output_tokens, config.sub_max_output_tokens, config.output_chars) == (2000, 1000, 5000)
+    assert (config.request_timeout_s, config.stream, config.allow_weak_isolation) == (30.0, False, True)
+    assert config.context_windows == {"qwen3:8b": 8192}
+
+
+def test_context_window_entries_parse_with_clear_errors():
+    assert parse_context_window("qwen3:8b = 32,768") == ("qwen3:8b", 32768)
+    assert parse_context_window("a=b=1_024") == ("a=b", 1024)
+    assert parse_context_windows(["# mine", "", "x=4096", "y/z=8192"]) == {"x": 4096, "y/z": 8192}
+    with pytest.raises(ValueError, match=r"'qwen3': expected MODEL=TOKENS, like qwen3:8b=32768"):
+        parse_context_window("qwen3")
+    with pytest.raises(ValueError, match=r"'m=32k': '32k' is not a whole number of tokens"):
+        parse_context_window("m=32k")
+    with pytest.raises(ValueError, match=r"m has two context windows \(4,096 and 8,192\): keep one"):
+        parse_context_windows(["m=4096", "m=8192"])

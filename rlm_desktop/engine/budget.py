@@ -1,10 +1,13 @@
 """The hard spending cap: reserve a call's worst-case cost before sending, settle it after.
 
 Why the cap holds: every model call first reserves an upper bound of its cost
-(`upper_bound_cost`), and `reserve` refuses when already spent + still reserved + the new
-amount would pass the cap. A call then charges at most its reservation, so recorded spend
-can never pass the cap. Amounts are kept as exact fractions so float rounding cannot let
-a sum slip past it either.
+(`upper_bound_cost`), and `reserve` refuses when billed + held + still reserved + the new
+amount would pass the cap. A call then closes in one of three ways, each at most its
+reservation: **billed** (the provider reported usage: its real cost), **held** (the cost is
+unknown: a timeout, a reset or a 5xx after sending, or a reply without usage; the whole
+reservation stays counted against the cap, shown apart from what was billed) or
+**released** (it never reached the server: $0). Amounts are kept as exact fractions so
+float rounding cannot let a sum slip past the cap either.
 """
 
 from __future__ import annotations
@@ -103,10 +106,13 @@ class LedgerSnapshot:
 
     version: int
     cap: float | None
-    spent: float
-    reserved: float
+    spent: float  # billed + held: what the cap counts
+    reserved: float  # calls in flight
     remaining: float | None
     calls: int
+    billed: float = 0.0  # from usage the provider reported
+    held: float = 0.0  # reservations of calls whose cost is unknown
+    held_estimate: float = 0.0  # what those held calls probably cost (tokenizer estimate), for display
 
 
 class SpendLedger:
@@ -123,7 +129,9 @@ class SpendLedger:
         self._cap = None if cap_usd is None else Fraction(cap_usd)
         self._cap_usd = cap_usd
         self._lock = threading.Lock()
-        self._spent = Fraction(0)
+        self._billed = Fraction(0)
+        self._held = Fraction(0)
+        self._held_estimate = Fraction(0)
         self._reserved = Fraction(0)
         self._open: dict[int, Reservation] = {}
         self._ids = itertools.count(1)
@@ -138,8 +146,19 @@ class SpendLedger:
 
     @property
     def spent(self) -> float:
+        """Billed + held: what the cap counts."""
         with self._lock:
-            return float(self._spent)
+            return float(self._billed + self._held)
+
+    @property
+    def billed(self) -> float:
+        with self._lock:
+            return float(self._billed)
+
+    @property
+    def held(self) -> float:
+        with self._lock:
+            return float(self._held)
 
     @property
     def reserved(self) -> float:
@@ -172,8 +191,9 @@ class SpendLedger:
             raise ValueError(f"reservation must be a finite amount >= 0, got {amount!r}")
         exact = Fraction(amount)
         with self._lock:
-            if self._cap is not None and self._spent + self._reserved + exact > self._cap:
-                raise CapReached(float(self._cap), float(self._spent), float(self._reserved), amount, label)
+            spent = self._billed + self._held
+            if self._cap is not None and spent + self._reserved + exact > self._cap:
+                raise CapReached(float(self._cap), float(spent), float(self._reserved), amount, label)
             reservation = Reservation(next(self._ids), label, amount, exact)
             self._open[reservation.id] = reservation
             self._reserved += exact
@@ -191,18 +211,43 @@ class SpendLedger:
             raise ValueError(f"cost must be a finite amount >= 0, got {actual_cost!r}")
         self._close(reservation, Fraction(actual_cost))
 
-    def release_as_charged(self, reservation: Reservation) -> None:
-        """Close a cancelled or failed call at its full reservation: the provider may have billed it."""
-        self._close(reservation, reservation._exact)
+    def hold(self, reservation: Reservation, estimate: float | None = None) -> None:
+        """Close a call whose cost is unknown at its full reservation, counted against the cap as *held*.
 
-    def _close(self, reservation: Reservation, charge: Fraction) -> None:
+        `estimate` (what it probably cost, from a tokenizer) is kept for display only.
+        """
+        if estimate is not None and (not math.isfinite(estimate) or estimate < 0):
+            raise ValueError(f"estimate must be a finite amount >= 0, got {estimate!r}")
+        self._close(reservation, reservation._exact, held=True, estimate=estimate)
+
+    def release(self, reservation: Reservation) -> None:
+        """Close a call that never reached the server (connection refused, DNS failure): it cost nothing."""
+        self._close(reservation, Fraction(0), counted=False)
+
+    # The older name: a cancelled or failed call whose cost is unknown is held, never dropped.
+    release_as_charged = hold
+
+    def _close(
+        self,
+        reservation: Reservation,
+        charge: Fraction,
+        *,
+        held: bool = False,
+        estimate: float | None = None,
+        counted: bool = True,
+    ) -> None:
         with self._lock:
             if self._open.pop(reservation.id, None) is None:
                 raise RuntimeError(f"reservation {reservation.id} ({reservation.label}) is already settled")
             reservation.closed = True
             self._reserved -= reservation._exact
-            self._spent += charge
-            self._calls += 1
+            if held:
+                self._held += charge
+                self._held_estimate += min(charge, Fraction(estimate)) if estimate is not None else charge
+            else:
+                self._billed += charge
+            if counted:
+                self._calls += 1
             if charge > reservation._exact:
                 self._anomalies.append(Anomaly(reservation.label, reservation.amount, float(charge)))
             snap = self._changed()
@@ -211,16 +256,19 @@ class SpendLedger:
     def _remaining(self) -> float | None:
         if self._cap is None:
             return None
-        return max(0.0, float(self._cap - self._spent - self._reserved))
+        return max(0.0, float(self._cap - self._billed - self._held - self._reserved))
 
     def _snapshot(self) -> LedgerSnapshot:
         return LedgerSnapshot(
             self._version,
             self._cap_usd,
-            float(self._spent),
+            float(self._billed + self._held),
             float(self._reserved),
             self._remaining(),
             self._calls,
+            float(self._billed),
+            float(self._held),
+            float(self._held_estimate),
         )
 
     def _changed(self) -> LedgerSnapshot:

@@ -53,13 +53,16 @@ class NodeFinished:
 @dataclass(frozen=True)
 class CostChanged:
     run_id: str
-    spent_usd: float
+    spent_usd: float  # billed + held: what the cap counts
     reserved_usd: float
     cap_usd: float | None
     calls: int
     prompt_tokens: int
     completion_tokens: int
     elapsed_s: float
+    billed_usd: float = 0.0  # from usage the provider reported
+    held_usd: float = 0.0  # reservations of calls whose cost is unknown (counted against the cap)
+    held_estimate_usd: float = 0.0  # what the held calls probably cost (tokenizer estimate)
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,48 @@
-"""Chat completions against any OpenAI-compatible server, with our own retries and the spending cap."""
+"""Chat completions against any OpenAI-compatible server: our own retries, streaming, and honest money.
+
+Every attempt reserves its worst-case cost before it is sent and closes that reservation
+in one of three ways (see budget.py): billed from reported usage, held when the cost is
+unknown, or released when the request never reached the server. The reply body is read
+by us, not parsed by the SDK, so the quirks of real servers (HTML or error-shaped 200s,
+SSE where JSON was asked for, reasoning fields, tool calls, missing usage) each get a
+plain message instead of an AttributeError.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
 from rlm_desktop.engine.budget import SpendLedger, upper_bound_cost
+from rlm_desktop.engine.model_info import ModelCaps, default_token_param, requires_new_token_param
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
+from rlm_desktop.engine.tokens import count_message_tokens, count_tokens, quick_count
 
 Messages = str | Sequence[Mapping[str, object]]
+DELTA_INTERVAL_S = 0.1  # how often streamed text is passed on (the window redraws from it)
+MAX_ADJUSTMENTS = 4  # parameter fallbacks per call (token parameter, stream options, streaming)
 
 
 @dataclass(frozen=True)
 class Completion:
     """One finished call. `model` is the name asked for (prices and usage are keyed by it);
-    `served_model` is what the server says answered. `cost_usd` is None only when no cap
-    is set and the model has no price. `latency_s` covers all attempts and waits."""
+    `served_model` is what the server says answered.
+
+    `text` is the reply's content as sent (inline `<think>` included: the engine splits it);
+    `reasoning` is what came in a reasoning field. `cost_usd` is the billed cost when usage was
+    reported, else the tokenizer estimate (`usage_reported` False, and `held_usd` is what the
+    cap still counts for it). None only when the model has no price and no cap is set.
+    """
 
     text: str
     model: str
@@ -35,6 +55,12 @@ class Completion:
     finish_reason: str | None = None
     served_model: str | None = None
     usage_reported: bool = True
+    reasoning: str = ""
+    refusal: str | None = None
+    tool_calls: tuple[str, ...] = ()
+    held_usd: float = 0.0
+    streamed: bool = False
+    max_output_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,12 +74,31 @@ class CallRetried:
 
 
 @dataclass(frozen=True)
-class UsageMissing:
-    """The server sent no token usage, so the call was charged its full reservation."""
+class ParameterAdjusted:
+    """The server refused a request parameter and the call was resent without it (not a failure)."""
 
     label: str
     model: str
-    charged_usd: float
+    change: str
+
+
+@dataclass(frozen=True)
+class UsageMissing:
+    """The server reported no usable token usage: the reservation is held and the cost estimated."""
+
+    label: str
+    model: str
+    charged_usd: float  # held against the cap
+    estimated_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class TextStreamed:
+    """Streamed text so far for the call labelled `label` (throttled; the last one is complete)."""
+
+    label: str
+    text: str
+    reasoning: str
 
 
 class ModelCallError(Exception):
@@ -73,11 +118,33 @@ class ModelNotFoundError(ModelCallError):
 
 
 class ModelRequestError(ModelCallError):
-    """Another 4xx: the server refused the request as sent."""
+    """Another 4xx, or a reply that is not a chat completion: the server refused or misunderstood."""
+
+
+class ContextTooLong(ModelRequestError):
+    """The request does not fit the model's context window (`window` tokens when the server said)."""
+
+    def __init__(self, message: str, *, window: int | None = None, prompt_tokens: int | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.window, self.prompt_tokens = window, prompt_tokens
 
 
 class ModelUnavailableError(ModelCallError):
     """Retries ran out on rate limits, server errors, timeouts or connection failures."""
+
+
+def public_url(url: str | None) -> str:
+    """The base URL as shown to people: no `user:secret@`, no query string (keys hide there)."""
+    if not url:
+        return "the default OpenAI endpoint"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "the configured endpoint"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -102,36 +169,318 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def error_detail(body: object, fallback: str = "") -> str:
+    """The server's own words: OpenAI's error.message, FastAPI's `detail` (422 lists included), plain text."""
     if isinstance(body, Mapping):
-        error = body.get("error", body)
+        error = body.get("error", None)
         if isinstance(error, Mapping) and error.get("message"):
             return str(error["message"])
-        if isinstance(error, str):
+        if isinstance(error, str) and error:
             return error
-    return exc.message
+        detail = body.get("detail")
+        if isinstance(detail, str) and detail:
+            return detail
+        if isinstance(detail, list) and detail:
+            parts = []
+            for item in detail:
+                if isinstance(item, Mapping):
+                    loc = ".".join(str(x) for x in item.get("loc") or () if x != "body")
+                    parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
+                else:
+                    parts.append(str(item))
+            return "; ".join(parts)
+        if body.get("message"):
+            return str(body["message"])
+    if isinstance(body, str) and body.strip():
+        return _describe_text_body(body)
+    return fallback
 
 
-def _rejects_new_token_param(detail: str) -> bool:
-    """True for "unsupported/unrecognized max_completion_tokens", not for a value out of range."""
-    return "max_completion_tokens" in detail and not _VALUE_COMPLAINT.search(detail)
+def _describe_text_body(text: str) -> str:
+    head = text.lstrip()[:200].lower()
+    if head.startswith(("<!doctype", "<html")) or "<html" in head:
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        named = f" titled {title.group(1).strip()[:80]!r}" if title and title.group(1).strip() else ""
+        return f"an HTML page{named}, not an API reply"
+    return " ".join(text.split())[:300]
+
+
+def _status_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if body is None or (isinstance(body, str) and not body.strip()):
+        try:
+            body = exc.response.text
+        except Exception:
+            body = None
+    return error_detail(body, exc.message)
 
 
 _VALUE_COMPLAINT = re.compile(r"too large|at most|maximum|must be|less than|greater than", re.IGNORECASE)
+_CONTEXT_COMPLAINT = re.compile(
+    r"context[_ ]length|context window|context size|maximum context|prompt is too long|too many tokens|"
+    r"exceeds? the (?:available )?context|n_ctx|reduce the length",
+    re.IGNORECASE,
+)
+_WINDOW_NUMBER = re.compile(
+    r"(?:maximum context length is|context length of(?: only)?|context window of|context size (?:is|of)|"
+    r"n_ctx\D{0,5}|tokens? > )\s*(\d[\d,]*)",
+    re.IGNORECASE,
+)
+_PROMPT_NUMBER = re.compile(
+    r"(\d[\d,]*) (?:tokens )?in the messages|prompt contains at least (\d[\d,]*)|request has (\d[\d,]*) input|"
+    r"prompt is too long: (\d[\d,]*)",
+    re.IGNORECASE,
+)
+
+
+def _mentions_param(detail: str, name: str) -> bool:
+    return re.search(rf"(?<![a-z_]){name}(?![a-z_])", detail) is not None
+
+
+def _rejects_param(detail: str, name: str) -> bool:
+    """True for "unsupported/unrecognized/extra max_tokens", not for a value out of range."""
+    return _mentions_param(detail, name) and not _VALUE_COMPLAINT.search(detail)
+
+
+def _context_complaint(detail: str, body: object) -> tuple[int | None, int | None] | None:
+    """(window, prompt tokens) when an error says the request does not fit the context, else None."""
+    code = ""
+    if isinstance(body, Mapping):
+        error = body.get("error", body)  # the SDK hands over the inner error object; others the whole body
+        if isinstance(error, Mapping):
+            code = f"{error.get('code', '')} {error.get('type', '')}"
+            n_ctx = error.get("n_ctx")
+            if isinstance(n_ctx, int):
+                prompt = error.get("n_prompt_tokens")
+                return n_ctx, prompt if isinstance(prompt, int) else None
+    if "context_length_exceeded" not in code and "exceed_context" not in code and not _CONTEXT_COMPLAINT.search(detail):
+        return None
+    window = _WINDOW_NUMBER.search(detail)
+    prompt = _PROMPT_NUMBER.search(detail)
+    number = lambda m: int(next(g for g in m.groups() if g).replace(",", "")) if m else None  # noqa: E731
+    return number(window), number(prompt)
+
+
+class _BadReply(Exception):
+    """A 200 whose body is not a usable chat completion; `retryable` when a retry may help."""
+
+    def __init__(self, message: str, *, retryable: bool = False, billed_maybe: bool = False):
+        super().__init__(message)
+        self.retryable, self.billed_maybe = retryable, billed_maybe
+
+
+@dataclass
+class _Reply:
+    content: str = ""
+    reasoning: str = ""
+    refusal: str | None = None
+    tool_calls: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: object = None
+    model: str | None = None
+    streamed: bool = False
+
+
+@dataclass
+class _ModelState:
+    """What we learned about one model on this endpoint during this client's life."""
+
+    token_param: str
+    stream: bool
+    stream_usage: bool = True
+    window: int | None = None
+
+
+def _text_of(content: object) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return str(content)
+
+
+def _tool_names(tool_calls: object) -> list[str]:
+    names = []
+    for call in tool_calls or ():
+        if isinstance(call, Mapping):
+            function = call.get("function")
+            name = function.get("name") if isinstance(function, Mapping) else None
+            if name:
+                names.append(str(name))
+    return names
+
+
+def read_usage(usage: object) -> tuple[int, int, int] | None:
+    """(prompt, completion, cached) tokens, or None when usage is missing, null, zero or total-only."""
+    if not isinstance(usage, Mapping):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (prompt, completion)):
+        return None
+    if prompt <= 0:  # every real request has prompt tokens: zeros are a server that does not count
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    if cached is None:
+        cached = usage.get("cache_read_input_tokens")
+    cached = cached if isinstance(cached, int) and not isinstance(cached, bool) and cached > 0 else 0
+    return prompt, max(0, completion), cached
+
+
+def _reply_from_json(data: object) -> _Reply:
+    if not isinstance(data, Mapping):
+        raise _BadReply(f"the reply was JSON but not a chat completion: {_describe_text_body(json.dumps(data))}")
+    if "error" in data and not data.get("choices"):
+        detail = error_detail(data, "an error")
+        error = data.get("error")
+        code = error.get("code") if isinstance(error, Mapping) else None
+        # A gateway that wraps an upstream refusal keeps its 4xx code; anything else may pass.
+        client_fault = isinstance(code, int) and 400 <= code < 500 and code not in (408, 429)
+        raise _BadReply(
+            f"the server answered 200 with an error: {detail}", retryable=not client_fault, billed_maybe=True
+        )
+    choices = data.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], Mapping):
+        raise _BadReply("the reply had no choices (not a chat completion)", billed_maybe=data.get("usage") is not None)
+    choice = choices[0]
+    message = choice.get("message") or {}
+    if not isinstance(message, Mapping):
+        message = {}
+    return _Reply(
+        content=_text_of(message.get("content")),
+        reasoning=_text_of(message.get("reasoning_content") or message.get("reasoning")),
+        refusal=_text_of(message.get("refusal")) or None,
+        tool_calls=_tool_names(message.get("tool_calls")),
+        finish_reason=choice.get("finish_reason"),
+        usage=data.get("usage"),
+        model=data.get("model") if isinstance(data.get("model"), str) else None,
+    )
+
+
+class _StreamReader:
+    """Accumulates an SSE chat-completion stream, chunk by chunk."""
+
+    def __init__(self, on_delta: Callable[[str, str], None] | None):
+        self.reply = _Reply(streamed=True)
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.on_delta = on_delta
+        self.last_pass = 0.0
+        self.done = False
+
+    def line(self, line: str) -> None:
+        line = line.strip()
+        if not line or line.startswith(":") or not line.startswith("data:"):
+            return  # keep-alive comments (": OPENROUTER PROCESSING"), event names, blank separators
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            raise _BadReply(f"the stream carried a chunk that is not JSON: {data[:120]!r}") from None
+        if not isinstance(chunk, Mapping):
+            return
+        if "error" in chunk and not chunk.get("choices"):
+            raise _BadReply(f"the stream ended with an error: {error_detail(chunk, 'an error')}", retryable=True,
+                            billed_maybe=True)
+        if chunk.get("usage") is not None:
+            self.reply.usage = chunk["usage"]
+        if isinstance(chunk.get("model"), str):
+            self.reply.model = chunk["model"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, Mapping):
+                continue
+            delta = choice.get("delta") or choice.get("message") or {}
+            if isinstance(delta, Mapping):
+                if delta.get("content"):
+                    self.content.append(_text_of(delta["content"]))
+                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                if thought:
+                    self.reasoning.append(_text_of(thought))
+                if delta.get("refusal"):
+                    self.reply.refusal = (self.reply.refusal or "") + _text_of(delta["refusal"])
+                for call in delta.get("tool_calls") or ():
+                    if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
+                        name = call["function"].get("name")
+                        if name:
+                            self.reply.tool_calls.append(str(name))
+            if choice.get("finish_reason"):
+                self.reply.finish_reason = choice["finish_reason"]
+        self._pass_on(force=False)
+
+    def _pass_on(self, force: bool) -> None:
+        if self.on_delta is None:
+            return
+        now = time.monotonic()
+        if force or now - self.last_pass >= DELTA_INTERVAL_S:
+            self.last_pass = now
+            self.on_delta("".join(self.content), "".join(self.reasoning))
+
+    def finish(self) -> _Reply:
+        if not self.done and self.reply.finish_reason is None:
+            raise _BadReply("the stream broke off before the reply was complete", retryable=True, billed_maybe=True)
+        self.reply.content = "".join(self.content)
+        self.reply.reasoning = "".join(self.reasoning)
+        self._pass_on(force=True)
+        return self.reply
+
+    def partial_text(self) -> str:
+        return "".join(self.content) + "".join(self.reasoning)
+
+
+def _never_reached(exc: BaseException) -> bool:
+    """True when the request cannot have reached the server: refused, unresolvable, connect timeout."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        name = type(exc).__name__
+        if name in ("ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _transport_error(exc: BaseException) -> bool:
+    """An HTTP transport failure from the SDK's HTTP stack (raised raw while a stream is read)."""
+    module = type(exc).__module__
+    return isinstance(exc, openai.APIConnectionError | OSError) or module.startswith(("httpx", "httpcore", "h11", "anyio"))
+
+
+def _cause_text(exc: BaseException) -> str:
+    """The root cause of a transport failure in plain words."""
+    chain, seen = [], set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    for item in chain:
+        text = str(item)
+        if isinstance(item, ConnectionRefusedError) or "onnection refused" in text or "Errno 111" in text:
+            return "connection refused (is the server running, and is the port right?)"
+        if type(item).__name__ == "gaierror" or "Name or service not known" in text:
+            return "the host name could not be resolved"
+    cause = exc.__cause__ or exc
+    return str(cause) or type(cause).__name__
 
 
 class ModelClient:
     """Calls one OpenAI-compatible endpoint for both root and sub models.
 
-    Every attempt first reserves its worst-case cost in the ledger (CapReached is raised
-    before anything is sent) and is then settled with the provider's reported usage.
-    The SDK's own retries are off so every retry is ours and reported via `on_event`.
+    Per model it learns which output-limit parameter the server takes, whether it streams
+    and accepts `stream_options`, and (from errors) its context window; `caps` from a probe
+    (`rlm-desktop doctor`) seed what is learned. The SDK's own retries are off so every
+    retry is ours and reported via `on_event`.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         api_key: str,
         price_table: PriceTable,
         ledger: SpendLedger,
@@ -142,8 +491,11 @@ class ModelClient:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
         retry_after_max_s: float = 60.0,
+        stream: bool = False,
+        caps: Mapping[str, ModelCaps] | None = None,
     ):
         self.base_url = base_url
+        self.where = public_url(base_url)
         self.price_table = price_table
         self.ledger = ledger
         self.timeout_s = timeout_s
@@ -152,11 +504,13 @@ class ModelClient:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.retry_after_max_s = retry_after_max_s
+        self.stream = stream
+        self.caps = dict(caps or {})
         # Local servers often accept any key but the SDK insists on one.
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s
         )
-        self._token_param = "max_completion_tokens"
+        self._models: dict[str, _ModelState] = {}
         self._random = random.Random()
 
     async def aclose(self) -> None:
@@ -168,69 +522,131 @@ class ModelClient:
     async def __aexit__(self, *exc_info) -> None:
         await self.aclose()
 
+    def state(self, model: str) -> _ModelState:
+        state = self._models.get(model)
+        if state is None:
+            caps = self.caps.get(model)
+            stream = self.stream and (caps is None or caps.streaming is not False)
+            state = _ModelState(
+                token_param=default_token_param(model, caps),
+                stream=stream,
+                stream_usage=caps is None or caps.stream_usage is not False,
+                window=caps.context_window if caps is not None else None,
+            )
+            self._models[model] = state
+        return state
+
+    def learned_window(self, model: str) -> int | None:
+        state = self._models.get(model)
+        return state.window if state is not None else None
+
     async def complete(
-        self, model: str, messages: Messages, max_output_tokens: int, label: str = ""
+        self,
+        model: str,
+        messages: Messages,
+        max_output_tokens: int,
+        label: str = "",
+        *,
+        on_delta: Callable[[str, str], None] | None = None,
     ) -> Completion:
-        """One chat completion; raises CapReached, UnknownPrice, ModelCallError or CancelledError."""
+        """One chat completion; raises CapReached, UnknownPrice, ModelCallError or CancelledError.
+
+        `on_delta(text, reasoning)` gets the text so far while a reply streams.
+        """
         if max_output_tokens < 1:
             raise ValueError("max_output_tokens must be >= 1")
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
+        messages = list(messages)
         price = self.price_table.get(model)
         if price is None and self.ledger.cap_usd is not None:
             raise UnknownPrice(model)
+        state = self.state(model)
         bound = 0.0 if price is None else upper_bound_cost(price, messages, max_output_tokens)
         started = time.monotonic()
-        attempt = retries = 0
+        attempt = retries = adjustments = 0
         while True:
             attempt += 1
             reservation = self.ledger.reserve(bound, label)  # CapReached: nothing is sent
+            reader = _StreamReader(on_delta) if state.stream else None
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    response = await self._client.chat.completions.create(
-                        model=model,
-                        messages=list(messages),
-                        **{self._token_param: max_output_tokens},
-                        timeout=self.timeout_s,
-                    )
+                reply = await self._send(model, messages, max_output_tokens, state, reader)
             except asyncio.CancelledError:
-                self.ledger.release_as_charged(reservation)
+                estimate = self._estimate(price, messages, reader.partial_text() if reader else "", bound, quick=True)
+                self.ledger.hold(reservation, estimate)
                 raise
             except openai.APIStatusError as exc:
-                status, detail = exc.status_code, _error_text(exc)
+                status, detail = exc.status_code, _status_text(exc)
                 # A 4xx is a refusal before the model ran, which providers do not bill; a 5xx
-                # or 408 may come after it ran, so those are charged in full.
+                # or 408 may come after it ran, so its reservation is held.
                 if status >= 500 or status == 408:
-                    self.ledger.release_as_charged(reservation)
+                    self.ledger.hold(reservation)
                 else:
                     self.ledger.settle(reservation, 0.0)
-                if status == 400 and self._uses_new_token_param() and _rejects_new_token_param(detail):
-                    self._token_param = "max_tokens"
-                    retries += 1
-                    self._emit(
-                        CallRetried(
-                            label, attempt, "server rejected max_completion_tokens; sending max_tokens", 0.0
-                        )
-                    )
-                    continue
+                if status in (400, 422) and adjustments < MAX_ADJUSTMENTS:
+                    change = self._adjust(model, state, detail)
+                    if change:
+                        adjustments += 1
+                        self._emit(ParameterAdjusted(label, model, change))
+                        continue
+                if status in (400, 413, 422):
+                    fit = _context_complaint(detail, exc.body)
+                    if fit is not None:
+                        window, prompt = fit
+                        if window:
+                            state.window = window
+                        raise ContextTooLong(
+                            f"{model} at {self.where}: the request does not fit the model's context "
+                            f"window{f' of {window:,} tokens' if window else ''}: {detail}",
+                            window=window,
+                            prompt_tokens=prompt,
+                            model=model,
+                            label=label,
+                            status=status,
+                        ) from exc
                 if status not in (408, 409, 429) and status < 500:
                     raise self._status_error(status, detail, model, label) from exc
                 reason = f"HTTP {status}: {detail}"
                 retry_after = _retry_after_s(exc.response.headers)
-            except (openai.APITimeoutError, TimeoutError):
-                self.ledger.release_as_charged(reservation)
-                reason, retry_after = f"timeout: no answer within {self.timeout_s:g} s", None
-            except openai.APIConnectionError as exc:
-                self.ledger.release_as_charged(reservation)
-                reason, retry_after = f"connection failed: {exc.__cause__ or exc}", None
+            except _BadReply as exc:
+                if exc.billed_maybe:
+                    self.ledger.hold(reservation)
+                else:
+                    self.ledger.release(reservation)
+                if not exc.retryable:
+                    raise ModelRequestError(
+                        f"{model} at {self.where}: {exc}{self._url_hint(str(exc))}", model=model, label=label
+                    ) from None
+                reason, retry_after = str(exc), None
+            except (openai.APITimeoutError, TimeoutError) as exc:
+                if _never_reached(exc):
+                    self.ledger.release(reservation)
+                    reason = f"cannot connect: no answer within {self.timeout_s:g} s"
+                else:
+                    self.ledger.hold(reservation, self._estimate(price, messages, "", bound))
+                    idle = "no data" if state.stream else "no answer"
+                    reason = f"timeout: {idle} within {self.timeout_s:g} s"
+                retry_after = None
+            except Exception as exc:
+                if not _transport_error(exc):
+                    self.ledger.hold(reservation)
+                    raise
+                if _never_reached(exc):
+                    self.ledger.release(reservation)
+                    reason = f"cannot connect: {_cause_text(exc)}"
+                else:  # reset or cut off after the request went out: it may have run
+                    self.ledger.hold(reservation, self._estimate(price, messages, "", bound))
+                    reason = f"the connection broke during the reply: {_cause_text(exc)}"
+                retry_after = None
             except BaseException:
-                self.ledger.release_as_charged(reservation)
+                self.ledger.hold(reservation)
                 raise
             else:
-                return self._finish(model, label, price, response, reservation, bound, started, retries)
+                return self._finish(model, label, price, messages, reply, reservation, bound, started, retries,
+                                    max_output_tokens)
             if retries >= self.max_retries:
                 raise ModelUnavailableError(
-                    f"{label or model}: gave up after {attempt} attempts at {self.base_url}: {reason}",
+                    f"{model}: gave up after {attempt} attempts at {self.where}: {reason}",
                     model=model,
                     label=label,
                 )
@@ -239,8 +655,124 @@ class ModelClient:
             self._emit(CallRetried(label, attempt, reason, delay))
             await asyncio.sleep(delay)
 
-    def _uses_new_token_param(self) -> bool:
-        return self._token_param == "max_completion_tokens"
+    async def _send(
+        self, model: str, messages: list, max_output_tokens: int, state: _ModelState, reader: _StreamReader | None
+    ) -> _Reply:
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, state.token_param: max_output_tokens}
+        if reader is not None:
+            kwargs["stream"] = True
+            if state.stream_usage:
+                kwargs["stream_options"] = {"include_usage": True}
+        loop = asyncio.get_running_loop()
+        # Not streaming: the whole call must finish in time. Streaming: each chunk must come in time.
+        async with asyncio.timeout(self.timeout_s) as deadline:
+            async with self._client.chat.completions.with_streaming_response.create(
+                **kwargs, timeout=self.timeout_s
+            ) as response:
+                content_type = response.headers.get("content-type", "")
+                if "text/event-stream" in content_type:
+                    reader = reader or _StreamReader(None)  # a server that streams unasked
+                    async for line in response.iter_lines():
+                        deadline.reschedule(loop.time() + self.timeout_s)
+                        reader.line(line)
+                        if reader.done:
+                            break
+                    if not state.stream:
+                        state.stream = True  # it only streams: ask for it from now on
+                    return reader.finish()
+                raw = await response.read()
+        text = raw.decode("utf-8", "replace")
+        if text.lstrip().startswith("data:"):  # SSE without its content type
+            reader = _StreamReader(reader.on_delta if reader else None)
+            for line in text.splitlines():
+                reader.line(line)
+            return reader.finish()
+        if not text.strip():
+            raise _BadReply("the server answered 200 with an empty body", retryable=True)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise _BadReply(
+                f"the server answered 200 with {_describe_text_body(text)} ({content_type or 'no content type'})"
+            ) from None
+        return _reply_from_json(data)
+
+    def _adjust(self, model: str, state: _ModelState, detail: str) -> str | None:
+        """Change one request parameter a server refused; a description of the change, or None."""
+        if state.token_param == "max_completion_tokens" and _rejects_param(detail, "max_completion_tokens"):
+            if requires_new_token_param(model):
+                return None
+            state.token_param = "max_tokens"
+            return "server rejected max_completion_tokens; sending max_tokens"
+        if state.token_param == "max_tokens" and _rejects_param(detail, "max_tokens"):
+            state.token_param = "max_completion_tokens"
+            return "server rejected max_tokens; sending max_completion_tokens"
+        if state.stream and state.stream_usage and _mentions_param(detail, "stream_options"):
+            state.stream_usage = False
+            return "server rejected stream_options; streaming without usage"
+        if state.stream and re.search(r"stream(ing)?\b", detail, re.IGNORECASE):
+            state.stream = False
+            return "server rejected streaming; asking for whole replies"
+        if not state.stream and re.search(r"stream(ing)?\b", detail, re.IGNORECASE):
+            state.stream = True
+            return "server asks for streaming; streaming"
+        return None
+
+    def _estimate(
+        self, price, messages: list, completion_text: str, bound: float, quick: bool = False
+    ) -> float | None:
+        if price is None:
+            return None
+        try:
+            if quick:  # a cancel must not wait for the tokenizer
+                estimate = price.cost(quick_count(messages), quick_count(completion_text))
+            else:
+                estimate = price.cost(count_message_tokens(messages), count_tokens(completion_text))
+        except Exception:
+            return None
+        return min(estimate, bound)
+
+    def _finish(
+        self, model, label, price, messages, reply: _Reply, reservation, bound, started, retries, max_output_tokens
+    ) -> Completion:
+        usage = read_usage(reply.usage)
+        held = 0.0
+        if usage is None:
+            prompt_tokens = count_message_tokens(messages)
+            completion_tokens = count_tokens(reply.content) + count_tokens(reply.reasoning)
+            cached_tokens = 0
+            cost = None if price is None else min(bound, price.cost(prompt_tokens, completion_tokens))
+            self.ledger.hold(reservation, cost)
+            held = reservation.amount
+            self._emit(UsageMissing(label, model, reservation.amount, cost))
+        else:
+            prompt_tokens, completion_tokens, cached_tokens = usage
+            cost = None if price is None else price.cost(prompt_tokens, completion_tokens, cached_tokens)
+            self.ledger.settle(reservation, cost or 0.0)
+        return Completion(
+            text=reply.content,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_tokens=cached_tokens,
+            cost_usd=cost,
+            latency_s=time.monotonic() - started,
+            retries=retries,
+            finish_reason=reply.finish_reason,
+            served_model=reply.model,
+            usage_reported=usage is not None,
+            reasoning=reply.reasoning,
+            refusal=reply.refusal,
+            tool_calls=tuple(reply.tool_calls),
+            held_usd=held,
+            streamed=reply.streamed,
+            max_output_tokens=max_output_tokens,
+        )
+
+    def _url_hint(self, message: str) -> str:
+        if "HTML page" in message:
+            return f"; check the base URL {self.where} (for most servers it ends in /v1)"
+        return ""
 
     def _delay(self, retry_number: int, retry_after_s: float | None) -> float:
         """Exponential backoff with jitter, or the server's Retry-After within our bound."""
@@ -251,7 +783,7 @@ class ModelClient:
         return self._random.uniform(ceiling / 2, ceiling)
 
     def _status_error(self, status: int, detail: str, model: str, label: str) -> ModelCallError:
-        where = f"{self.base_url} (HTTP {status})"
+        where = f"{self.where} (HTTP {status})"
         if status in (401, 403):
             return ModelAuthError(
                 f"the server rejected the API key: {where}: {detail}. Check OPENAI_API_KEY or the key "
@@ -268,7 +800,7 @@ class ModelClient:
                 status=status,
             )
         return ModelRequestError(
-            f"request refused by {where}: {detail}", model=model, label=label, status=status
+            f"{model}: request refused by {where}: {detail}", model=model, label=label, status=status
         )
 
     def _emit(self, event: object) -> None:
@@ -288,57 +820,25 @@ class ModelClient:
             if exc.status_code in (404, 405, 501):
                 if not model:
                     raise ModelCallError(
-                        f"{self.base_url} has no model list (HTTP {exc.status_code}); check the base URL "
+                        f"{self.where} has no model list (HTTP {exc.status_code}); check the base URL "
                         "(it usually ends in /v1) or name a model to try",
                         status=exc.status_code,
                     ) from exc
                 # Reasoning models can fail on a 1-token limit, so allow a few tokens.
                 reply = await self.complete(model, "Reply with OK.", 16, label="connection test")
-                return f"Connected to {self.base_url}: {model} answered ({reply.prompt_tokens} tokens in)."
+                return f"Connected to {self.where}: {model} answered ({reply.prompt_tokens} tokens in)."
             raise self._status_error(
-                exc.status_code, _error_text(exc), model or "", "connection test"
+                exc.status_code, _status_text(exc), model or "", "connection test"
             ) from exc
         except (openai.APITimeoutError, TimeoutError) as exc:
-            raise ModelCallError(f"no answer from {self.base_url} within {self.timeout_s:g} s") from exc
+            raise ModelCallError(f"no answer from {self.where} within {self.timeout_s:g} s") from exc
         except openai.APIConnectionError as exc:
-            raise ModelCallError(f"cannot reach {self.base_url}: {exc.__cause__ or exc}") from exc
+            raise ModelCallError(f"cannot reach {self.where}: {exc.__cause__ or exc}") from exc
         names = [m.id for m in page.data]
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         if model and names and model not in names:
             return (
-                f"Connected to {self.base_url}, but {model!r} is not among its {len(names)} models: {shown}"
+                f"Connected to {self.where}, but {model!r} is not among its {len(names)} models: {shown}"
             )
-        return f"Connected to {self.base_url}: {len(names)} models ({shown})."
+        return f"Connected to {self.where}: {len(names)} models ({shown})."
 
-    def _finish(self, model, label, price, response, reservation, bound, started, retries) -> Completion:
-        usage = response.usage
-        text, finish_reason = "", None
-        if response.choices:
-            choice = response.choices[0]
-            text = (choice.message.content or "") if choice.message else ""
-            finish_reason = choice.finish_reason
-        if usage is None:
-            self.ledger.release_as_charged(reservation)
-            cost = None if price is None else bound
-            self._emit(UsageMissing(label, model, bound))
-            prompt_tokens = completion_tokens = cached_tokens = 0
-        else:
-            prompt_tokens = usage.prompt_tokens or 0
-            completion_tokens = usage.completion_tokens or 0
-            details = usage.prompt_tokens_details
-            cached_tokens = (details.cached_tokens or 0) if details is not None else 0
-            cost = None if price is None else price.cost(prompt_tokens, completion_tokens, cached_tokens)
-            self.ledger.settle(reservation, cost or 0.0)
-        return Completion(
-            text=text,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cached_tokens=cached_tokens,
-            cost_usd=cost,
-            latency_s=time.monotonic() - started,
-            retries=retries,
-            finish_reason=finish_reason,
-            served_model=response.model,
-            usage_reported=usage is not None,
-        )

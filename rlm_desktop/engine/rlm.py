@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 import time
 import uuid
 from collections import Counter
@@ -17,7 +16,7 @@ from typing import Any
 
 from rlm_desktop import __version__
 from rlm_desktop.corpus import Corpus
-from rlm_desktop.engine.budget import CapReached, LedgerSnapshot, SpendLedger
+from rlm_desktop.engine.budget import CapReached, LedgerSnapshot, SpendLedger, upper_bound_cost
 from rlm_desktop.engine.citations import Registered, resolve
 from rlm_desktop.engine.events import (
     CallRetriedEvent,
@@ -29,9 +28,21 @@ from rlm_desktop.engine.events import (
     RunFinished,
     RunStarted,
 )
-from rlm_desktop.engine.models import CallRetried, ModelCallError, ModelClient
+from rlm_desktop.engine.model_info import ModelCaps, context_window
+from rlm_desktop.engine.models import (
+    CallRetried,
+    Completion,
+    ContextTooLong,
+    ModelCallError,
+    ModelClient,
+    ParameterAdjusted,
+    TextStreamed,
+    UsageMissing,
+)
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
+from rlm_desktop.engine.replies import ParsedReply, parse_reply, prose_final, strip_code
 from rlm_desktop.engine.runs import RunStore
+from rlm_desktop.engine.tokens import count_message_tokens, warm_up
 from rlm_desktop.engine.tree import Node, Tree, now_iso
 from rlm_desktop.engine.untrusted import subcall_messages
 from rlm_desktop.frozen import resources_dir
@@ -39,8 +50,12 @@ from rlm_desktop.sandbox.host import Sandbox
 from rlm_desktop.store.case import Case
 
 RESOURCES = resources_dir()  # the checkout's resources/, or the bundle's copy (sys._MEIPASS) when frozen
-CODE_BLOCK = re.compile(r"```(?:repl|python|py)[ \t]*\n(.*?)```", re.DOTALL)
 SAVE_INTERVAL_S = 0.5
+MIN_OUTPUT_TOKENS = 512  # a request with less room than this for the reply is not worth sending
+COMPACT_AT = 0.85  # share of the context window at which the root conversation is compacted
+MAX_COMPACTIONS = 3  # per level: more means the work itself no longer fits
+OPENING_BYTES_BOUND = 4000  # the case summary sent with the question, for the cap check before a run
+STREAM_UPDATE_S = 0.1
 
 
 def system_prompt() -> str:
@@ -96,12 +111,74 @@ class RunConfig:
         if self.cap_usd is not None:
             if self.cap_usd <= 0:
                 raise ValueError("the spending cap must be a positive amount of USD")
-            self.prices().require(self.root_model, self.sub_model)
+            prices = self.prices()
+            prices.require(self.root_model, self.sub_model)
+            price = prices.get(self.root_model)
+            first = [
+                {"role": "system", "content": system_prompt()},
+                {"role": "user", "content": "x" * OPENING_BYTES_BOUND},
+            ]
+            bound = upper_bound_cost(price, first, self.root_max_output_tokens)
+            if bound > self.cap_usd:
+                raise ValueError(
+                    f"a cap of ${self.cap_usd:.2f} cannot cover one root call of up to "
+                    f"{self.root_max_output_tokens:,} output tokens at these prices ({self.root_model}: "
+                    f"${price.input_per_m:g} in / ${price.output_per_m:g} out per million tokens; one call may "
+                    f"cost up to ${bound:.4f}): raise the cap or lower the root max output tokens"
+                )
 
     def public(self) -> dict[str, Any]:
+        from rlm_desktop.engine.models import public_url
+
         out = asdict(self)
         out.pop("price_args")
+        out["base_url"] = public_url(self.base_url) if self.base_url else None  # never credentials
         return out
+
+    def caps(self, model: str) -> ModelCaps | None:
+        data = self.model_caps.get(model)
+        return ModelCaps.from_json(data) if data else None
+
+
+def problem_of(completion: Completion, parsed: ParsedReply) -> str | None:
+    """Why a reply has nothing to show, in plain words; None when it has text."""
+    if not parsed.empty:
+        return None
+    if completion.tool_calls:
+        names = ", ".join(dict.fromkeys(completion.tool_calls))
+        return f"the model asked to call a tool ({names}), which this app does not offer"
+    if completion.finish_reason == "content_filter":
+        return "the provider's content filter blocked the reply"
+    if completion.refusal:
+        return f"the model refused: {completion.refusal.strip()[:300]}"
+    if completion.finish_reason == "length":
+        during = " while reasoning" if parsed.thinking else ""
+        return f"the reply ran out of its {completion.max_output_tokens:,} output tokens{during} before any answer"
+    if parsed.thinking:
+        return "the model only reasoned and wrote no reply"
+    return "the reply was empty"
+
+
+def flag_of(completion: Completion, parsed: ParsedReply) -> str | None:
+    """What the root must know about a sub-call's answer: empty, filtered, refused or cut off."""
+    problem = problem_of(completion, parsed)
+    if problem is not None:
+        return problem
+    if completion.finish_reason == "content_filter":
+        return "cut short by the provider's content filter"
+    if completion.refusal:
+        return f"the model refused: {completion.refusal.strip()[:300]}"
+    if completion.finish_reason == "length":
+        return f"cut off at {completion.max_output_tokens:,} output tokens (the answer is incomplete)"
+    return None
+
+
+COMPACT_REQUEST = (
+    "Your conversation is about to be compacted to fit the context window. Write a summary for yourself to "
+    "continue from: what you have learned so far (facts, with the document ids and offsets they came from), "
+    "which REPL variables hold what, which citation markers you registered and for which claims, what you "
+    "tried that did not work, and your next steps. Plain text, no code; be complete but concise."
+)
 
 
 class StopRun(Exception):
@@ -149,7 +226,10 @@ class _Run:
         self.warnings: list[str] = []
         self.isolation: str | None = None
         self.semaphore = asyncio.Semaphore(config.concurrency)
-        self.ledger = SpendLedger(config.cap_usd, on_change=self._cost_changed)
+        self.loop = asyncio.get_running_loop()
+        self._closed_calls = 0  # ledger closes already announced
+        self._cost_pending = False
+        self.ledger = SpendLedger(config.cap_usd, on_change=self._ledger_changed)
         self.client = ModelClient(
             config.base_url,
             api_key,
@@ -158,7 +238,15 @@ class _Run:
             timeout_s=config.request_timeout_s,
             max_retries=config.max_retries,
             on_event=self._model_event,
+            stream=config.stream,
+            caps={m: c for m in (config.root_model, config.sub_model) if (c := config.caps(m)) is not None},
         )
+        warm_up()  # estimates for replies without usage, and context sizing, then never wait for it
+        self.usage_missing: set[str] = set()
+        self.last_stream_update: dict[str, float] = {}
+        # code node id -> (the sub-call's number within that cell, what was wrong with its answer)
+        self.subcall_flags: dict[str, list[tuple[int, str]]] = {}
+        self.subcall_counts: dict[str, int] = {}
         self.store = RunStore(case_path)
         self.dirty: dict[str, Node] = {}
         self.last_save = 0.0
@@ -171,6 +259,22 @@ class _Run:
 
     # ---- events, cost and saving -------------------------------------------------------------------
 
+    def _ledger_changed(self, snap: LedgerSnapshot) -> None:
+        """One CostChanged per settled call: a reservation alone says nothing new, and a settle is announced
+        once the call's tokens are counted too (the charge runs before the loop next turns)."""
+        if snap.calls == self._closed_calls or self._cost_pending:
+            return
+        self._cost_pending = True
+        self.loop.call_soon(self._announce_cost)
+
+    def _announce_cost(self) -> None:
+        if not self._cost_pending:
+            return  # already announced (the run's end does it at once)
+        self._cost_pending = False
+        snap = self.ledger.snapshot()
+        self._closed_calls = snap.calls
+        self._cost_changed(snap)
+
     def _cost_changed(self, snap: LedgerSnapshot) -> None:
         self.emit(
             CostChanged(
@@ -182,6 +286,9 @@ class _Run:
                 self.prompt_tokens,
                 self.completion_tokens,
                 time.monotonic() - self.t0,
+                snap.billed,
+                snap.held,
+                snap.held_estimate,
             )
         )
 
@@ -194,6 +301,35 @@ class _Run:
                     {"attempt": event.attempt, "reason": event.reason, "delay_s": round(event.delay_s, 3)}
                 )
                 self.updated(node)
+        elif isinstance(event, ParameterAdjusted):
+            node = self._node_by_id(event.label)
+            if node is not None:
+                node.detail.setdefault("notes", []).append(f"{event.model}: {event.change}")
+                self.updated(node)
+        elif isinstance(event, UsageMissing):
+            if event.model not in self.usage_missing:
+                self.usage_missing.add(event.model)
+                self.warnings.append(
+                    f"the server reported no usage for {event.model}; cost estimated with a tokenizer, and each "
+                    "such call's full reservation is held against the cap"
+                )
+        elif isinstance(event, TextStreamed):
+            node = self._node_by_id(event.label)
+            if node is not None:
+                self._streamed(node, event.text, event.reasoning)
+
+    def _streamed(self, node: Node, text: str, reasoning: str) -> None:
+        """Live text of a streaming reply (the window's tree and the terminal show it as it comes)."""
+        node.detail["streaming"] = True
+        parsed = parse_reply(text, reasoning)
+        visible, thinking = parsed.visible, parsed.thinking
+        if node.kind == "iteration":
+            node.text = visible
+        else:
+            node.detail["response"] = visible
+        if thinking:
+            node.detail["thinking"] = thinking
+        self.emit(NodeUpdated(self.run_id, node.view()))
 
     def _node_by_id(self, node_id: str) -> Node | None:
         return next((n for n in self.tree.root.walk() if n.id == node_id), None)
@@ -221,22 +357,30 @@ class _Run:
         self.store.save(self.header(), nodes)
         self.last_save = time.monotonic()
 
-    def charge(self, node: Node, completion: Any) -> None:
+    def charge(self, node: Node, completion: Completion) -> None:
         node.model = completion.model
         node.prompt_tokens += completion.prompt_tokens
         node.completion_tokens += completion.completion_tokens
         node.cost_usd += completion.cost_usd or 0.0
+        if not completion.usage_reported:
+            node.detail["usage_estimated"] = True
+            node.detail["held_usd"] = round(node.detail.get("held_usd", 0.0) + completion.held_usd, 8)
         self.calls += 1
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         usage = self.usage.setdefault(
-            completion.model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+            completion.model,
+            {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "held_usd": 0.0},
         )
         usage["calls"] += 1
         usage["prompt_tokens"] += completion.prompt_tokens
         usage["completion_tokens"] += completion.completion_tokens
-        usage["cost_usd"] = round(usage["cost_usd"] + (completion.cost_usd or 0.0), 8)
-        self._cost_changed(self.ledger.snapshot())
+        if completion.usage_reported:
+            usage["cost_usd"] = round(usage["cost_usd"] + (completion.cost_usd or 0.0), 8)
+        else:
+            usage["held_usd"] = round(usage["held_usd"] + completion.held_usd, 8)
+            usage["estimated_usd"] = round(usage.get("estimated_usd", 0.0) + (completion.cost_usd or 0.0), 8)
+            usage["usage_estimated_calls"] = usage.get("usage_estimated_calls", 0) + 1
 
     def header(self) -> dict[str, Any]:
         return {
@@ -246,6 +390,9 @@ class _Run:
             "answer": self.answer,
             "citations": [],
             "cost_usd": round(self.ledger.spent, 8),
+            "cost_billed_usd": round(self.ledger.billed, 8),
+            "cost_held_usd": round(self.ledger.held, 8),
+            "cost_held_estimate_usd": round(self.ledger.snapshot().held_estimate, 8),
             "cap_usd": self.config.cap_usd,
             "usage": self.usage,
             "started": self.started,
@@ -275,32 +422,124 @@ class _Run:
 
     def budget_line(self, level: Level) -> str:
         cfg = self.config
-        money = (
-            f"${self.ledger.spent:.4f} spent of a ${cfg.cap_usd:.2f} cap"
-            if cfg.cap_usd is not None
-            else f"${self.ledger.spent:.4f} spent (no cap)"
-        )
+        held = self.ledger.held
+        spent = f"${self.ledger.spent:.4f} spent" + (f" (${held:.4f} of it held: cost unknown)" if held else "")
+        money = f"{spent} of a ${cfg.cap_usd:.2f} cap" if cfg.cap_usd is not None else f"{spent} (no cap)"
         return (
             f"[budget: {money}; sub-calls {self.subcalls}/{cfg.max_subcalls} used; iteration "
             f"{level.iteration}/{cfg.max_iterations}; depth {level.depth}/{cfg.max_depth}; "
             f"{max(0.0, cfg.max_wall_s - (time.monotonic() - self.t0)):.0f} s left]"
         )
 
-    async def complete(self, node: Node, model: str, messages: Any, max_tokens: int) -> Any:
-        """One model call under the cap; waits while in-flight reservations may still free room."""
+    def window(self, model: str) -> int | None:
+        learned = self.client.learned_window(model)
+        configured = context_window(model, self.config.context_windows, self.config.caps(model))
+        if learned and configured:
+            return min(learned, configured)
+        return learned or configured
+
+    def room(self, model: str, messages: list[dict[str, Any]]) -> tuple[int | None, int]:
+        """(window, tokens left for the reply) by the tokenizer's estimate, with a margin for other tokenizers."""
+        window = self.window(model)
+        if window is None:
+            return None, 1 << 30
+        # Byte-level tokenizers never make more tokens than bytes: when the bytes leave room, skip the
+        # tokenizer (it costs milliseconds per turn on a long conversation).
+        sent_bytes = sum(len(str(m.get("content", "")).encode("utf-8", "surrogatepass")) + 8 for m in messages)
+        if sent_bytes + 64 <= COMPACT_AT * window:
+            return window, window - sent_bytes - 64
+        prompt = int(count_message_tokens(messages) * 1.15) + 64
+        return window, window - prompt
+
+    async def complete(
+        self,
+        node: Node,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        purpose: str,
+        halt_on_cap: bool = True,
+    ) -> Completion:
+        """One model call under the cap, sized to the context window; waits while in-flight reservations
+        may still free room. Raises ContextTooLong when the conversation itself no longer fits."""
+        fitted = False
         while True:
             self.check()
+            window, room = self.room(model, messages)
+            if room < MIN_OUTPUT_TOKENS:
+                raise ContextTooLong(
+                    f"the {purpose} needs more than {model}'s context window of {window:,} tokens",
+                    window=window,
+                    model=model,
+                )
+            limit = max(1, min(max_tokens, room))
+            if limit < max_tokens:
+                node.detail["max_output_tokens"] = limit
             try:
-                return await self.client.complete(model, messages, max_tokens, label=node.id)
+                return await self.client.complete(
+                    model, messages, limit, label=node.id, on_delta=self._delta_for(node)
+                )
             except CapReached as exc:
                 if exc.may_fit_later and self.ledger.open_reservations:
                     await asyncio.sleep(0.05)
                     continue
+                if not halt_on_cap:
+                    raise
                 self.halt(
                     "cap_reached",
-                    f"the spending cap of ${self.config.cap_usd:.2f} would be exceeded "
-                    f"by the next call (spent ${exc.spent:.4f})",
+                    f"the spending cap of ${self.config.cap_usd:.2f} would be exceeded by the next {purpose} "
+                    f"(${exc.spent:.4f} spent, up to ${exc.requested:.4f} needed)",
                 )
+            except ContextTooLong as exc:
+                # The server told us its window: size the reply to it once, else the caller compacts.
+                if fitted or exc.window is None:
+                    raise
+                fitted = True
+                node.detail.setdefault("notes", []).append(
+                    f"{model}'s context window is {exc.window:,} tokens (the server said so); reply limit resized"
+                )
+
+    def _delta_for(self, node: Node) -> Callable[[str, str], None]:
+        def passed_on(text: str, reasoning: str) -> None:
+            self._model_event(TextStreamed(node.id, text, reasoning))
+
+        return passed_on
+
+    async def complete_reply(
+        self, node: Node, model: str, messages: list[dict[str, Any]], max_tokens: int, purpose: str
+    ) -> tuple[Completion, ParsedReply, str | None]:
+        """A call whose reply is read: (completion, parsed reply, problem or None).
+
+        A reply that ran out of output tokens before any visible text is asked once more with a
+        larger limit (when the cap and the window allow) and a request to be shorter.
+        """
+        completion = await self.complete(node, model, messages, max_tokens, purpose)
+        self.charge(node, completion)
+        parsed = parse_reply(completion.text, completion.reasoning)
+        if parsed.empty and completion.finish_reason == "length":
+            larger = completion.max_output_tokens * 2
+            note = (
+                f"the reply ran out of its {completion.max_output_tokens:,} output tokens before any answer; "
+                f"asked once more with {larger:,} and told to be shorter"
+            )
+            node.detail.setdefault("notes", []).append(note)
+            self.updated(node)
+            last = messages[-1]
+            retry = [
+                *messages[:-1],
+                {
+                    **last,
+                    "content": f"{last['content']}\n\n(Your previous reply ran out of output tokens before any "
+                    "answer. Be shorter: think less and answer briefly.)",
+                },
+            ]
+            try:
+                completion = await self.complete(node, model, retry, larger, purpose, halt_on_cap=False)
+            except (ModelCallError, CapReached):
+                return completion, parsed, problem_of(completion, parsed)
+            self.charge(node, completion)
+            parsed = parse_reply(completion.text, completion.reasoning)
+        return completion, parsed, problem_of(completion, parsed)
 
     # ---- sub-calls ---------------------------------------------------------------------------------
 
@@ -325,17 +564,18 @@ class _Run:
             self.halt("limit_reached", f"the limit of {cfg.max_subcalls} sub-calls was reached")
         self.subcalls += 1
         node = self.tree.add(parent, "llm_query", model=cfg.sub_model, text=prompt, prompt=prompt)
+        index = self.subcall_counts[parent.id] = self.subcall_counts.get(parent.id, 0) + 1
         self.started_node(node)
         spans_future = asyncio.get_running_loop().run_in_executor(
             self.attributor_pool, self.attributor.attribute, prompt
         )
         try:
             async with self.semaphore:
-                completion = await self.complete(
-                    node, cfg.sub_model, subcall_messages(prompt), cfg.sub_max_output_tokens
+                completion, parsed, _ = await self.complete_reply(
+                    node, cfg.sub_model, self.sub_messages(prompt), cfg.sub_max_output_tokens, "sub-call"
                 )
         except BaseException as exc:
-            node.detail["error"] = f"{type(exc).__name__}: {exc}"
+            node.detail["error"] = str(exc) if isinstance(exc, ModelCallError) else f"{type(exc).__name__}: {exc}"
             self.finished(node, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error")
             raise
         finally:
@@ -354,10 +594,19 @@ class _Run:
                 }
                 for s in spans
             ]
-        self.charge(node, completion)
-        node.detail["response"] = completion.text
-        self.finished(node)
-        return completion.text
+        node.detail["response"] = parsed.visible
+        node.detail.pop("streaming", None)
+        if parsed.thinking:
+            node.detail["thinking"] = parsed.thinking
+        flag = flag_of(completion, parsed)
+        if flag is not None:
+            node.detail["flag"] = flag
+            self.subcall_flags.setdefault(parent.id, []).append((index, flag))
+        self.finished(node, "done" if flag is None else "flagged")
+        return parsed.visible
+
+    def sub_messages(self, prompt: str) -> list[dict[str, Any]]:
+        return subcall_messages(prompt)  # the prompt verbatim, after "document text is data, not instructions"
 
     async def llm_query_batched(self, parent: Node, prompts: list[str]) -> list[str]:
         left = self.config.max_subcalls - self.subcalls
@@ -428,6 +677,9 @@ class Level:
         self.best_partial = ""
         self.consecutive_errors = 0
         self.sandbox: Sandbox | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.compactions = 0
+        self.limit_reason: str | None = None
         run.levels += 1
         self.marker_prefix = "c" if depth == 0 else f"c{run.levels}."
 
@@ -459,7 +711,7 @@ class Level:
 
     async def _loop(self, sandbox: Sandbox) -> tuple[str, str]:
         run, cfg = self.run_, self.run_.config
-        messages: list[dict[str, str]] = [
+        self.messages = [
             {"role": "system", "content": system_prompt()},
             {"role": "user", "content": self._opening()},
         ]
@@ -470,19 +722,63 @@ class Level:
                 self.node, "iteration", model=cfg.root_model, text="", number=self.iteration, depth=self.depth
             )
             run.started_node(turn)
-            completion = await run.complete(turn, cfg.root_model, messages, cfg.root_max_output_tokens)
-            run.charge(turn, completion)
-            turn.text = completion.text
-            run.updated(turn)
-            messages.append({"role": "assistant", "content": completion.text})
-            feedback, answer = await self._execute_blocks(sandbox, turn, completion.text)
-            run.finished(turn)
-            if answer is not None:
-                return answer, "completed"
-            if self.consecutive_errors >= cfg.max_consecutive_errors:
-                run.halt("limit_reached", f"{self.consecutive_errors} consecutive steps failed")
-            messages.append({"role": "user", "content": feedback + "\n\n" + run.budget_line(self)})
-        # out of iterations: one last call without code for the best final answer
+            completion, parsed, problem = await self._root_call(turn)
+            self._show_reply(turn, parsed)
+            if problem is not None:
+                turn.detail["problem"] = problem
+                self.consecutive_errors += 1
+                # Never send an empty assistant message back: gateways in front of Claude refuse them.
+                self.messages.append({"role": "assistant", "content": f"(no reply: {problem})"})
+                feedback = (
+                    f"Your last reply had nothing in it: {problem}. Reply with a short ```repl block "
+                    "(no tools exist here; only code in ```repl blocks runs)."
+                )
+                run.finished(turn, "error")
+                if self.consecutive_errors >= cfg.max_consecutive_errors:
+                    run.halt("limit_reached", f"{self.consecutive_errors} replies in a row were unusable: {problem}")
+            else:
+                self.messages.append({"role": "assistant", "content": parsed.visible})
+                feedback, answer = await self._execute_blocks(sandbox, turn, parsed)
+                if completion.finish_reason == "length":
+                    cut = (
+                        f"Your reply was cut off at its limit of {completion.max_output_tokens:,} output tokens"
+                        + (" before its code block closed" if not parsed.blocks else "")
+                        + "; be shorter."
+                    )
+                    turn.detail.setdefault("notes", []).append(cut)
+                    feedback = f"{cut}\n\n{feedback}"
+                run.finished(turn)
+                if answer is not None:
+                    return answer, "completed"
+                if self.consecutive_errors >= cfg.max_consecutive_errors:
+                    run.halt("limit_reached", f"{self.consecutive_errors} consecutive steps failed")
+            self.messages.append({"role": "user", "content": feedback + "\n\n" + run.budget_line(self)})
+        return await self._last_turn(sandbox)
+
+    async def _root_call(self, turn: Node) -> tuple[Completion, ParsedReply, str | None]:
+        """The root model's next reply, compacting the conversation when it nears or passes the window."""
+        run, cfg = self.run_, self.run_.config
+        window, room = run.room(cfg.root_model, self.messages)
+        if window is not None and window - room > COMPACT_AT * window:
+            await self._compact(f"the conversation reached {COMPACT_AT:.0%} of {cfg.root_model}'s context window")
+        while True:
+            try:
+                return await run.complete_reply(
+                    turn, cfg.root_model, self.messages, cfg.root_max_output_tokens, "root call"
+                )
+            except ContextTooLong as exc:
+                await self._compact(f"the conversation no longer fits: {exc}")
+
+    def _show_reply(self, turn: Node, parsed: ParsedReply) -> None:
+        turn.text = parsed.visible
+        turn.detail.pop("streaming", None)
+        if parsed.thinking:
+            turn.detail["thinking"] = parsed.thinking
+        self.run_.updated(turn)
+
+    async def _last_turn(self, sandbox: Sandbox) -> tuple[str, str]:
+        """Out of iterations: one last call for the best final answer; a FINAL in its code still counts."""
+        run, cfg = self.run_, self.run_.config
         turn = run.tree.add(
             self.node,
             "iteration",
@@ -493,20 +789,97 @@ class Level:
             final_request=True,
         )
         run.started_node(turn)
-        messages.append(
+        self.messages.append(
             {
                 "role": "user",
                 "content": (
-                    "You have no iterations left. Reply now with your best final answer as plain text (no code), "
-                    "using only citation markers you already registered, and say what remains uncertain."
+                    "You have no iterations left. Reply now with your best final answer (a FINAL call, or plain "
+                    "text), using only citation markers you already registered, and say what remains uncertain."
                 ),
             }
         )
-        completion = await run.complete(turn, cfg.root_model, messages, cfg.root_max_output_tokens)
-        run.charge(turn, completion)
-        turn.text = completion.text
-        run.finished(turn)
-        return CODE_BLOCK.sub("", completion.text).strip(), "limit_reached"
+        limit = f"the limit of {cfg.max_iterations} iterations was reached"
+        completion, parsed, problem = await self._root_call(turn)
+        self._show_reply(turn, parsed)
+        if problem is None and (parsed.blocks or prose_final(parsed.prose)):
+            final_only = ParsedReply(parsed.visible, parsed.thinking, parsed.blocks, parsed.prose)
+            _, answer = await self._execute_blocks(sandbox, turn, final_only)
+            if answer is not None:
+                run.finished(turn)
+                return answer, "completed"
+        run.finished(turn, "error" if problem else "done")
+        self.limit_reason = limit + ("" if parsed.prose else "; the answer is the last partial result")
+        return parsed.prose or self.best_partial, "limit_reached"
+
+    async def _compact(self, reason: str) -> None:
+        """Restart the root conversation from the model's own summary; REPL state and citations stay."""
+        run, cfg = self.run_, self.run_.config
+        self.compactions += 1
+        if self.compactions > MAX_COMPACTIONS:
+            run.halt(
+                "limit_reached",
+                f"the conversation no longer fits {cfg.root_model}'s context window after {MAX_COMPACTIONS} "
+                "compactions; raise the model's context window in settings or ask a narrower question",
+            )
+        node = run.tree.add(self.node, "compaction", model=cfg.root_model, text="", reason=reason)
+        run.started_node(node)
+        before = count_message_tokens(self.messages)
+        request = self._trimmed_for_summary() + [{"role": "user", "content": COMPACT_REQUEST}]
+        summary = ""
+        try:
+            completion = await run.complete(node, cfg.root_model, request, min(2000, cfg.root_max_output_tokens),
+                                            "compaction")
+            run.charge(node, completion)
+            summary = strip_code(parse_reply(completion.text, completion.reasoning).visible)
+        except ContextTooLong:
+            node.detail.setdefault("notes", []).append("the summary request did not fit either; kept the last turns")
+        if not summary:  # fall back to what the model last said and saw
+            tail = [m["content"] for m in self.messages[2:][-2:]]
+            summary = "\n\n".join(t[-3000:] for t in tail)
+        markers = [
+            f"{m}: document {r.doc_id}, characters {r.start}-{r.end}: {r.quote[:80]!r}"
+            for m, r in run.registry.items()
+            if m.startswith(self.marker_prefix.rstrip(".")) or self.depth == 0
+        ]
+        self.messages = [
+            self.messages[0],
+            {
+                "role": "user",
+                "content": self._opening()
+                + "\n\nYou already worked on this question; your conversation was compacted to fit the model's "
+                "context window. Your REPL variables are all still there. Your own summary of the work so far:\n"
+                + summary
+                + ("\n\nCitation markers registered so far (still valid):\n" + "\n".join(markers) if markers else "")
+                + "\n\nContinue from here.\n"
+                + run.budget_line(self),
+            },
+        ]
+        after = count_message_tokens(self.messages)
+        node.text = summary
+        node.detail.update(tokens_before=before, tokens_after=after)
+        run.finished(node)
+
+    def _trimmed_for_summary(self) -> list[dict[str, Any]]:
+        """The conversation cut to about 60% of the window (newest turns kept) for the summary request."""
+        run, cfg = self.run_, self.run_.config
+        window = run.window(cfg.root_model)
+        head, turns = self.messages[:2], self.messages[2:]
+        if window is None:
+            return head + turns
+        budget = int(window * 0.6) - count_message_tokens(head)
+        kept: list[dict[str, Any]] = []
+        for message in reversed(turns):
+            cost = count_message_tokens([message])
+            if cost > budget:
+                if not kept:  # even the last turn is too long: keep its end
+                    kept.append({**message, "content": "[...]" + str(message["content"])[-budget * 3 :]})
+                break
+            kept.append(message)
+            budget -= cost
+        kept.reverse()
+        if kept and kept[0]["role"] == "assistant":  # keep user/assistant alternation after the opening
+            kept.insert(0, {"role": "user", "content": "(earlier turns omitted)"})
+        return head + kept
 
     def _opening(self) -> str:
         corpus = self.run_.corpus
@@ -533,19 +906,23 @@ class Level:
         lines += ["", "Start by exploring `context` with code.", self.run_.budget_line(self)]
         return "\n".join(lines)
 
-    async def _execute_blocks(self, sandbox: Sandbox, turn: Node, text: str) -> tuple[str, str | None]:
+    async def _execute_blocks(self, sandbox: Sandbox, turn: Node, reply: ParsedReply) -> tuple[str, str | None]:
         """Run each code block in order; returns (feedback for the model, accepted final answer or None)."""
         run = self.run_
-        blocks = [b.strip("\n") for b in CODE_BLOCK.findall(text)]
-        prose = CODE_BLOCK.sub("", text).strip()
-        if prose:
-            self.best_partial = prose
+        blocks = list(reply.blocks)
+        if reply.prose:
+            self.best_partial = reply.prose
+        if not blocks and self.iteration > 1:
+            call = prose_final(reply.prose)  # the paper's convention: a FINAL line outside a fence
+            if call is not None:
+                blocks = [call]
+                turn.detail["prose_final"] = call
         if not blocks:
             self.consecutive_errors += 1
-            if "FINAL" in text:
+            if "FINAL" in reply.visible:
                 return (
-                    "Your reply had no ```repl block. FINAL is only accepted when called inside a ```repl "
-                    "block that runs."
+                    "Your reply had no ```repl block. FINAL is only accepted from code that runs: a ```repl "
+                    "block, or a line starting with FINAL(...) after your first turn."
                 ), None
             return "Your reply had no ```repl block. Continue the investigation with code.", None
         parts: list[str] = []
@@ -579,6 +956,16 @@ class Level:
             if result.citations:
                 node.detail["citations"] = result.citations
             report = f"Block {number} output:\n{result.output or '(no output)'}"
+            flags = run.subcall_flags.pop(node.id, [])
+            if flags:
+                total = run.subcall_counts.get(node.id, len(flags))
+                listed = "; ".join(f"#{i} {why}" for i, why in sorted(flags)[:20])
+                more = f" (and {len(flags) - 20} more)" if len(flags) > 20 else ""
+                report += (
+                    f"\nNote: {len(flags)} of the {total} sub-calls in this block came back empty or incomplete "
+                    f"(numbered in call order): {listed}{more}."
+                )
+                node.detail["subcall_flags"] = [{"call": i, "problem": why} for i, why in sorted(flags)]
             if result.error:
                 self.consecutive_errors += 1
                 report += f"\nError:\n{result.error}"
@@ -645,14 +1032,15 @@ async def run_rlm(
                 run.save()
 
     saver = asyncio.create_task(autosave())
+    level = Level(run, question, None, 0, root)
     try:
         async with asyncio.timeout(config.max_wall_s):
-            level = Level(run, question, None, 0, root)
             try:
                 run.answer, run.status = await level.run()
+                if run.status == "limit_reached":
+                    run.error = level.limit_reason
             except StopRun as stop:
                 run.status, run.error = stop.status, stop.reason
-                run.answer = level.best_partial
     except TimeoutError:
         run.status = "limit_reached"
         run.error = f"the wall-clock limit of {config.max_wall_s:g} s was reached"
@@ -664,6 +1052,8 @@ async def run_rlm(
         run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         saver.cancel()
+        if run.status != "completed" and not run.answer:
+            run.answer = level.best_partial  # a run that did not complete still gives its best partial answer
         record = _finish(run)
         with contextlib.suppress(BaseException):  # an open HTTP pool per finished run would leak in a window
             await asyncio.wait_for(run.client.aclose(), 2.0)
@@ -672,9 +1062,8 @@ async def run_rlm(
 
 def _finish(run: _Run) -> dict[str, Any]:
     for node in run.tree.root.walk():
-        if node.status == "running":
-            node.finish("cancelled" if run.status == "cancelled" else "stopped")
-            run.dirty[node.id] = node
+        if node.status == "running" and node is not run.tree.root:
+            run.finished(node, "cancelled" if run.status == "cancelled" else "stopped")
     root = run.tree.root
     root.status = run.status
     root.ended = now_iso()
@@ -691,6 +1080,7 @@ def _finish(run: _Run) -> dict[str, Any]:
     run.attributor_pool.shutdown(wait=False, cancel_futures=True)
     run.corpus.close()
     record["tree"] = root.to_json()
+    run._announce_cost()
     run.emit(NodeFinished(run.run_id, root.view()))
     run.emit(RunFinished(run.run_id, run.status, record))
     return record

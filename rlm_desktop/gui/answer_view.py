@@ -44,6 +44,7 @@ class AnswerView(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.warnings: list[str] = []
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -82,11 +83,18 @@ class AnswerView(QWidget):
         )
 
     def set_answer(
-        self, answer: str, citations: list[dict[str, Any]], status: str, error: str | None = None
+        self,
+        answer: str,
+        citations: list[dict[str, Any]],
+        status: str,
+        error: str | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         """Show an answer. `status` is the run's (completed, cancelled, cap_reached, limit_reached, failed,
-        running); `error` is the record's reason, shown in the banner when the run did not complete."""
+        running); `error` is the record's reason, shown in the banner when the run did not complete;
+        `warnings` (no usage reported, weak isolation, ...) are listed under the answer."""
         self.answer, self.status = answer or "", status
+        self.warnings = [str(w) for w in warnings or []]
         self._citations = {marker_key(c.get("marker", "")): c for c in citations or []}
         used = [marker_key(m) for m in MARKER.findall(self.answer)]
         self.unknown_markers = list(dict.fromkeys(m for m in used if m not in self._citations))
@@ -159,7 +167,15 @@ class AnswerView(QWidget):
         parts = [f"<div style='font-size:large'>{self._answer_html()}</div>"]
         if self._citations or self.unknown_markers:
             parts.append(self._list_html())
+        parts.append(self._warnings_html())
         return "".join(parts)
+
+    def _warnings_html(self) -> str:
+        if not self.warnings:
+            return ""
+        colour = theme.STATUS_COLOURS["cap_reached"].name()
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
+        return f"<p style='color:{colour}; margin-bottom:0'><b>Warnings</b></p><ul style='color:{colour}'>{items}</ul>"
 
     def _list_html(self) -> str:
         muted = theme.MUTED.name()

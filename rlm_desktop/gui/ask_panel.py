@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlm_desktop.engine.events import CostChanged, RunFinished, RunStarted
+from rlm_desktop.engine.events import RunFinished, RunStarted
 from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.engine.record import RunRecord
 from rlm_desktop.gui.answer_view import AnswerView
 from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
@@ -165,9 +165,10 @@ class AskPanel(QWidget):
             record.get("citations", []),
             record.get("status", ""),
             error=record.get("error"),
+            warnings=record.get("warnings"),
         )
         self.cost.reset(record.get("cap_usd"))
-        self.cost.apply(cost_of(record))
+        self.cost.apply(RunRecord.from_dict(record).cost_event())
         self.cost.set_running(False)
 
     def _settings_cap(self) -> float | None:
@@ -192,7 +193,7 @@ class AskPanel(QWidget):
         if missing:
             raise ValueError(missing)
         # a local server (vLLM, Ollama) needs no key; the client still wants a non-empty string
-        return run_config(settings), load_key(self.home) or "no-key"
+        return run_config(settings, home=self.home), load_key(self.home) or "no-key"
 
     def _refuse(self, message: str, settings_link: bool = False) -> None:
         html = message.replace("&", "&amp;").replace("<", "&lt;")
@@ -218,7 +219,11 @@ class AskPanel(QWidget):
         if isinstance(event, RunFinished):
             record = event.record
             self.answer.set_answer(
-                record.get("answer", ""), record.get("citations", []), event.status, error=record.get("error")
+                record.get("answer", ""),
+                record.get("citations", []),
+                event.status,
+                error=record.get("error"),
+                warnings=record.get("warnings"),
             )
 
     def _on_ended(self, handle: RunHandle) -> None:
@@ -227,24 +232,3 @@ class AskPanel(QWidget):
         if handle.run_id == self.run_id and handle.record is None and handle.error is not None:
             self.answer.set_answer("", [], "failed", error=f"{type(handle.error).__name__}: {handle.error}")
         self.run_saved.emit(handle.run_id)
-
-
-def cost_of(record: dict[str, Any]) -> CostChanged:
-    """A saved run's totals in the shape the cost meter reads live."""
-    usage = record.get("usage", {}).values()
-    tree = record.get("tree") or {}
-    elapsed = 0.0
-    if tree.get("started") and tree.get("ended"):
-        elapsed = (
-            datetime.fromisoformat(tree["ended"]) - datetime.fromisoformat(tree["started"])
-        ).total_seconds()
-    return CostChanged(
-        run_id=record.get("run_id", ""),
-        spent_usd=float(record.get("cost_usd", 0.0)),
-        reserved_usd=0.0,
-        cap_usd=record.get("cap_usd"),
-        calls=sum(u.get("calls", 0) for u in usage),
-        prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
-        completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
-        elapsed_s=elapsed,
-    )

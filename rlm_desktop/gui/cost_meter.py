@@ -1,11 +1,11 @@
-"""Dollars spent against the cap, tokens, calls and elapsed time of a run, with the Stop button."""
+"""Dollars billed and held against the cap, tokens, calls and elapsed time of a run, with the Stop button."""
 
 from __future__ import annotations
 
 import time
 
 from PySide6.QtCore import QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtGui import QBrush, QColor, QPainter, QPaintEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from rlm_desktop.engine.events import CostChanged, RunFinished, RunStarted
@@ -36,11 +36,13 @@ def elapsed_text(seconds: float) -> str:
 
 
 class CostBar(QWidget):
-    """Spent (solid) and reserved for calls in flight (light) as parts of the cap; empty without a cap."""
+    """Billed (solid), held for calls of unknown cost (striped) and reserved for calls in flight (light)
+    as parts of the cap; empty without a cap."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.spent = 0.0
+        self.spent = 0.0  # billed + held
+        self.held = 0.0
         self.reserved = 0.0
         self.cap: float | None = None
         self.setMinimumHeight(12)
@@ -49,8 +51,8 @@ class CostBar(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(220, 12)
 
-    def set_values(self, spent: float, reserved: float, cap: float | None) -> None:
-        self.spent, self.reserved, self.cap = spent, reserved, cap
+    def set_values(self, spent: float, reserved: float, cap: float | None, held: float = 0.0) -> None:
+        self.spent, self.reserved, self.cap, self.held = spent, reserved, cap, held
         self.update()
 
     def fraction(self) -> tuple[float, float]:
@@ -85,6 +87,11 @@ class CostBar(QWidget):
             width = max(rect.height(), rect.width() * spent)  # a sliver stays visible as a round dot
             painter.setBrush(colour)
             painter.drawRoundedRect(QRectF(rect.x(), rect.y(), width, rect.height()), radius, radius)
+            billed = min(spent, max(0.0, (self.spent - self.held) / self.cap)) if self.cap else spent
+            if billed < spent:  # the held part: counted against the cap, but not known to be spent
+                painter.setBrush(QBrush(colour.lighter(150), Qt.BrushStyle.BDiagPattern))
+                x = rect.x() + rect.width() * billed
+                painter.drawRect(QRectF(x, rect.y(), max(2.0, rect.width() * (spent - billed)), rect.height()))
         painter.end()
 
 
@@ -95,7 +102,10 @@ class CostMeter(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.spent_usd = 0.0
+        self.spent_usd = 0.0  # billed + held: what the cap counts
+        self.billed_usd = 0.0
+        self.held_usd = 0.0
+        self.held_estimate_usd = 0.0
         self.reserved_usd = 0.0
         self.cap_usd: float | None = None
         self.calls = 0
@@ -137,7 +147,7 @@ class CostMeter(QWidget):
 
     def reset(self, cap_usd: float | None) -> None:
         """Zero everything for a new run with this cap (None: no cap)."""
-        self.spent_usd = self.reserved_usd = 0.0
+        self.spent_usd = self.reserved_usd = self.billed_usd = self.held_usd = self.held_estimate_usd = 0.0
         self.cap_usd = cap_usd
         self.calls = self.prompt_tokens = self.completion_tokens = 0
         self._elapsed_base, self._elapsed_at = 0.0, time.monotonic()
@@ -162,6 +172,10 @@ class CostMeter(QWidget):
     def apply(self, event: object) -> None:
         if isinstance(event, CostChanged):
             self.spent_usd = event.spent_usd
+            self.billed_usd, self.held_usd = event.billed_usd, event.held_usd
+            self.held_estimate_usd = event.held_estimate_usd
+            if not self.billed_usd and not self.held_usd:  # an event from an older producer
+                self.billed_usd = self.spent_usd
             self.reserved_usd = event.reserved_usd
             self.cap_usd = event.cap_usd
             self.calls = event.calls
@@ -177,6 +191,9 @@ class CostMeter(QWidget):
             record = event.record or {}
             if isinstance(record.get("cost_usd"), int | float):
                 self.spent_usd = float(record["cost_usd"])
+                self.billed_usd = float(record.get("cost_billed_usd", self.spent_usd))
+                self.held_usd = float(record.get("cost_held_usd", 0.0))
+                self.held_estimate_usd = float(record.get("cost_held_estimate_usd", 0.0))
             self.reserved_usd = 0.0  # nothing is in flight once the run has ended
             self.set_running(False)
 
@@ -196,21 +213,33 @@ class CostMeter(QWidget):
         self.stop_requested.emit()
 
     def _show_numbers(self) -> None:
-        spent = theme.money(self.spent_usd)
+        billed = theme.money(self.billed_usd if (self.billed_usd or self.held_usd) else self.spent_usd)
+        held = ""
+        held_tip = ""
+        if self.held_usd:
+            estimate = f", probably about {theme.money(self.held_estimate_usd)}" if self.held_estimate_usd else ""
+            held = f" + <span style='color:{theme.STATUS_COLOURS['cap_reached'].name()}'>{theme.money(self.held_usd)} held</span>"
+            held_tip = (
+                f"; {theme.money(self.held_usd)} held: calls whose cost the server did not report (a timeout, an "
+                f"error after sending, or no usage in the reply), counted at their worst case against the cap{estimate}"
+            )
         if self.cap_usd:
-            amount = f"<b style='font-size:large'>{spent}</b> of {theme.money(self.cap_usd)} cap"
+            amount = f"<b style='font-size:large'>{billed}</b>{held} of {theme.money(self.cap_usd)} cap"
             percent = 100 * self.spent_usd / self.cap_usd
-            tip = f"{percent:.1f} % of the spending cap used"
+            tip = f"{percent:.1f} % of the spending cap used: {billed} billed by the provider{held_tip}"
             if self.reserved_usd:
                 tip += (
                     f"; {theme.money(self.reserved_usd)} reserved for calls in flight (light part of the bar)"
                 )
         else:
-            amount = f"<b style='font-size:large'>{spent}</b> spent · <span style='color:{theme.MUTED.name()}'>no cap</span>"
-            tip = "No spending cap is set for this run"
+            amount = (
+                f"<b style='font-size:large'>{billed}</b>{held} spent · "
+                f"<span style='color:{theme.MUTED.name()}'>no cap</span>"
+            )
+            tip = f"No spending cap is set for this run: {billed} billed{held_tip}"
         self.amount_label.setText(amount)
         self.amount_label.setToolTip(tip)
-        self.bar.set_values(self.spent_usd, self.reserved_usd, self.cap_usd)
+        self.bar.set_values(self.spent_usd, self.reserved_usd, self.cap_usd, self.held_usd)
         self.bar.setToolTip(tip)
         self.detail_label.setText(
             f"{self.prompt_tokens:,} in / {self.completion_tokens:,} out tokens  ·  "

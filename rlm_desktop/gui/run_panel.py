@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,12 +23,14 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QSplitter,
+    QToolButton,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
 from rlm_desktop.engine.events import NodeView, RunFinished, RunStarted
+from rlm_desktop.engine.replies import segments
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.link_browser import TooltipBrowser
 from rlm_desktop.gui.run_tree_model import (
@@ -48,13 +49,13 @@ from rlm_desktop.ingest.pdf_geometry import page_for_offset
 MAX_RENDER_CHARS = 200_000  # beyond this a text view would stall the window; the rest is noted, not drawn
 AUTO_EXPAND_KINDS = {"root", "iteration", "code", "rlm_query"}
 EXPAND_ALL_BELOW = 2_000  # saved runs up to this many nodes open fully; bigger ones open two levels
-CODE_BLOCK = re.compile(r"```(?:repl|python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 KIND_TITLES = {
     "root": "Whole run",
     "iteration": "Root-model iteration",
     "code": "Code block",
     "llm_query": "Sub-call",
     "rlm_query": "Sub-investigation (sub-RLM)",
+    "compaction": "Compaction",
 }
 STATUS_BANNERS = {
     "cancelled": "Stopped by you — the answer is partial",
@@ -157,16 +158,11 @@ class ExcerptView(TooltipBrowser):
         """A root-model reply: prose as prose, its ```repl blocks in monospace."""
         shown, note = _capped(text)
         cursor = self._cursor()
-        position = 0
-        for match in CODE_BLOCK.finditer(shown):
-            prose = shown[position : match.start()].strip("\n")
-            if prose:
-                self._insert(cursor, prose, self._format())
-            self._insert(cursor, match.group(1).rstrip("\n"), self._format(mono=True), code=True)
-            position = match.end()
-        rest = shown[position:].strip("\n")
-        if rest:
-            self._insert(cursor, rest, self._format())
+        for piece, is_code in segments(shown):
+            if is_code:
+                self._insert(cursor, piece, self._format(mono=True), code=True)
+            else:
+                self._insert(cursor, piece, self._format())
         if note:
             self._insert(cursor, "\n" + note, self._format(colour=theme.MUTED, italic=True))
 
@@ -301,10 +297,41 @@ class NodeDetail(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 3)  # code and prompts are longer than outputs and responses
         self.splitter.setStretchFactor(1, 2)
+        # A reasoning model's thinking: kept for the record, never run, folded away unless asked for.
+        self.thinking_button = QToolButton()
+        self.thinking_button.setCheckable(True)
+        self.thinking_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.thinking_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.thinking_button.setAutoRaise(True)
+        self.thinking_button.setToolTip(
+            "What the model reasoned before replying (from <think> tags or a reasoning field). It is shown "
+            "for the record only: code in it is never run."
+        )
+        self.thinking_button.toggled.connect(self._thinking_toggled)
+        self.thinking = ExcerptView()
+        self.thinking.setVisible(False)
+        self.splitter.insertWidget(0, self.thinking)
         layout.addWidget(self.header)
+        layout.addWidget(self.thinking_button)
         layout.addWidget(self.splitter, 1)
         self.node_id: str | None = None
         self.show_empty()
+
+    def _thinking_toggled(self, shown: bool) -> None:
+        self.thinking_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.thinking.setVisible(shown and self.thinking_button.isVisible())
+
+    def set_thinking(self, text: str) -> None:
+        """Offer the step's thinking behind the fold (it stays open or closed as the user left it)."""
+        self.thinking.clear()
+        if not text:
+            self.thinking_button.setVisible(False)
+            self.thinking.setVisible(False)
+            return
+        self.thinking_button.setText(f"Thinking — {len(text):,} characters, never run")
+        self.thinking_button.setVisible(True)
+        self.thinking.add_text(text, colour=theme.MUTED)
+        self.thinking.setVisible(self.thinking_button.isChecked())
 
     @property
     def excerpt(self) -> ExcerptView:
@@ -312,6 +339,7 @@ class NodeDetail(QWidget):
 
     def show_empty(self, message: str = "Select a step in the tree above to see what it did.") -> None:
         self.node_id = None
+        self.set_thinking("")
         self.header.setText(f"<span style='color:{theme.MUTED.name()}'>{html.escape(message)}</span>")
         self.primary.view.clear()
         self.secondary.view.clear()
@@ -345,7 +373,7 @@ class NodeDetail(QWidget):
 class RunPanel(QWidget):
     """The run's recursion tree (grows live, keeps what the user expanded) and the selected step's detail."""
 
-    COLUMN_WIDTHS = {STATUS: 105, MODEL: 110, TOKENS: 140, COST: 75, TIME: 60}
+    COLUMN_WIDTHS = {STATUS: 105, MODEL: 110, TOKENS: 140, COST: 85, TIME: 60}  # room for "~<$0.0001"
 
     span_activated = Signal(int, int, int)  # doc_id, start, end: show this passage in its document
 
@@ -676,6 +704,7 @@ class RunPanel(QWidget):
         primary, secondary = detail.primary, detail.secondary
         info = node.detail
         muted = theme.MUTED
+        detail.set_thinking(str(info.get("thinking") or ""))
         if node.kind == "root":
             # one pane: a question is a line, and the answer is best read right under it
             primary.show_content("")  # the header says "Whole run"; the text has its own headings
@@ -761,10 +790,18 @@ class RunPanel(QWidget):
             primary.show_content(caption)
             primary.view.add_excerpt(node.text, spans, self.describe_span)
             secondary.show_content("<b>Response</b>")
-            if info.get("response") is not None:
+            if info.get("response"):
                 secondary.view.add_text(str(info["response"]))
             elif node.status == "running":
                 secondary.view.add_text("Waiting for the sub-model…", colour=muted, italic=True)
+            elif info.get("response") is not None:
+                secondary.view.add_text("(empty)", colour=muted, italic=True)
+            if info.get("flag"):
+                secondary.view.add_text(
+                    f"Flagged to the root model: {info['flag']}",
+                    colour=theme.STATUS_COLOURS["cap_reached"],
+                    gap=True,
+                )
             if info.get("error"):
                 secondary.view.add_text(str(info["error"]), colour=ERROR_COLOUR, gap=True)
         elif node.kind == "rlm_query":
@@ -787,13 +824,40 @@ class RunPanel(QWidget):
                 secondary.view.add_text(
                     f"Ended: {_human_status(outcome)}", colour=muted, italic=True, gap=True
                 )
+        elif node.kind == "compaction":
+            primary.show_content(
+                "<b>Compaction</b> — the root conversation grew too long for the model's context window, so it "
+                "was restarted from this summary the model wrote; REPL variables and citations were kept"
+            )
+            if node.text:
+                primary.view.add_text(node.text)
+            else:
+                primary.view.add_text("The root model is writing its summary…", colour=muted, italic=True)
+            self._notes(node, secondary)
         else:
             primary.show_content(f"<b>{html.escape(node.kind)}</b>")
             primary.view.add_text(node.text)
             self._notes(node, secondary)
 
     def _notes(self, node: NodeView, section: _Section) -> None:
-        notes = list(node.detail.get("notes") or [])
+        notes = []
+        if node.detail.get("problem"):
+            notes.append(f"Unusable reply: {node.detail['problem']}")
+        if node.detail.get("reason"):
+            notes.append(f"Why: {node.detail['reason']}")
+        if node.detail.get("tokens_before"):
+            notes.append(
+                f"Conversation: about {node.detail['tokens_before']:,} tokens before, "
+                f"{node.detail.get('tokens_after', 0):,} after"
+            )
+        if node.detail.get("prose_final"):
+            notes.append(f"Ran the FINAL line written outside a code block: {node.detail['prose_final']}")
+        if node.detail.get("usage_estimated"):
+            notes.append(
+                "The server reported no token usage for this call: tokens and cost are estimates, and "
+                f"{theme.money(float(node.detail.get('held_usd', 0.0)))} is held against the cap"
+            )
+        notes += list(node.detail.get("notes") or [])
         for retry in node.detail.get("retries") or []:
             notes.append(
                 f"Retry {retry.get('attempt')}: {retry.get('reason')} (waited {retry.get('delay_s', 0):g} s)"

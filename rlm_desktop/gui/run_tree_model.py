@@ -17,6 +17,7 @@ from rlm_desktop.engine.events import (
     RunFinished,
     RunStarted,
 )
+from rlm_desktop.engine.record import replay
 from rlm_desktop.gui import theme
 
 STEP, STATUS, MODEL, TOKENS, COST, TIME = range(6)
@@ -37,10 +38,6 @@ STATUS_TEXT = {
     "cap_reached": "cap reached",
     "limit_reached": "limit reached",
 }
-NODE_KEYS = (
-    "id", "kind", "model", "status", "prompt_tokens", "completion_tokens", "cost_usd", "started", "ended",
-    "text", "spans", "children",
-)  # fmt: skip
 LABEL_CHARS = 60
 _TOP = QModelIndex()  # the invisible root, as a default argument
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -66,6 +63,10 @@ def step_label(view: NodeView) -> str:
         label = f"Iteration {detail.get('number', '?')}"
         if detail.get("final_request"):
             label += " (asked for the final answer)"
+        if detail.get("problem"):
+            label += " (unusable reply)"
+        elif detail.get("streaming") and view.status == "running":
+            label += f": {_first_line(view.text)}" if view.text.strip() else " (writing…)"
         return label
     if kind == "code":
         lines = [line for line in view.text.splitlines() if line.strip()]
@@ -78,6 +79,8 @@ def step_label(view: NodeView) -> str:
         return f"Sub-call: {_first_line(view.text, 48)}"
     if kind == "rlm_query":
         return f"Sub-RLM: {_first_line(view.text, 52)}"
+    if kind == "compaction":
+        return "Compaction: conversation summarised to fit the context window"
     return f"{kind}: {_first_line(view.text)}"
 
 
@@ -90,9 +93,10 @@ def tokens_text(view: NodeView) -> str:
 def cost_text(view: NodeView) -> str:
     if not view.cost_usd and not view.prompt_tokens:
         return ""  # steps that call no model (code) cost nothing by themselves
+    estimated = "~" if view.detail.get("usage_estimated") else ""
     if 0 < view.cost_usd < 0.00005:
-        return "<$0.0001"  # a cheap sub-call is not free: never show it as $0.0000
-    return theme.money(view.cost_usd)
+        return f"{estimated}<$0.0001"  # a cheap sub-call is not free: never show it as $0.0000
+    return estimated + theme.money(view.cost_usd)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -117,41 +121,6 @@ def _timestamp(iso: str | None) -> float | None:
         return datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
-
-
-def view_from_dict(data: dict[str, Any], parent_id: str | None) -> NodeView:
-    """A saved CONTRACTS NODE as the NodeView the engine would have sent, so saved and live runs look alike."""
-    spans = tuple(
-        (int(s["doc_id"]), int(s["start"]), int(s["end"])) if isinstance(s, dict) else tuple(s)
-        for s in data.get("spans") or ()
-    )
-    return NodeView(
-        id=str(data["id"]),
-        parent_id=parent_id,
-        kind=data.get("kind", "?"),
-        model=data.get("model"),
-        status=data.get("status", "done"),
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-        cost_usd=float(data.get("cost_usd") or 0.0),
-        started=data.get("started") or "",
-        ended=data.get("ended"),
-        text=data.get("text") or "",
-        detail={k: v for k, v in data.items() if k not in NODE_KEYS},
-        spans=spans,
-    )
-
-
-def walk_record_tree(tree: dict[str, Any] | None) -> Iterator[NodeView]:
-    """Every node of a saved tree as a NodeView, parents before children, siblings in order."""
-    if not tree:
-        return
-    stack: list[tuple[dict[str, Any], str | None]] = [(tree, None)]
-    while stack:
-        data, parent_id = stack.pop()
-        view = view_from_dict(data, parent_id)
-        yield view
-        stack.extend((child, view.id) for child in reversed(data.get("children") or []))
 
 
 class _Item:
@@ -268,11 +237,6 @@ class RunTreeModel(QAbstractItemModel):
                 return  # a late event of an earlier run
             self._upsert(event.node)
         elif isinstance(event, RunFinished) and event.run_id == self.run_id:
-            # the engine closes still-running nodes at the end without an event each: take them from the record
-            for view in walk_record_tree(event.record.get("tree")):
-                item = self._by_id.get(view.id)
-                if item is None or item.view.status != view.status or item.view.ended != view.ended:
-                    self._upsert(view)
             self._live = False
             self._running.clear()
             self._ticker.stop()
@@ -283,7 +247,13 @@ class RunTreeModel(QAbstractItemModel):
         self._reset_store()
         self.run_id = record.get("run_id")
         self._live = False
-        for view in walk_record_tree(record.get("tree")):
+        views: dict[str, NodeView] = {}  # the last view of each node, in the order they first appeared
+        for event in replay(record):
+            if isinstance(event, RunStarted):
+                views[event.root.id] = event.root
+            elif isinstance(event, NodeStarted | NodeFinished):
+                views[event.node.id] = event.node
+        for view in views.values():
             parent = self._by_id.get(view.parent_id) if view.parent_id else self._root
             if parent is not None:
                 parent.children.append(self._new_item(view, parent))
@@ -477,9 +447,14 @@ class RunTreeModel(QAbstractItemModel):
                 "code": "Code the root model ran in its REPL",
                 "llm_query": "A sub-call: this prompt went to the sub-model",
                 "rlm_query": "A sub-investigation with its own REPL",
+                "compaction": "The root conversation was summarised and restarted to fit the context window",
             }
             head = kinds.get(view.kind, view.kind)
             return f"{head}\n\n{text}" if text else head
         if column == STATUS and view.detail.get("error"):
             return str(view.detail["error"])[:600]
+        if column == STATUS and (view.detail.get("problem") or view.detail.get("flag")):
+            return str(view.detail.get("problem") or view.detail.get("flag"))[:600]
+        if column == COST and view.detail.get("usage_estimated"):
+            return "Estimated: the server reported no usage for this call; its worst case is held against the cap"
         return None

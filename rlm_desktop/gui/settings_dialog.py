@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QLocale, QModelIndex, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QFont
@@ -19,32 +19,50 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
+    QPlainTextEdit,
     QPushButton,
     QSizePolicy,
     QSpinBox,
     QStyledItemDelegate,
     QTableWidget,
     QTableWidgetItem,
+    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from rlm_desktop.engine.endpoints import load_caps
+from rlm_desktop.engine.model_info import ModelCaps, context_window, known_context_window
 from rlm_desktop.engine.pricing import DEFAULT_PRICES, PRICES_TAKEN, Price
 from rlm_desktop.gui.theme import MUTED, STATUS_COLOURS, UNVERIFIED, VERIFIED
 from rlm_desktop.secrets import KEY_ENV_VAR, KeyStore
-from rlm_desktop.settings import Settings, cap_price_problem, price_text, validate
+from rlm_desktop.settings import (
+    MAX_OUTPUT_TOKENS,
+    OUTPUT_CHARS_RANGE,
+    TIMEOUT_RANGE_S,
+    Settings,
+    cap_price_problem,
+    parse_context_windows,
+    price_text,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from rlm_desktop.engine.probe import EndpointReport, ModelReport
 
 SETTINGS_SHORTCUT = "Ctrl+,"  # the lead's menu action uses this
 ENDPOINT_PLACEHOLDER = "https://api.openai.com/v1 — or your vLLM / Ollama / LM Studio URL"
 OPENAI_URL = "https://api.openai.com/v1"
 CONNECTION_TIMEOUT_S = 15.0
+FINDINGS_MAX_HEIGHT = 240  # px; longer findings scroll
 
 BUILT_IN, CUSTOM, NO_PRICE = "built-in", "custom", "no price"
 _KIND_ROLE = Qt.ItemDataRole.UserRole
@@ -55,63 +73,153 @@ WARNING = STATUS_COLOURS["refused"]
 
 @dataclass(frozen=True)
 class ConnectionResult:
-    """What "Test connection" found; `warning` marks a connection that works but needs a look."""
+    """What "Test connection" found; `warning` marks a connection that works but needs a look.
+
+    `report` is the probe's full finding (None when the form itself was wrong and nothing was tried).
+    """
 
     ok: bool
     message: str
     warning: bool = False
+    report: EndpointReport | None = None
 
 
 def run_connection_test(
-    base_url: str, api_key: str, model: str | None, timeout_s: float = CONNECTION_TIMEOUT_S
+    base_url: str,
+    api_key: str,
+    models: list[str],
+    timeout_s: float = CONNECTION_TIMEOUT_S,
+    prices: dict[str, object] | None = None,
+    home: Path | None = None,
 ) -> ConnectionResult:
-    """Ask the server for its models (or a one-token reply); blocking, so run it off the GUI thread."""
-    from rlm_desktop.engine.budget import SpendLedger
-    from rlm_desktop.engine.models import ModelClient
+    """Probe the endpoint and each model (blocking: run it off the GUI thread); cache what it learns in `home`."""
     from rlm_desktop.engine.pricing import PriceTable
-
-    async def probe() -> str:
-        # No cap here: the fallback call is a few tokens, and an unpriced model must still be testable.
-        async with ModelClient(
-            base_url, api_key, PriceTable(), SpendLedger(None), timeout_s=timeout_s, max_retries=0
-        ) as client:
-            return await client.test_connection(model or None)
+    from rlm_desktop.engine.probe import probe_endpoint_sync, save_report
 
     try:
-        message = asyncio.run(probe())
-    except Exception as exc:  # every failure becomes a sentence in the dialog
-        return ConnectionResult(False, plain_error(exc, base_url, timeout_s))
-    # ModelClient words a reachable server that lacks the chosen model this way.
-    return ConnectionResult(True, message, warning="is not among" in message)
+        table = PriceTable(overrides=prices or {})
+    except ValueError:
+        table = PriceTable()  # the probe only estimates its own cost; the form names bad prices
+    report = probe_endpoint_sync(base_url, api_key, models, timeout_s, table)
+    if home is not None:
+        try:
+            save_report(home, report)
+        except OSError:
+            pass  # the cache only saves a later probe; the findings are still shown
+    return connection_result(report, base_url, timeout_s)
 
 
-def plain_error(exc: BaseException, base_url: str, timeout_s: float = CONNECTION_TIMEOUT_S) -> str:
-    """A connection failure in words a first-time user can act on."""
-    import openai
-
-    from rlm_desktop.engine.models import ModelAuthError, ModelCallError, ModelNotFoundError
-
-    if isinstance(exc, ModelAuthError):
-        return (
-            f"The server at {base_url} rejected the API key. Check the key, and that it is a key for "
-            "this endpoint."
+def connection_result(report: EndpointReport, base_url: str, timeout_s: float) -> ConnectionResult:
+    """The probe's report as one sentence a first-time user can act on, plus the report itself."""
+    error = report.error
+    if error and not report.reachable:
+        if error.startswith("connection refused"):
+            text = f"Could not connect to {base_url}: connection refused, nothing answered there. Check the URL, and that the server is running."
+        elif error.startswith("no answer within"):
+            text = f"No answer from {base_url} within {timeout_s:g} s. Is the server running, and is the URL right?"
+        else:
+            text = f"Could not connect to {base_url}: {error}."
+        return ConnectionResult(False, text, report=report)
+    if error and "rejected the API key" in error:
+        text = (
+            f"The server at {base_url} rejected the API key. Check the key, and that it is a key for this "
+            f"endpoint. ({error.removeprefix('the server rejected the API key ').strip('()')})"
         )
-    if isinstance(exc, ModelNotFoundError):
-        return f"The server at {base_url} answered “not found”: check the URL (it usually ends in /v1) and the model name."
-    cause = exc.__cause__
-    if isinstance(cause, openai.APITimeoutError | TimeoutError):
-        return (
-            f"No answer from {base_url} within {timeout_s:g} s. Is the server running, and is the URL right?"
+        return ConnectionResult(False, text, report=report)
+    if error:
+        return ConnectionResult(False, f"{base_url}: {error}", report=report)
+    listed = report.listed
+    if listed is None:
+        where = "no model list"
+    else:
+        where = "1 model listed" if len(listed) == 1 else f"{len(listed)} models listed"
+    failed = [m for m in report.models if not m.answered or m.error]
+    if failed:
+        names = ", ".join(m.model for m in failed)
+        return ConnectionResult(
+            True, f"Connected to {base_url} ({where}), but {names} did not answer: see below.", True, report
         )
-    if isinstance(cause, openai.APIConnectionError) or "connection failed" in str(exc):
-        return (
-            f"Could not connect to {base_url}: nothing answered there. Check the URL, and that the server "
-            "is running."
-        )
-    if isinstance(exc, ModelCallError):
-        text = str(exc)
-        return text[:1].upper() + text[1:]
-    return f"The test failed: {exc}"
+    if not report.models:  # no model chosen yet: the list is all there is to show
+        return ConnectionResult(True, f"Connected to {base_url} ({where}).", report=report)
+    answered = " and ".join(m.model for m in report.models)
+    return ConnectionResult(True, f"Connected to {base_url} ({where}); {answered} answered.", report=report)
+
+
+def _short_findings(model: ModelReport, context_windows: dict[str, int]) -> dict[str, str]:
+    """Each finding in a few words, for a table cell; the long form is describe_model's."""
+    caps = model.caps
+    out: dict[str, str] = {}
+    if model.error:
+        out["status"] = f"✗ {model.error}"
+    else:
+        took = f" in {model.latency_s:.1f} s" if model.latency_s is not None else ""
+        out["status"] = f"✓ answered{took}"
+    if caps.listed is False:
+        out["listed"] = "not in the model list"
+    if caps.token_param:
+        out["output limit"] = caps.token_param
+    if caps.streaming is not None:
+        out["streaming"] = ("yes, with usage" if caps.stream_usage else "yes, without usage") if caps.streaming else "no"
+    if caps.usage_reported is not None:
+        out["usage"] = "reported" if caps.usage_reported else "NOT reported: costs estimated"
+    if model.answered:
+        reasoning = {"think-tags": "<think> tags in the text", None: "none seen"}
+        out["reasoning"] = reasoning.get(caps.reasoning_field, f"{caps.reasoning_field} field")
+    if context_windows.get(model.model):
+        out["context window"] = f"{context_windows[model.model]:,} tokens (yours)"
+    elif caps.context_window:
+        out["context window"] = f"{caps.context_window:,} tokens (server)"
+    elif known := known_context_window(model.model):
+        out["context window"] = f"{known:,} tokens (published)"
+    else:
+        out["context window"] = "not reported"
+    if model.calls:
+        calls = "1 call" if model.calls == 1 else f"{model.calls} calls"
+        if model.cost_usd is None:
+            out["probe cost"] = f"{calls}, no price known"
+        else:
+            out["probe cost"] = f"{calls}, ${model.cost_usd:.6f}" + (" (estimated)" if model.cost_estimated else "")
+    return out
+
+
+# The rows of the findings table, in the order a person checks them.
+_FINDING_TOPICS = ("status", "listed", "output limit", "streaming", "usage", "reasoning", "context window", "probe cost")
+
+
+def findings_html(report: EndpointReport, roles: dict[str, str], context_windows: dict[str, int]) -> str:
+    """A small table, one column per model, of what the probe found, in plain words; notes below it."""
+    if not report.models:
+        return ""
+    header = "".join(
+        "<th align='left'>"
+        + _html((" and ".join(r for r, name in roles.items() if name == m.model) or "model").capitalize())
+        + f": {_html(m.model)}</th>"
+        for m in report.models
+    )
+    found = [_short_findings(m, context_windows) for m in report.models]
+    rows = []
+    for topic in _FINDING_TOPICS:
+        if not any(topic in f for f in found):
+            continue
+        cells = []
+        for model, f in zip(report.models, found, strict=True):
+            text = f.get(topic, "")
+            colour = None
+            if topic == "status":
+                colour = UNVERIFIED if model.error else VERIFIED
+            elif text.startswith("NOT") or text == "not in the model list":
+                colour = WARNING
+            style = f" style='color: {colour.name()}'" if colour else ""
+            cells.append(f"<td{style}>{_html(text)}</td>")
+        rows.append(f"<tr><td style='color: {MUTED.name()}'>{_html(topic)}</td>{''.join(cells)}</tr>")
+    by_note: dict[str, list[str]] = {}  # the same refusal from both models is said once
+    for m in report.models:
+        for note in m.notes:
+            by_note.setdefault(note, []).append(m.model)
+    notes = [f"<li>{_html(', '.join(models))}: {_html(note)}</li>" for note, models in by_note.items()]
+    notes_html = f"<ul style='margin: 4px 0 0 0; color: {MUTED.name()}'>{''.join(notes)}</ul>" if notes else ""
+    table = f"<table cellspacing='0' cellpadding='1' width='100%'><tr><th></th>{header}</tr>{''.join(rows)}</table>"
+    return table + notes_html
 
 
 class _ConnectionRelay(QObject):
@@ -193,6 +301,7 @@ class SettingsDialog(QDialog):
         self._test_token: object | None = None  # the connection test whose answer is awaited
         self.connection_timeout_s = CONNECTION_TIMEOUT_S
         self.problems: list[str] = []
+        self._cached_caps: dict[str, dict] = {}
 
         self._build()
         self._load(self.settings)
@@ -209,11 +318,16 @@ class SettingsDialog(QDialog):
 
         endpoint = self._endpoint_group()
         columns = QHBoxLayout()
-        columns.addWidget(self._models_group(), 3)
-        limits = QVBoxLayout()
-        limits.addWidget(self._limits_group())
-        limits.addStretch(1)
-        columns.addLayout(limits, 2)
+        left = QVBoxLayout()
+        left.addWidget(self._models_group())
+        left.addWidget(self._windows_group())
+        columns.addLayout(left, 3)
+        right = QVBoxLayout()
+        right.addWidget(self._limits_group())
+        right.addWidget(self._replies_group())
+        right.addWidget(self._isolation_group())
+        right.addStretch(1)
+        columns.addLayout(right, 2)
 
         self.problems_label = QLabel()
         self.problems_label.setObjectName("settingsProblems")
@@ -278,7 +392,11 @@ class SettingsDialog(QDialog):
         form.addRow(key_label, key_field)
 
         self.test_button = QPushButton("&Test connection")
-        self.test_button.setToolTip("Ask the server for its list of models, with this URL and key")
+        self.test_button.setToolTip(
+            "Ask the server for its models and try the root and sub model with a few tiny calls: which "
+            "output-limit parameter they take, streaming, token usage, reasoning, context window. Runs use "
+            "what it finds."
+        )
         self.test_button.clicked.connect(self.test_connection)
         self.test_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.test_result = QLabel()
@@ -291,8 +409,18 @@ class SettingsDialog(QDialog):
         test_row.addWidget(self.test_result, 1)
         form.addRow("", test_row)
         self.test_result.setVisible(False)  # no empty gap until there is something to say
+        # A browser rather than a label: it wraps long server messages inside its own height, which a
+        # word-wrapped label in a dialog layout does not report reliably (the form below got squeezed).
+        self.findings = QTextBrowser()
+        self.findings.setObjectName("connectionFindings")
+        self.findings.setFrameShape(QFrame.Shape.NoFrame)
+        self.findings.viewport().setAutoFillBackground(False)
+        self.findings.setOpenLinks(False)
+        self.findings.document().setDocumentMargin(0)
+        self.findings.setVisible(False)
+        form.addRow("", self.findings)
 
-        self.url_edit.textChanged.connect(self.revalidate)
+        self.url_edit.textChanged.connect(self._url_changed)
         self.key_edit.textChanged.connect(self._update_key_where)
         return group
 
@@ -353,7 +481,9 @@ class SettingsDialog(QDialog):
         price_buttons.addStretch(1)
         prices = QVBoxLayout()
         prices.setContentsMargins(0, 0, 0, 0)
-        prices.addWidget(_muted_label("USD per million tokens, input and output."))
+        unit = _muted_label("USD per million tokens, input and output.")
+        unit.setWordWrap(False)  # a wrapping label here let the form squeeze the table below its minimum
+        prices.addWidget(unit)
         prices.addWidget(self.price_table)
         prices.addLayout(price_buttons)
         form.addRow("Prices:", prices)
@@ -407,6 +537,88 @@ class SettingsDialog(QDialog):
         form.addRow("&Wall-clock limit:", self.wall_spin)
         return group
 
+    def _replies_group(self) -> QGroupBox:
+        group = QGroupBox("Model replies")
+        form = QFormLayout(group)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+
+        def spin(minimum: int, maximum: int, step: int, suffix: str, tip: str) -> QSpinBox:
+            box = QSpinBox()
+            box.setRange(minimum, maximum)
+            box.setSingleStep(step)
+            box.setGroupSeparatorShown(True)
+            box.setSuffix(suffix)
+            box.setToolTip(tip)
+            box.valueChanged.connect(self.revalidate)
+            return box
+
+        self.root_tokens_spin = spin(
+            1, MAX_OUTPUT_TOKENS, 1000, " tokens", "The most each root-model reply may be (reasoning included)"
+        )
+        self.sub_tokens_spin = spin(
+            1, MAX_OUTPUT_TOKENS, 1000, " tokens", "The most each llm_query reply may be (reasoning included)"
+        )
+        self.output_chars_spin = spin(
+            *OUTPUT_CHARS_RANGE,
+            1000,
+            " chars",
+            "REPL output the root model sees after each step; longer output is cut in the middle",
+        )
+        self.timeout_spin = QDoubleSpinBox()
+        self.timeout_spin.setDecimals(0)
+        self.timeout_spin.setRange(*TIMEOUT_RANGE_S)
+        self.timeout_spin.setSingleStep(10)
+        self.timeout_spin.setSuffix(" s")
+        self.timeout_spin.setToolTip(
+            "How long one model call may take; when streaming, the longest silence between two chunks"
+        )
+        self.timeout_spin.valueChanged.connect(self.revalidate)
+        self.stream_check = QCheckBox("St&ream replies")
+        self.stream_check.setToolTip(
+            "Show the root model's text as it is written, where the server can stream (plain requests otherwise)"
+        )
+        form.addRow("R&oot max output:", self.root_tokens_spin)
+        form.addRow("Su&b max output:", self.sub_tokens_spin)
+        form.addRow("REPL output c&ut:", self.output_chars_spin)
+        form.addRow("Request &timeout:", self.timeout_spin)
+        form.addRow("", self.stream_check)
+        return group
+
+    def _windows_group(self) -> QGroupBox:
+        group = QGroupBox("Context windows")
+        layout = QVBoxLayout(group)
+        self.windows_edit = QPlainTextEdit()
+        self.windows_edit.setObjectName("contextWindows")
+        self.windows_edit.setPlaceholderText("qwen3:8b=32768   (one model=tokens per line)")
+        self.windows_edit.setToolTip(
+            "Input + output tokens each model can hold. Set it for a local server with a small context; "
+            "otherwise the server's report (Test connection) or the model's published size is used."
+        )
+        self.windows_edit.setTabChangesFocus(True)
+        line = self.windows_edit.fontMetrics().lineSpacing()
+        self.windows_edit.setFixedHeight(line * 3 + 12)
+        self.windows_edit.textChanged.connect(self.revalidate)
+        self.windows_used = _muted_label()
+        self.windows_used.setWordWrap(False)  # one short line per model: a wrapped label upsets the dialog's height
+        self.windows_used.setObjectName("windowsUsed")
+        layout.addWidget(self.windows_edit)
+        layout.addWidget(self.windows_used)
+        return group
+
+    def _isolation_group(self) -> QGroupBox:
+        group = QGroupBox("Model code")
+        layout = QVBoxLayout(group)
+        # two lines: the column is narrow, and a checkbox does not wrap its text by itself
+        self.weak_check = QCheckBox("Run model code with &weak isolation\non this machine")
+        self.weak_check.setToolTip(
+            "Off: a run refuses to start where this machine cannot wall off the code the model writes "
+            "(no bubblewrap, no user namespaces). On: such runs go ahead with resource limits and an "
+            "in-process audit hook only, which a determined program can get around: it might read your "
+            "files or reach the network. `rlm-desktop doctor` shows what this machine offers."
+        )
+        layout.addWidget(self.weak_check)
+        return group
+
     def _set_tab_order(self) -> None:
         chain = [
             self.url_edit,
@@ -421,11 +633,18 @@ class SettingsDialog(QDialog):
             self.remove_price,
             self.cap_check,
             self.cap_amount,
+            self.windows_edit,
             self.depth_spin,
             self.iterations_spin,
             self.subcalls_spin,
             self.concurrency_spin,
             self.wall_spin,
+            self.root_tokens_spin,
+            self.sub_tokens_spin,
+            self.output_chars_spin,
+            self.timeout_spin,
+            self.stream_check,
+            self.weak_check,
             self.ok_button,
             self.buttons.button(QDialogButtonBox.StandardButton.Cancel),
         ]
@@ -474,12 +693,31 @@ class SettingsDialog(QDialog):
                 box.setValue(value)
         if isinstance(settings.max_wall_s, int | float):
             self.wall_spin.setValue(settings.max_wall_s / 60)
+        for box, value in (
+            (self.root_tokens_spin, settings.root_max_output_tokens),
+            (self.sub_tokens_spin, settings.sub_max_output_tokens),
+            (self.output_chars_spin, settings.output_chars),
+        ):
+            if isinstance(value, int) and not isinstance(value, bool):
+                box.setValue(value)
+        if isinstance(settings.request_timeout_s, int | float):
+            self.timeout_spin.setValue(settings.request_timeout_s)
+        self.stream_check.setChecked(settings.stream is not False)
+        self.weak_check.setChecked(settings.allow_weak_isolation is True)
+        windows = settings.context_windows if isinstance(settings.context_windows, dict) else {}
+        self.windows_edit.setPlainText("".join(f"{m}={t}\n" for m, t in windows.items()))
+        self._load_cached_caps()
         self._update_key_where()
         self._update_price_buttons()
 
     def form_settings(self) -> tuple[Settings, list[str]]:
         """The settings as the form shows them, and problems only the form can see (half-filled prices)."""
         problems: list[str] = []
+        try:
+            windows = parse_context_windows(self.windows_edit.toPlainText().splitlines())
+        except ValueError as exc:
+            problems.append(f"Context windows: {exc}")
+            windows = dict(self.settings.context_windows) if isinstance(self.settings.context_windows, dict) else {}
         prices: dict[str, str] = {}
         for row in range(self.price_table.rowCount()):
             if self._kind(row) != CUSTOM:
@@ -509,6 +747,13 @@ class SettingsDialog(QDialog):
             max_subcalls=self.subcalls_spin.value(),
             concurrency=self.concurrency_spin.value(),
             max_wall_s=round(self.wall_spin.value() * 60, 1),
+            root_max_output_tokens=self.root_tokens_spin.value(),
+            sub_max_output_tokens=self.sub_tokens_spin.value(),
+            output_chars=self.output_chars_spin.value(),
+            request_timeout_s=float(self.timeout_spin.value()),
+            stream=self.stream_check.isChecked(),
+            allow_weak_isolation=self.weak_check.isChecked(),
+            context_windows=windows,
             prices=prices,
         )
         return settings, problems
@@ -526,7 +771,36 @@ class SettingsDialog(QDialog):
         self.problems_label.setVisible(bool(self.problems))
         self.ok_button.setEnabled(not self.problems)
         self._colour_missing_prices(settings.cap_usd is not None)
+        self._show_windows_used(settings)
+        if self.isVisible():
+            self._fit_height()  # a new problem line must not squeeze the form
         return self.problems
+
+    def _load_cached_caps(self) -> None:
+        """What earlier probes of the endpoint in the form found (read again when the URL or a test changes it)."""
+        url = self.url_edit.text().strip() or None
+        try:
+            self._cached_caps = load_caps(self.home, url)
+        except OSError:
+            self._cached_caps = {}
+
+    def _show_windows_used(self, settings: Settings) -> None:
+        """Under the editor: the window each chosen model will get, and where that figure comes from."""
+        parts = []
+        for model in self._chosen_models():
+            caps = ModelCaps.from_json(self._cached_caps.get(model))
+            window = context_window(model, settings.context_windows, caps)
+            if window is None:
+                parts.append(f"{model}: not known; set it if the server's is small")
+                continue
+            if settings.context_windows.get(model):
+                source = "yours"
+            elif caps.context_window:
+                source = "reported by the server"
+            else:
+                source = "published size" if known_context_window(model) else "unknown"
+            parts.append(f"{model}: {window:,} tokens ({source})")
+        self.windows_used.setText("\n".join(parts))
 
     # ---- the price table ----------------------------------------------------------------------------
 
@@ -623,6 +897,11 @@ class SettingsDialog(QDialog):
                 self._append_row(model, default.input_per_m, default.output_per_m, BUILT_IN, at=at)
             at += 1
         self._syncing = was_syncing
+
+    @Slot()
+    def _url_changed(self) -> None:
+        self._load_cached_caps()
+        self.revalidate()
 
     @Slot()
     def _models_changed(self) -> None:
@@ -743,10 +1022,13 @@ class SettingsDialog(QDialog):
         self.test_result.setText(f"Connecting to {base_url}…")
         self.test_result.setVisible(True)
 
-        relay, model, timeout_s = _connection_relay(), settings.root_model, self.connection_timeout_s
+        self.findings.setVisible(False)
+        relay, timeout_s, home = _connection_relay(), self.connection_timeout_s, self.home
+        models = self._chosen_models()
+        prices = dict(settings.prices)
 
         def work() -> None:  # must not reference `self` (see _ConnectionRelay)
-            relay.finished.emit(token, run_connection_test(base_url, api_key, model, timeout_s))
+            relay.finished.emit(token, run_connection_test(base_url, api_key, models, timeout_s, prices, home))
 
         threading.Thread(target=work, name="settings-connection-test", daemon=True).start()
 
@@ -767,7 +1049,42 @@ class SettingsDialog(QDialog):
         self.test_result.setStyleSheet(f"color: {colour.name()};")
         self.test_result.setText(f"{mark} {result.message}")
         self.test_result.setVisible(True)
+        html = ""
+        if result.report is not None:
+            settings, _ = self.form_settings()
+            roles = {"root": settings.root_model, "sub": settings.sub_model}
+            html = findings_html(result.report, roles, settings.context_windows)
+            self._load_cached_caps()  # the test just cached what it found
+            self._show_windows_used(settings)
+        self._show_findings(html)
+        self._fit_height()
         self.connection_tested.emit(result)
+
+    def _show_findings(self, html: str) -> None:
+        self.findings.setHtml(html)
+        self.findings.setVisible(bool(html))
+        if not html:
+            return
+        document = self.findings.document()
+        document.setTextWidth(self.findings.viewport().width() or self.width() - 120)
+        self.findings.setFixedHeight(min(int(document.size().height()) + 6, FINDINGS_MAX_HEIGHT))
+
+    def _fit_height(self) -> None:
+        """Grow to fit what was added (never shrink): wrapped labels need their height for this width.
+
+        The layout's minimum ignores height-for-width, so without this the result's two wrapped lines
+        would be taken from the price table below.
+        """
+        layout = self.layout()
+        layout.activate()
+        needed = self.minimumSizeHint().height()
+        width = self.width() - layout.contentsMargins().left() - layout.contentsMargins().right()
+        for index in range(layout.count()):
+            item = layout.itemAt(index)
+            if not item.isEmpty() and item.hasHeightForWidth():
+                needed += max(0, item.heightForWidth(width) - item.minimumSize().height())
+        if self.isVisible() and needed > self.height():
+            self.resize(self.width(), needed)
 
     # ---- saving -------------------------------------------------------------------------------------
 

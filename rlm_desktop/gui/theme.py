@@ -23,6 +23,7 @@ STATUS_COLOURS = {
     "error": QColor(210, 50, 50),
     "failed": QColor(210, 50, 50),
     "refused": QColor(210, 120, 20),
+    "flagged": QColor(210, 120, 20),  # a sub-call whose answer came back empty, filtered or cut off
     "cancelled": QColor(140, 140, 140),
     "cap_reached": QColor(210, 120, 20),
     "limit_reached": QColor(210, 120, 20),

@@ -306,6 +306,8 @@ class Report:
     warnings: list[str]
     trajectory: list[TrajectoryEntry]
     documents: list[DocumentInfo]
+    cost_held_usd: float = 0.0  # reservations of calls whose cost the server did not report
+    cost_held_estimate_usd: float = 0.0
 
     @property
     def status_label(self) -> str:
@@ -340,9 +342,15 @@ class Report:
 
     @property
     def cost_summary(self) -> str:
+        amount = money(self.cost_usd)
+        if self.cost_held_usd:
+            amount = (
+                f"{money(self.cost_usd - self.cost_held_usd)} billed + {money(self.cost_held_usd)} held for calls "
+                f"whose cost the server did not report (probably about {money(self.cost_held_estimate_usd)})"
+            )
         if self.cap_usd is None:
-            return f"{money(self.cost_usd)} (no spending cap)"
-        return f"{money(self.cost_usd)} of a {money(self.cap_usd)} cap"
+            return f"{amount} (no spending cap)"
+        return f"{amount}, of a {money(self.cap_usd)} cap"
 
     @property
     def tokens_summary(self) -> str:
@@ -734,4 +742,6 @@ def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _
         warnings=[redact(str(w)) for w in record.get("warnings") or []],
         trajectory=trajectory,
         documents=sorted(documents.values(), key=lambda d: d.doc_id),
+        cost_held_usd=float(record.get("cost_held_usd") or 0.0),
+        cost_held_estimate_usd=float(record.get("cost_held_estimate_usd") or 0.0),
     )

@@ -15,7 +15,7 @@ import time
 import pytest
 from rlm_script import PRICES, ROOT, SUB, Script, repl
 
-from rlm_desktop.engine.events import CostChanged, NodeStarted, RunFinished
+from rlm_desktop.engine.events import CostChanged, NodeFinished, NodeStarted, RunFinished
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.pricing import PriceTable
 from rlm_desktop.engine.rlm import RunConfig, run_rlm
@@ -121,13 +121,18 @@ def test_cancel_ends_the_run_within_250_ms_and_keeps_the_trajectory(fake_openai,
     assert isinstance(events[-1], RunFinished)
     subs = [n for n in _walk(record["tree"]) if n["kind"] == "llm_query"]
     assert len(subs) == 4 and all(n["status"] == "cancelled" for n in subs)
+    # every step the stop ended was announced, so a live view ends exactly like the saved record
+    ended = {e.node.id: e.node.status for e in events if isinstance(e, NodeFinished)}
+    assert all(ended.get(n["id"]) == n["status"] for n in _walk(record["tree"]))
     with Case.open(case_path) as case:
         saved = load_run(case, record["run_id"])
     assert saved["status"] == "cancelled" and len(list(_walk(saved["tree"]))) == len(
         list(_walk(record["tree"]))
     )
     time.sleep(0.2)
-    workers = subprocess.run(["pgrep", "-f", "rlm_desktop/sandbox/worker.py"], capture_output=True, text=True)
+    from rlm_desktop.sandbox.host import WORKER_SCRIPT  # this checkout's worker, not another checkout's
+
+    workers = subprocess.run(["pgrep", "-f", str(WORKER_SCRIPT)], capture_output=True, text=True)
     assert workers.stdout.strip() == "", "a REPL worker outlived the cancelled run"
 
 

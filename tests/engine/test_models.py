@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
@@ -194,16 +193,17 @@ def test_unknown_price_is_refused_under_a_cap_and_unpriced_without(fake_openai):
     assert result.cost_usd is None and result.prompt_tokens > 0 and ledger.spent == 0.0
 
 
-def test_missing_usage_charges_the_reservation_and_says_so(fake_openai):
+def test_missing_usage_holds_the_reservation_and_estimates_the_cost(fake_openai):
     fake_openai.queue(Reply(text="no usage", omit_usage=True))
     events = []
     result, ledger = run_with_client(
         fake_openai.base_url, lambda c: c.complete("gpt-4o-mini", "hi", 40, label="x"), events=events
     )
     bound = upper_bound_cost(MINI, [{"role": "user", "content": "hi"}], 40)
-    assert not result.usage_reported and result.cost_usd == pytest.approx(bound)
-    assert ledger.spent == pytest.approx(bound)
-    assert events == [UsageMissing("x", "gpt-4o-mini", pytest.approx(bound))]
+    assert not result.usage_reported and result.held_usd == pytest.approx(bound)
+    assert 0 < result.cost_usd < bound  # the tokenizer's estimate, for display
+    assert ledger.held == pytest.approx(bound) and ledger.billed == 0.0 and ledger.spent == pytest.approx(bound)
+    assert events == [UsageMissing("x", "gpt-4o-mini", pytest.approx(bound), pytest.approx(result.cost_usd))]
 
 
 def test_falls_back_to_max_tokens_when_server_rejects_max_completion_tokens(fake_openai):
@@ -223,7 +223,7 @@ def test_falls_back_to_max_tokens_when_server_rejects_max_completion_tokens(fake
     sent = [r.json for r in fake_openai.chat_requests]
     assert "max_completion_tokens" in sent[0]
     assert [s.get("max_tokens") for s in sent[1:]] == [9, 9]
-    assert len(events) == 1 and "max_tokens" in events[0].reason
+    assert len(events) == 1 and "max_tokens" in events[0].change  # an adjustment, not a failed attempt
     assert ledger.open_reservations == 0
 
 
@@ -237,19 +237,32 @@ def test_gives_up_after_max_retries(fake_openai):
     assert len(fake_openai.chat_requests) == 3 and len(events) == 2
 
 
-def test_connection_errors_are_retried_then_reported():
-    with socket.socket() as probe:  # a port that was just free, so nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_connection_errors_are_retried_then_reported(closed_port):
+    port = closed_port
     events = []
-    with pytest.raises(ModelUnavailableError, match="connection failed"):
+    with pytest.raises(ModelUnavailableError, match="connection refused") as info:
         run_with_client(
             f"http://127.0.0.1:{port}/v1",
             lambda c: c.complete("gpt-4o-mini", "hi", 5),
             events=events,
             max_retries=1,
         )
-    assert len(events) == 1 and events[0].reason.startswith("connection failed")
+    assert len(events) == 1 and events[0].reason.startswith("cannot connect: connection refused")
+    assert "n1" not in str(info.value)
+
+
+def test_a_call_that_never_reached_the_server_costs_nothing(closed_port):
+    port = closed_port
+    ledger = SpendLedger(0.5)
+
+    async def main():
+        async with ModelClient(f"http://127.0.0.1:{port}/v1", "sk", PriceTable(), ledger, timeout_s=2,
+                               max_retries=3, backoff_base_s=0.01) as client:
+            await client.complete("gpt-5", "hi" * 1000, 8000)
+
+    with pytest.raises(ModelUnavailableError, match="connection refused"):
+        asyncio.run(main())
+    assert ledger.spent == 0.0 and ledger.held == 0.0 and ledger.reserved == 0.0
 
 
 def test_cancelling_an_inflight_call_charges_its_reservation(fake_openai):
@@ -309,10 +322,8 @@ def test_connection_test_lists_models_and_reports_bad_keys(fake_openai):
         run_with_client(fake_openai.base_url, lambda c: c.test_connection())
 
 
-def test_connection_test_reports_unreachable_server():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_connection_test_reports_unreachable_server(closed_port):
+    port = closed_port
     with pytest.raises(ModelCallError, match="cannot reach"):
         run_with_client(f"http://127.0.0.1:{port}/v1", lambda c: c.test_connection())
 

@@ -256,3 +256,27 @@ def test_retries_are_visible_in_the_trajectory(fake_openai, case_path):
     assert record["status"] == "completed"
     first = record["tree"]["children"][0]
     assert first["retries"][0]["attempt"] == 1 and "429" in first["retries"][0]["reason"]
+
+
+def test_one_cost_event_per_settled_call_with_its_tokens(fake_openai, case_path):
+    from rlm_desktop.engine.events import CostChanged
+
+    fake_openai.handler = Script(
+        [
+            repl("hits = search('Rotterdam')\nprint(len(hits))"),
+            repl(
+                "r = llm_query_batched(['a ' + hits[0].text, 'b ' + hits[0].text, 'c ' + hits[0].text])\nprint(r)"
+            ),
+            repl("m = quote(hits[0].doc_id, 'left Rotterdam')\nFINAL(f'It left Rotterdam {m}.')"),
+        ]
+    )
+    events = []
+    record = asyncio.run(run_rlm(case_path, "Q", config(fake_openai), "sk", emit=events.append))
+    assert record["status"] == "completed"
+    costs = [e for e in events if isinstance(e, CostChanged)]
+    calls = sum(u["calls"] for u in record["usage"].values())
+    assert calls == 6 and 1 <= len(costs) <= calls  # never one per reservation, never stale
+    assert [c.calls for c in costs] == sorted({c.calls for c in costs})  # each one says something new
+    last = costs[-1]
+    assert (last.calls, last.billed_usd) == (calls, pytest.approx(record["cost_billed_usd"]))
+    assert last.prompt_tokens == sum(u["prompt_tokens"] for u in record["usage"].values())

@@ -139,3 +139,15 @@ def test_banner_says_why_the_run_ended(qtbot, status, error, expected):
     assert not view.banner.isVisible()
     view.clear()
     assert EMPTY_TEXT in view.browser.toPlainText() and view.citations == []
+
+
+def test_run_warnings_are_listed_under_the_answer(qtbot):
+    from rlm_desktop.gui.answer_view import AnswerView
+
+    view = AnswerView()
+    qtbot.addWidget(view)
+    warning = "the server reported no usage for gpt-5-mini; cost estimated with a tokenizer"
+    view.set_answer("It was on 12 June.", [], "completed", warnings=[warning])
+    assert warning in view.browser.toPlainText() and "Warnings" in view.browser.toPlainText()
+    view.set_answer("It was on 12 June.", [], "completed")
+    assert "Warnings" not in view.browser.toPlainText()

@@ -112,3 +112,44 @@ def test_live_run_totals_match_the_record(qtbot, tmp_path, fake_openai):
     assert abs(meter.spent_usd - record["cost_usd"]) < 1e-9 and meter.reserved_usd == 0
     assert f"of {'$1.00'}" in meter.amount_label.text()
     assert "4 calls" in meter.detail_label.text()
+
+
+def test_billed_and_held_are_shown_apart(qtbot):
+    meter = make_meter(qtbot)
+    meter.reset(0.5)
+    meter.apply(
+        CostChanged("r", 0.12, 0.0, 0.5, 4, 900, 80, 3.0, billed_usd=0.02, held_usd=0.10, held_estimate_usd=0.015)
+    )
+    text = meter.amount_label.text()
+    assert "$0.0200" in text and "$0.1000 held" in text and "of $0.50" in text
+    tip = meter.amount_label.toolTip()
+    assert "did not report" in tip and "about $0.0150" in tip
+    spent, _ = meter.bar.fraction()
+    assert abs(spent - 0.12 / 0.5) < 1e-9  # the cap counts billed + held
+    meter.apply(RunFinished("r", "cancelled", {"cost_usd": 0.12, "cost_billed_usd": 0.02, "cost_held_usd": 0.10}))
+    assert "$0.0200" in meter.amount_label.text() and "$0.1000 held" in meter.amount_label.text()
+
+
+def test_a_run_against_a_server_that_is_down_shows_no_spend(qtbot, tmp_path, closed_port):
+    port = closed_port
+    sample = build_sample_case(tmp_path)
+
+    class Fake:
+        base_url = f"http://127.0.0.1:{port}/v1"
+
+    meter = make_meter(qtbot)
+    meter.reset(0.5)
+    handle = RunHandle(sample.case_path, QUESTION, run_config(Fake, cap_usd=0.5, max_retries=2), "sk-test")
+
+    class Relay(QObject):
+        event = Signal(object)
+
+    relay = Relay()
+    relay.event.connect(meter.apply, Qt.ConnectionType.QueuedConnection)
+    handle.subscribe(relay.event.emit)
+    handle.start()
+    record = handle.wait(30)
+    qtbot.waitUntil(lambda: not meter.running, timeout=5000)
+    assert record["status"] == "failed" and "connection refused" in record["error"]
+    assert record["cost_usd"] == 0.0 and "$0.0000" in meter.amount_label.text()
+    assert "held" not in meter.amount_label.text()

@@ -306,3 +306,45 @@ def test_a_shown_panel_keeps_up_with_thousands_of_live_steps(qtbot):
     assert len(panel.model) == 1 + 30 * 102
     assert elapsed < 10, f"{elapsed:.1f} s for 6,000 events"
     qtbot.waitUntil(lambda: panel.selected_node().id == "s30.99")
+
+
+def test_thinking_is_folded_away_and_never_run(qtbot, tmp_path):
+    import asyncio
+
+    from rlm_desktop.engine.rlm import run_rlm
+    from tests.fake_openai import Reply
+    from tests.rlm_script import repl
+
+    with FakeOpenAIServer() as server:
+        sample = build_sample_case(tmp_path)
+        script = answer_script()
+        draft = "<think>I could just guess.\n" + repl("FINAL('a guessed answer')") + "\n</think>\n"
+        turns = list(script.root_turns)
+        script.root_turns = ["(answered by the queue)", turns[0], draft + turns[1]]
+        sub_model = run_config(server).sub_model
+
+        def handler(request):
+            reply = script(request)
+            reply.usage_mode = "none" if request["model"] == sub_model else "full"
+            return reply
+
+        server.handler = handler
+        server.queue(Reply(text="", reasoning="Let me think about Rotterdam.", finish_reason="stop"))
+        record = asyncio.run(run_rlm(sample.case_path, QUESTION, run_config(server), "sk-test"))
+    assert record["status"] == "completed" and "guessed" not in record["answer"]
+    panel = make_panel(qtbot)
+    panel.load_record(record)
+    iterations = [n for n in panel.model.views() if n.kind == "iteration"]
+    first, third = iterations[0], iterations[2]
+    panel.select_node(first.id)
+    assert panel.detail.thinking_button.isVisible() and not panel.detail.thinking.isVisible()
+    assert "never run" in panel.detail.thinking_button.text()
+    assert "Unusable reply: the model only reasoned" in panel.detail.secondary.view.toPlainText()
+    panel.select_node(third.id)
+    qtbot.mouseClick(panel.detail.thinking_button, Qt.MouseButton.LeftButton)
+    assert panel.detail.thinking.isVisible()
+    assert "a guessed answer" in panel.detail.thinking.toPlainText()
+    panel.resize(1280, 720)
+    panel.grab().save(str(tmp_path / "thinking.png"))
+    sub = next(n for n in panel.model.views() if n.kind == "llm_query")
+    assert panel.model.data(panel.model.index_of(sub.id, 4)).startswith("~")  # estimated cost marked

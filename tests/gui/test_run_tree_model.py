@@ -228,22 +228,11 @@ def test_running_steps_count_their_time_and_run_finished_closes_leftovers(qtbot,
     ticks = []
     model.dataChanged.connect(lambda tl, br, roles=(): ticks.append((tl.column(), br.column())))
     qtbot.waitUntil(lambda: (TIME, TIME) in ticks, timeout=3000)  # the clock refreshes by itself
-    # the engine ends leftovers without an event each: the record's tree says how they ended
-    record_tree = {
-        **{k: getattr(root, k) for k in ("id", "kind", "model", "text", "started")},
-        "status": "cancelled",
-        "ended": datetime.now(UTC).isoformat(),
-        "children": [
-            {
-                **{k: getattr(it1, k) for k in ("id", "kind", "model", "text", "started")},
-                "status": "cancelled",
-                "ended": datetime.now(UTC).isoformat(),
-                "number": 1,
-                "children": [],
-            }
-        ],
-    }
-    model.apply(RunFinished("r", "cancelled", {"run_id": "r", "tree": record_tree}))
+    # the engine ends leftovers with a NodeFinished each, then the run
+    ended = datetime.now(UTC).isoformat()
+    model.apply(NodeFinished("r", replace(it1, status="cancelled", ended=ended)))
+    model.apply(NodeFinished("r", replace(root, status="cancelled", ended=ended)))
+    model.apply(RunFinished("r", "cancelled", {"run_id": "r"}))
     assert model.data(model.index_of("n1", STATUS)) == "cancelled"
     assert model.data(model.index_of("n0", STATUS)) == "cancelled"
     assert not model.live

@@ -14,10 +14,11 @@ from keyring.backends import fail
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QApplication, QDoubleSpinBox
 
+from rlm_desktop.engine.endpoints import load_caps
 from rlm_desktop.gui.settings_dialog import COL_IN, COL_OUT, COL_SOURCE, ENDPOINT_PLACEHOLDER, SettingsDialog
 from rlm_desktop.secrets import KeyStore
 from rlm_desktop.settings import Settings
-from tests.fake_openai import FakeOpenAIServer
+from tests.probe_server import ProbeServer, Quirks
 
 
 class MemoryKeyring(KeyringBackend):
@@ -211,45 +212,83 @@ def test_a_broken_settings_file_still_opens(qtbot, tmp_path):
     assert Settings.load(tmp_path).root_model == "gpt-5"
 
 
-def test_connection_succeeds_against_the_fake_server(qtbot, tmp_path, fake_openai):
-    dialog = open_dialog(qtbot, tmp_path, root_model="gpt-4o-mini")
-    dialog.url_edit.setText(fake_openai.base_url)
-    with qtbot.waitSignal(dialog.connection_tested, timeout=10_000) as tested:
-        qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
-        # the click returned while the test runs on its own thread
-        assert not dialog.test_button.isEnabled() and "Connecting to" in dialog.test_result.text()
+QUIRKY = Quirks(
+    models=["qwen3:8b", "gpt-4o-mini"],
+    model_fields={"qwen3:8b": {"max_model_len": 8192}},
+    refuse_max_completion_tokens="422",
+    reasoning="think",
+    usage="none",
+    stream="no_options",
+)
+
+
+def test_connection_probes_both_models_and_shows_what_it_found(qtbot, tmp_path):
+    dialog = open_dialog(qtbot, tmp_path, root_model="qwen3:8b", sub_model="gpt-4o-mini", cap_usd=None)
+    assert dialog.windows_used.text().splitlines()[0] == "qwen3:8b: 32,768 tokens (published size)"
+    with ProbeServer(QUIRKY) as server:
+        dialog.url_edit.setText(server.base_url)
+        with qtbot.waitSignal(dialog.connection_tested, timeout=10_000) as tested:
+            qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
+            # the click returned while the test runs on its own thread
+            assert not dialog.test_button.isEnabled() and "Connecting to" in dialog.test_result.text()
     result = tested.args[0]
-    assert result.ok and not result.warning
-    assert dialog.test_result.text().startswith("✓ Connected to " + fake_openai.base_url)
-    assert "3 models" in dialog.test_result.text() and dialog.test_button.isEnabled()
-    assert [r.path for r in fake_openai.requests] == ["/v1/models"]
+    assert result.ok and not result.warning and dialog.test_button.isEnabled()
+    assert dialog.test_result.text() == (
+        f"✓ Connected to {server.base_url} (2 models listed); qwen3:8b and gpt-4o-mini answered."
+    )
+    # both models were really tried, each with a streaming call too
+    assert {r.json["model"] for r in server.chat_requests} == {"qwen3:8b", "gpt-4o-mini"}
+    assert any(r.json.get("stream") for r in server.chat_requests)
+    shown = dialog.findings.toPlainText()
+    assert dialog.findings.isVisible()
+    for words in (
+        "Root: qwen3:8b",
+        "Sub: gpt-4o-mini",
+        "output limit\nmax_tokens\nmax_tokens",
+        "yes, without usage",
+        "NOT reported: costs estimated",
+        "<think> tags in the text",
+        "8,192 tokens (server)",
+        "128,000 tokens (published)",
+        "refused max_completion_tokens (HTTP 422: max_completion_tokens: Extra inputs are not permitted)",
+    ):
+        assert words in shown
+    # cached for runs, and the window in use now comes from the server
+    assert load_caps(tmp_path, server.base_url)["qwen3:8b"]["context_window"] == 8192
+    assert dialog.windows_used.text().splitlines()[0] == "qwen3:8b: 8,192 tokens (reported by the server)"
 
 
-def test_connection_warns_when_the_model_is_missing_and_reports_a_bad_key(qtbot, tmp_path, fake_openai):
-    dialog = open_dialog(qtbot, tmp_path, root_model="gpt-9")
-    dialog.url_edit.setText(fake_openai.base_url)
-    with qtbot.waitSignal(dialog.connection_tested, timeout=10_000) as tested:
-        dialog.test_button.click()
-    assert tested.args[0].ok and tested.args[0].warning
-    assert "'gpt-9' is not among" in dialog.test_result.text()
-
-    fake_openai.api_key = "sk-right"
-    dialog.key_edit.setText("sk-wrong")
-    with qtbot.waitSignal(dialog.connection_tested, timeout=10_000) as tested:
-        dialog.test_button.click()
-    assert not tested.args[0].ok
-    assert "rejected the API key" in dialog.test_result.text()
-    assert "sk-wrong" not in dialog.test_result.text()
-
-
-def test_connection_falls_back_to_a_call_when_there_is_no_model_list(qtbot, tmp_path):
-    dialog = open_dialog(qtbot, tmp_path, root_model="gpt-4o-mini")
-    with FakeOpenAIServer(models=None) as server:
+def test_connection_warns_about_a_missing_model_and_reports_a_bad_key(qtbot, tmp_path):
+    dialog = open_dialog(qtbot, tmp_path, root_model="tidy-model", sub_model="gpt-9", cap_usd=None)
+    with ProbeServer(Quirks()) as server:
         dialog.url_edit.setText(server.base_url)
         with qtbot.waitSignal(dialog.connection_tested, timeout=10_000) as tested:
             dialog.test_button.click()
-        assert len(server.chat_requests) == 1
-    assert tested.args[0].ok and "gpt-4o-mini answered" in dialog.test_result.text()
+        assert tested.args[0].ok and tested.args[0].warning
+        assert "but gpt-9 did not answer: see below" in dialog.test_result.text()
+        assert "✗ HTTP 404: The model `gpt-9` does not exist." in dialog.findings.toPlainText()
+
+        server.quirks.api_key, server.quirks.echo_key_on_401 = "sk-right", True
+        dialog.key_edit.setText("sk-wrong-0123456789")
+        with qtbot.waitSignal(dialog.connection_tested, timeout=10_000) as tested:
+            dialog.test_button.click()
+    assert not tested.args[0].ok
+    assert "rejected the API key" in dialog.test_result.text()
+    assert "Incorrect API key provided: [key hidden]" in dialog.test_result.text()
+    assert "0123456789" not in dialog.test_result.text() + dialog.findings.toPlainText()
+    assert not dialog.findings.isVisible()  # no model was tried with a refused key
+
+
+def test_connection_without_a_model_list_tries_the_models(qtbot, tmp_path):
+    dialog = open_dialog(qtbot, tmp_path, root_model="gpt-4o-mini", sub_model="gpt-4o-mini")
+    with ProbeServer(Quirks(models=None)) as server:
+        dialog.url_edit.setText(server.base_url)
+        with qtbot.waitSignal(dialog.connection_tested, timeout=10_000) as tested:
+            dialog.test_button.click()
+        assert len(server.chat_requests) == 2  # one model in both roles: tried once, plain and streaming
+    assert tested.args[0].ok
+    assert dialog.test_result.text().endswith("(no model list); gpt-4o-mini answered.")
+    assert "Root and sub: gpt-4o-mini" in dialog.findings.toPlainText()
 
 
 def test_connection_to_nothing_says_so_plainly(qtbot, tmp_path):
@@ -260,8 +299,49 @@ def test_connection_to_nothing_says_so_plainly(qtbot, tmp_path):
         dialog.test_button.click()
     assert not tested.args[0].ok
     assert dialog.test_result.text() == (
-        f"✗ Could not connect to {url}: nothing answered there. Check the URL, and that the server is running."
+        f"✗ Could not connect to {url}: connection refused, nothing answered there. Check the URL, and that "
+        "the server is running."
     )
+    assert not (tmp_path / "endpoints.json").exists()
+
+
+def test_limits_windows_and_switches_load_validate_and_save(qtbot, tmp_path):
+    dialog = open_dialog(
+        qtbot,
+        tmp_path,
+        root_max_output_tokens=3000,
+        request_timeout_s=60.0,
+        context_windows={"gpt-5": 200_000},
+        stream=False,
+    )
+    assert dialog.root_tokens_spin.value() == 3000 and dialog.timeout_spin.value() == 60
+    assert not dialog.stream_check.isChecked() and not dialog.weak_check.isChecked()
+    assert dialog.windows_edit.toPlainText() == "gpt-5=200000\n"
+    assert "Off: a run refuses to start" in dialog.weak_check.toolTip()
+
+    dialog.windows_edit.setPlainText("gpt-5=200000\nqwen3")
+    assert dialog.problems == ["Context windows: 'qwen3': expected MODEL=TOKENS, like qwen3:8b=32768"]
+    assert not dialog.ok_button.isEnabled()
+    dialog.windows_edit.setPlainText("gpt-5=200000\ngpt-5-mini=3000")
+    assert dialog.problems == [
+        "Sub max output tokens (4,000) must be less than the context window of gpt-5-mini (3,000 tokens), "
+        "or the question itself has no room"
+    ]
+    assert "gpt-5-mini: 3,000 tokens (yours)" in dialog.windows_used.text()
+    dialog.windows_edit.setPlainText("gpt-5=200000\ngpt-5-mini=64,000")
+    dialog.sub_tokens_spin.setValue(2500)
+    dialog.output_chars_spin.setValue(5000)
+    dialog.timeout_spin.setValue(90)
+    dialog.stream_check.setChecked(True)
+    dialog.weak_check.setChecked(True)
+    assert dialog.problems == [] and dialog.ok_button.isEnabled()
+    with qtbot.waitSignal(dialog.settings_saved, timeout=1_000):
+        dialog.ok_button.click()
+    saved = json.loads((tmp_path / "settings.json").read_text())
+    assert saved["context_windows"] == {"gpt-5": 200_000, "gpt-5-mini": 64_000}
+    assert (saved["root_max_output_tokens"], saved["sub_max_output_tokens"]) == (3000, 2500)
+    assert (saved["output_chars"], saved["request_timeout_s"]) == (5000, 90.0)
+    assert saved["stream"] is True and saved["allow_weak_isolation"] is True
 
 
 def test_connection_test_refuses_a_malformed_url_without_trying(qtbot, tmp_path):
@@ -276,7 +356,13 @@ def test_screenshots(qtbot, tmp_path):
     """/tmp/shots/settings_error.png (a cap without a price) and /tmp/shots/settings.png (valid, tested)."""
     shots = Path("/tmp/shots")
     shots.mkdir(exist_ok=True)
-    with FakeOpenAIServer(models=["llama3.1:70b", "gpt-4o-mini", "nomic-embed-text"]) as server:
+    quirks = Quirks(
+        models=["llama3.1:70b", "gpt-4o-mini", "nomic-embed-text"],
+        model_fields={"llama3.1:70b": {"max_model_len": 32768}},
+        refuse_max_completion_tokens="400",
+        stream="no_options",
+    )
+    with ProbeServer(quirks) as server:
         dialog = open_dialog(
             qtbot, tmp_path, base_url=server.base_url, root_model="llama3.1:70b", sub_model="gpt-4o-mini"
         )
@@ -341,11 +427,18 @@ def test_tab_goes_through_the_form_in_reading_order(qtbot, tmp_path):
         dialog.add_price,
         dialog.cap_check,  # "Remove price" is disabled until a custom price is selected
         dialog.cap_amount,
+        dialog.windows_edit,
         dialog.depth_spin,
         dialog.iterations_spin,
         dialog.subcalls_spin,
         dialog.concurrency_spin,
         dialog.wall_spin,
+        dialog.root_tokens_spin,
+        dialog.sub_tokens_spin,
+        dialog.output_chars_spin,
+        dialog.timeout_spin,
+        dialog.stream_check,
+        dialog.weak_check,
     ]
     dialog.url_edit.setFocus()
     qtbot.waitUntil(dialog.url_edit.hasFocus)

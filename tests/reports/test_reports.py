@@ -433,3 +433,26 @@ def test_render_matches_across_formats(sample):
     assert {u.model: u.role for u in report.usage} == {"gpt-5": "root", "gpt-5-mini": "sub"}
     assert {d.title for d in report.documents} == {"harbour report.pdf", "Re: Blue Heron shipment"}
     assert all(d.read_by for d in report.documents)  # both were read by a sub-call, and cited
+
+
+def test_held_cost_and_estimated_usage_are_stated_in_reports(tmp_path):
+    with FakeOpenAIServer() as fake:
+        built = build_sample_case(tmp_path)
+        from sample_case import answer_script
+
+        script = answer_script()
+
+        def handler(request):
+            reply = script(request)
+            reply.usage_mode = "total_only"
+            return reply
+
+        fake.handler = handler
+        record = asyncio.run(run_rlm(built.case_path, QUESTION, run_config(fake), "sk-test"))
+    assert record["status"] == "completed" and record["cost_held_usd"] > 0 and record["cost_billed_usd"] == 0
+    for fmt in ("html", "md"):
+        out = tmp_path / f"report.{fmt}"
+        export_run(built.case_path, record["run_id"], fmt, out)
+        text = out.read_text(encoding="utf-8")
+        assert "held for calls whose cost the server did not report" in text
+        assert "reported no usage for gpt-5" in text
