@@ -18,23 +18,30 @@ _SECRET_NAMES = (
     r"|password|passwd|pwd|secret|client[-_]?secret|sig|signature|session[-_]?token"
 )
 _SECRET_NAME = re.compile(rf"^(?:{_SECRET_NAMES})$", re.I)
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+_PATTERNS: list[tuple[re.Pattern[str], str, tuple[str, ...]]] = [  # (pattern, replacement, cheap triggers)
     # provider keys: OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-), and masked echoes (sk-****abcd)
-    (re.compile(r"\bsk-[A-Za-z0-9_*\-]{4,}"), REDACTED),
-    (re.compile(r"\b(?:gsk|hf|xai|pplx|ghp|gho|github_pat|glpat)[_-][A-Za-z0-9_\-]{16,}"), REDACTED),
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), REDACTED),
+    (re.compile(r"\bsk-[A-Za-z0-9_*\-]{4,}"), REDACTED, ("sk-",)),
+    (
+        re.compile(r"\b(?:gsk|hf|xai|pplx|ghp|gho|github_pat|glpat)[_-][A-Za-z0-9_\-]{16,}"),
+        REDACTED,
+        ("gsk", "hf", "xai", "pplx", "gh", "glpat"),
+    ),
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), REDACTED, ("aiza",)),
     # "Authorization: Bearer <token>", "Basic <b64>"
     # (a credential has digits or is long: "Basic authentication" and "token received" are words)
     (
-        re.compile(r"(?i)\b(bearer|basic|token)(\s+)(?:(?=[A-Za-z._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}|[A-Za-z0-9._~+/=\-]{24,})"),
+        re.compile(
+            r"(?i)\b(bearer|basic|token)(\s+)(?:(?=[A-Za-z._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{8,}|[A-Za-z0-9._~+/=\-]{24,})"
+        ),
         rf"\1\2{REDACTED}",
+        ("bearer", "basic", "token"),
     ),
     # what OpenAI-compatible servers echo back: "Incorrect API key provided: <key>"
-    (re.compile(r"(?i)(api[ _-]?key provided:?\s*)[^\s.,;'\"}]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)(api[ _-]?key provided:?\s*)[^\s.,;'\"}]+"), rf"\1{REDACTED}", ("provided",)),
     # URL userinfo: scheme://user:secret@host or scheme://token@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#]+@"), rf"\1{REDACTED}@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#]+@"), rf"\1{REDACTED}@", ("://",)),
     # query parameters: ?api-key=..., &key=..., &access_token=...
-    (re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&#\s\"'<>]+"), rf"\1{REDACTED}"),
+    (re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&#\s\"'<>]+"), rf"\1{REDACTED}", ("=",)),
     # key: value / key=value in error bodies and config dumps ("api_key": "...", password=...)
     (
         re.compile(
@@ -42,6 +49,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
             r"|password|secret)[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"',}&]{4,}"
         ),
         rf"\1{REDACTED}",
+        ("key", "token", "secret", "password"),
     ),
 ]
 
@@ -60,12 +68,12 @@ def redact(text: str, known_secrets: Iterable[str | None] = ()) -> str:
     """`text` without the given secrets, the remembered ones, and anything key-shaped."""
     if not text:
         return text
-    with _known_lock:
-        secrets = {*_known, *(s for s in known_secrets if s and len(s) >= _MIN_SECRET)}
-    for secret in sorted(secrets, key=len, reverse=True):  # longest first: a key containing another
-        text = text.replace(secret, REDACTED)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    text = _remove_known(text, known_secrets)
+    lower = text.lower()
+    for pattern, replacement, triggers in _PATTERNS:
+        if any(t in lower for t in triggers):  # most text has none of them: skip the regex scan
+            text = pattern.sub(replacement, text)
+            lower = text.lower()
     return text
 
 
@@ -73,10 +81,22 @@ def redact_known(text: str, known_secrets: Iterable[str | None] = ()) -> str:
     """`text` without the exact secrets only: for document text (excerpts, quotes) that must stay verbatim."""
     if not text:
         return text
+    return _remove_known(text, known_secrets)
+
+
+_PIECE = 8  # a word holding this many characters of a secret in a row carries part of it (a cut-off echo)
+
+
+def _remove_known(text: str, known_secrets: Iterable[str | None]) -> str:
     with _known_lock:
         secrets = {*_known, *(s for s in known_secrets if s and len(s) >= _MIN_SECRET)}
-    for secret in sorted(secrets, key=len, reverse=True):
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: a key containing another
         text = text.replace(secret, REDACTED)
+    pieces = {s[i : i + _PIECE] for s in secrets if len(s) > _PIECE for i in range(len(s) - _PIECE + 1)}
+    found = [p for p in pieces if p in text]  # C-speed scans; words are only split when a piece is there
+    if found:
+        words = re.split(r"(\s+)", text)
+        text = "".join(REDACTED if any(p in w for p in found) else w for w in words)
     return text
 
 
