@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from rlm_desktop.store.case import Case
+from rlm_desktop.store.case import Case, DocumentRow
 
 
 class SourceUnavailable(Exception):
     """The original bytes cannot be had (file moved or changed since ingest); the stored text still can."""
 
 
-def source_bytes(case: Case, doc_id: int) -> bytes:
-    """The exact bytes that were ingested as `doc_id`, verified against the document's SHA-256."""
-    doc = case.document(doc_id)
+def source_bytes(case: Case, doc_id: int | DocumentRow) -> bytes:
+    """The exact bytes that were ingested as `doc_id`, verified against the document's SHA-256.
+    A DocumentRow the caller already read may be given instead of the id."""
+    doc = doc_id if isinstance(doc_id, DocumentRow) else case.document(doc_id)
     data = case.blob(doc.sha256)
     if data is not None:
         return data

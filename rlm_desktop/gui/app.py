@@ -41,8 +41,10 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
+    from rlm_desktop.gui.bridge import configure_gui_thread
     from rlm_desktop.gui.main_window import MainWindow
 
+    configure_gui_thread()  # the GIL goes back to the GUI thread within 1 ms while a run or an ingest works
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RLM Desktop")
     app.setOrganizationName("rlm-desktop")

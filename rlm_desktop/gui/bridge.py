@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.rlm import RunConfig
+from rlm_desktop.gui.tasks import run_in_background
 
 
 class RunBridge(QObject):
@@ -24,7 +25,6 @@ class RunBridge(QObject):
     run_event = Signal(object)
     run_ended = Signal(object)
     _wake = Signal()
-    _ended_from_engine = Signal(object)
 
     # A batch of 100 sub-calls ends in a burst of hundreds of events; delivered back to back they would
     # freeze the window. Events wait in a queue and are handed on in slices of at most this many ms,
@@ -42,7 +42,6 @@ class RunBridge(QObject):
         self._drain_timer.timeout.connect(self._drain)
         # Emitted on the engine thread; the explicit queued connection hops to this object's (GUI) thread.
         self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
-        self._ended_from_engine.connect(self._relay_end, Qt.ConnectionType.QueuedConnection)
 
     @property
     def running(self) -> bool:
@@ -56,16 +55,13 @@ class RunBridge(QObject):
         handle.subscribe(self._enqueue)
         handle.start()
         self.handle = handle
-        threading.Thread(target=self._watch, args=(handle,), name="rlm-run-watch", daemon=True).start()
+        # the run has its own thread and loop; a pool thread waits for its end and tells the GUI thread
+        run_in_background(handle.join, lambda _: self._relay_end(handle), owner=self)
         return handle
 
     def cancel(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
-
-    def _watch(self, handle: RunHandle) -> None:
-        handle.join()
-        self._ended_from_engine.emit(handle)
 
     def _enqueue(self, event: object) -> None:
         """On the engine thread: queue the event and wake the GUI thread once per batch, not per event."""
@@ -90,7 +86,6 @@ class RunBridge(QObject):
         while self._queue:
             self.run_event.emit(self._queue.popleft())
 
-    @Slot(object)
     def _relay_end(self, handle: RunHandle) -> None:
         self.flush()  # the run's last events come before the news that it ended
         self.run_ended.emit(handle)

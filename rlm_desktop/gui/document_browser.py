@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 import sqlite3
-import threading
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
@@ -60,6 +59,7 @@ from rlm_desktop.gui.document_model import (
     DocumentTreeModel,
     kind_label,
 )
+from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.store.case import Case
 from rlm_desktop.store.fts import FtsMatch, InvalidQuery
 
@@ -210,13 +210,11 @@ class DocumentBrowser(QWidget):
 
     document_activated = Signal(int)  # doc_id
     span_activated = Signal(int, int, int)  # doc_id, start, end
-    _tree_built = Signal(int, object)  # from the refresh thread: (generation, DocumentTree)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._case: Case | None = None
         self._generation = 0  # a background refresh older than the newest one is dropped
-        self._tree_built.connect(self._on_tree_built, Qt.ConnectionType.QueuedConnection)
         self.model = DocumentTreeModel(None, self)
         self.proxy = DocumentFilterProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -383,12 +381,11 @@ class DocumentBrowser(QWidget):
         self._generation += 1
         generation, path = self._generation, self._case.path
 
-        def build() -> None:
+        def build() -> DocumentTree:
             with Case.open(path) as case:
-                tree = DocumentTree.from_case(case)
-            self._tree_built.emit(generation, tree)
+                return DocumentTree.from_case(case)
 
-        threading.Thread(target=build, name="documents-refresh", daemon=True).start()
+        run_in_background(build, lambda tree: self._on_tree_built(generation, tree), owner=self)
 
     def _on_tree_built(self, generation: int, tree: DocumentTree) -> None:
         if generation == self._generation and self._case is not None:  # not for a case closed meanwhile

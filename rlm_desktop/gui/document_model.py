@@ -20,6 +20,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 
 from rlm_desktop.gui import theme
+from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import Case, DocumentRow
 
 THREAD = "thread"
@@ -31,28 +32,27 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 _TOP = QModelIndex()  # the invisible root, as a default argument
 
-# label, icon letter, icon colour
-KIND_STYLES: dict[str, tuple[str, str, QColor]] = {
-    "pdf": ("PDF", "P", QColor(200, 45, 45)),
-    "docx": ("Word", "W", QColor(40, 90, 190)),
-    "email": ("Email", "@", QColor(30, 130, 150)),
-    THREAD: ("Thread", "≡", QColor(20, 95, 110)),
-    "mailbox": ("Mailbox", "M", QColor(110, 80, 160)),
-    "text": ("Text", "T", QColor(100, 100, 100)),
-    "markdown": ("Markdown", "#", QColor(90, 90, 90)),
-    "html": ("HTML", "<", QColor(210, 110, 20)),
-    "attachment": ("Unread file", "?", QColor(160, 160, 160)),
-}
+THREAD_STYLE = ("Thread", "≡", QColor(20, 95, 110))  # a row the window makes, not a document kind
+
+
+def _style(kind: str) -> tuple[str, str, QColor]:
+    """(short label, icon letter, icon colour) from the formats table (ingest/formats.py)."""
+    if kind == THREAD:
+        return THREAD_STYLE
+    fmt = formats.get(kind)
+    if fmt is None:
+        return formats.short_label(kind), kind[:1].upper() or "?", theme.MUTED
+    return fmt.short, fmt.icon, QColor(fmt.colour)
 
 
 def kind_label(kind: str) -> str:
-    return KIND_STYLES[kind][0] if kind in KIND_STYLES else kind.upper() if len(kind) <= 4 else kind.title()
+    return _style(kind)[0]
 
 
 @cache
 def kind_icon(kind: str, size: int = 16) -> QIcon:
     """A small coloured tile with a letter: tells kinds apart at a glance without icon files."""
-    _, letter, colour = KIND_STYLES.get(kind, ("", kind[:1].upper() or "?", theme.MUTED))
+    _, letter, colour = _style(kind)
     pixmap = QPixmap(size, size)
     pixmap.fill(Qt.GlobalColor.transparent)
     painter = QPainter(pixmap)

@@ -1,9 +1,11 @@
-"""Background ingest (a worker thread with its own case connection) and the panel showing its progress."""
+"""Background ingest (on the window's task pool, with its own case connection) and the panel showing its progress."""
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlm_desktop.gui import theme
+from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.ingest.pipeline import ingest
 from rlm_desktop.ingest.progress import (
     FileFinished,
@@ -39,7 +42,7 @@ RENDER_INTERVAL_MS = 50  # events only update plain state; the widgets catch up 
 
 
 class IngestController(QObject):
-    """Runs one ingest at a time on a Python thread; reports its events and result as signals.
+    """Runs one ingest at a time on the task pool (gui/tasks.py); reports its events and result as signals.
 
     The worker opens its own Case (SQLite connections are per thread) and never touches a widget:
     each ingest event crosses to the GUI thread as the frozen dataclass it is, over `event_received`.
@@ -54,9 +57,8 @@ class IngestController(QObject):
     def __init__(self, parent: QObject | None = None, jobs: int | None = None):
         super().__init__(parent)
         self.jobs = jobs  # extractor processes; None lets the pipeline choose
-        self._thread: threading.Thread | None = None
+        self._future: Future[IngestReport] | None = None
         self._cancel = threading.Event()
-        self._lock = threading.Lock()
         self._running = False
         self.started_at = 0.0  # time.monotonic() of the last start
 
@@ -65,20 +67,20 @@ class IngestController(QObject):
         return self._running
 
     def start(self, case_path: Path, paths: list[Path]) -> bool:
-        with self._lock:
-            if self._running:
-                self.refused.emit("An ingest is already running: wait for it to finish, or cancel it first.")
-                return False
-            self._running = True
-            self.started_at = time.monotonic()
-            self._cancel = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(Path(case_path), list(paths), self._cancel),
-                name="ingest",
-                daemon=True,
-            )
-        self._thread.start()
+        if self._running:
+            self.refused.emit("An ingest is already running: wait for it to finish, or cancel it first.")
+            return False
+        self._running = True
+        self.started_at = time.monotonic()
+        cancel = self._cancel = threading.Event()
+        progress, jobs, case_path, paths = self.event_received.emit, self.jobs, Path(case_path), list(paths)
+
+        def job() -> IngestReport:
+            with Case.open(case_path) as case:
+                return ingest(case, paths, progress=progress, cancel=cancel, jobs=jobs)
+
+        # an exception is reported to the window like a report: never lost in a thread
+        self._future = run_in_background(job, self._ended, self._ended, owner=self)
         return True
 
     def cancel(self) -> None:
@@ -87,23 +89,17 @@ class IngestController(QObject):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker has ended; True if it has (or none ran)."""
-        thread = self._thread
-        if thread is None:
+        future = self._future
+        if future is None:
             return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def _run(self, case_path: Path, paths: list[Path], cancel: threading.Event) -> None:
-        result: object
         try:
-            with Case.open(case_path) as case:
-                result = ingest(
-                    case, list(paths), progress=self.event_received.emit, cancel=cancel, jobs=self.jobs
-                )
-        except BaseException as exc:  # reported to the window, never lost in a thread
-            result = exc
-        with self._lock:
-            self._running = False
+            future.exception(timeout)
+        except FutureTimeout:
+            return False
+        return True
+
+    def _ended(self, result: object) -> None:
+        self._running = False
         self.finished.emit(result)
 
 

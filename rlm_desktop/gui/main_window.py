@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QThread, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -30,6 +30,8 @@ from rlm_desktop.gui.document_browser import DocumentBrowser
 from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
 from rlm_desktop.gui.run_history import RunHistoryView
 from rlm_desktop.gui.source_viewer import SourceViewer
+from rlm_desktop.gui.tasks import run_in_background, tasks
+from rlm_desktop.ingest import formats
 from rlm_desktop.ingest.progress import IngestStarted
 from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
 from rlm_desktop.reports import FORMAT_LABELS
@@ -61,24 +63,6 @@ def _local_paths(event: QEvent) -> list[Path]:
     return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
 
 
-class _Exporter(QObject):
-    """Writes a report on a worker thread so a big run never freezes the window."""
-
-    finished = Signal(object, object)  # (path, error)
-
-    def __init__(self, case_path: Path, run_id: str, fmt: str, out: Path):
-        super().__init__()
-        self.args = (case_path, run_id, fmt, out)
-
-    def run(self) -> None:
-        from rlm_desktop.reports import export_run
-
-        try:
-            self.finished.emit(export_run(*self.args), None)
-        except Exception as exc:  # shown to the user; nothing is half-written (export_run writes atomically)
-            self.finished.emit(None, exc)
-
-
 class MainWindow(QMainWindow):
     case_opened = Signal(str)
 
@@ -88,7 +72,6 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings.load(home)
         self.case: Case | None = None
         self.case_name: str | None = None
-        self._threads: list[QThread] = []
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -126,7 +109,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._wire()
         QApplication.instance().installEventFilter(self)
-        threading.Thread(target=secrets.warm_up, name="keyring-warm-up", daemon=True).start()
+        run_in_background(secrets.warm_up)  # finding the keyring can take a second
 
     # -- construction -----------------------------------------------------------------------------------------
 
@@ -318,7 +301,7 @@ class MainWindow(QMainWindow):
             self,
             "Add files to the case",
             "",
-            "Documents (*.pdf *.docx *.eml *.emlx *.msg *.mbox *.txt *.md *.html *.htm);;All files (*)",
+            formats.file_filter(),
         )
         self.ingest_paths([Path(f) for f in files])
 
@@ -384,21 +367,19 @@ class MainWindow(QMainWindow):
             path += f".{fmt}"
         self.export_run(run_id, fmt, Path(path))
 
-    def export_run(self, run_id: str, fmt: str, out: Path) -> QThread:
+    def export_run(self, run_id: str, fmt: str, out: Path) -> Future[Path]:
         """Export on a worker thread; the status bar says when it is written (or why it failed)."""
+        from rlm_desktop.reports import export_run
+
         assert self.case is not None
-        thread = QThread(self)
-        worker = _Exporter(self.case.path, run_id, fmt, out)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.finished.connect(self._exported)
-        worker.finished.connect(thread.quit)
-        thread.finished.connect(lambda: self._threads.remove(thread))
-        thread.worker = worker  # keep it alive as long as the thread
-        self._threads.append(thread)
+        case_path = self.case.path
         self.statusBar().showMessage(f"Exporting {fmt.upper()} report to {out} …")
-        thread.start()
-        return thread
+        return run_in_background(
+            lambda: export_run(case_path, run_id, fmt, out),
+            lambda path: self._exported(path, None),
+            lambda error: self._exported(None, error),  # nothing is half-written: export_run writes atomically
+            owner=self,
+        )
 
     def _exported(self, path: object, error: object) -> None:
         if error is not None:
@@ -450,9 +431,7 @@ class MainWindow(QMainWindow):
         if self.ingest.running:
             self.ingest.cancel()
             self.ingest.wait(30)
-        for thread in list(self._threads):
-            thread.quit()
-            thread.wait(10_000)
+        tasks().wait(10)  # an export or a refresh still writing finishes first
         if self.case is not None:
             self.case.close()
             self.case = None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QCoreApplication, QLocale, QModelIndex, QObject, Qt, Signal, Slot
+from PySide6.QtCore import QLocale, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -42,6 +41,7 @@ from PySide6.QtWidgets import (
 from rlm_desktop.engine.endpoints import load_caps
 from rlm_desktop.engine.model_info import ModelCaps, context_window, known_context_window
 from rlm_desktop.engine.pricing import DEFAULT_PRICES, PRICES_TAKEN, Price
+from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.gui.theme import MUTED, STATUS_COLOURS, UNVERIFIED, VERIFIED
 from rlm_desktop.secrets import KEY_ENV_VAR, KeyStore
 from rlm_desktop.settings import (
@@ -222,26 +222,6 @@ def findings_html(report: EndpointReport, roles: dict[str, str], context_windows
     return table + notes_html
 
 
-class _ConnectionRelay(QObject):
-    """Carries connection-test results to the GUI thread; one for the whole app.
-
-    The worker thread holds only this long-lived object, never the dialog: if a worker dropped
-    the last reference to a dialog, PySide would destroy the dialog off the GUI thread and crash.
-    """
-
-    finished = Signal(object, object)  # (the dialog's request token, ConnectionResult)
-
-
-_relay: _ConnectionRelay | None = None
-
-
-def _connection_relay() -> _ConnectionRelay:
-    global _relay
-    if _relay is None:
-        _relay = _ConnectionRelay(QCoreApplication.instance())
-    return _relay
-
-
 class _PriceDelegate(QStyledItemDelegate):
     """Prices are edited in a spin box, so a cell always holds a number (or nothing yet)."""
 
@@ -305,7 +285,6 @@ class SettingsDialog(QDialog):
 
         self._build()
         self._load(self.settings)
-        _connection_relay().finished.connect(self._connection_finished, Qt.ConnectionType.QueuedConnection)
         self.revalidate()
 
     # ---- building -----------------------------------------------------------------------------------
@@ -1023,18 +1002,17 @@ class SettingsDialog(QDialog):
         self.test_result.setVisible(True)
 
         self.findings.setVisible(False)
-        relay, timeout_s, home = _connection_relay(), self.connection_timeout_s, self.home
+        timeout_s, home = self.connection_timeout_s, self.home
         models = self._chosen_models()
         prices = dict(settings.prices)
 
-        def work() -> None:  # must not reference `self` (see _ConnectionRelay)
-            relay.finished.emit(token, run_connection_test(base_url, api_key, models, timeout_s, prices, home))
+        def work() -> ConnectionResult:  # must not reference `self` (see gui/tasks.py)
+            return run_connection_test(base_url, api_key, models, timeout_s, prices, home)
 
-        threading.Thread(target=work, name="settings-connection-test", daemon=True).start()
+        run_in_background(work, lambda result: self._connection_finished(token, result), owner=self)
 
-    @Slot(object, object)
     def _connection_finished(self, token: object, result: ConnectionResult) -> None:
-        if token is self._test_token:  # other dialogs' tests share the relay
+        if token is self._test_token:  # a test started before the form was reset is stale
             self._show_connection_result(result)
 
     def _show_connection_result(self, result: ConnectionResult) -> None:

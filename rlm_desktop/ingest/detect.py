@@ -2,33 +2,9 @@
 
 from __future__ import annotations
 
+from rlm_desktop.ingest import formats
 from rlm_desktop.ingest.extracted import Extracted, ExtractionError, UnsupportedFormat
 from rlm_desktop.ingest.source import Source
-
-TEXT_SUFFIXES = {
-    ".txt",
-    ".text",
-    ".md",
-    ".markdown",
-    ".rst",
-    ".csv",
-    ".tsv",
-    ".log",
-    ".json",
-    ".xml",
-    ".yaml",
-    ".yml",
-    ".ini",
-    ".cfg",
-    ".conf",
-    ".tex",
-    ".srt",
-    ".vtt",
-}
-HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-EMAIL_SUFFIXES = {".eml", ".emlx", ".mime"}
-MBOX_SUFFIXES = {".mbox", ".mbx"}
-OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 # Types we know and deliberately do not read: say so plainly instead of "unknown".
 KNOWN_UNREADABLE = {
@@ -69,47 +45,19 @@ KNOWN_UNREADABLE = {
     ".vcf": "contact card",
 }
 
-MIME_KINDS = {
-    "application/pdf": "pdf",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
-    "message/rfc822": "email",
-    "text/plain": "text",
-    "text/markdown": "text",
-    "text/csv": "text",
-    "text/html": "html",
-    "application/vnd.ms-outlook": "msg",
-}
-
-
 def detect_kind(source: Source, content_type: str | None = None) -> str:
-    """One of pdf, docx, email, mbox, msg, pst, html, text; UnsupportedFormat otherwise."""
+    """The kind of a file (see ingest/formats.py): by content signature, suffix, content type, then content;
+    UnsupportedFormat otherwise."""
     head = source.head(4096)
     suffix = source.suffix
-    if b"%PDF-" in head[:1024]:
-        return "pdf"
-    if head.startswith(OLE_MAGIC):
-        if suffix == ".msg" or content_type == "application/vnd.ms-outlook":
-            return "msg"
-        if suffix in {".docx", ".doc", ".docm", ".dotx"}:
-            return "docx"  # the DOCX reader explains encrypted DOCX and old .doc files
-    from rlm_desktop.ingest.msg import is_pst
-
-    if is_pst(source):
-        return "pst"
-    if head.startswith(b"PK\x03\x04") and suffix in {".docx", ".docm", ".dotx", ".dotm", ""}:
-        return "docx"
-    if suffix in MBOX_SUFFIXES:
-        return "mbox"
-    if suffix in EMAIL_SUFFIXES:
-        return "email"
-    if suffix in HTML_SUFFIXES:
-        return "html"
-    if suffix in TEXT_SUFFIXES:
-        return "text"
-    if suffix == ".msg":
-        return "msg"
+    for fmt in formats.formats():
+        if fmt.sniff is not None and fmt.sniff(head, suffix, content_type):
+            return fmt.kind
+    kind = formats.kind_for_suffix(suffix)
+    if kind:
+        return kind
     if content_type:
-        kind = MIME_KINDS.get(content_type.lower())
+        kind = formats.kind_for_mime(content_type)
         if kind:
             return kind
     from rlm_desktop.ingest.mbox import looks_like_email
@@ -144,33 +92,8 @@ def _mostly_text(head: bytes) -> bool:
 
 
 def extract(source: Source, kind: str) -> Extracted:
-    """Run the extractor for `kind` (mailboxes are streamed by the pipeline, not here)."""
-    if kind == "pdf":
-        from rlm_desktop.ingest.pdf import extract_pdf
-
-        return extract_pdf(source)
-    if kind == "docx":
-        from rlm_desktop.ingest.docx import extract_docx
-
-        return extract_docx(source)
-    if kind == "email":
-        from rlm_desktop.ingest.mail import extract_email
-
-        return extract_email(source)
-    if kind == "msg":
-        from rlm_desktop.ingest.msg import extract_msg
-
-        return extract_msg(source)
-    if kind == "pst":
-        from rlm_desktop.ingest.msg import reject_pst
-
-        reject_pst(source)
-    if kind == "html":
-        from rlm_desktop.ingest.text import extract_html
-
-        return extract_html(source)
-    if kind == "text":
-        from rlm_desktop.ingest.text import extract_text
-
-        return extract_text(source)
-    raise UnsupportedFormat(f"no extractor for {kind!r}")
+    """Run the extractor registered for `kind` (mailboxes are streamed by the pipeline, not here)."""
+    fmt = formats.get(kind)
+    if fmt is None or fmt.extractor is None:
+        raise UnsupportedFormat(f"no extractor for {kind!r}")
+    return fmt.load_extractor()(source)

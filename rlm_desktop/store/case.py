@@ -412,6 +412,19 @@ class Case:
             self._row(r, tuple(paths.get(r[0], ()))) for r in self.conn.execute(sql + " ORDER BY id", params)
         ]
 
+    def children(self, doc_id: int, limit: int | None = None) -> tuple[list[DocumentRow], int]:
+        """A document's current direct children (attachments, messages) in id order, at most `limit` of
+        them, and how many there are in all (a mailbox may hold thousands)."""
+        total = self.conn.execute(
+            "SELECT COUNT(*) FROM documents WHERE parent_id = ? AND superseded_by IS NULL", (doc_id,)
+        ).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE parent_id = ? AND superseded_by IS NULL ORDER BY id"
+            " LIMIT ?",
+            (doc_id, -1 if limit is None else limit),
+        ).fetchall()
+        return [self._row(r) for r in rows], total
+
     def text(self, doc_id: int) -> str:
         row = self.conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
         if row is None:

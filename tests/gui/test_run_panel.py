@@ -20,7 +20,8 @@ from rlm_desktop.engine.events import (
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.runs import load_run
 from rlm_desktop.gui import theme
-from rlm_desktop.gui.run_panel import MAX_RENDER_CHARS, RunPanel
+from rlm_desktop.gui.excerpt_view import MAX_RENDER_CHARS
+from rlm_desktop.gui.run_panel import RunPanel
 from rlm_desktop.store.case import Case
 from tests.fake_openai import FakeOpenAIServer
 

@@ -16,7 +16,8 @@ from sample_case import EMAIL_PHRASE, PDF_PHRASE, build_sample_case
 
 from rlm_desktop.engine.citations import build_citation
 from rlm_desktop.gui.pdf_page_view import MUPDF_LOCK
-from rlm_desktop.gui.source_viewer import EMPTY_MESSAGE, UNVERIFIED_MESSAGE, SourceViewer, qt_position
+from rlm_desktop.gui.source_viewer import EMPTY_MESSAGE, UNVERIFIED_MESSAGE, SourceViewer
+from rlm_desktop.gui.span_text_view import qt_position
 from rlm_desktop.ingest.pipeline import ingest
 from rlm_desktop.store.case import Case
 

@@ -1,0 +1,133 @@
+"""Small generic widgets: a wrapping flow layout, a notice bar, a label that elides its text."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtWidgets import QLabel, QLayout, QLayoutItem, QSizePolicy, QWidget
+
+NOTICE_STYLES = {
+    # background, border, text
+    "error": ("#fde8e8", "#c82828", "#8a1414"),
+    "warning": ("#fff6d6", "#d9a400", "#5c4500"),
+    "ok": ("#e7f4ea", "#1e823c", "#14532a"),
+}
+
+
+class FlowLayout(QLayout):
+    """Lays widgets out left to right and wraps to the next line, like words (for attachment chips)."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 6):
+        super().__init__(parent)
+        self._items: list[QLayoutItem] = []
+        self.setSpacing(spacing)
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item: QLayoutItem) -> None:
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int) -> QLayoutItem | None:
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int) -> QLayoutItem | None:
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self) -> Qt.Orientation:
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._arrange(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:
+        super().setGeometry(rect)
+        self._arrange(rect, move=True)
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        return size
+
+    def _arrange(self, rect: QRect, move: bool) -> int:
+        x, y, line_height = rect.x(), rect.y(), 0
+        for item in self._items:
+            if item.widget() is not None and item.widget().isHidden():
+                continue
+            hint = item.sizeHint()
+            if x + hint.width() > rect.right() + 1 and line_height:
+                x, y, line_height = rect.x(), y + line_height + self.spacing(), 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self.spacing()
+            line_height = max(line_height, hint.height())
+        return y + line_height - rect.y()
+
+
+class NoticeBar(QLabel):
+    """A coloured strip above the document: red for an unverified citation, yellow for a fallback."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.level = ""
+        self.plain_text = ""
+        self.hide()
+
+    def show_notice(self, text: str, level: str) -> None:
+        """Show `text` (plain; its first line in bold) in the colours of `level`: error, warning or ok."""
+        background, border, colour = NOTICE_STYLES[level]
+        self.level = level
+        self.plain_text = text
+        self.setStyleSheet(
+            f"QLabel {{ background: {background}; color: {colour}; border: 1px solid {border};"
+            f" border-left: 5px solid {border}; border-radius: 3px; padding: 6px 8px; }}"
+        )
+        first, _, rest = text.partition("\n")
+        body = f"<b>{html.escape(first)}</b>"
+        if rest:
+            body += "<br>" + html.escape(rest).replace("\n", "<br>")
+        self.setText(body)
+        self.show()
+
+    def clear_notice(self) -> None:
+        self.level = ""
+        self.plain_text = ""
+        self.setText("")
+        self.hide()
+
+
+class ElidedLabel(QLabel):
+    """One line of text that shortens in the middle ("/home/…/file.pdf") when the widget is narrow."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.full_text = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self.setToolTip(text)
+        self._elide()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(
+            self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideMiddle, self.width())
+        )

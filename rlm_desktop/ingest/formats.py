@@ -1,0 +1,137 @@
+"""The one table of document formats: how a file is recognised, which extractor reads it, how its kind is named.
+
+Adding a format is one extractor module plus one `register(Format(...))` line below. The detector,
+the window's "Add files" filter, the kind labels and icons of the document list, the viewer and the
+reports all read this table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Sniff = Callable[[bytes, str, str | None], bool]  # (first 4 KB, lower-case suffix, content type) -> is it?
+
+
+@dataclass(frozen=True)
+class Format:
+    """One kind of document. `extractor` is "module:function" (imported only when a file needs it);
+    None for kinds that are only stored (a mailbox's container, an unread attachment) or streamed."""
+
+    kind: str
+    label: str  # "Word document": the viewer and reports
+    short: str  # "Word": the document list's Kind column
+    icon: str  # one letter (or sign) on the kind's coloured tile
+    colour: str  # the tile's colour, "#rrggbb"
+    suffixes: tuple[str, ...] = ()
+    mime_types: tuple[str, ...] = ()
+    extractor: str | None = None
+    sniff: Sniff | None = None  # a content signature, tried before any suffix
+    addable: bool = True  # offered in the window's "Add files" filter
+    needs_signature: bool = False  # the suffix alone is not enough (a ".pdf" without a PDF header is an error)
+
+    def load_extractor(self) -> Callable[[Any], Any]:
+        if self.extractor is None:
+            raise LookupError(f"documents of kind {self.kind!r} are not extracted one file at a time")
+        module, _, name = self.extractor.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+_FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    """Add a format (a later registration of the same kind replaces the earlier one)."""
+    _FORMATS[fmt.kind] = fmt
+    return fmt
+
+
+def formats() -> list[Format]:
+    """Every format, in registration order (the order sniffers are tried in)."""
+    return list(_FORMATS.values())
+
+
+def get(kind: str) -> Format | None:
+    return _FORMATS.get(kind)
+
+
+def label(kind: str) -> str:
+    fmt = _FORMATS.get(kind)
+    return fmt.label if fmt else (kind.upper() if len(kind) <= 4 else kind.title())
+
+
+def short_label(kind: str) -> str:
+    fmt = _FORMATS.get(kind)
+    return fmt.short if fmt else (kind.upper() if len(kind) <= 4 else kind.title())
+
+
+def kind_for_suffix(suffix: str) -> str | None:
+    for fmt in _FORMATS.values():
+        if suffix in fmt.suffixes and not fmt.needs_signature:
+            return fmt.kind
+    return None
+
+
+def kind_for_mime(content_type: str) -> str | None:
+    content_type = content_type.lower()
+    for fmt in _FORMATS.values():
+        if content_type in fmt.mime_types:
+            return fmt.kind
+    return None
+
+
+def file_filter() -> str:
+    """The "Add files" dialog's filter: every suffix a registered extractor reads, then all files."""
+    patterns = [f"*{s}" for fmt in _FORMATS.values() if fmt.addable for s in fmt.suffixes]
+    return f"Documents ({' '.join(dict.fromkeys(patterns))});;All files (*)"
+
+
+# ---- signatures -------------------------------------------------------------------------------------
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _is_pdf(head: bytes, suffix: str, content_type: str | None) -> bool:
+    return b"%PDF-" in head[:1024]
+
+
+def _is_msg(head: bytes, suffix: str, content_type: str | None) -> bool:
+    return head.startswith(OLE_MAGIC) and (suffix == ".msg" or content_type == "application/vnd.ms-outlook")
+
+
+def _is_docx(head: bytes, suffix: str, content_type: str | None) -> bool:
+    if head.startswith(OLE_MAGIC):  # the DOCX reader explains encrypted DOCX and old .doc files
+        return suffix in {".docx", ".doc", ".docm", ".dotx"}
+    return head.startswith(b"PK\x03\x04") and suffix in {".docx", ".docm", ".dotx", ".dotm", ""}
+
+
+def _is_pst(head: bytes, suffix: str, content_type: str | None) -> bool:
+    return head.startswith(b"!BDN") or suffix in (".pst", ".ost")
+
+
+# ---- the formats, in the order their signatures are tried -------------------------------------------
+
+register(Format("pdf", "PDF", "PDF", "P", "#c82d2d", (".pdf",), ("application/pdf",),
+                "rlm_desktop.ingest.pdf:extract_pdf", _is_pdf, needs_signature=True))  # fmt: skip
+register(Format("msg", "Outlook message", "Outlook", "@", "#1e8296", (".msg",), ("application/vnd.ms-outlook",),
+                "rlm_desktop.ingest.msg:extract_msg", _is_msg))  # fmt: skip
+register(Format("docx", "Word document", "Word", "W", "#285abe", (".docx", ".docm", ".dotx"),
+                ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",),
+                "rlm_desktop.ingest.docx:extract_docx", _is_docx, needs_signature=True))  # fmt: skip
+register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (), (), "rlm_desktop.ingest.msg:reject_pst",
+                _is_pst, addable=False))  # fmt: skip
+register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
+register(Format("email", "Email", "Email", "@", "#1e8296", (".eml", ".emlx", ".mime"), ("message/rfc822",),
+                "rlm_desktop.ingest.mail:extract_email"))  # fmt: skip
+register(Format("html", "Web page", "HTML", "<", "#d26e14", (".html", ".htm", ".xhtml"), ("text/html",),
+                "rlm_desktop.ingest.text:extract_html"))  # fmt: skip
+register(Format("text", "Text", "Text", "T", "#646464",
+                (".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".tsv", ".log", ".json", ".xml", ".yaml",
+                 ".yml", ".ini", ".cfg", ".conf", ".tex", ".srt", ".vtt"),
+                ("text/plain", "text/markdown", "text/csv"), "rlm_desktop.ingest.text:extract_text"))  # fmt: skip
+# kinds a case holds that no single file is read as
+register(Format("mailbox", "Mailbox", "Mailbox", "M", "#6e50a0", addable=False))
+register(Format("markdown", "Markdown", "Markdown", "#", "#5a5a5a", addable=False))
+register(Format("attachment", "Attachment (not read)", "Unread file", "?", "#a0a0a0", addable=False))
