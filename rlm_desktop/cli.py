@@ -133,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run model code even where this machine offers only weak isolation (see `doctor`)",
     )
     p.add_argument(
-        "--isolation", choices=["auto", "bwrap", "unshare", "rlimits"], default="auto", help=argparse.SUPPRESS
+        "--isolation",
+        choices=["auto", "bwrap", "landlock", "unshare", "rlimits"],
+        default="auto",
+        help=argparse.SUPPRESS,
     )
 
     p = sub.add_parser("gui", parents=[common], help="open the investigation window (the default command)")
@@ -443,6 +446,12 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     if not path.exists():
         raise UsageError(f"no case {path.stem!r} at {path} (ingest files into it first)")
     config = _run_config(args, home)
+    from rlm_desktop.sandbox.isolation import IsolationRefused, check_isolation
+
+    try:  # a forced mode this machine cannot build, or no real wall and weak isolation not allowed
+        check_isolation(config.isolation, config.allow_weak_isolation)
+    except IsolationRefused as exc:
+        raise UsageError(str(exc)) from None
     api_key = os.environ.get(args.api_key_env) or load_api_key(home)
     if not api_key:
         if config.base_url:  # local servers (Ollama, vLLM, LM Studio) usually need no key

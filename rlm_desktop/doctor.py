@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,59 +9,39 @@ from typing import Any
 from rlm_desktop.engine.model_info import known_context_window
 from rlm_desktop.engine.probe import EndpointReport, describe_model
 
-# What each way of walling the REPL keeps out, strongest first (the order the sandbox tries them).
+# What each way of walling the REPL keeps out, strongest first (the order `auto` tries them in).
 ISOLATION_STRENGTH = {
-    "bwrap": ("strong", "own namespaces, no network, read-only system, only a scratch folder writable"),
-    "unshare": ("partial", "no network and own namespaces, but the host's files are visible"),
-    "rlimits": ("weak", "resource limits and an in-process audit hook only"),
-}
-_CHECK_TIMEOUT_S = 10.0
+    "bwrap": ("strong", "own namespaces, no network, read-only system, only the scratch folder writable; "
+              "Landlock and seccomp inside too"),
+    "unshare": ("strong", "own namespaces, its own read-only root and /proc, no network; Landlock and seccomp "
+                "inside too"),
+    "landlock": ("strong", "Landlock and seccomp, no namespaces needed: files read-only but the scratch folder, "
+                 "no sockets, no new processes"),
+    "rlimits": ("weak", "resource limits and an in-process audit hook only: not a wall"),
+}  # fmt: skip
 
 
 def isolation_report() -> dict[str, Any]:
-    """Which isolation modes work on this machine, found by starting a trivial Python inside each.
+    """Which walls this machine can build around model code (from rlm_desktop.sandbox.walls())."""
+    from rlm_desktop.sandbox import walls
 
-    The single place `doctor` learns about walls, so a richer report from rlm_desktop.sandbox can
-    replace it without touching the command.
-    """
-    from rlm_desktop.sandbox import host
-
-    modes: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rlm-doctor-") as scratch:
-        for mode in host.ISOLATIONS:
-            strength, keeps = ISOLATION_STRENGTH.get(mode, ("unknown", ""))
-            entry: dict[str, Any] = {"mode": mode, "strength": strength, "keeps_out": keeps}
-            command = host.worker_command(mode, None, scratch)
-            if command is None:
-                entry.update(available=False, detail=f"{mode} is not installed")
-            else:
-                entry.update(_try_walls(command, host.clean_environment(scratch), scratch))
-            modes.append(entry)
-    best = next((m["mode"] for m in modes if m["available"]), None)
-    warning = None
-    if best is None or ISOLATION_STRENGTH.get(best, ("weak",))[0] != "strong":
-        warning = host.ISOLATION_WARNINGS.get(best or "rlimits")
-    return {"modes": modes, "best": best, "warning": warning}
-
-
-def _try_walls(command: list[str], env: dict[str, str], scratch: str) -> dict[str, Any]:
-    """Run `python -c pass` behind the same walls the worker would get (everything before its `--`)."""
-    walls = command[: command.index("--") + 1] if "--" in command else []
-    try:
-        done = subprocess.run(
-            [*walls, sys.executable, "-I", "-c", "pass"],
-            env=env,
-            cwd=scratch,
-            capture_output=True,
-            text=True,
-            timeout=_CHECK_TIMEOUT_S,
+    found = walls()
+    modes = []
+    for mode, state in found["modes"].items():
+        strength, keeps = ISOLATION_STRENGTH.get(mode, ("weak" if state["weak"] else "strong", ""))
+        detail = "works" if state["usable"] else state["detail"]
+        modes.append(
+            {"mode": mode, "strength": strength, "keeps_out": keeps, "available": state["usable"], "detail": detail}
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"available": False, "detail": f"could not start: {exc}"}
-    if done.returncode != 0:
-        said = " ".join(done.stderr.split())[-300:] or f"exit code {done.returncode}"
-        return {"available": False, "detail": f"fails here: {said}"}
-    return {"available": True, "detail": "works"}
+    return {
+        "modes": modes,
+        "best": found["auto"],
+        "refused": found["refused"],
+        "warning": found["advice"] or None,
+        "landlock_abi": found["landlock"]["abi"],
+        "seccomp": found["seccomp"],
+        "pids_cgroup": found["pids_cgroup"],
+    }
 
 
 def context_window_of(model: str, overrides: Mapping[str, int], caps_window: int | None) -> dict[str, Any]:
@@ -131,7 +108,9 @@ def doctor_text(data: Mapping[str, Any]) -> str:
         lines.append(
             f"  {mode['mode']:<{width}}  {mark} {mode['strength']}: {mode['keeps_out']} ({mode['detail']})"
         )
-    lines.append(f"  runs use: {iso['best'] or 'nothing works'}")
+    lines.append(
+        f"  runs use: {iso['best'] or 'no real wall here: model code is refused unless weak isolation is allowed'}"
+    )
     if "allow_weak_isolation" in data:
         allowed = "yes" if data["allow_weak_isolation"] else "no"
         lines.append(f"  weak isolation allowed in settings: {allowed}")

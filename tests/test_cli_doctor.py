@@ -98,7 +98,7 @@ def test_doctor_json_is_one_object_and_flags_override_settings(tmp_path):
     assert model["cost_estimated"] and model["cost_usd"] > 0 and model["calls"] >= 3
     assert ["output limit", "takes max_tokens"] in model["findings"]
     modes = {m["mode"]: m for m in data["isolation"]["modes"]}
-    assert set(modes) == {"bwrap", "unshare", "rlimits"} and modes["rlimits"]["available"]
+    assert set(modes) == {"bwrap", "unshare", "landlock", "rlimits"} and modes["rlimits"]["available"]
     assert data["cache"] == str(tmp_path / "endpoints.json")
     assert set(load_caps(tmp_path, server.base_url)) == {"gpt-4o-mini"}
 

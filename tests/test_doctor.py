@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import shutil
-
 from rlm_desktop.doctor import doctor_text, isolation_report
 
 
-def test_the_walls_that_work_here_are_found_by_starting_python_behind_them():
+def test_the_walls_that_work_here_are_reported_strongest_first():
     report = isolation_report()
     modes = {m["mode"]: m for m in report["modes"]}
+    assert list(modes) == ["bwrap", "unshare", "landlock", "rlimits"]
     assert modes["rlimits"]["available"] and modes["rlimits"]["strength"] == "weak"
-    if shutil.which("bwrap") and modes["bwrap"]["available"]:
-        assert report["best"] == "bwrap" and report["warning"] is None
+    if modes["bwrap"]["available"]:
+        assert report["best"] == "bwrap" and report["warning"] is None and not report["refused"]
     for mode in modes.values():
-        assert mode["detail"]  # "works", "not installed" or the launcher's own complaint
+        assert mode["detail"]  # "works", or why not
 
 
-def test_without_bwrap_and_unshare_only_weak_walls_remain_and_that_is_said(monkeypatch, tmp_path):
+def test_without_bwrap_and_unshare_the_kernel_walls_or_a_refusal_remain_and_that_is_said(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # neither launcher can be found
     report = isolation_report()
     modes = {m["mode"]: m for m in report["modes"]}
-    assert modes["bwrap"] == {
-        "mode": "bwrap",
-        "strength": "strong",
-        "keeps_out": modes["bwrap"]["keeps_out"],
-        "available": False,
-        "detail": "bwrap is not installed",
-    }
+    assert not modes["bwrap"]["available"] and "bubblewrap" in modes["bwrap"]["detail"]
     assert not modes["unshare"]["available"]
-    assert report["best"] == "rlimits" and "install bubblewrap" in report["warning"]
+    if modes["landlock"]["available"]:  # Linux 5.13+ with libseccomp: still a real wall
+        assert report["best"] == "landlock" and not report["refused"]
+    else:
+        assert report["best"] is None and report["refused"] and "bubblewrap" in report["warning"]
     data = {
         "endpoint": "http://127.0.0.1:9/v1",
         "reachable": False,
@@ -45,5 +41,8 @@ def test_without_bwrap_and_unshare_only_weak_walls_remain_and_that_is_said(monke
         "allow_weak_isolation": False,
     }
     text = doctor_text(data)
-    assert "bwrap    ✗ strong" in text and "runs use: rlimits" in text
-    assert "weak isolation allowed in settings: no" in text and "⚠ no namespace isolation" in text
+    assert "bwrap     ✗ strong" in text and "weak isolation allowed in settings: no" in text
+    if report["best"] is None:
+        assert "model code is refused unless weak isolation is allowed" in text and "⚠ Install bubblewrap" in text
+    else:
+        assert f"runs use: {report['best']}" in text

@@ -68,7 +68,7 @@ def test_the_entry_point_runs_a_real_worker_when_asked(tmp_path: Path, monkeypat
     )
 
     async def scenario():
-        sandbox = await host.Sandbox.start(None, scratch_dir=tmp_path / "scratch", isolation="rlimits")
+        sandbox = await host.Sandbox.start(None, scratch_dir=tmp_path / "scratch", isolation="rlimits", allow_weak=True)
         try:
             return await sandbox.execute("import statistics\nprint(statistics.mean([1, 2, 6]))")
         finally:

@@ -6,6 +6,8 @@ from PyInstaller.utils.hooks import collect_submodules
 hiddenimports = collect_submodules("rlm_desktop")
 # qasync finds its Qt binding with importlib at run time.
 hiddenimports += ["qasync", "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets"]
+# The REPL worker loads its seccomp layer (and ctypes) only when it confines itself.
+hiddenimports += ["pyseccomp", "ctypes", "ctypes.util"]
 
 # The root model's code cells may import any standard module, but a bundle holds only what the app itself
 # imports. These are the ones an investigation plausibly uses (text, numbers, dates, tables): without them a

@@ -47,6 +47,7 @@ from rlm_desktop.engine.tree import Node, Tree, now_iso
 from rlm_desktop.engine.untrusted import subcall_messages
 from rlm_desktop.frozen import resources_dir
 from rlm_desktop.sandbox.host import Sandbox
+from rlm_desktop.sandbox.isolation import MemoryBudget
 from rlm_desktop.store.case import Case
 
 RESOURCES = resources_dir()  # the checkout's resources/, or the bundle's copy (sys._MEIPASS) when frozen
@@ -81,7 +82,7 @@ class RunConfig:
     sub_prompt_max_chars: int = 400_000
     output_chars: int = 20_000
     cell_timeout_s: float = 300.0
-    memory_mb: int = 4096
+    memory_mb: int = 2048  # per REPL; all REPLs of a run share at most a quarter of RAM (MemoryBudget)
     isolation: str = "auto"
     request_timeout_s: float = 180.0  # a whole non-streaming call; the idle gap between chunks when streaming
     max_retries: int = 4
@@ -225,6 +226,7 @@ class _Run:
         self.prompts_seen: Counter[str] = Counter()
         self.warnings: list[str] = []
         self.isolation: str | None = None
+        self.memory = MemoryBudget()
         self.semaphore = asyncio.Semaphore(config.concurrency)
         self.loop = asyncio.get_running_loop()
         self._closed_calls = 0  # ledger closes already announced
@@ -686,28 +688,33 @@ class Level:
     async def run(self) -> tuple[str, str]:
         """(answer, status) of this level. Raises StopRun for run-wide stops, CancelledError on cancel."""
         run, cfg = self.run_, self.run_.config
-        sandbox = await Sandbox.start(
-            run.case_path,
-            self.doc_ids,
-            limits={
-                "output_chars": cfg.output_chars,
-                "cell_timeout_s": cfg.cell_timeout_s,
-                "memory_mb": cfg.memory_mb,
-                "marker_prefix": self.marker_prefix,
-            },
-            on_request=self._on_request,
-            isolation=cfg.isolation,
-        )
-        self.sandbox = sandbox
-        if self.depth == 0:
-            run.isolation = sandbox.isolation
-            run.warnings.extend(sandbox.warnings)
+        memory_mb = run.memory.take(cfg.memory_mb)  # what the run's earlier REPLs left of its budget
         try:
-            return await self._loop(sandbox)
+            sandbox = await Sandbox.start(
+                run.case_path,
+                self.doc_ids,
+                limits={
+                    "output_chars": cfg.output_chars,
+                    "cell_timeout_s": cfg.cell_timeout_s,
+                    "memory_mb": memory_mb,
+                    "marker_prefix": self.marker_prefix,
+                },
+                on_request=self._on_request,
+                isolation=cfg.isolation,
+                allow_weak=cfg.allow_weak_isolation,
+            )
+            self.sandbox = sandbox
+            if self.depth == 0:
+                run.isolation = sandbox.isolation
+                run.warnings.extend(sandbox.warnings)
+            try:
+                return await self._loop(sandbox)
+            finally:
+                sandbox.kill()  # synchronous and immediate: the kill switch never waits for the worker
+                with contextlib.suppress(BaseException):  # then reap it and remove its scratch folder
+                    await asyncio.wait_for(sandbox.close(), 2.0)
         finally:
-            sandbox.kill()  # synchronous and immediate: the kill switch never waits for the worker
-            with contextlib.suppress(BaseException):  # then reap it and remove its scratch folder
-                await asyncio.wait_for(sandbox.close(), 2.0)
+            run.memory.give_back(memory_mb)
 
     async def _loop(self, sandbox: Sandbox) -> tuple[str, str]:
         run, cfg = self.run_, self.run_.config

@@ -190,6 +190,8 @@ def _render_root(detail: NodeDetail, node: NodeView, ctx: DetailContext) -> None
         view.add_text("(no answer)", colour=muted, italic=True)
     if record.get("error"):
         view.add_text(f"Why the run ended: {record['error']}", colour=ERROR_COLOUR, gap=True)
+    if "WEAK" in str(record.get("isolation") or ""):  # the usual walls are in the record and reports
+        view.add_text(f"Model code ran with weak isolation: {record['isolation']}", colour=ERROR_COLOUR, gap=True)
 
 
 def _render_iteration(detail: NodeDetail, node: NodeView, ctx: DetailContext) -> None:

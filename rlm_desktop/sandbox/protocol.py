@@ -32,6 +32,10 @@ class ProtocolError(Exception):
     """The peer sent something that is not a valid frame."""
 
 
+class FrameTooLarge(ProtocolError):
+    """The peer announced a frame over the reader's bound; its body was not read."""
+
+
 def encode_frame(message: dict[str, Any]) -> bytes:
     body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
     if len(body) > MAX_FRAME_BYTES:
@@ -85,12 +89,28 @@ def read_frame_fd(fd: int) -> dict[str, Any]:
 # --- asyncio side (the host) ----------------------------------------------------------------
 
 
-async def read_frame_async(reader: asyncio.StreamReader) -> dict[str, Any]:
+REQUEST_PREFIX = b'{"type":"request"'
+
+
+async def read_frame_async(
+    reader: asyncio.StreamReader, max_bytes: int = MAX_FRAME_BYTES, max_request_bytes: int | None = None
+) -> dict[str, Any]:
+    """Read one frame, never more than max_bytes of body (max_request_bytes for a sub-call request).
+
+    The bound is checked against the announced length before the body is read, so a hostile worker cannot
+    make the host hold more than the bound. A frame over it raises FrameTooLarge.
+    """
     import asyncio
 
+    request_bound = max_bytes if max_request_bytes is None else max(max_bytes, max_request_bytes)
     try:
         length = _parse_header(await reader.readexactly(HEADER.size))
-        return decode_body(await reader.readexactly(length))
+        if length > request_bound:
+            raise FrameTooLarge(f"a frame of {length:,} bytes, over the {max_bytes:,}-byte limit")
+        head = await reader.readexactly(min(length, len(REQUEST_PREFIX)))
+        if length > max_bytes and head != REQUEST_PREFIX:
+            raise FrameTooLarge(f"a frame of {length:,} bytes, over the {max_bytes:,}-byte limit")
+        return decode_body(head + await reader.readexactly(length - len(head)))
     except asyncio.IncompleteReadError:
         raise EOFError("worker closed the pipe") from None
 
@@ -99,14 +119,22 @@ async def read_frame_async(reader: asyncio.StreamReader) -> dict[str, Any]:
 
 
 def init_message(
-    case_path: str | None, doc_ids: list[int] | None, scratch_dir: str, limits: dict[str, Any]
+    case_path: str | None,
+    doc_ids: list[int] | None,
+    scratch_dir: str,
+    limits: dict[str, Any],
+    walls: dict[str, Any] | None = None,
+    marker_start: int = 1,
 ) -> dict[str, Any]:
+    """walls: {"landlock": bool, "seccomp": bool, "read": [paths], "write": [paths]} to apply before any cell."""
     return {
         "type": INIT,
         "case_path": case_path,
         "doc_ids": doc_ids,
         "scratch_dir": scratch_dir,
         "limits": limits,
+        "walls": walls or {},
+        "marker_start": marker_start,
     }
 
 

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import traceback
+import types
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,11 @@ DEFAULT_LIMITS: dict[str, Any] = {
     "memory_mb": 2048,
     "cpu_s": 3600,
     "file_mb": 256,
+    "scratch_mb": 256,
     "nproc": 64,
     "max_cite_chars": 20_000,
+    "max_citations": 1000,  # per cell
+    "final_chars": 200_000,
     # markers are "[<prefix><n>]"; each REPL of a run gets its own prefix so nested REPLs never collide
     "marker_prefix": "c",
 }
@@ -42,6 +46,10 @@ class CellTimeout(BaseException):
 
     A BaseException so that a model's `except Exception:` does not swallow it.
     """
+
+
+class WallsUnavailable(Exception):
+    """The walls this isolation mode needs cannot be built in this process (not a bug: a machine's limits)."""
 
 
 class SandboxViolation(PermissionError):
@@ -256,19 +264,25 @@ def _check_sqlite_target(target: str, scratch: tuple[str, ...], case_files: tupl
 # --- resource limits ------------------------------------------------------------------------------
 
 
-def apply_limits(limits: dict[str, Any]) -> list[str]:
-    """Lower this process's rlimits; returns notes about limits that could not be set."""
+def apply_limits(limits: dict[str, Any], nproc: bool = True) -> list[str]:
+    """Lower this process's rlimits; returns notes about limits that could not be set.
+
+    nproc=False leaves RLIMIT_NPROC alone: outside a user namespace it counts every process of the user on
+    the machine, so a desktop's browser tabs would leave the REPL no thread at all (seccomp refuses new
+    processes there anyway, and the pids cgroup bounds threads where one is writable).
+    """
     import resource
 
     notes = []
     wanted = {
         resource.RLIMIT_AS: int(limits["memory_mb"]) * 1024 * 1024,
         resource.RLIMIT_CPU: int(limits["cpu_s"]),
-        resource.RLIMIT_FSIZE: int(limits["file_mb"]) * 1024 * 1024,
+        resource.RLIMIT_FSIZE: min(int(limits["file_mb"]), int(limits["scratch_mb"])) * 1024 * 1024,
         resource.RLIMIT_CORE: 0,
-        # Set here, not before bwrap: the count is per user namespace, so only the sandbox's processes count.
-        resource.RLIMIT_NPROC: int(limits["nproc"]),
     }
+    if nproc:
+        # Set here, not before bwrap: the count is per user namespace, so only the sandbox's processes count.
+        wanted[resource.RLIMIT_NPROC] = int(limits["nproc"])
     for which, value in wanted.items():
         try:
             _soft, hard = resource.getrlimit(which)
@@ -329,7 +343,7 @@ class Worker:
     def __init__(self, proto_in: int, proto_out: int):
         self.proto_in = proto_in
         self.proto_out = proto_out
-        self.limits = dict(DEFAULT_LIMITS)
+        self.limits: types.MappingProxyType[str, Any] = types.MappingProxyType(dict(DEFAULT_LIMITS))
         self.corpus: Any = EmptyCorpus()
         self.namespace: dict[str, Any] = {}
         self.next_request = 0
@@ -409,8 +423,10 @@ class Worker:
             self.next_marker += 1
             marker = self.markers[key] = f"[{self.limits['marker_prefix']}{self.next_marker}]"
         if all(c["marker"] != marker for c in self.cell_citations):
-            entry = {"marker": marker, "doc_id": doc_id, "start": start, "end": end, "quote": quote}
-            self.cell_citations.append(entry)
+            if len(self.cell_citations) >= self.limits["max_citations"]:
+                raise ValueError(f"at most {self.limits['max_citations']} citations per cell")
+            # The host reads the quote from the case itself: it never trusts one sent from here.
+            self.cell_citations.append({"marker": marker, "doc_id": doc_id, "start": start, "end": end})
         return marker
 
     def cite(self, doc_id: Any, start: int, end: int) -> str:
@@ -457,7 +473,12 @@ class Worker:
     # final answers ---------------------------------------------------------------------------
 
     def FINAL(self, answer: Any) -> None:
-        self.final = answer if isinstance(answer, str) else str(answer)
+        self._set_final(answer if isinstance(answer, str) else str(answer))
+
+    def _set_final(self, answer: str) -> None:
+        if len(answer) > self.limits["final_chars"]:
+            raise ValueError(f"the final answer is longer than {self.limits['final_chars']:,} characters")
+        self.final = answer
 
     def FINAL_VAR(self, name: Any) -> None:
         if not isinstance(name, str):
@@ -466,7 +487,7 @@ class Worker:
         if name not in self.namespace:
             raise NameError(f"FINAL_VAR({name!r}): no variable with that name. Defined: {self._user_names()}")
         value = self.namespace[name]
-        self.final = value if isinstance(value, str) else str(value)
+        self._set_final(value if isinstance(value, str) else str(value))
 
     def _user_names(self) -> list[str]:
         return [n for n in self.namespace if not n.startswith("_") and n not in self.builtin_names]
@@ -483,13 +504,35 @@ class Worker:
     # setup and cells ---------------------------------------------------------------------------
 
     def init(self, message: dict[str, Any]) -> dict[str, Any]:
-        self.limits.update({k: v for k, v in (message.get("limits") or {}).items() if k in DEFAULT_LIMITS})
-        if not re.fullmatch(r"c(\d+\.)*", str(self.limits["marker_prefix"])):
-            self.limits["marker_prefix"] = "c"
+        limits = dict(DEFAULT_LIMITS)
+        limits.update({k: v for k, v in (message.get("limits") or {}).items() if k in DEFAULT_LIMITS})
+        if not re.fullmatch(r"c(\d+\.)*", str(limits["marker_prefix"])):
+            limits["marker_prefix"] = "c"
+        # Read-only from here on. Cell code could still dig the dict out (nothing in-process is out of its
+        # reach); the host re-checks every marker and cuts every output itself.
+        self.limits = types.MappingProxyType(limits)
+        self.next_marker = max(0, int(message.get("marker_start") or 1) - 1)
         self.timeout_s = float(self.limits["cell_timeout_s"])
         scratch_dir = message["scratch_dir"]
         case_path = message.get("case_path")
-        notes = apply_limits(self.limits)
+        walls = message.get("walls") or {}
+        preloaded = set(sys.modules)
+        mount_ns = False
+        from rlm_desktop.sandbox import confine
+
+        if walls.get("seccomp"):
+            confine.preload()  # libseccomp is found through ldconfig, which a new root no longer has
+        if walls.get("mount_ns"):  # the unshare mode: a new root of read-only binds, before the case opens
+            from rlm_desktop.sandbox import mountns
+
+            case_files = list(walls.get("case_files") or [])
+            read = [p for p in walls.get("read") or [] if p not in case_files]
+            try:
+                mountns.build_root(read, case_files, scratch_dir, int(self.limits["scratch_mb"]))
+            except OSError as exc:
+                raise WallsUnavailable(f"the new root could not be built: {exc}") from None
+            mount_ns = True
+        notes = apply_limits(self.limits, nproc=walls.get("nproc_rlimit", True))
         document_type: Any = None
         if case_path:
             from rlm_desktop.corpus import Corpus, Document
@@ -497,6 +540,14 @@ class Worker:
             self.corpus = Corpus.open(case_path, message.get("doc_ids"))
             document_type = Document
         os.chdir(scratch_dir)
+
+        # The kernel walls go up before any model code runs: the audit hook below is only a tripwire.
+        applied = confine.confine(list(walls.get("read") or []), list(walls.get("write") or []), walls)
+        notes += applied.pop("notes")
+        applied["mount_ns"] = mount_ns
+        for name in set(sys.modules) - preloaded:  # what the walls needed is not left lying around for cells
+            if "ctypes" in name or "subprocess" in name or "seccomp" in name:
+                del sys.modules[name]
         self.namespace = {
             "__name__": "__main__",
             "__builtins__": builtins,
@@ -519,7 +570,13 @@ class Worker:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         sys.dont_write_bytecode = True
         sys.addaudithook(make_audit_hook(scratch_dir, case_path))
-        return {"type": protocol.READY, "documents": len(self.corpus), "notes": notes, "pid": os.getpid()}
+        return {
+            "type": protocol.READY,
+            "documents": len(self.corpus),
+            "notes": notes,
+            "pid": os.getpid(),
+            "walls": applied,
+        }
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         raise CellTimeout(
@@ -589,6 +646,11 @@ class Worker:
             raise protocol.ProtocolError("first frame must be init")
         try:
             ready = self.init(message)
+        except WallsUnavailable as exc:  # this isolation mode cannot be built here: the host tries the next
+            protocol.write_frame_fd(
+                self.proto_out, {"type": protocol.FATAL, "error": str(exc), "unavailable": True}
+            )
+            return 1
         except BaseException as exc:  # noqa: BLE001 - report why the REPL could not start
             protocol.write_frame_fd(
                 self.proto_out, {"type": protocol.FATAL, "error": self._format_error(exc)}

@@ -20,6 +20,7 @@ from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.pricing import PriceTable
 from rlm_desktop.engine.rlm import RunConfig, run_rlm
 from rlm_desktop.engine.runs import load_run
+from rlm_desktop.sandbox.host import WORKER_SCRIPT
 from rlm_desktop.store.case import Case
 
 
@@ -130,9 +131,8 @@ def test_cancel_ends_the_run_within_250_ms_and_keeps_the_trajectory(fake_openai,
         list(_walk(record["tree"]))
     )
     time.sleep(0.2)
-    from rlm_desktop.sandbox.host import WORKER_SCRIPT  # this checkout's worker, not another checkout's
-
-    workers = subprocess.run(["pgrep", "-f", str(WORKER_SCRIPT)], capture_output=True, text=True)
+    # this checkout's workers only: other checkouts on the machine may be running their own tests
+    workers = subprocess.run(["pgrep", "-af", str(WORKER_SCRIPT)], capture_output=True, text=True)
     assert workers.stdout.strip() == "", "a REPL worker outlived the cancelled run"
 
 

@@ -41,6 +41,7 @@ def run_cells(mode: str, tmp_path: Path, case_path: Path, cells: list[str], doc_
                 None,
                 scratch_dir=tmp_path / "scratch",
                 isolation=mode,
+                allow_weak=mode == "rlimits",
             )
         except SandboxError as exc:
             pytest.skip(f"isolation {mode} is not available here: {exc}")
