@@ -6,10 +6,13 @@ edited after ingest, together with its text hash, still differs from a fresh ext
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
-import multiprocessing.pool
+import multiprocessing.process
 import os
+import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,16 +119,29 @@ def extract_text(job: Job) -> tuple[bool, str]:
         return False, reason_for(exc)
 
 
-def _init() -> None:
+def _serve(conn: Connection) -> None:
+    """The re-extraction process: memory-limited, it extracts each job it receives until told to stop."""
     limit_memory(EXTRACTOR_MEMORY_BYTES)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(extract_text(job))
 
 
 class Reextractor:
-    """One spawned, memory-limited process re-extracting documents one at a time, each with a timeout."""
+    """One spawned, memory-limited process re-extracting documents one at a time, each with a timeout.
+
+    A process that dies (a crashing library) or overruns is noticed at once and replaced for the next job.
+    """
 
     def __init__(self, timeout_s: float = REEXTRACT_TIMEOUT_S):
         self.timeout_s = timeout_s
-        self.pool: multiprocessing.pool.Pool | None = None
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.conn: Connection | None = None
 
     def __enter__(self) -> Reextractor:
         return self
@@ -134,23 +150,64 @@ class Reextractor:
         self.close()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
+        if self.conn is not None:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.conn.close()
+            self.conn = None
+        if self.process is not None:
+            self.process.join(1.0)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+            self.process = None
+
+    def _kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.join()
+            self.process = None
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _start(self) -> Connection:
+        if self.conn is None:
+            context = multiprocessing.get_context("spawn")
+            ours, theirs = context.Pipe()
+            self.process = context.Process(target=_serve, args=(theirs,), name="rlm-reextract", daemon=True)
+            self.process.start()
+            theirs.close()
+            self.conn = ours
+        return self.conn
+
+    def _extract(self, job: Job) -> tuple[bool, str] | str:
+        """The worker's answer, or why there is none."""
+        conn = self._start()
+        assert self.process is not None
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            conn.send(job)
+            while not conn.poll(0.1):
+                if not self.process.is_alive():
+                    code = self.process.exitcode
+                    self._kill()
+                    return f"the extractor process ended (exit code {code}): the file may be hostile"
+                if time.monotonic() > deadline:
+                    self._kill()  # it may be stuck in a library: end it, the next job gets a new one
+                    return f"re-extraction took longer than {self.timeout_s:g} s; stopped"
+            return conn.recv()
+        except (EOFError, OSError) as exc:
+            code = self.process.exitcode if self.process is not None else None
+            self._kill()
+            return f"the extractor process ended (exit code {code}): {type(exc).__name__}"
 
     def check(self, job: Job, stored_text: str) -> Reextraction:
         """Compare a fresh extraction of the original with `stored_text`."""
-        if self.pool is None:
-            self.pool = multiprocessing.get_context("spawn").Pool(1, initializer=_init)
-        try:
-            ok, text = self.pool.apply_async(extract_text, (job,)).get(self.timeout_s)
-        except multiprocessing.TimeoutError:
-            self.close()  # the process may be stuck in a library: end it, the next document gets a new one
-            return Reextraction("unavailable", f"re-extraction took longer than {self.timeout_s:g} s; stopped")
-        except Exception as exc:  # noqa: BLE001 - the process died (a crashing library): say so
-            self.close()
-            return Reextraction("unavailable", f"re-extraction failed: {type(exc).__name__}: {exc}")
+        answer = self._extract(job)
+        if isinstance(answer, str):
+            return Reextraction("unavailable", answer)
+        ok, text = answer
         where = "the stored copy" if job.data is not None else job.path
         if not ok:
             return Reextraction("unavailable", f"re-extracting {where} failed: {text}")
