@@ -100,10 +100,10 @@ def _remove_known(text: str, known_secrets: Iterable[str | None]) -> str:
     return text
 
 
-# Fields of a run record that hold document text verbatim: citations' quotes are checked character for
-# character against the stored text, and a sub-call's prompt is mapped back to its source spans. Only exact
-# known secrets are removed from them.
-_VERBATIM = frozenset({"quote", "prompt"})
+# Fields of a run record kept verbatim but for exact known secrets: citations' quotes are checked character
+# for character against the stored text, a sub-call's prompt is mapped back to its source spans, and the
+# question and answer are the user's and the model's prose ("the secret: Zurich" is not a credential).
+_VERBATIM = frozenset({"quote", "prompt", "question", "answer"})
 
 
 def redact_record(value: Any, known_secrets: Iterable[str | None] = (), *, _field: str = "") -> Any:

@@ -59,14 +59,16 @@ def test_public_base_url_keeps_the_endpoint_and_drops_credentials():
 
 def test_record_quotes_stay_verbatim():
     record = {
+        "answer": f"The password: Zurich account [c1]; leaked {KEY}",
         "error": f"boom {KEY}",
         "config": {"base_url": f"http://u:{USERINFO_SECRET}@h/v1"},
         "citations": [{"quote": "password=letmein123"}],
         "tree": {"kind": "llm_query", "text": "excerpt: token=abcdefgh123", "error": "Bearer abc123def456ghi"},
     }
-    out = redact_record(record)
+    out = redact_record(record, (KEY,))  # the run's own key is always known (RunHandle, load_key)
     assert KEY not in json.dumps(out) and USERINFO_SECRET not in json.dumps(out)
     assert out["citations"][0]["quote"] == "password=letmein123"  # checked character for character
+    assert out["answer"] == f"The password: Zurich account [c1]; leaked {REDACTED}"  # prose, but never the key
     assert out["tree"]["text"] == "excerpt: token=abcdefgh123"  # a sub-call's prompt is document text
     assert out["tree"]["error"] == f"Bearer {REDACTED}"
 
