@@ -50,9 +50,10 @@ def settle(ms: int = 200) -> None:
     loop.exec()
 
 
-def make_window(home: Path, server: FakeOpenAIServer) -> MainWindow:
+def make_window(home: Path, server: FakeOpenAIServer, stream: bool = True) -> MainWindow:
     prices = dict(p.split("=") for p in PRICES)
     settings = Settings(base_url=server.base_url, root_model=ROOT, sub_model=SUB, cap_usd=50.0, prices=prices)
+    settings.stream = stream
     settings.max_iterations = 30
     settings.max_subcalls = 5000
     settings.save(home)
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=0.1, help="corpus size; 1.0 = 10M tokens (default 0.1)"
     )
     parser.add_argument("--subcalls", type=int, default=300, help="sub-calls in the busy run (default 300)")
+    parser.add_argument("--no-stream", action="store_true", help="ask for whole replies (streaming is the default)")
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication([])
     configure_gui_thread()  # as the app does
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = generate(data_root, args.scale, jobs=2)
         results["corpus_chars"] = manifest["chars_estimate"]
         os.environ["OPENAI_API_KEY"] = "sk-bench"
-        window = make_window(Path(tmp) / "home", server)
+        window = make_window(Path(tmp) / "home", server, stream=not args.no_stream)
+        results["stream"] = not args.no_stream
         settle()
         results["ingest"] = measure_ingest(window, data_root / "data")
         print("ingest:", json.dumps(results["ingest"]), flush=True)

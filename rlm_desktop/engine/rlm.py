@@ -8,7 +8,7 @@ import hashlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +42,7 @@ from rlm_desktop.engine.models import (
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
 from rlm_desktop.engine.replies import ParsedReply, parse_reply, prose_final, strip_code
 from rlm_desktop.engine.runs import RunStore
-from rlm_desktop.engine.tokens import count_message_tokens, warm_up
+from rlm_desktop.engine.tokens import count_message_tokens
 from rlm_desktop.engine.tree import Node, Tree, now_iso
 from rlm_desktop.engine.untrusted import subcall_messages
 from rlm_desktop.frozen import resources_dir
@@ -243,7 +243,6 @@ class _Run:
             stream=config.stream,
             caps={m: c for m in (config.root_model, config.sub_model) if (c := config.caps(m)) is not None},
         )
-        warm_up()  # estimates for replies without usage, and context sizing, then never wait for it
         self.usage_missing: set[str] = set()
         self.last_stream_update: dict[str, float] = {}
         # code node id -> (the sub-call's number within that cell, what was wrong with its answer)
@@ -996,21 +995,24 @@ class Level:
                 raise run.stop
         return "\n\n".join(parts), None
 
+    # The host side of each REPL function declared in sandbox/functions.py (checked by a test).
+    HANDLERS: dict[str, Callable[[Level, Node, dict[str, Any]], Awaitable[Any]]] = {
+        "llm_query": lambda level, parent, p: level.run_.llm_query(parent, p["prompt"]),
+        "llm_query_batched": lambda level, parent, p: level.run_.llm_query_batched(parent, p["prompts"]),
+        "rlm_query": lambda level, parent, p: level.run_.rlm_query(level, parent, p["question"], list(p["doc_ids"])),
+    }
+
     async def _on_request(self, kind: str, payload: dict[str, Any]) -> Any:
-        run, parent = self.run_, self.current
+        handler = self.HANDLERS.get(kind)
+        if handler is None:
+            raise ValueError(f"unknown request {kind}")
         try:
-            if kind == "llm_query":
-                return await run.llm_query(parent, payload["prompt"])
-            if kind == "llm_query_batched":
-                return await run.llm_query_batched(parent, payload["prompts"])
-            if kind == "rlm_query":
-                return await run.rlm_query(self, parent, payload["question"], list(payload["doc_ids"]))
+            return await handler(self, self.current, payload)
         except StopRun:
             # the run is over: code that catches the error and keeps calling must not hold it up
             if self.sandbox is not None:
                 self.sandbox.kill()
             raise
-        raise ValueError(f"unknown request {kind}")
 
 
 async def run_rlm(

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rlm_desktop import frozen
+from rlm_desktop.sandbox import functions, protocol
 from rlm_desktop.sandbox import isolation as iso
-from rlm_desktop.sandbox import protocol
 from rlm_desktop.sandbox.isolation import (  # noqa: F401 - re-exported: the engine and tests import them here
     ISOLATIONS,
     SANDBOX_UID,
@@ -776,18 +776,4 @@ class _IsolationUnavailable(Exception):
 
 
 def _validate_request(kind: Any, payload: Any) -> str | None:
-    if kind not in protocol.REQUEST_KINDS or not isinstance(payload, dict):
-        return f"unknown request {kind!r}"
-    if kind == "llm_query" and not isinstance(payload.get("prompt"), str):
-        return "llm_query needs a str prompt"
-    if kind == "llm_query_batched":
-        prompts = payload.get("prompts")
-        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            return "llm_query_batched needs a list of str prompts"
-    if kind == "rlm_query":
-        ids = payload.get("doc_ids")
-        if not isinstance(payload.get("question"), str) or not isinstance(ids, list):
-            return "rlm_query needs a str question and a list of document ids"
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            return "rlm_query document ids must be ints"
-    return None
+    return functions.check_request(kind, payload)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the worker must not import asyncio: it would load subprocess machinery
     import asyncio
 
+from rlm_desktop.sandbox.functions import REPL_FUNCTIONS  # noqa: E402
+
 HEADER = struct.Struct(">I")
 # A cell result is already cut to output_chars, so anything bigger is a broken or hostile worker.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -25,7 +27,7 @@ REQUEST = "request"
 RESULT = "result"
 FATAL = "fatal"
 
-REQUEST_KINDS = ("llm_query", "llm_query_batched", "rlm_query")
+REQUEST_KINDS = tuple(fn.name for fn in REPL_FUNCTIONS)  # declared in sandbox/functions.py
 
 
 class ProtocolError(Exception):

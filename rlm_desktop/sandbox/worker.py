@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     # Run by path (python -I .../worker.py): make the package importable without PYTHONPATH.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rlm_desktop.sandbox import protocol  # noqa: E402
+from rlm_desktop.sandbox import functions, protocol  # noqa: E402
 
 DEFAULT_LIMITS: dict[str, Any] = {
     "output_chars": 20_000,
@@ -373,41 +373,11 @@ class Worker:
             raise RuntimeError(f"{kind} failed: {reply.get('error')}")
         return reply.get("value")
 
-    def llm_query(self, prompt: str) -> str:
-        if not isinstance(prompt, str):
-            raise TypeError("llm_query(prompt) takes a str")
-        return str(self.call_host("llm_query", {"prompt": prompt}))
-
-    def llm_query_batched(self, prompts: list[str]) -> list[str]:
-        prompts = list(prompts)
-        if not all(isinstance(p, str) for p in prompts):
-            raise TypeError("llm_query_batched(prompts) takes a list of str")
-        if not prompts:
-            return []
-        replies = self.call_host("llm_query_batched", {"prompts": prompts})
-        if not isinstance(replies, list) or len(replies) != len(prompts):
-            raise RuntimeError("llm_query_batched: the host returned the wrong number of answers")
-        return [str(r) for r in replies]
-
-    def rlm_query(self, question: str, docs: Any) -> str:
-        if not isinstance(question, str):
-            raise TypeError("rlm_query(question, docs) takes a str question")
-        if isinstance(docs, (int, str)) or hasattr(docs, "id"):
-            docs = [docs]
-        doc_ids = [self._doc_id(d) for d in docs]
-        return str(self.call_host("rlm_query", {"question": question, "doc_ids": doc_ids}))
-
     # citations -------------------------------------------------------------------------------
 
     @staticmethod
     def _doc_id(doc: Any) -> int:
-        if hasattr(doc, "doc_id") and not hasattr(doc, "id"):
-            doc = doc.doc_id  # a Hit
-        elif hasattr(doc, "id"):
-            doc = doc.id
-        if isinstance(doc, bool) or not isinstance(doc, int):
-            raise TypeError(f"expected a document id (int) or a Document, got {type(doc).__name__}")
-        return doc
+        return functions.doc_id_of(doc)
 
     def _text(self, doc_id: int) -> str:
         try:
@@ -555,9 +525,8 @@ class Worker:
             "Document": document_type,
             "grep": self.corpus.grep,
             "search": self.corpus.search,
-            "llm_query": self.llm_query,
-            "llm_query_batched": self.llm_query_batched,
-            "rlm_query": self.rlm_query,
+            # the functions that call the host, from their one declaration
+            **{fn.name: functions.make_stub(fn, self.call_host) for fn in functions.REPL_FUNCTIONS},
             "cite": self.cite,
             "quote": self.quote,
             "FINAL": self.FINAL,
