@@ -162,20 +162,14 @@ def load_key(home: Path, env_var: str = KEY_ENV_VAR) -> str | None:
     return key
 
 
-def api_key_status(home: Path) -> str | None:
+def api_key_status(home: Path, base_url: str | None = None) -> str | None:
     """None when runs can go ahead, else a sentence telling the user what to set.
 
-    A key in $OPENAI_API_KEY or the store is enough. A custom endpoint (settings or
+    A key in $OPENAI_API_KEY or the store is enough. A custom endpoint (`base_url` from settings, or
     $OPENAI_BASE_URL) may need no key at all (Ollama, vLLM, LM Studio), as `ask` allows.
     """
     if load_key(home):
         return None
-    from rlm_desktop.settings import Settings
-
-    try:
-        base_url = Settings.load(home).base_url
-    except ValueError:
-        base_url = None
     endpoint = (os.environ.get("OPENAI_BASE_URL") or base_url or "").strip()
     if endpoint and urlsplit(endpoint).hostname not in (None, "api.openai.com"):
         return None

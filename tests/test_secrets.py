@@ -162,6 +162,6 @@ def test_api_key_status_and_lookup_order(tmp_path, no_keyring, monkeypatch):
 
 def test_a_local_endpoint_needs_no_key(tmp_path, no_keyring):
     Settings(base_url="https://api.openai.com/v1").save(tmp_path)
-    assert api_key_status(tmp_path) == NO_KEY_MESSAGE
+    assert api_key_status(tmp_path, Settings.load(tmp_path).base_url) == NO_KEY_MESSAGE
     Settings(base_url="http://127.0.0.1:11434/v1").save(tmp_path)
-    assert api_key_status(tmp_path) is None
+    assert api_key_status(tmp_path, Settings.load(tmp_path).base_url) is None

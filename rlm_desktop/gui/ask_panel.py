@@ -189,7 +189,7 @@ class AskPanel(QWidget):
         problems = validate(settings)
         if problems:
             raise ValueError("Fix the settings first: " + " ".join(problems))
-        missing = api_key_status(self.home)
+        missing = api_key_status(self.home, settings.base_url)
         if missing:
             raise ValueError(missing)
         # a local server (vLLM, Ollama) needs no key; the client still wants a non-empty string
