@@ -16,7 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor")
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify")
 
 
 class UsageError(Exception):
@@ -162,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=20.0, metavar="S", help="seconds to wait for each probe call")
 
+    p = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="re-check stored texts, text hashes, originals and (with RUN_ID) a run's citations",
+    )
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    p.add_argument(
+        "--reextract", action="store_true", help="also extract every original again (slow on a large case)"
+    )
+
     sub.add_parser("runs", parents=[common], help="list the case's saved runs")
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -176,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
+    from rlm_desktop.redact import install_log_redaction
+
+    install_log_redaction()  # a logged error may quote a server's reply that echoes the key
     try:
         home = resolve_home(args.home)
         if args.command == "gui":
@@ -192,10 +205,13 @@ def main(argv: list[str] | None = None) -> int:
             "show": cmd_show,
             "export": cmd_export,
             "doctor": cmd_doctor,
+            "verify": cmd_verify,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
-        print(f"rlm-desktop: error: {exc}", file=sys.stderr)
+        from rlm_desktop.redact import redact
+
+        print(f"rlm-desktop: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -423,6 +439,7 @@ def _limit_flags(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
 
 def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.engine.handle import RunHandle
+    from rlm_desktop.redact import redact_record
     from rlm_desktop.settings import load_api_key
 
     home = resolve_home(args.home)
@@ -460,6 +477,7 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         progress.clear()
+    record = redact_record(record, (api_key,))  # an error body may echo the key: never print it
     if args.json:
         _print_json(record)
     else:
@@ -618,10 +636,11 @@ def cmd_runs(args: argparse.Namespace, path: Path) -> int:
 
 def cmd_show(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.engine.runs import load_run
+    from rlm_desktop.redact import redact_record
 
     with _open_existing(path) as case:
         try:
-            record = load_run(case, args.run_id)
+            record = redact_record(load_run(case, args.run_id))  # runs saved before redaction existed too
         except KeyError as exc:
             raise UsageError(str(exc).strip('"')) from None
     if args.json:
@@ -639,6 +658,16 @@ def cmd_export(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.reports import export_cli
 
     return export_cli(args, path)
+
+
+def cmd_verify(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.integrity import verify_cli
+
+    with _open_existing(path) as case:
+        try:
+            return verify_cli(case, args.run_id, reextract_all=args.reextract, as_json=args.json)
+        except KeyError as exc:
+            raise UsageError(str(exc).strip('"')) from None
 
 
 def _print_tree(node: dict[str, Any], depth: int) -> None:

@@ -58,3 +58,21 @@ def list_cases(home: Path) -> list[str]:
 
 def settings_path(home: Path) -> Path:
     return home / "settings.json"
+
+
+def make_private_dirs(folder: Path) -> None:
+    """Create `folder` and any missing parents readable only by this user (0700): the home holds cases and
+    the credentials file. Folders that already exist keep their mode (a `--home` may be the user's own)."""
+    missing = []
+    current = Path(folder)
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)  # the umask can only narrow mkdir's mode; make it exact anyway

@@ -58,7 +58,9 @@ def read_key_file(path: Path) -> str | None:
 
 def write_key_file(path: Path, key: str) -> None:
     """Atomically replace `path` with the key; the file is 0600 from the moment it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from rlm_desktop.paths import make_private_dirs
+
+    make_private_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     # O_EXCL: never write into a file someone else prepared; the mode is set at creation, so
     # the key is never readable by others, not even for an instant.
@@ -153,7 +155,11 @@ class KeyStore:
 
 def load_key(home: Path, env_var: str = KEY_ENV_VAR) -> str | None:
     """The key a run should use: the environment variable first, then the stored key."""
-    return os.environ.get(env_var) or KeyStore(home).get()
+    from rlm_desktop.redact import remember_secret
+
+    key = os.environ.get(env_var) or KeyStore(home).get()
+    remember_secret(key)  # whatever this process stores, prints or exports from now on is redacted of it
+    return key
 
 
 def api_key_status(home: Path, base_url: str | None = None) -> str | None:

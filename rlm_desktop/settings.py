@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rlm_desktop.engine.pricing import Price, UnknownPrice
-from rlm_desktop.paths import settings_path
+from rlm_desktop.paths import make_private_dirs, settings_path
 from rlm_desktop.secrets import CREDENTIALS_FILE, KeyStore
 
 if TYPE_CHECKING:
@@ -72,12 +72,13 @@ class Settings:
 
     def save(self, home: Path) -> None:
         path = settings_path(home)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         data = asdict(self)
         if isinstance(self.prices, dict):
             data["prices"] = _prices_as_text(self.prices)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.chmod(tmp, 0o600)  # the endpoint URL may carry a credential of its own
         os.replace(tmp, path)
 
 

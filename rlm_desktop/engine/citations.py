@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_desktop.store.case import Case
+from rlm_desktop.store.case import Case, text_problem
 from rlm_desktop.store.pages import page_for_offset, span_rects
 
 MARKER = re.compile(r"\[c\d+(?:\.\d+)*\]")
@@ -37,7 +37,8 @@ def resolve(
     """Citations for the markers used in `answer`, checked against the case's stored text.
 
     The quote the REPL reported is not trusted: `verified` is true only when the case's own text at those
-    offsets equals it. Returns (citations, markers that were never registered).
+    offsets equals it and that text still has the SHA-256 recorded at ingest. Returns (citations, markers
+    that were never registered).
     """
     citations: list[dict[str, Any]] = []
     unknown: list[str] = []
@@ -69,7 +70,10 @@ def build_citation(case: Case, marker: str, doc_id: int, start: int, end: int, q
             "problem": "no such document",
         }
     in_range = 0 <= start < end <= len(text)
-    verified = in_range and text[start:end] == quote
+    # The stored text is only evidence while it is the text extracted at ingest: a case file rewritten
+    # since (by hand, or by code that reached it) must not turn a forged quote into a verified one.
+    tampered = text_problem(doc, text)
+    verified = in_range and text[start:end] == quote and tampered is None
     page, rects, rect_pages = None, [], []
     pages = case.pages(doc_id) if doc.pages else []
     if pages and in_range:
@@ -95,10 +99,11 @@ def build_citation(case: Case, marker: str, doc_id: int, start: int, end: int, q
         "rect_pages": rect_pages,
         "kind": doc.kind,
         "sha256": doc.sha256,
+        "text_sha256": doc.text_sha256,
         "parent_id": doc.parent_id,
     }
     if not verified:
-        citation["problem"] = (
+        citation["problem"] = tampered or (
             "offsets outside the document" if not in_range else "quote differs from the source"
         )
     return citation

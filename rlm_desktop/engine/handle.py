@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import uuid
@@ -10,8 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlm_desktop.engine.events import RunEvent
+from rlm_desktop.engine.events import (
+    CallRetriedEvent,
+    NodeFinished,
+    NodeStarted,
+    NodeUpdated,
+    RunEvent,
+    RunFinished,
+)
 from rlm_desktop.engine.rlm import RunConfig, run_rlm
+from rlm_desktop.redact import redact, redact_record, remember_secret
 
 Subscriber = Callable[[RunEvent], None]
 
@@ -25,6 +34,7 @@ class RunHandle:
         self.question = question
         self.config = config
         self._api_key = api_key
+        remember_secret(api_key)  # every redaction in this process (run records, errors, reports) removes it
         self.run_id = uuid.uuid4().hex[:12]
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
@@ -50,6 +60,14 @@ class RunHandle:
         return unsubscribe
 
     def _emit(self, event: RunEvent) -> None:
+        # The window shows what events carry: as redacted as what is saved (an error may echo the key).
+        if isinstance(event, RunFinished):
+            event = dataclasses.replace(event, record=redact_record(event.record, (self._api_key,)))
+        elif isinstance(event, NodeStarted | NodeUpdated | NodeFinished) and event.node.detail.get("error"):
+            detail = {**event.node.detail, "error": redact(str(event.node.detail["error"]), (self._api_key,))}
+            event = dataclasses.replace(event, node=dataclasses.replace(event.node, detail=detail))
+        elif isinstance(event, CallRetriedEvent):
+            event = dataclasses.replace(event, reason=redact(event.reason, (self._api_key,)))
         with self._lock:
             subscribers = list(self._subscribers)
         for callback in subscribers:
@@ -75,7 +93,7 @@ class RunHandle:
             )
             if self._cancel_requested.is_set():
                 self._task.cancel()
-            self.record = loop.run_until_complete(self._task)
+            self.record = redact_record(loop.run_until_complete(self._task), (self._api_key,))
         except BaseException as exc:  # noqa: BLE001 - reported through .error and wait()
             self.error = exc
         finally:

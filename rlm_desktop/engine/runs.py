@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_desktop.engine.tree import Node
+from rlm_desktop.redact import redact_record
 from rlm_desktop.store.case import Case, now_iso
 
 
@@ -41,7 +42,12 @@ class RunStore:
         self.case.close()
 
     def save(self, header: dict[str, Any], nodes: list[Node]) -> None:
-        """Upsert the run's header (the record without its tree) and the given (changed) nodes."""
+        """Upsert the run's header (the record without its tree) and the given (changed) nodes.
+
+        Everything goes through `redact_record` first: this is the one place runs are written, so no error
+        echoing the API key, no key-shaped string and no `base_url` credential ever reaches the case.
+        """
+        header = redact_record(header)
         with self.case.transaction():
             self.case.conn.execute(
                 "INSERT INTO runs (run_id, question, status, started, ended, cost_usd, cap_usd, answer, pid,"
@@ -67,6 +73,7 @@ class RunStore:
                 seq = self._seq.setdefault(node.id, len(self._seq))
                 data = node.to_json()
                 data.pop("children")
+                data = redact_record(data)
                 self.case.conn.execute(
                     "INSERT INTO run_nodes (run_id, node_id, parent_id, seq, data) VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT(run_id, node_id) DO UPDATE SET data = excluded.data",

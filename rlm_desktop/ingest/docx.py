@@ -18,6 +18,7 @@ import olefile
 from lxml import etree
 
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
+from rlm_desktop.ingest.limits import check_zip
 from rlm_desktop.ingest.source import Source
 
 __all__ = ["extract_docx"]
@@ -99,6 +100,7 @@ def extract_docx(source: Source) -> Extracted:
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ExtractionError("not a valid DOCX file (not a ZIP package)") from exc
     with archive:
+        check_zip(archive, "DOCX package")  # before python-docx loads every part into memory
         try:
             package = _open_with_python_docx(data)
         except ExtractionError:

@@ -16,6 +16,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from rlm_desktop.ingest.extracted import Blob, Extracted
 from rlm_desktop.ingest.html_text import html_to_text
+from rlm_desktop.ingest.limits import MBOX_MAX_LINE_BYTES, MBOX_MAX_MESSAGE_BYTES, LimitExceeded
 from rlm_desktop.ingest.source import Source
 from rlm_desktop.ingest.text import bom_encoding, normalise_newlines
 
@@ -539,6 +540,28 @@ def _fix_obsolete_header_names(data: bytes) -> bytes:
     return _OBSOLETE_FIELD.sub(rb"\1:", head) + data[end:]
 
 
+def _check_size(raw: bytes) -> None:
+    """Refuse what would take the parser many times its size in memory: a huge message, an endless line."""
+    if len(raw) > MBOX_MAX_MESSAGE_BYTES:
+        raise LimitExceeded(f"message larger than {MBOX_MAX_MESSAGE_BYTES // 2**20:,} MB; not read")
+    if has_long_line(raw, MBOX_MAX_LINE_BYTES):
+        raise LimitExceeded(
+            f"a line longer than {MBOX_MAX_LINE_BYTES // 1024:,} KB (not an email: RFC 5322 lines are under "
+            "1,000 characters); not read"
+        )
+
+
+def has_long_line(data: bytes, limit: int) -> bool:
+    """Whether some line of `data` is longer than `limit` bytes, in about len(data) / limit steps."""
+    pos = 0
+    while len(data) - pos > limit:
+        newline = data.rfind(b"\n", pos, pos + limit + 1)  # the last one in reach: lines before it are short
+        if newline == -1:
+            return True
+        pos = newline + 1
+    return False
+
+
 def extract_email(source: Source) -> Extracted:
     """Parse one RFC 822 message: header block plus body as text, attachments as child blobs."""
     raw = source.read_bytes()
@@ -548,6 +571,7 @@ def extract_email(source: Source) -> Extracted:
         extracted = extract_msg(source)
         extracted.warnings.insert(0, f"{source.name} is an Outlook .msg file, not RFC 822; read as such")
         return extracted
+    _check_size(raw)
     data, unicode_file, warnings = _prepare(raw, source)
     msg = BytesParser(policy=policy.compat32).parsebytes(data)
     problems: list[str] = []

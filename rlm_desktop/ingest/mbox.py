@@ -5,13 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
+from rlm_desktop.ingest.limits import MBOX_MAX_LINE_BYTES, MBOX_MAX_MESSAGE_BYTES
 from rlm_desktop.ingest.source import Source
 from rlm_desktop.ingest.text import bom_encoding
 
 MBOX_SUFFIXES = frozenset((".mbox", ".mbx", ".mbs", ""))
 # Longest line read at once; longer lines arrive in pieces, so memory stays bounded on garbage input.
 _LINE_LIMIT = 1 << 20
+
+
+class Skipped(NamedTuple):
+    """Yielded instead of a message's bytes when the message breaks a size limit; it is not kept in memory."""
+
+    reason: str
 # A real From_ line carries a date ("From sender Thu Sep  4 10:00:00 2014"): a time or a year. Asking for
 # one keeps an unquoted "From here on" paragraph in a body from splitting the message (mboxo ambiguity).
 _FROM_LINE = re.compile(rb"^From \S*.*?(\d{1,2}:\d{2}|\b(19|20)\d{2}\b)")
@@ -30,39 +38,65 @@ def _is_from_line(line: bytes) -> bool:
     return line.startswith(b"From ") and _FROM_LINE.match(line) is not None
 
 
-def iter_mbox(path: Path, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+def iter_mbox(
+    path: Path,
+    start: int = 0,
+    max_line: int = MBOX_MAX_LINE_BYTES,
+    max_message: int = MBOX_MAX_MESSAGE_BYTES,
+) -> Iterator[tuple[int, int, bytes | Skipped]]:
     """Yield (start offset, end offset, message bytes without the From_ line) for each message.
 
-    Streams the file line by line, so memory is bounded by the largest single message. `end` is where
-    the next message's From_ line starts (or the file ends); pass it as `start` to resume after a crash.
-    Quoted ">From " lines are kept as they are.
+    Streams the file in pieces of at most 1 MB, so memory is bounded by `max_message`: a message with a line
+    longer than `max_line`, or larger than `max_message`, is yielded as `Skipped(reason)` and its bytes are
+    dropped as they are read. `end` is where the next message's From_ line starts (or the file ends); pass it
+    as `start` to resume after a crash. Quoted ">From " lines are kept as they are.
     """
     with path.open("rb") as fh:
         fh.seek(start)
         position = start
         message_start: int | None = None
         lines: list[bytes] = []
+        size = 0
+        skipped: str | None = None
+        line_length = 0  # of the line being read, over its pieces
         previous_blank = True  # the file start (or a resume point) counts as following a blank line
         at_line_start = True
+
+        def message() -> bytes | Skipped:
+            return Skipped(skipped) if skipped else _finish(lines)
+
         while True:
             line = fh.readline(_LINE_LIMIT)
             if not line:
                 break
             line_start = position
             position += len(line)
+            line_length = len(line) if at_line_start else line_length + len(line)
             if at_line_start and previous_blank and _is_from_line(line):
                 if message_start is not None:
-                    yield message_start, line_start, _finish(lines)
+                    yield message_start, line_start, message()
                 message_start = line_start
-                lines = []
+                lines, size, skipped = [], 0, None
             else:
                 if message_start is None:
                     message_start = line_start  # text before the first From_ line: keep it as a message
-                lines.append(line)
+                if skipped is None:
+                    size += len(line)
+                    if line_length > max_line:
+                        skipped = (
+                            f"a line longer than {max_line // 1024:,} KB (not an email: RFC 5322 lines are "
+                            "under 1,000 characters); message not read"
+                        )
+                    elif size > max_message:
+                        skipped = f"message larger than {max_message // 2**20:,} MB; not read"
+                    if skipped is None:
+                        lines.append(line)
+                    else:
+                        lines = []  # free what was kept: the rest of this message is only counted
             at_line_start = line.endswith(b"\n")
             previous_blank = line in _BLANK_LINES
-        if message_start is not None and (lines or message_start < position):
-            yield message_start, position, _finish(lines)
+        if message_start is not None and (lines or skipped or message_start < position):
+            yield message_start, position, message()
 
 
 def _finish(lines: list[bytes]) -> bytes:

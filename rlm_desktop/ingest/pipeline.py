@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlm_desktop.ingest.limits import EXTRACTOR_MEMORY_BYTES, limit_memory
 from rlm_desktop.ingest.prepare import Node, Prepared, prepare_file, prepare_message, reason_for
 from rlm_desktop.ingest.progress import (
     CancelToken,
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 MAILBOX_BATCH_MESSAGES = 200
 MAILBOX_BATCH_BYTES = 8 * 1024 * 1024
 POOL_MIN_FILES = 8  # below this, starting worker processes costs more than it saves
+# Formats read in the ingesting process when there are few files: plain text cannot hide a decompression bomb,
+# and an mbox is only sniffed there (its messages are streamed by the writer). Anything else (PDF, DOCX, mail
+# with attachments) is extracted in a memory-limited worker process even for one file.
+INLINE_SUFFIXES = frozenset((".txt", ".text", ".md", ".markdown", ".csv", ".tsv", ".log", ".json", ".mbox"))
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,9 @@ def ingest(
 ) -> IngestReport:
     """Ingest `paths` (files and folders, recursively) into `case`. Never raises for a bad file.
 
-    `jobs` worker processes extract ahead of the writer (default: the number of cores, at most 4;
-    1 extracts in this process). `extractor` replaces `prepare_file` (tests use it to crash a worker).
+    `jobs` worker processes extract ahead of the writer (default: the number of cores, at most 4; one process
+    for fewer than 8 files, none when they are all plain text; `jobs=1` extracts in this process, without the
+    workers' memory limit). `extractor` replaces `prepare_file` (tests use it to crash a worker).
     """
     emit = progress or _noop
     own = case.path.absolute()
@@ -127,8 +133,12 @@ def ingest(
     report = IngestReport(skipped=skipped)
     report.failed.extend(missing)
     emit(IngestStarted(len(items)))
+    inline = jobs == 1 or (
+        jobs is None and all(item.hint is None and item.path.suffix.lower() in INLINE_SUFFIXES for item in items)
+    )
     jobs = jobs or min(os.cpu_count() or 1, 4)
-    with _Extractors(jobs if len(items) >= POOL_MIN_FILES else 1) as extractors:
+    workers = jobs if len(items) >= POOL_MIN_FILES else 1
+    with _Extractors(workers, inline=inline and workers == 1) as extractors:
         _Ingest(case, items, report, emit, cancel, extractors, extractor).run()
     report.documents = case.count_documents()
     emit(IngestFinished(report))
@@ -136,10 +146,12 @@ def ingest(
 
 
 class _Extractors:
-    """Runs `prepare_file` in worker processes (spawned: forking a process with threads is unsafe)."""
+    """Runs `prepare_file` in worker processes (spawned: forking a process with threads is unsafe), each under a
+    memory limit; or inline in this process for plain text and when the caller asks for one job."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, inline: bool = False):
         self.jobs = jobs
+        self.inline = inline  # extract in this process (no memory limit): only for plain text, or when asked
         self.pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> _Extractors:
@@ -150,7 +162,7 @@ class _Extractors:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, fn: Callable[..., Prepared], *args: object) -> Future[Prepared]:
-        if self.jobs <= 1:
+        if self.inline:
             future: Future[Prepared] = Future()
             future.set_result(fn(*args))
             return future
@@ -183,7 +195,10 @@ class _Extractors:
 
 
 def _init_worker(parent_pid: int) -> None:
-    """Prepare an extractor process: quiet, and gone as soon as the ingest that started it is gone."""
+    """Prepare an extractor process: quiet, memory-limited, and gone as soon as the ingest that started it is."""
+    # A bomb the format checks miss (a PDF stream, a nested archive) gets MemoryError here, failing its file
+    # with a reason instead of swapping the machine to a halt.
+    limit_memory(EXTRACTOR_MEMORY_BYTES)
     # Libraries (Tesseract, MuPDF) print to stderr; what matters comes back in the results.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -371,7 +386,7 @@ class _Ingest:
 
     def _mailbox(self, plan: _Planned, sha: str, existing: DocumentRow | None) -> tuple[str, str | None]:
         """Stream an mbox in batches; each batch commits with the offset to resume from after a kill."""
-        from rlm_desktop.ingest.mbox import iter_mbox
+        from rlm_desktop.ingest.mbox import Skipped, iter_mbox
 
         case, path = self.case, Path(plan.key)
         assert plan.stat is not None
@@ -420,14 +435,18 @@ class _Ingest:
 
         for start, end, raw in iter_mbox(path, offset):
             where = f"{plan.key} › message at byte {start}"
-            node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
-            if node is None:
-                failures.append((where, error or "unreadable message", ""))
+            if isinstance(raw, Skipped):  # too large to hold: fails with its reason, the mailbox goes on
+                failures.append((where, raw.reason, ""))
+                node, error, child_failures = None, None, []
             else:
+                node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
+                if node is None:
+                    failures.append((where, error or "unreadable message", ""))
+                batch_bytes += len(raw)
+            if node is not None:
                 node.origin = f"message at byte {start}"
                 batch.append(node)
                 failures.extend(child_failures)
-            batch_bytes += len(raw)
             if len(batch) >= MAILBOX_BATCH_MESSAGES or batch_bytes >= MAILBOX_BATCH_BYTES:
                 flush(end, last=False)
                 if self.cancelled():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rlm_desktop.ingest.detect import detect_kind, extract
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
+from rlm_desktop.ingest.limits import EXTRACTOR_MEMORY_BYTES
 from rlm_desktop.ingest.source import Source
 from rlm_desktop.store.pages import pack_boxes
 
@@ -41,6 +42,11 @@ def reason_for(exc: BaseException) -> str:
         return f"cannot read the file: {exc.strerror or exc}"
     if isinstance(exc, ExtractionError):
         return str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return (
+            f"ran out of memory reading it (an extractor may use {EXTRACTOR_MEMORY_BYTES // 2**20:,} MB): "
+            "the file is too large or hostile; not read"
+        )
     return f"internal error while reading: {type(exc).__name__}: {exc}"
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlm_desktop.reports.model import Report, build_report
+from rlm_desktop.redact import redact_record
+from rlm_desktop.reports.model import Report, build_report, export_check
 from rlm_desktop.store.case import Case
 
 FORMATS = ("html", "pdf", "docx", "md", "json")
@@ -84,7 +85,11 @@ def _load(case: Case, run_id: str) -> dict[str, Any]:
 def render(case: Case, record: dict[str, Any], fmt: str, out_path: Path) -> bytes:
     """The report's bytes in `fmt`. Markdown also writes its images into `<name>_files/` beside `out_path`."""
     if fmt == "json":
-        return (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+        # the run record as `show --json` prints it, plus `export_check`: the quotes, text hashes, file hashes
+        # and re-extractions checked now, as every other format shows them
+        checked = dict(record)
+        checked["export_check"] = export_check(build_report(case, record, images=False))
+        return (json.dumps(redact_record(checked), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     from rlm_desktop.ingest.pdf import MUPDF_LOCK
 
     renderers: dict[str, Callable[[], bytes]] = {

@@ -179,6 +179,11 @@ def _hash_text(doc: DocumentInfo) -> tuple[str, dict]:
     return f"{doc.hash_check.summary} ({doc.hash_check.detail})", {"color": GREEN if ok else RED}
 
 
+def _text_check(doc: DocumentInfo) -> tuple[str, dict]:
+    check = doc.text_check
+    return f"{check.summary} ({check.details})", {"color": GREEN if check.ok else RED}
+
+
 def _citation(document, c: ReportCitation) -> None:
     heading = document.add_heading(level=2)
     _run(heading, f"{c.marker} {c.title}  ")
@@ -194,6 +199,8 @@ def _citation(document, c: ReportCitation) -> None:
             *([("Attached to", doc.parent, {})] if doc.parent else []),
             ("SHA-256", doc.sha256, {"font": MONO, "size": 8}),
             ("Hash check", *_hash_text(doc)),
+            ("Text SHA-256", doc.text_sha256 or "not recorded", {"font": MONO, "size": 8}),
+            ("Text check", *_text_check(doc)),
         ]
         if doc.superseded:
             facts.append(("Note", "This document was later replaced by a newer version.", {"color": RED}))
@@ -293,6 +300,8 @@ def _document(document, doc: DocumentInfo) -> None:
             ("Location", doc.location, {"font": MONO, "size": 8}),
             ("SHA-256", doc.sha256, {"font": MONO, "size": 8}),
             ("Hash check", *_hash_text(doc)),
+            ("Text SHA-256", doc.text_sha256 or "not recorded", {"font": MONO, "size": 8}),
+            ("Text check", *_text_check(doc)),
             ("Used", doc.used_as, {}),
         ],
     )
@@ -362,6 +371,8 @@ def render_docx(report: Report) -> bytes:
             f"Warning: {n} citation{'s' if n != 1 else ''} in this report {'are' if n != 1 else 'is'} NOT "
             "VERIFIED against the source documents. The claims they support are not backed by the quoted sources.",
         )
+    if report.integrity_alert:
+        _alert(document, report.integrity_alert)
     if report.status != "completed":
         _alert(document, f"This run did not complete: {report.status_label}.")
 

@@ -192,6 +192,19 @@ def _hash_cell(doc: DocumentInfo) -> str:
     return f"<span class='{cls}'>{_e(doc.hash_check.summary)}</span> <span class='muted'>({_e(doc.hash_check.detail)})</span>"
 
 
+def _text_hash(doc: DocumentInfo) -> str:
+    value = doc.text_sha256 or "not recorded"
+    return f"<span class='hash' data-text-sha256='{_e(value)}'>{_e(value)}</span>"
+
+
+def _text_cell(doc: DocumentInfo) -> str:
+    cls = "ok" if doc.text_check.ok else "bad"
+    return (
+        f"<span class='{cls}'>{_e(doc.text_check.summary)}</span> "
+        f"<span class='muted'>({_e(doc.text_check.details)})</span>"
+    )
+
+
 def _citation_block(c: ReportCitation, image_src: ImageSource, max_image_width: float, unit: float) -> str:
     badge = (
         "<span class='badge-ok'>✓ Verified</span>"
@@ -210,6 +223,8 @@ def _citation_block(c: ReportCitation, image_src: ImageSource, max_image_width: 
             ("SHA-256", f"<span class='hash' data-sha256='{_e(doc.sha256)}'>{_e(doc.sha256)}</span>")
         )
         facts.append(("Hash check", _hash_cell(doc)))
+        facts.append(("Text SHA-256", _text_hash(doc)))
+        facts.append(("Text check", _text_cell(doc)))
         if doc.superseded:
             facts.append(
                 ("Note", "<span class='bad'>This document was later replaced by a newer version.</span>")
@@ -293,6 +308,8 @@ def _document(doc: DocumentInfo) -> str:
         ("Location", f"<span class='mono'>{_e(doc.location)}</span>"),
         ("SHA-256", f"<span class='hash' data-sha256='{_e(doc.sha256)}'>{_e(doc.sha256)}</span>"),
         ("Hash check", _hash_cell(doc)),
+        ("Text SHA-256", _text_hash(doc)),
+        ("Text check", _text_cell(doc)),
         ("Used", _e(doc.used_as)),
     ]
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
@@ -329,6 +346,8 @@ def report_blocks(
             f"{'are' if n != 1 else 'is'} NOT VERIFIED against the source documents. "
             "The claims they support are not backed by the quoted sources.</div>"
         )
+    if report.integrity_alert:
+        head.append(f"<div class='alert'>{_e(report.integrity_alert)}</div>")
     if report.status != "completed":
         head.append(f"<div class='alert'>This run did not complete: {_e(report.status_label)}.</div>")
     blocks = [

@@ -107,6 +107,14 @@ def _meta(report: Report) -> list[str]:
     return ["| | |", "|---|---|", *(f"| {k} | {v.replace(chr(10), ' ')} |" for k, v in rows)]
 
 
+def _text_check(doc: DocumentInfo) -> str:
+    """The stored text's check; a mismatch in bold and red (where the viewer renders inline HTML)."""
+    check = _cell(f"{doc.text_check.summary} ({doc.text_check.details})")
+    if doc.text_check.ok:
+        return check
+    return f'<span style="color:#b00020">**MISMATCH: {check}**</span>'
+
+
 def _citation(c: ReportCitation, folder: str | None) -> list[str]:
     status = "Verified" if c.verified else "**NOT VERIFIED**"
     lines = [f'<a id="{c.anchor}"></a>', "", f"### {escape(c.marker)} {escape(c.title)} ({status})", ""]
@@ -123,6 +131,8 @@ def _citation(c: ReportCitation, folder: str | None) -> list[str]:
             *([("Attached to", _cell(doc.parent))] if doc.parent else []),
             ("SHA-256", f"`{doc.sha256}`"),
             ("Hash check", check if ok else f"**{check}**"),
+            ("Text SHA-256", f"`{doc.text_sha256 or 'not recorded'}`"),
+            ("Text check", _text_check(doc)),
         ]
         if doc.superseded:
             facts.append(("Note", "**This document was later replaced by a newer version.**"))
@@ -193,6 +203,8 @@ def _document(doc: DocumentInfo) -> list[str]:
         f"| Location | {_code_cell(doc.location)} |",
         f"| SHA-256 | `{doc.sha256}` |",
         f"| Hash check | {check if ok else f'**{check}**'} |",
+        f"| Text SHA-256 | `{doc.text_sha256 or 'not recorded'}` |",
+        f"| Text check | {_text_check(doc)} |",
         f"| Used | {escape(doc.used_as)} |",
         "",
     ]
@@ -210,6 +222,8 @@ def render_markdown(report: Report, folder: str | None) -> str:
             "quoted sources.",
             "",
         ]
+    if report.integrity_alert:
+        lines += [f'> <span style="color:#b00020">**{escape(report.integrity_alert)}**</span>', ""]
     if report.status != "completed":
         lines += [f"> **This run did not complete: {escape(report.status_label)}.**", ""]
     answer = []

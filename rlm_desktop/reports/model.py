@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from rlm_desktop import __version__
 from rlm_desktop.engine.citations import MARKER
+from rlm_desktop.ingest.reextract import Reextraction, Reextractor
+from rlm_desktop.integrity import check_original, check_text, reextract
+from rlm_desktop.redact import public_base_url, redact, redact_known
 from rlm_desktop.reports.images import CitationImage, render_citation_images
 from rlm_desktop.store.case import Case, DocumentRow
 
@@ -46,9 +47,12 @@ HOW_TO_CHECK = (
     "Character offsets count Unicode characters in the text RLM Desktop extracted from the document (for "
     "PDFs, pages are separated by a form feed, shown here as a line break). The quote is that text from the "
     "first offset up to, not including, the second.",
+    "Each cited document also gives the SHA-256 of its extracted text as recorded at ingest (the UTF-8 "
+    "bytes of the stored text). When this report was generated the stored text was hashed again, and the "
+    "original was extracted again and compared with it: a stored text edited after ingest shows in red.",
     "A citation marked Verified was checked when this report was generated: the quote equals the stored "
-    "text at its offsets. NOT VERIFIED means the model's quote could not be matched; treat the claim it "
-    "supports as unsupported.",
+    "text at its offsets, and that text still has its ingest-time hash. NOT VERIFIED means the quote could "
+    "not be matched or the stored text was changed; treat the claim it supports as unsupported.",
     "Page images are rendered from the original file (attachments from the copy stored in the case); the "
     "highlighted boxes mark the words of the cited span.",
 )
@@ -111,6 +115,35 @@ class HashCheck:
 
 
 @dataclass(frozen=True)
+class TextCheck:
+    """The export-time check of the stored text: against its ingest-time SHA-256, and a re-extraction."""
+
+    status: str  # "matches" | "changed" (the stored text no longer has its hash)
+    detail: str
+    reextraction: Reextraction | None = None  # only for cited documents
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "matches" and (
+            self.reextraction is None or self.reextraction.status != "differs"
+        )
+
+    @property
+    def summary(self) -> str:
+        first = "text hash matches" if self.status == "matches" else "STORED TEXT CHANGED SINCE INGEST"
+        if self.reextraction is None:
+            return first
+        return f"{first}; {self.reextraction.summary}"
+
+    @property
+    def details(self) -> str:
+        parts = [self.detail]
+        if self.reextraction is not None:
+            parts.append(self.reextraction.detail)
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class EmailHeaders:
     sender: str
     to: str
@@ -136,6 +169,8 @@ class DocumentInfo:
     size: int
     pages: int | None
     hash_check: HashCheck
+    text_sha256: str | None = None  # of the stored text, recorded at ingest
+    text_check: TextCheck = field(default_factory=lambda: TextCheck("matches", ""))
     parent: str | None = None  # for an attachment: its email's title and file
     email: EmailHeaders | None = None
     superseded: bool = False
@@ -334,6 +369,19 @@ class Report:
     def unverified_count(self) -> int:
         return sum(1 for c in self.citations if not c.verified) + len(self.unresolved_markers)
 
+    @property
+    def integrity_alert(self) -> str | None:
+        """A sentence naming the documents whose stored text fails its checks, or None when all hold."""
+        bad = [d for d in self.documents if not d.text_check.ok]
+        if not bad:
+            return None
+        names = "; ".join(f"“{d.title}” (id {d.doc_id}): {d.text_check.summary}" for d in bad)
+        noun = "document's stored text does" if len(bad) == 1 else "documents' stored texts do"
+        return (
+            f"Evidence integrity: {len(bad)} {noun} not match what was recorded at ingest or a fresh "
+            f"extraction of the original: {names}."
+        )
+
     def citation_for(self, marker: str) -> ReportCitation | None:
         return next((c for c in self.citations if c.marker == marker), None)
 
@@ -351,41 +399,41 @@ class Report:
         return parts
 
 
+def export_check(report: Report) -> dict[str, Any]:
+    """What the JSON export adds to the run record: the same export-time checks the other formats show."""
+    return {
+        "checked_at": report.generated_at,
+        "ok": not report.unverified_count and report.integrity_alert is None,
+        "alert": report.integrity_alert,
+        "citations": [
+            {"marker": c.marker, "doc_id": c.doc_id, "verified": c.verified, "problem": c.problem}
+            for c in report.citations
+        ],
+        "documents": [
+            {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "sha256": d.sha256,
+                "text_sha256": d.text_sha256,
+                "original": {"status": d.hash_check.status, "detail": d.hash_check.detail},
+                "text": {"status": d.text_check.status, "detail": d.text_check.detail},
+                "reextraction": None
+                if d.text_check.reextraction is None
+                else {"status": d.text_check.reextraction.status, "detail": d.text_check.reextraction.detail},
+            }
+            for d in report.documents
+            if d.cited_as
+        ],
+    }
+
+
 # ---- building ------------------------------------------------------------------------------------------
 
 
 def check_hash(case: Case, doc: DocumentRow, checked_at: str) -> HashCheck:
     """Recompute the SHA-256 of the original bytes: the file(s) on disk first, else the case's stored copy."""
-    changed, missing = [], []
-    for path in doc.paths:
-        try:
-            with open(path, "rb") as original:  # streamed: a mailbox can be gigabytes
-                digest = hashlib.file_digest(original, "sha256").hexdigest()
-        except OSError as exc:
-            missing.append(f"{path}: {exc.strerror or exc}")
-            continue
-        if digest == doc.sha256:
-            return HashCheck("matches", checked_at, f"the file at {path}")
-        changed.append(path)
-    blob = case.blob(doc.sha256)
-    if blob is not None:
-        if hashlib.sha256(blob).hexdigest() == doc.sha256:
-            where = "the copy stored in the case" + (" (the email's attachment)" if doc.parent_id else "")
-            if changed:
-                where += f"; the file at {', '.join(changed)} has changed since ingest"
-            return HashCheck("matches", checked_at, where)
-        return HashCheck("changed", checked_at, "the copy stored in the case does not match its hash")
-    if changed:
-        return HashCheck(
-            "changed", checked_at, f"the file at {', '.join(changed)} differs from the ingested one"
-        )
-    if missing:
-        return HashCheck("unavailable", checked_at, "; ".join(missing))
-    if doc.parent_id is not None:
-        return HashCheck(
-            "unavailable", checked_at, "no separate original: it is part of its parent document, hashed there"
-        )
-    return HashCheck("unavailable", checked_at, "no file of its own and no stored copy in the case")
+    check = check_original(case, doc)
+    return HashCheck(check.status, checked_at, check.detail)
 
 
 def _listed(value: Any) -> str:
@@ -413,10 +461,21 @@ def email_headers(doc: DocumentRow) -> EmailHeaders | None:
 class _Documents:
     """Document rows and their hash checks, each looked up once per report."""
 
-    def __init__(self, case: Case, checked_at: str):
+    def __init__(self, case: Case, checked_at: str, reextractor: Reextractor):
         self.case = case
         self.checked_at = checked_at
         self.infos: dict[int, DocumentInfo | None] = {}
+        self.rows: dict[int, DocumentRow] = {}
+        self.reextractor = reextractor
+        self.images = True  # page images for PDF citations (not needed for the JSON export's check)
+
+    def reextract(self, info: DocumentInfo) -> Reextraction:
+        """Extract a cited document's original again (once) and record the comparison on `info`."""
+        if info.text_check.reextraction is None:
+            again = reextract(self.case, self.rows[info.doc_id], self.reextractor)
+            info.text_check = TextCheck(info.text_check.status, info.text_check.detail, again)
+        assert info.text_check.reextraction is not None
+        return info.text_check.reextraction
 
     def get(self, doc_id: int) -> DocumentInfo | None:
         if doc_id not in self.infos:
@@ -428,6 +487,8 @@ class _Documents:
             doc = self.case.document(doc_id)
         except KeyError:
             return None
+        self.rows[doc_id] = doc
+        text = check_text(self.case, doc)
         parent = None
         if doc.parent_id is not None:
             try:
@@ -449,6 +510,8 @@ class _Documents:
             size=doc.size,
             pages=doc.pages,
             hash_check=check_hash(self.case, doc, self.checked_at),
+            text_sha256=doc.text_sha256,
+            text_check=TextCheck(text.status, text.detail),
             parent=parent,
             parent_id=doc.parent_id,
             email=email_headers(doc),
@@ -490,8 +553,15 @@ def _citation(case: Case, docs: _Documents, number: int, raw: dict[str, Any]) ->
             before, after = _context(text, start, end)
         else:
             problem = problem or "the offsets are outside the document's text"
-    # Re-verify now instead of trusting the record: the case's text at the offsets must equal the quote.
+    # Re-verify now instead of trusting the record: the case's text at the offsets must equal the quote, that
+    # text must still have its ingest-time hash, and the original, extracted again, must hold the quote too.
     verified = bool(raw.get("verified")) and source_text is not None and source_text == quote
+    again = docs.reextract(info) if info is not None else None  # every cited document's original, once
+    if info is not None and info.text_check.status != "matches":
+        verified, problem = False, info.text_check.detail
+    elif verified and again is not None and again.status == "differs" and (again.fresh or "")[start:end] != quote:
+        verified = False
+        problem = "the original, extracted again, does not have this quote at these offsets"
     if not verified and problem is None:
         problem = (
             "the quote differs from the source text at these offsets"
@@ -517,7 +587,7 @@ def _citation(case: Case, docs: _Documents, number: int, raw: dict[str, Any]) ->
     )
     if info is not None:
         info.cited_as.append(citation.marker)
-        if info.kind == "pdf" or raw.get("rects"):
+        if docs.images and (info.kind == "pdf" or raw.get("rects")):
             citation.images, citation.image_note = render_citation_images(case, doc_id, raw)
     return citation
 
@@ -577,9 +647,10 @@ def _entry(node: dict[str, Any], depth: int, docs: _Documents) -> TrajectoryEntr
         prompt_tokens=int(node.get("prompt_tokens") or 0),
         completion_tokens=int(node.get("completion_tokens") or 0),
         cost_usd=float(node.get("cost_usd") or 0.0),
-        text=clip_text(visible(text), CODE_LIMIT if kind == "code" else TEXT_LIMIT),
-        output=clip_text(visible(output), TEXT_LIMIT) if output else None,
-        error=visible(error) if error else None,
+        # runs saved before redaction existed may hold an echoed key: redact what the report shows
+        text=clip_text(visible(redact_known(text)), CODE_LIMIT if kind == "code" else TEXT_LIMIT),
+        output=clip_text(visible(redact(output)), TEXT_LIMIT) if output else None,
+        error=visible(redact(error)) if error else None,
         spans=spans,
     )
 
@@ -616,23 +687,22 @@ def _usage(record: dict[str, Any], root_model: str | None, sub_model: str | None
 
 
 def public_endpoint(url: str | None) -> str | None:
-    """The endpoint without any user:password or query string (which could carry a credential)."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    """The endpoint without credentials (user:password, key-like query parameters)."""
+    return public_base_url(url) if url else None
 
 
-def build_report(case: Case, record: dict[str, Any], *, generated_at: str | None = None) -> Report:
+def build_report(
+    case: Case, record: dict[str, Any], *, generated_at: str | None = None, images: bool = True
+) -> Report:
     """The report for `record` (a CONTRACTS run record), re-checking quotes and hashes against `case` now."""
     generated_at = generated_at or utc_now()
-    docs = _Documents(case, generated_at)
+    with Reextractor() as reextractor:
+        docs = _Documents(case, generated_at, reextractor)
+        docs.images = images
+        return _build_report(case, record, generated_at, docs)
+
+
+def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _Documents) -> Report:
     config = record.get("config") or {}
     usage_models = list((record.get("usage") or {}).keys())
     root_model = config.get("root_model") or (usage_models[0] if usage_models else None)
@@ -654,7 +724,7 @@ def build_report(case: Case, record: dict[str, Any], *, generated_at: str | None
         run_id=str(record.get("run_id", "")),
         question=visible(record.get("question") or ""),
         status=str(record.get("status", "")),
-        answer=visible(record.get("answer") or ""),
+        answer=visible(redact_known(record.get("answer") or "")),
         started=record.get("started"),
         ended=record.get("ended"),
         generated_at=generated_at,
@@ -668,8 +738,8 @@ def build_report(case: Case, record: dict[str, Any], *, generated_at: str | None
         usage=_usage(record, root_model, sub_model),
         citations=citations,
         unresolved_markers=list(record.get("unresolved_markers") or []),
-        error=record.get("error"),
-        warnings=[str(w) for w in record.get("warnings") or []],
+        error=redact(record["error"]) if record.get("error") else None,
+        warnings=[redact(str(w)) for w in record.get("warnings") or []],
         trajectory=trajectory,
         documents=sorted(documents.values(), key=lambda d: d.doc_id),
         cost_held_usd=float(record.get("cost_held_usd") or 0.0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,14 +14,40 @@ from typing import Any
 
 import sqlite_utils
 
+from rlm_desktop.paths import make_private_dirs
 from rlm_desktop.store.fts import FtsMatch, chunk_bounds, search_chunks
-from rlm_desktop.store.migrations import migrate
+from rlm_desktop.store.migrations import migrate, text_sha256
 from rlm_desktop.store.pages import Page, pack_boxes, unpack_boxes
 
 
 def _json(value: Any) -> str:
     """JSON for a metadata column; lone surrogates (from broken fonts or headers) cannot be stored as UTF-8."""
     return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "replace").decode("utf-8")
+
+
+def _private_file(path: Path) -> None:
+    """Create the case file readable only by its owner (0600), in a 0700 folder if the folder is new.
+
+    SQLite gives the -wal and -shm files the database file's mode. An existing case left 0644 by an older
+    version is tightened; a read-only file system (the sandbox's view) is left alone.
+    """
+    make_private_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # not writable here: SQLite reports what matters when it opens the file
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.chmod(path.with_name(path.name + suffix), 0o600)
+        except OSError:
+            pass
 
 
 def now_iso() -> str:
@@ -44,6 +71,7 @@ class DocumentRow:
     status: str
     superseded_by: int | None
     added_at: str
+    text_sha256: str | None = None  # SHA-256 of the text as extracted at ingest (None: never recorded)
     paths: tuple[str, ...] = field(default=())
 
     @property
@@ -60,12 +88,25 @@ class DocumentRow:
             "paths": list(self.paths),
             "parent_id": self.parent_id,
             "sha256": self.sha256,
+            "text_sha256": self.text_sha256,
             "size": self.size,
             "chars": self.chars,
             "pages": self.pages,
             "status": self.status,
             "meta": self.meta,
         }
+
+
+TEXT_CHANGED = "stored text changed since ingest"
+
+
+def text_problem(doc: DocumentRow, text: str) -> str | None:
+    """Why `doc`'s stored `text` cannot be trusted (it no longer matches its ingest-time hash), or None."""
+    if doc.text_sha256 is None:
+        return "no text hash recorded for this document (the case was altered)"
+    if text_sha256(text) != doc.text_sha256:
+        return TEXT_CHANGED
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,7 +118,8 @@ class PathRow:
 
 
 _DOC_COLUMNS = (
-    "id, kind, title, parent_id, origin, sha256, size, chars, pages, meta, status, superseded_by, added_at"
+    "id, kind, title, parent_id, origin, sha256, size, chars, pages, meta, status, superseded_by, added_at,"
+    " text_sha256"
 )
 
 
@@ -93,7 +135,7 @@ class Case:
     def open(cls, path: str | Path) -> Case:
         """Open (creating and migrating as needed) the case file at `path`."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
         # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so a kill never leaves half a file
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -146,7 +188,7 @@ class Case:
         meta = dict(meta or {})
         cur = self.conn.execute(
             "INSERT INTO documents (kind, title, parent_id, origin, sha256, size, chars, pages, meta, text,"
-            " status, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, added_at, text_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 kind,
                 title,
@@ -160,6 +202,7 @@ class Case:
                 text,
                 status,
                 now_iso(),
+                text_sha256(text),
             ),
         )
         doc_id = int(cur.lastrowid)

@@ -77,12 +77,14 @@ def exported(sample):
 
 
 def real_hashes(case: Case) -> dict[str, int]:
-    """SHA-256 of every document's actual bytes (file on disk, else the stored attachment copy) -> doc id."""
+    """SHA-256 of every document's actual bytes (file on disk, else the stored attachment copy) and of its
+    actual stored text (UTF-8) -> doc id."""
     hashes = {}
     for doc in case.documents():
         data = Path(doc.path).read_bytes() if doc.path else case.blob(doc.sha256)
         assert data is not None, doc
         hashes[hashlib.sha256(data).hexdigest()] = doc.id
+        hashes[hashlib.sha256(case.text(doc.id).encode("utf-8")).hexdigest()] = doc.id
     return hashes
 
 
@@ -235,7 +237,11 @@ def test_markdown_images_are_files_beside_it_and_quotes_are_exact(sample, export
 
 def test_json_is_exactly_the_run_record(sample, exported):
     with Case.open(sample.case_path) as case:
-        assert json.loads(exported["json"].read_text(encoding="utf-8")) == load_run(case, sample.run_id)
+        exported_record = json.loads(exported["json"].read_text(encoding="utf-8"))
+        check = exported_record.pop("export_check")
+        assert exported_record == load_run(case, sample.run_id)
+    assert check["ok"] and check["citations"] and all(c["verified"] for c in check["citations"])
+    assert all(d["text"]["status"] == "matches" and d["text_sha256"] for d in check["documents"])
 
 
 def test_attachment_citation_is_imaged_from_the_stored_copy_and_no_key_leaks(sample):
