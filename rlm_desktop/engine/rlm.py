@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import time
 import uuid
@@ -46,6 +47,7 @@ from rlm_desktop.engine.tokens import count_message_tokens
 from rlm_desktop.engine.tree import Node, Tree, now_iso
 from rlm_desktop.engine.untrusted import subcall_messages
 from rlm_desktop.frozen import resources_dir
+from rlm_desktop.sandbox.functions import prompt_table
 from rlm_desktop.sandbox.host import Sandbox
 from rlm_desktop.sandbox.isolation import MemoryBudget
 from rlm_desktop.store.case import Case
@@ -59,8 +61,11 @@ OPENING_BYTES_BOUND = 4000  # the case summary sent with the question, for the c
 STREAM_UPDATE_S = 0.1
 
 
+@functools.cache
 def system_prompt() -> str:
-    return (RESOURCES / "prompts" / "rlm_system.md").read_text(encoding="utf-8")
+    """The root model's instructions; the REPL functions that call the host come from their declarations."""
+    text = (RESOURCES / "prompts" / "rlm_system.md").read_text(encoding="utf-8")
+    return text.replace("{repl_functions}", prompt_table())
 
 
 @dataclass(frozen=True)

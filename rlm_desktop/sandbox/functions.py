@@ -46,15 +46,14 @@ REPL_FUNCTIONS: tuple[HostFunction, ...] = (
         "llm_query",
         (Param("prompt", STR),),
         STR,
-        "asks a sub-model (cheaper, capable, with a context of roughly 100k characters) and returns its answer "
-        "as a string. Give it the excerpt AND a precise task.",
+        "asks a sub-model (cheaper, capable, with a context of roughly 100k characters) and returns its "
+        "answer as a string. Give it the excerpt AND a precise task.",
     ),
     HostFunction(
         "llm_query_batched",
         (Param("prompts", STR_LIST),),
         STR_LIST,
-        "many sub-model calls in parallel, answers in the same order. Use this rather than a loop of "
-        "`llm_query` calls.",
+        "many sub-model calls in parallel, answers in order; better than a loop of `llm_query` calls.",
     ),
     HostFunction(
         "rlm_query",
@@ -138,6 +137,10 @@ def check_request(kind: Any, payload: Any) -> str | None:
     return None
 
 
-def prompt_table() -> str:
-    """The system prompt's lines for these functions."""
-    return "\n".join(f"- `{fn.signature}`: {fn.prompt}" for fn in REPL_FUNCTIONS)
+def prompt_table(width: int = 110) -> str:
+    """The system prompt's lines for these functions, wrapped like the rest of the prompt."""
+    import textwrap
+
+    return "\n".join(
+        textwrap.fill(f"- `{fn.signature}`: {fn.prompt}", width, subsequent_indent="  ") for fn in REPL_FUNCTIONS
+    )

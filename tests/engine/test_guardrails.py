@@ -70,7 +70,8 @@ def test_recorded_spend_never_exceeds_the_cap(fake_openai, case_path, seed):
         run_rlm(
             case_path,
             "Q",
-            config(fake_openai, cap_usd=cap, concurrency=rng.randint(1, 8)),
+            # a reply limit that leaves the smallest cap room for more than one root call's bound
+            config(fake_openai, cap_usd=cap, concurrency=rng.randint(1, 8), root_max_output_tokens=600),
             "k",
             emit=lambda e: seen.append(e.spent_usd) if isinstance(e, CostChanged) else 0,
         )
@@ -201,7 +202,8 @@ def test_cap_reached_inside_code_that_swallows_errors_ends_the_run_at_once(fake_
     )
     fake_openai.handler = script
     started = time.monotonic()
-    record = asyncio.run(run_rlm(case_path, "Q", config(fake_openai, cap_usd=0.02, cell_timeout_s=120), "k"))
+    cfg = config(fake_openai, cap_usd=0.02, cell_timeout_s=120, root_max_output_tokens=600)
+    record = asyncio.run(run_rlm(case_path, "Q", cfg, "k"))
     assert record["status"] == "cap_reached" and record["cost_usd"] <= 0.02
     assert time.monotonic() - started < 10  # not the 120 s cell timeout
 

@@ -65,3 +65,11 @@ def test_the_prompt_table_lists_every_function():
     table = functions.prompt_table()
     assert all(f"`{fn.signature}`" in table for fn in functions.REPL_FUNCTIONS)
     assert "`rlm_query(question, docs)`" in table
+
+
+def test_the_system_prompt_lists_the_declared_functions():
+    from rlm_desktop.engine.rlm import system_prompt
+
+    prompt = system_prompt()
+    assert "{repl_functions}" not in prompt
+    assert functions.prompt_table() in prompt
