@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[common], help="export a saved run as an evidence report")
     p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--format", choices=["html", "pdf", "docx", "md", "json"], required=True)
+    from rlm_desktop.reports import FORMATS  # the formats table (reports/__init__.py)
+
+    p.add_argument("--format", choices=list(FORMATS), required=True)
     p.add_argument("-o", "--output", metavar="FILE", required=True, type=Path)
 
     p = sub.add_parser(

@@ -8,26 +8,84 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlm_desktop.redact import redact_record
-from rlm_desktop.reports.model import Report, build_report, export_check
-from rlm_desktop.store.case import Case
 
-FORMATS = ("html", "pdf", "docx", "md", "json")
-SUFFIXES = {"html": ".html", "pdf": ".pdf", "docx": ".docx", "md": ".md", "json": ".json"}
-FORMAT_LABELS = {  # for a save dialog's filter list
-    "html": "HTML report, one file (*.html)",
-    "pdf": "PDF report (*.pdf)",
-    "docx": "Word document (*.docx)",
-    "md": "Markdown with an images folder (*.md)",
-    "json": "Run record, JSON (*.json)",
+if TYPE_CHECKING:
+    from rlm_desktop.reports.model import Report
+    from rlm_desktop.store.case import Case
+
+
+def __getattr__(name: str) -> Any:
+    # The report model pulls in PyMuPDF (about a second): only code that builds a report pays for it,
+    # not every command that merely lists the formats.
+    if name in ("Report", "build_report", "export_check"):
+        from rlm_desktop.reports import model
+
+        return getattr(model, name)
+    raise AttributeError(name)
+
+
+@dataclass(frozen=True)
+class ReportFormat:
+    """One way to write a report. `render(report, out_path)` returns the file's bytes; None for JSON,
+    which is the run record itself (see render())."""
+
+    name: str  # the --format value
+    suffix: str
+    label: str  # a save dialog's filter entry
+    render: Callable[[Report, Path], bytes] | None
+
+
+def _html(report: Report, out_path: Path) -> bytes:
+    from rlm_desktop.reports.html import render_html
+
+    return render_html(report).encode("utf-8")
+
+
+def _pdf(report: Report, out_path: Path) -> bytes:
+    from rlm_desktop.reports.pdf_report import render_pdf
+
+    return render_pdf(report)
+
+
+def _docx(report: Report, out_path: Path) -> bytes:
+    from rlm_desktop.reports.docx_report import render_docx
+
+    return render_docx(report)
+
+
+def _markdown(report: Report, out_path: Path) -> bytes:
+    from rlm_desktop.reports.markdown import render_markdown, write_images
+
+    folder = write_images(report, out_path, write_atomically)
+    return render_markdown(report, folder.name if folder else None).encode("utf-8")
+
+
+# The one table of report formats: the CLI's --format choices and the window's save dialog read it.
+# Adding a format is a renderer module plus one line here.
+REPORT_FORMATS: dict[str, ReportFormat] = {
+    f.name: f
+    for f in (
+        ReportFormat("html", ".html", "HTML report, one file (*.html)", _html),
+        ReportFormat("pdf", ".pdf", "PDF report (*.pdf)", _pdf),
+        ReportFormat("docx", ".docx", "Word document (*.docx)", _docx),
+        ReportFormat("md", ".md", "Markdown with an images folder (*.md)", _markdown),
+        ReportFormat("json", ".json", "Run record, JSON (*.json)", None),
+    )
 }
+FORMATS = tuple(REPORT_FORMATS)
+SUFFIXES = {f.name: f.suffix for f in REPORT_FORMATS.values()}
+FORMAT_LABELS = {f.name: f.label for f in REPORT_FORMATS.values()}  # for a save dialog's filter list
 
 __all__ = [
     "FORMAT_LABELS",
     "FORMATS",
+    "REPORT_FORMATS",
+    "ReportFormat",
     "SUFFIXES",
     "Report",
     "RunNotFound",
@@ -84,6 +142,8 @@ def _load(case: Case, run_id: str) -> dict[str, Any]:
 
 def render(case: Case, record: dict[str, Any], fmt: str, out_path: Path) -> bytes:
     """The report's bytes in `fmt`. Markdown also writes its images into `<name>_files/` beside `out_path`."""
+    from rlm_desktop.reports.model import build_report, export_check
+
     if fmt == "json":
         # the run record as `show --json` prints it, plus `export_check`: the quotes, text hashes, file hashes
         # and re-extractions checked now, as every other format shows them
@@ -92,42 +152,13 @@ def render(case: Case, record: dict[str, Any], fmt: str, out_path: Path) -> byte
         return (json.dumps(redact_record(checked), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     from rlm_desktop.ingest.pdf import MUPDF_LOCK
 
-    renderers: dict[str, Callable[[], bytes]] = {
-        "html": lambda: _html(report),
-        "pdf": lambda: _pdf(report),
-        "docx": lambda: _docx(report),
-        "md": lambda: _markdown(report, out_path),
-    }
+    renderer = REPORT_FORMATS[fmt].render
+    assert renderer is not None
     # MuPDF is not thread-safe: an export from the window's worker thread must not render while the
     # source viewer (or an in-process ingest) does
     with MUPDF_LOCK:
         report = build_report(case, record)
-        return renderers[fmt]()
-
-
-def _html(report: Report) -> bytes:
-    from rlm_desktop.reports.html import render_html
-
-    return render_html(report).encode("utf-8")
-
-
-def _pdf(report: Report) -> bytes:
-    from rlm_desktop.reports.pdf_report import render_pdf
-
-    return render_pdf(report)
-
-
-def _docx(report: Report) -> bytes:
-    from rlm_desktop.reports.docx_report import render_docx
-
-    return render_docx(report)
-
-
-def _markdown(report: Report, out_path: Path) -> bytes:
-    from rlm_desktop.reports.markdown import render_markdown, write_images
-
-    folder = write_images(report, out_path, write_atomically)
-    return render_markdown(report, folder.name if folder else None).encode("utf-8")
+        return renderer(report, out_path)
 
 
 def export_run(case_path: str | Path, run_id: str, fmt: str, out_path: str | Path) -> Path:
@@ -147,6 +178,8 @@ def _export(case_path: Path, run_id: str, fmt: str, out_path: Path) -> tuple[Pat
         raise FileNotFoundError(f"no case at {case_path}")
     if not out_path.parent.is_dir():
         raise FileNotFoundError(f"the folder {out_path.parent} does not exist")
+    from rlm_desktop.store.case import Case
+
     with Case.open(case_path) as case:
         record = _load(case, run_id)
         data = render(case, record, fmt, out_path)
