@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,8 @@ from typing import Any
 
 from rlm_desktop.engine.tree import Node
 from rlm_desktop.redact import redact_record
-from rlm_desktop.store.case import Case, now_iso
+from rlm_desktop.store.case import Case
+from rlm_desktop.store.runs import node_rows, run_row, run_rows, save_run
 
 
 @dataclass(frozen=True)
@@ -47,44 +47,13 @@ class RunStore:
         Everything goes through `redact_record` first: this is the one place runs are written, so no error
         echoing the API key, no key-shaped string and no `base_url` credential ever reaches the case.
         """
-        header = redact_record(header)
-        with self.case.transaction():
-            self.case.conn.execute(
-                "INSERT INTO runs (run_id, question, status, started, ended, cost_usd, cap_usd, answer, pid,"
-                " updated, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(run_id) DO UPDATE SET status = excluded.status, ended = excluded.ended,"
-                " cost_usd = excluded.cost_usd, answer = excluded.answer, updated = excluded.updated,"
-                " record = excluded.record",
-                (
-                    header["run_id"],
-                    header["question"],
-                    header["status"],
-                    header["started"],
-                    header.get("ended"),
-                    header["cost_usd"],
-                    header["cap_usd"],
-                    header["answer"],
-                    os.getpid(),
-                    now_iso(),
-                    json.dumps(header, ensure_ascii=False),
-                ),
-            )
-            for node in nodes:
-                seq = self._seq.setdefault(node.id, len(self._seq))
-                data = node.to_json()
-                data.pop("children")
-                data = redact_record(data)
-                self.case.conn.execute(
-                    "INSERT INTO run_nodes (run_id, node_id, parent_id, seq, data) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT(run_id, node_id) DO UPDATE SET data = excluded.data",
-                    (
-                        header["run_id"],
-                        node.id,
-                        node.parent.id if node.parent else None,
-                        seq,
-                        json.dumps(data, ensure_ascii=False),
-                    ),
-                )
+        steps = []
+        for node in nodes:
+            seq = self._seq.setdefault(node.id, len(self._seq))
+            data = node.to_json()
+            data.pop("children")
+            steps.append((node.id, node.parent.id if node.parent else None, seq, redact_record(data)))
+        save_run(self.case, redact_record(header), steps)
 
 
 def _alive(pid: int | None) -> bool:
@@ -104,38 +73,23 @@ def _interrupted(status: str, pid: int | None) -> bool:
 
 
 def list_runs(case: Case) -> list[RunSummary]:
-    rows = case.conn.execute(
-        "SELECT run_id, question, status, started, cost_usd, pid FROM runs ORDER BY started DESC"
-    )
     return [
-        RunSummary(run_id, question, "failed" if _interrupted(status, pid) else status, started, cost)
-        for run_id, question, status, started, cost, pid in rows
+        RunSummary(r.run_id, r.question, "failed" if _interrupted(r.status, r.pid) else r.status, r.started, r.cost_usd)
+        for r in run_rows(case)
     ]
 
 
 def load_run(case: Case, run_id: str) -> dict[str, Any]:
     """The saved run record; a run whose process died mid-way reads as `failed` with an explanation."""
-    row = case.conn.execute(
-        "SELECT run_id, record, status, pid FROM runs WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    if row is None:
-        matches = case.conn.execute("SELECT run_id FROM runs WHERE run_id LIKE ?", (run_id + "%",)).fetchall()
-        if len(matches) != 1:
-            raise KeyError(
-                f"no run {run_id!r} in this case" if not matches else f"run id {run_id!r} is ambiguous"
-            )
-        return load_run(case, matches[0][0])
-    full_id, header, status, pid = row
-    record = json.loads(header)
-    if _interrupted(status, pid):
+    row = run_row(case, run_id)  # KeyError: unknown or ambiguous
+    record = dict(row.record or {})
+    if _interrupted(row.status, row.pid):
         record["status"] = "failed"
         record["error"] = "interrupted: the process running it ended before the run finished"
-    rows = case.conn.execute(
-        "SELECT node_id, parent_id, data FROM run_nodes WHERE run_id = ? ORDER BY seq", (full_id,)
-    ).fetchall()
-    nodes = {node_id: {**json.loads(data), "children": []} for node_id, _, data in rows}
+    steps = list(node_rows(case, row.run_id))
+    nodes = {node_id: {**data, "children": []} for node_id, _, data in steps}
     root = None
-    for node_id, parent_id, _ in rows:
+    for node_id, parent_id, _ in steps:
         if parent_id is None:
             root = nodes[node_id]
         elif parent_id in nodes:
