@@ -142,7 +142,7 @@ worker_exe="$(sed -n 's/.*worker=\([^ ]*\) .*/\1/p' <<<"$answer")"
 if [[ "$answer" == *"uid=65534"* ]]; then
   step "ask: the REPL worker was the bundle's executable, inside bubblewrap (uid nobody)"
 else
-  step "ask: the REPL worker was the bundle's executable (no bubblewrap here: weaker isolation)"
+  step "ask: the REPL worker was the bundle's executable (no bubblewrap here: Landlock and seccomp, or refused)"
 fi
 
 # --- 6. the window, offscreen ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """PyInstaller hook for rlm_desktop: modules imported lazily, and the standard library the REPL offers."""
 
-from PyInstaller.utils.hooks import collect_submodules
+from PyInstaller.utils.hooks import collect_data_files, collect_submodules
 
 # Commands and the window import their modules inside functions; take them all, the GUI included.
 hiddenimports = collect_submodules("rlm_desktop")
@@ -8,6 +8,10 @@ hiddenimports = collect_submodules("rlm_desktop")
 hiddenimports += ["qasync", "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets"]
 # The REPL worker loads its seccomp layer (and ctypes) only when it confines itself.
 hiddenimports += ["pyseccomp", "ctypes", "ctypes.util"]
+# tiktoken finds its encodings as plugins in the tiktoken_ext namespace; the cl100k table is a data file
+# (without them token estimates fall back to bytes/4, see engine/tokens.py).
+hiddenimports += collect_submodules("tiktoken_ext")
+datas = collect_data_files("tiktoken_ext")
 
 # The root model's code cells may import any standard module, but a bundle holds only what the app itself
 # imports. These are the ones an investigation plausibly uses (text, numbers, dates, tables): without them a
