@@ -24,6 +24,28 @@ _NODE_KEYS = (
 _CITATION_KEYS = ("marker", "doc_id", "path", "title", "start", "end", "quote", "verified", "page", "rects")
 
 
+def node_dict(node: Any) -> dict[str, Any]:
+    """The CONTRACTS NODE object of a step, live (engine/tree.py's Node) or saved (NodeRecord): both have
+    these attributes; kind-specific details go alongside the fixed keys."""
+    out: dict[str, Any] = {
+        "id": node.id,
+        "kind": node.kind,
+        "model": node.model,
+        "status": node.status,
+        "prompt_tokens": node.prompt_tokens,
+        "completion_tokens": node.completion_tokens,
+        "cost_usd": round(node.cost_usd, 8),
+        "started": node.started,
+        "ended": node.ended,
+        "text": node.text,
+        "spans": [{"doc_id": d, "start": s, "end": e} for d, s, e in node.spans],
+        "children": [node_dict(c) for c in node.children],
+    }
+    for key, value in node.detail.items():
+        out.setdefault(key, value)
+    return out
+
+
 @dataclass
 class NodeRecord:
     """One step of the tree. `detail` holds the kind-specific keys (output, prompt, response, thinking, ...)."""
@@ -65,23 +87,7 @@ class NodeRecord:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "kind": self.kind,
-            "model": self.model,
-            "status": self.status,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": round(self.cost_usd, 8),
-            "started": self.started,
-            "ended": self.ended,
-            "text": self.text,
-            "spans": [{"doc_id": d, "start": s, "end": e} for d, s, e in self.spans],
-            "children": [c.to_dict() for c in self.children],
-        }
-        for key, value in self.detail.items():
-            out.setdefault(key, value)
-        return out
+        return node_dict(self)
 
     def view(self, parent_id: str | None) -> NodeView:
         """The node as the engine's live events show it."""

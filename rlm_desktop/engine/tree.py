@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rlm_desktop.engine.events import NodeView
+from rlm_desktop.engine.record import node_dict
 
 
 def now_iso() -> str:
@@ -54,23 +55,7 @@ class Node:
 
     def to_json(self) -> dict[str, Any]:
         """The CONTRACTS NODE object, with kind-specific extras alongside."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "kind": self.kind,
-            "model": self.model,
-            "status": self.status,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": round(self.cost_usd, 8),
-            "started": self.started,
-            "ended": self.ended,
-            "text": self.text,
-            "spans": [{"doc_id": d, "start": s, "end": e} for d, s, e in self.spans],
-            "children": [c.to_json() for c in self.children],
-        }
-        for key, value in self.detail.items():
-            out.setdefault(key, value)
-        return out
+        return node_dict(self)
 
     def walk(self):
         yield self
