@@ -10,6 +10,7 @@ from typing import Any
 
 from rlm_desktop import __version__
 from rlm_desktop.engine.citations import MARKER
+from rlm_desktop.engine.replies import segments
 from rlm_desktop.ingest.reextract import Reextraction, Reextractor
 from rlm_desktop.integrity import check_original, check_text, reextract
 from rlm_desktop.redact import public_base_url, redact, redact_known
@@ -599,7 +600,6 @@ _LABELS = {
     "llm_query": "Sub-call (llm_query)",
     "rlm_query": "Recursive sub-investigation (rlm_query)",
 }
-_CODE_BLOCK = re.compile(r"```[A-Za-z]*\n.*?(?:```|\Z)", re.S)
 
 
 def _entry(node: dict[str, Any], depth: int, docs: _Documents) -> TrajectoryEntry:
@@ -612,9 +612,11 @@ def _entry(node: dict[str, Any], depth: int, docs: _Documents) -> TrajectoryEntr
         label = f"{label} {number}" if number else label
         if node.get("final_request"):
             label += " (final answer requested: no iterations left)"
-        # The code is listed in the cells below; keep the model's prose between the blocks.
-        text = _CODE_BLOCK.sub("[code cell below]", text).strip()
-        if text == "[code cell below]":
+        # The code is listed in the cells below; keep the model's prose between the blocks (read with the
+        # engine's own fence parser, so what is marked as code is what ran).
+        pieces = [("[code cell below]" if is_code else piece) for piece, is_code in segments(text)]
+        text = "\n\n".join(pieces).strip()
+        if all(piece == "[code cell below]" for piece in pieces):
             text = ""
     elif kind == "code":
         output = node.get("output")
