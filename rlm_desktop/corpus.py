@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, overload
 from urllib.parse import quote
 
+from rlm_desktop.store import queries
 from rlm_desktop.store.fts import search_chunks
 
 
@@ -103,20 +103,11 @@ class Corpus(Sequence[Document]):
         return corpus
 
     def _load_catalogue(self, doc_ids: list[int] | None) -> None:
-        paths: dict[int, str] = {}
-        for path, doc_id in self._conn.execute("SELECT path, doc_id FROM paths ORDER BY path DESC"):
-            paths[doc_id] = path  # the alphabetically first path wins
-        rows = self._conn.execute(
-            "SELECT id, kind, title, parent_id, meta, chars FROM documents"
-            " WHERE superseded_by IS NULL AND kind != 'mailbox' ORDER BY id"
-        )
         wanted = None if doc_ids is None else set(doc_ids)
-        for doc_id, kind, title, parent_id, meta, chars in rows:
+        for doc_id, kind, title, parent_id, meta, chars, path in queries.catalogue(self._conn):
             if wanted is not None and doc_id not in wanted:
                 continue
-            self._docs.append(
-                Document(self, doc_id, kind, title, paths.get(doc_id), parent_id, json.loads(meta), chars)
-            )
+            self._docs.append(Document(self, doc_id, kind, title, path, parent_id, meta, chars))
         self._by_id = {d.id: d for d in self._docs}
         self._whole = wanted is None  # a whole-case corpus searches without an id filter
         if wanted is not None:
@@ -157,28 +148,22 @@ class Corpus(Sequence[Document]):
     def text_of(self, doc_id: int) -> str:
         text = self._texts.get(doc_id)
         if text is None:
-            row = self._conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
-            if row is None:
+            found = queries.document_text(self._conn, doc_id)
+            if found is None:
                 raise KeyError(f"no document with id {doc_id}")
-            text = self._texts[doc_id] = row[0]
+            text = self._texts[doc_id] = found
         return text
 
     def _load_all_texts(self) -> None:
         if self._all_loaded:
             return
-        rows = self._conn.execute(
-            "SELECT id, text FROM documents WHERE superseded_by IS NULL AND kind != 'mailbox'"
-        )
-        for doc_id, text in rows:
+        for doc_id, text in queries.current_texts(self._conn):
             if doc_id in self._by_id:
                 self._texts[doc_id] = text
         self._all_loaded = True
 
     def _page_ranges(self, doc_id: int) -> list[tuple[int, int]]:
-        rows = self._conn.execute(
-            "SELECT char_start, char_end FROM pages WHERE doc_id = ? ORDER BY number", (doc_id,)
-        )
-        return [(s, e) for s, e in rows]
+        return queries.page_ranges(self._conn, doc_id)
 
     # ---- finding -------------------------------------------------------------------------------------
 

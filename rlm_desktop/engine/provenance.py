@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from rlm_desktop.corpus import Corpus
+from rlm_desktop.store import queries
 
 PROBE_CHARS = 48  # a probe of ~7 words is selective enough for FTS yet fits inside short excerpts
 PROBE_TOKENS = 8
@@ -86,17 +87,10 @@ class Attributor:
         if phrase in cache:
             cache.move_to_end(phrase)
             return cache[phrase]
-        sql = (
-            "SELECT c.doc_id, c.char_start, c.char_end FROM chunks_fts CROSS JOIN chunks c"
-            " ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?"
-        )
-        params: list[object] = [phrase]
-        if self._subset:
-            # filter inside SQL so other documents' chunks cannot use up the LIMIT
-            sql += f" AND c.doc_id IN ({','.join('?' * len(self._members))})"
-            params.extend(sorted(self._members))
         try:
-            rows = self._conn.execute(sql + " LIMIT ?", [*params, FTS_CANDIDATES]).fetchall()
+            rows = queries.fts_chunk_spans(
+                self._conn, phrase, self._members if self._subset else None, FTS_CANDIDATES
+            )
             found: tuple[tuple[int, int, int], ...] | None = tuple(
                 (d, s, e) for d, s, e in rows if d in self._members
             )

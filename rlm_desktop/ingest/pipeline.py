@@ -30,6 +30,7 @@ from rlm_desktop.ingest.progress import (
     IngestStarted,
     ProgressCallback,
 )
+from rlm_desktop.store import queries
 from rlm_desktop.store.case import Case, DocumentRow, PathRow
 
 log = logging.getLogger(__name__)
@@ -398,11 +399,7 @@ class _Ingest:
             offset, count = 0, 0
             with case.transaction():
                 # a partial read of an older version of this file can never be resumed: drop it
-                for (orphan,) in case.conn.execute(
-                    "SELECT id FROM documents WHERE status = 'partial' AND kind = 'mailbox'"
-                    " AND json_extract(meta, '$.source_path') = ?",
-                    (plan.key,),
-                ).fetchall():
+                for orphan in queries.partial_mailboxes(case.conn, plan.key):
                     case.delete_document_tree(orphan)
                 container_id = case.insert_document(
                     kind="mailbox",

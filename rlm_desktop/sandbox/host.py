@@ -29,6 +29,7 @@ from rlm_desktop.sandbox.isolation import (  # noqa: F401 - re-exported: the eng
     SandboxError,
 )
 from rlm_desktop.sandbox.worker import DEFAULT_LIMITS, cut_middle
+from rlm_desktop.store import queries
 
 WORKER_SCRIPT = Path(__file__).resolve().with_name("worker.py")
 PACKAGE_DIR = WORKER_SCRIPT.parents[1]
@@ -707,13 +708,7 @@ class Sandbox:
         if self._case_conn is None:
             uri = f"file:{urllib.parse.quote(case)}?mode=ro"
             self._case_conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        row = self._case_conn.execute(
-            "SELECT substr(text, ?, ?), length(text) FROM documents WHERE id = ?",
-            (start + 1, end - start, doc_id),
-        ).fetchone()
-        if row is None or row[1] is None or end > row[1]:
-            return None
-        return row[0]
+        return queries.text_slice(self._case_conn, doc_id, start, end)
 
     def _death_cause(self, exc: BaseException) -> str:
         code = self._proc.returncode if self._proc else None
