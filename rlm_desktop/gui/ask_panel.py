@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from rlm_desktop.gui.answer_view import AnswerView
 from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
 from rlm_desktop.gui.run_panel import RunPanel
+from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 
@@ -36,9 +38,14 @@ class AskPanel(QWidget):
     run_saved = Signal(str)  # a run ended and is in the case: the history should refresh
     settings_requested = Signal()
 
-    def __init__(self, home: Path, parent: QWidget | None = None):
+    def __init__(
+        self, home: Path, parent: QWidget | None = None, settings: Callable[[], Settings] | None = None
+    ):
+        """`settings` gives the window's one Settings object (saved by the dialog, never re-read from disk
+        behind the window's back); a panel on its own reads the file when it needs it."""
         super().__init__(parent)
         self.home = home
+        self._settings = settings or (lambda: Settings.load(self.home))
         self.case: Case | None = None
         self.run_id: str | None = None
         self.bridge = RunBridge(self)
@@ -172,10 +179,8 @@ class AskPanel(QWidget):
         self.cost.set_running(False)
 
     def _settings_cap(self) -> float | None:
-        from rlm_desktop.settings import Settings
-
         try:
-            return Settings.load(self.home).cap_usd
+            return self._settings().cap_usd
         except ValueError:
             return None
 
@@ -183,9 +188,9 @@ class AskPanel(QWidget):
 
     def _config_and_key(self):
         from rlm_desktop.secrets import api_key_status, load_key
-        from rlm_desktop.settings import Settings, run_config, validate
+        from rlm_desktop.settings import run_config, validate
 
-        settings = Settings.load(self.home)
+        settings = self._settings()
         problems = validate(settings)
         if problems:
             raise ValueError("Fix the settings first: " + " ".join(problems))

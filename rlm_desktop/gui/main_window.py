@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ class MainWindow(QMainWindow):
         self.left.addTab(self.browser, "Documents")
         self.left.addTab(self.history, "Runs")
         self.viewer = SourceViewer()
-        self.ask_panel = AskPanel(home)
+        self.ask_panel = AskPanel(home, settings=lambda: self.settings)  # one Settings object, passed down
         self.ingest = IngestController(self)
         self.ingest_panel = IngestPanel()
         self.ingest_panel.attach(self.ingest)
@@ -397,7 +398,7 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         from rlm_desktop.gui.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(self.home, self)
+        dialog = SettingsDialog(self.home, self, settings=copy.deepcopy(self.settings))  # a cancel changes nothing
         dialog.settings_saved.connect(self._settings_saved)
         dialog.exec()
 

@@ -263,18 +263,22 @@ class SettingsDialog(QDialog):
     settings_saved = Signal(object)
     connection_tested = Signal(object)
 
-    def __init__(self, home: Path, parent: QWidget | None = None):
+    def __init__(self, home: Path, parent: QWidget | None = None, settings: Settings | None = None):
+        """`settings`: the window's copy of its settings; without it the file is read."""
         super().__init__(parent)
         self.home = Path(home)
         self.setWindowTitle("Settings")
         self.setObjectName("settingsDialog")
         self.setMinimumWidth(780)
         self.load_problem: str | None = None
-        try:
-            self.settings = Settings.load(self.home)
-        except ValueError as exc:  # a broken file must not lock the user out of fixing it
-            self.settings = Settings()
-            self.load_problem = f"{exc}. Saving will replace it."
+        if settings is not None:
+            self.settings = settings
+        else:
+            try:
+                self.settings = Settings.load(self.home)
+            except ValueError as exc:  # a broken file must not lock the user out of fixing it
+                self.settings = Settings()
+                self.load_problem = f"{exc}. Saving will replace it."
         self.key_store = KeyStore(self.home)
         self._loaded_key = self.key_store.get() or ""
         self._syncing = False
