@@ -20,12 +20,15 @@ from rlm_desktop.gui import theme
 from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
 from rlm_desktop.gui.pdf_page_view import PdfPageView
 from rlm_desktop.gui.span_text_view import SpanTextView
+from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.gui.widgets import NoticeBar
 from rlm_desktop.sources import SourceUnavailable, source_bytes
 from rlm_desktop.store.case import Case, DocumentRow
 from rlm_desktop.store.pages import Page, page_for_offset, span_rects
 
 EMPTY_MESSAGE = "Select a document or click a citation to see its source"
+# Originals up to this size are read and hashed at once (a few ms); bigger ones on the task pool.
+SYNC_LOAD_BYTES = 8 * 1024 * 1024
 UNVERIFIED_MESSAGE = "Unverified citation: the quoted text was not found at these offsets"
 def _looks_like_pdf(doc: DocumentRow) -> bool:
     if doc.kind == "pdf":
@@ -73,6 +76,7 @@ class SourceViewer(QWidget):
         self._text_loaded_for: int | None = None
         self._notice_reasons: list[tuple[str, str]] = []
         self._unverified = False  # the span comes from a citation whose quote did not match
+        self._loading: int | None = None  # a document whose original is being read in the background
 
         self.citation_notice = NoticeBar()
         self.info_notice = NoticeBar()
@@ -307,12 +311,52 @@ class SourceViewer(QWidget):
         if not same or not self.pdf_view.loaded:
             # also when the pages could not be had last time: the file may be back in place
             self._pdf_problem = None
+            if doc.size > SYNC_LOAD_BYTES and self._case is not None:
+                self._load_in_background(doc, citation)
+                return
             try:
                 data = source_bytes(self._case, doc)  # the row already read
             except SourceUnavailable as exc:
                 self._pdf_problem = f"Original file unavailable: the extracted text is shown instead.\n{exc}"
             else:
                 self.pdf_view.load(data, len(self._pages) or doc.pages or 0)
+        self._show_pdf(citation)
+
+    def _load_in_background(self, doc: DocumentRow, citation: dict[str, Any] | None) -> None:
+        """A big original is read and checked against its SHA-256 on the task pool, not the GUI thread;
+        its text (with the span) is shown meanwhile."""
+        case_path, doc_id = self._case.path, doc.id
+        self._loading = doc_id
+        self._add_notice(f"Loading the original pages ({doc.size / 1e6:.0f} MB, checking its hash)…", "ok")
+        self._show_text()
+
+        def read() -> bytes:
+            with Case.open(case_path) as case:
+                return source_bytes(case, doc_id)
+
+        def loaded(data: bytes) -> None:
+            if self._loading != doc_id or self._doc is None or self._doc.id != doc_id:
+                return  # another document was opened meanwhile
+            self._loading = None
+            self._notice_reasons = [r for r in self._notice_reasons if not r[0].startswith("Loading the original")]
+            self.info_notice.clear_notice()
+            if self._notice_reasons:
+                self.info_notice.show_notice("\n".join(t for t, _ in self._notice_reasons), self._notice_reasons[-1][1])
+            self.pdf_view.load(data, len(self._pages) or doc.pages or 0)
+            self._show_pdf(citation)
+
+        def failed(error: BaseException) -> None:
+            if self._loading != doc_id or self._doc is None or self._doc.id != doc_id:
+                return
+            self._loading = None
+            reason = str(error) if isinstance(error, SourceUnavailable) else f"{type(error).__name__}: {error}"
+            self._pdf_problem = f"Original file unavailable: the extracted text is shown instead.\n{reason}"
+            self._show_text()
+
+        run_in_background(read, loaded, failed, owner=self)
+
+    def _show_pdf(self, citation: dict[str, Any] | None) -> None:
+        """Draw the span on its page (or fall back to the text) once the pages are loaded."""
         stored = citation or {}
         boxes, box_pages = stored.get("rects") or [], stored.get("rect_pages") or []
         if (

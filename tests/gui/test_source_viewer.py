@@ -399,3 +399,33 @@ def test_rendering_waits_while_an_ingest_holds_mupdf(viewer, qtbot, sample, case
         MUPDF_LOCK.release()
     qtbot.waitUntil(lambda: viewer.pdf_view.rendered_image is not None, timeout=3000)
     assert viewer.current_page == 2 and viewer.highlight_rects
+
+
+def test_a_big_original_is_read_off_the_gui_thread_with_the_text_shown_meanwhile(
+    viewer, qtbot, sample, case, monkeypatch
+):
+    import threading
+
+    from rlm_desktop.gui import source_viewer
+    from rlm_desktop.sources import source_bytes as real_source_bytes
+
+    monkeypatch.setattr(source_viewer, "SYNC_LOAD_BYTES", 0)  # every original counts as big
+    readers: list[threading.Thread] = []
+    gate = threading.Event()
+
+    def slow_source_bytes(case_, doc):
+        readers.append(threading.current_thread())
+        gate.wait(5)
+        return real_source_bytes(case_, doc)
+
+    monkeypatch.setattr(source_viewer, "source_bytes", slow_source_bytes)
+    viewer.set_case(case)
+    cited = citation(sample, "pdf")
+    viewer.show_citation(cited)
+    assert viewer.mode == "text" and "Loading the original pages" in viewer.notice_text
+    assert viewer.highlighted_span == (cited["start"], cited["end"])  # the span is shown in the text at once
+    gate.set()
+    qtbot.waitUntil(lambda: viewer.mode == "pdf", timeout=5000)
+    assert readers and all(t is not threading.main_thread() for t in readers)
+    assert viewer.current_page == cited["page"] and viewer.highlight_rects == cited["rects"]
+    assert "Loading" not in viewer.notice_text
