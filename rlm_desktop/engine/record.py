@@ -46,6 +46,25 @@ def node_dict(node: Any) -> dict[str, Any]:
     return out
 
 
+def node_view(node: Any, parent_id: str | None) -> NodeView:
+    """A frozen NodeView of a step, live or saved (the same attributes as node_dict reads)."""
+    return NodeView(
+        id=node.id,
+        parent_id=parent_id,
+        kind=node.kind,
+        model=node.model,
+        status=node.status,
+        prompt_tokens=node.prompt_tokens,
+        completion_tokens=node.completion_tokens,
+        cost_usd=node.cost_usd,
+        started=node.started,
+        ended=node.ended,
+        text=node.text,
+        detail=dict(node.detail),
+        spans=tuple(node.spans),
+    )
+
+
 @dataclass
 class NodeRecord:
     """One step of the tree. `detail` holds the kind-specific keys (output, prompt, response, thinking, ...)."""
@@ -91,21 +110,7 @@ class NodeRecord:
 
     def view(self, parent_id: str | None) -> NodeView:
         """The node as the engine's live events show it."""
-        return NodeView(
-            id=self.id,
-            parent_id=parent_id,
-            kind=self.kind,
-            model=self.model,
-            status=self.status,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost_usd=self.cost_usd,
-            started=self.started,
-            ended=self.ended,
-            text=self.text,
-            detail=dict(self.detail),
-            spans=tuple(self.spans),
-        )
+        return node_view(self, parent_id)
 
     def walk(self, parent_id: str | None = None) -> Iterator[tuple[NodeRecord, str | None]]:
         """(node, parent id) for every node, parents before children, siblings in order."""

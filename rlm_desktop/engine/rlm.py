@@ -338,7 +338,7 @@ class _Run:
         self.emit(NodeUpdated(self.run_id, node.view()))
 
     def _node_by_id(self, node_id: str) -> Node | None:
-        return next((n for n in self.tree.root.walk() if n.id == node_id), None)
+        return self.tree.get(node_id)
 
     def started_node(self, node: Node) -> None:
         self.emit(NodeStarted(self.run_id, node.view()))

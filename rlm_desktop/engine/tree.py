@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rlm_desktop.engine.events import NodeView
-from rlm_desktop.engine.record import node_dict
+from rlm_desktop.engine.record import node_dict, node_view
 
 
 def now_iso() -> str:
@@ -37,21 +37,7 @@ class Node:
         self.ended = now_iso()
 
     def view(self) -> NodeView:
-        return NodeView(
-            id=self.id,
-            parent_id=self.parent.id if self.parent else None,
-            kind=self.kind,
-            model=self.model,
-            status=self.status,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            cost_usd=self.cost_usd,
-            started=self.started,
-            ended=self.ended,
-            text=self.text,
-            detail=dict(self.detail),
-            spans=tuple(self.spans),
-        )
+        return node_view(self, self.parent.id if self.parent else None)
 
     def to_json(self) -> dict[str, Any]:
         """The CONTRACTS NODE object, with kind-specific extras alongside."""
@@ -69,10 +55,16 @@ class Tree:
     def __init__(self, question: str):
         self._ids = itertools.count(1)
         self.root = Node(id="n0", kind="root", text=question)
+        self._by_id: dict[str, Node] = {self.root.id: self.root}
+
+    def get(self, node_id: str) -> Node | None:
+        """The node with this id (streamed text and retries name their node by id, many times a second)."""
+        return self._by_id.get(node_id)
 
     def add(
         self, parent: Node, kind: str, *, model: str | None = None, text: str = "", **detail: Any
     ) -> Node:
         node = Node(id=f"n{next(self._ids)}", kind=kind, parent=parent, model=model, text=text, detail=detail)
         parent.children.append(node)
+        self._by_id[node.id] = node
         return node
