@@ -205,7 +205,8 @@ def _describe_text_body(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def _status_text(exc: openai.APIStatusError) -> str:
+def status_message(exc: openai.APIStatusError) -> str:
+    """What the server said with an error status, in its own words (the body read if the SDK did not)."""
     body = exc.body
     if body is None or (isinstance(body, str) and not body.strip()):
         try:
@@ -576,7 +577,7 @@ class ModelClient:
                 self.ledger.hold(reservation, estimate)
                 raise
             except openai.APIStatusError as exc:
-                status, detail = exc.status_code, _status_text(exc)
+                status, detail = exc.status_code, status_message(exc)
                 # A 4xx is a refusal before the model ran, which providers do not bill; a 5xx
                 # or 408 may come after it ran, so its reservation is held.
                 if status >= 500 or status == 408:
@@ -828,7 +829,7 @@ class ModelClient:
                 reply = await self.complete(model, "Reply with OK.", 16, label="connection test")
                 return f"Connected to {self.where}: {model} answered ({reply.prompt_tokens} tokens in)."
             raise self._status_error(
-                exc.status_code, _status_text(exc), model or "", "connection test"
+                exc.status_code, status_message(exc), model or "", "connection test"
             ) from exc
         except (openai.APITimeoutError, TimeoutError) as exc:
             raise ModelCallError(f"no answer from {self.where} within {self.timeout_s:g} s") from exc

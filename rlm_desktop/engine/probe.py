@@ -20,7 +20,9 @@ import openai
 
 from rlm_desktop.engine.endpoints import effective_base_url, endpoint_key, load_caps, save_caps
 from rlm_desktop.engine.model_info import ModelCaps, known_context_window
+from rlm_desktop.engine.models import status_message
 from rlm_desktop.engine.pricing import PriceTable
+from rlm_desktop.redact import redact_known
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -146,47 +148,11 @@ class EndpointReport:
 
 def redact(text: str, api_key: str | None) -> str:
     """`text` without the API key, nor any word that carries 8 or more of its characters in a row."""
-    if not api_key or len(api_key) < 4:
-        return text
-    text = text.replace(api_key, "[key hidden]")
-    if len(api_key) < 8:
-        return text
-    pieces = {api_key[i : i + 8] for i in range(len(api_key) - 7)}
-    words = re.split(r"(\s+)", text)
-    return "".join("[key hidden]" if any(p in w for p in pieces) else w for w in words)
+    return redact_known(text, [api_key])
 
 
-def server_message(exc: openai.APIStatusError) -> str:
-    """What the server said: OpenAI's error.message, FastAPI's detail (422 lists included), or the body."""
-    body = exc.body
-    if isinstance(body, Mapping):
-        if body.get("message"):
-            return str(body["message"])
-        detail = body.get("detail")
-        if isinstance(detail, str):
-            return detail
-        if isinstance(detail, list):
-            parts = []
-            for item in detail:
-                if isinstance(item, Mapping):
-                    loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-                    msg = str(item.get("msg", "")).strip()
-                    parts.append(f"{loc}: {msg}" if loc else msg)
-                else:
-                    parts.append(str(item))
-            if parts:
-                return "; ".join(parts)
-        error = body.get("error")
-        if isinstance(error, str):
-            return error
-        return json.dumps(body)[:300]
-    if isinstance(body, str) and body.strip():
-        return _short(body)
-    try:
-        text = exc.response.text
-    except Exception:  # a streamed body that was never read
-        text = ""
-    return _short(text) or exc.message
+# What the server said with an error status: the model client's reading of OpenAI, FastAPI and plain bodies.
+server_message = status_message
 
 
 def _short(text: str, limit: int = 300) -> str:

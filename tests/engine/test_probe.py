@@ -198,7 +198,7 @@ def test_a_rejected_key_is_reported_without_the_key():
     assert not report.ok and report.reachable
     assert report.error.startswith("the server rejected the API key (HTTP 401: Incorrect API key provided")
     dumped = json.dumps(report.to_json())
-    assert "SECRET0123" not in dumped and key not in dumped and "[key hidden]" in dumped
+    assert "SECRET0123" not in dumped and key not in dumped and "[REDACTED]" in dumped
     assert server.chat_requests == []  # no model is tried with a key the list already refused
 
 

@@ -274,7 +274,7 @@ def test_connection_warns_about_a_missing_model_and_reports_a_bad_key(qtbot, tmp
             dialog.test_button.click()
     assert not tested.args[0].ok
     assert "rejected the API key" in dialog.test_result.text()
-    assert "Incorrect API key provided: [key hidden]" in dialog.test_result.text()
+    assert "Incorrect API key provided: [REDACTED]" in dialog.test_result.text()
     assert "0123456789" not in dialog.test_result.text() + dialog.findings.toPlainText()
     assert not dialog.findings.isVisible()  # no model was tried with a refused key
 
