@@ -15,6 +15,8 @@ import email.utils
 import json
 import random
 import re
+import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -434,16 +436,20 @@ class _StreamReader:
         return "".join(self.content) + "".join(self.reasoning)
 
 
-def _never_reached(exc: BaseException) -> bool:
+def error_chain(exc: BaseException) -> list[BaseException]:
+    """An exception and its causes and contexts, outermost first."""
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and all(node is not seen for seen in chain):
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    return chain
+
+
+def never_reached(exc: BaseException) -> bool:
     """True when the request cannot have reached the server: refused, unresolvable, connect timeout."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        name = type(exc).__name__
-        if name in ("ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror"):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    names = ("ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror")
+    return any(type(item).__name__ in names for item in error_chain(exc))
 
 
 def _transport_error(exc: BaseException) -> bool:
@@ -452,20 +458,25 @@ def _transport_error(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIConnectionError | OSError) or module.startswith(("httpx", "httpcore", "h11", "anyio"))
 
 
-def _cause_text(exc: BaseException) -> str:
-    """The root cause of a transport failure in plain words."""
-    chain, seen = [], set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        chain.append(node)
-        node = node.__cause__ or node.__context__
-    for item in chain:
+def transport_cause(exc: BaseException) -> str | None:
+    """The root cause of a transport failure in plain words, or None when it is none we name."""
+    for item in error_chain(exc):
         text = str(item)
         if isinstance(item, ConnectionRefusedError) or "onnection refused" in text or "Errno 111" in text:
             return "connection refused (is the server running, and is the port right?)"
-        if type(item).__name__ == "gaierror" or "Name or service not known" in text:
-            return "the host name could not be resolved"
+        if isinstance(item, socket.gaierror) or "Name or service not known" in text:
+            return f"the host name could not be resolved ({getattr(item, 'strerror', None) or item})"
+        if isinstance(item, ssl.SSLError):
+            return f"the TLS (https) handshake failed: {item.reason or item}"
+        if isinstance(item, ConnectionResetError):
+            return "the connection was reset by the server"
+    return None
+
+
+def _cause_text(exc: BaseException) -> str:
+    named = transport_cause(exc)
+    if named is not None:
+        return named
     cause = exc.__cause__ or exc
     return str(cause) or type(cause).__name__
 
@@ -620,7 +631,7 @@ class ModelClient:
                     ) from None
                 reason, retry_after = str(exc), None
             except (openai.APITimeoutError, TimeoutError) as exc:
-                if _never_reached(exc):
+                if never_reached(exc):
                     self.ledger.release(reservation)
                     reason = f"cannot connect: no answer within {self.timeout_s:g} s"
                 else:
@@ -632,7 +643,7 @@ class ModelClient:
                 if not _transport_error(exc):
                     self.ledger.hold(reservation)
                     raise
-                if _never_reached(exc):
+                if never_reached(exc):
                     self.ledger.release(reservation)
                     reason = f"cannot connect: {_cause_text(exc)}"
                 else:  # reset or cut off after the request went out: it may have run

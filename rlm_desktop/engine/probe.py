@@ -6,10 +6,9 @@ import asyncio
 import json
 import math
 import re
-import socket
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import openai
 
 from rlm_desktop.engine.endpoints import effective_base_url, endpoint_key, load_caps, save_caps
 from rlm_desktop.engine.model_info import ModelCaps, known_context_window
-from rlm_desktop.engine.models import status_message
+from rlm_desktop.engine.models import error_chain, never_reached, status_message, transport_cause
 from rlm_desktop.engine.pricing import PriceTable
 from rlm_desktop.redact import redact_known
 
@@ -161,15 +160,6 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def describe_error(exc: BaseException, timeout_s: float) -> tuple[str, bool]:
     """(a sentence naming the cause, whether the server was reached at all)."""
     if isinstance(exc, openai.APIStatusError):
@@ -183,17 +173,12 @@ def describe_error(exc: BaseException, timeout_s: float) -> tuple[str, bool]:
         return f"no answer within {timeout_s:g} s", False
     if isinstance(exc, openai.APIResponseValidationError):
         return f"the reply is not an OpenAI-style response: {_short(str(exc))}", True
-    for cause in _chain(exc):
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused: nothing is listening at that address and port", False
-        if isinstance(cause, socket.gaierror):
-            return f"the server name could not be resolved ({cause.strerror or cause})", False
-        if isinstance(cause, ssl.SSLError):
-            return f"the TLS (https) handshake failed: {cause.reason or cause}", False
-        if isinstance(cause, ConnectionResetError):
-            return "the connection was reset by the server", True
-        if isinstance(cause, json.JSONDecodeError):
-            return "the reply is not JSON (is this an OpenAI-compatible URL? it usually ends in /v1)", True
+    named = transport_cause(exc)  # refused, unresolvable, TLS, reset: the model client's words
+    if named is not None:
+        tls = any(isinstance(cause, ssl.SSLError) for cause in error_chain(exc))
+        return named, not (never_reached(exc) or tls)
+    if any(isinstance(cause, json.JSONDecodeError) for cause in error_chain(exc)):
+        return "the reply is not JSON (is this an OpenAI-compatible URL? it usually ends in /v1)", True
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         return f"could not connect: {cause or exc}", False
