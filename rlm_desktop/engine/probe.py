@@ -19,7 +19,7 @@ import openai
 
 from rlm_desktop.engine.endpoints import effective_base_url, endpoint_key, load_caps, save_caps
 from rlm_desktop.engine.model_info import ModelCaps, known_context_window
-from rlm_desktop.engine.models import error_chain, never_reached, status_message, transport_cause
+from rlm_desktop.engine.models import error_chain, never_reached, read_usage, status_message, transport_cause
 from rlm_desktop.engine.pricing import PriceTable
 from rlm_desktop.redact import redact_known
 
@@ -199,14 +199,12 @@ def _names_param(exc: openai.APIStatusError, param: str) -> bool:
 
 
 def _valid_usage(usage: Any) -> tuple[int, int] | None:
-    """(prompt, completion) tokens, or None when usage is null, zero or total-only ("not reported")."""
+    """(prompt, completion) tokens, or None when usage is null, zero or total-only ("not reported"),
+    by the model client's own reading of usage."""
     if usage is None:
         return None
-    prompt = getattr(usage, "prompt_tokens", None)
-    completion = getattr(usage, "completion_tokens", None)
-    if not isinstance(prompt, int) or prompt <= 0 or not isinstance(completion, int) or completion < 0:
-        return None
-    return prompt, completion
+    found = read_usage(usage.model_dump() if hasattr(usage, "model_dump") else usage)
+    return None if found is None else found[:2]
 
 
 def _reasoning_in(obj: Any) -> str | None:
