@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
+import os
 import random
 import re
 import socket
@@ -481,6 +483,25 @@ def _cause_text(exc: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context per process: building one reads the whole CA bundle (25-80 ms), once per client otherwise.
+
+    It trusts what the SDK's default client trusts: certifi's bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR`.
+    """
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    import certifi  # the SDK's HTTP stack depends on it
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def http_client(timeout_s: float) -> openai.DefaultAsyncHttpxClient:
+    """The SDK's default HTTP client (its limits and redirects), on the process's one TLS context."""
+    return openai.DefaultAsyncHttpxClient(verify=shared_ssl_context(), timeout=timeout_s)
+
+
 class ModelClient:
     """Calls one OpenAI-compatible endpoint for both root and sub models.
 
@@ -520,7 +541,11 @@ class ModelClient:
         self.caps = dict(caps or {})
         # Local servers often accept any key but the SDK insists on one.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            max_retries=0,
+            timeout=timeout_s,
+            http_client=http_client(timeout_s),
         )
         self._models: dict[str, _ModelState] = {}
         self._random = random.Random()
@@ -670,11 +695,17 @@ class ModelClient:
     async def _send(
         self, model: str, messages: list, max_output_tokens: int, state: _ModelState, reader: _StreamReader | None
     ) -> _Reply:
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, state.token_param: max_output_tokens}
+        kwargs: dict[str, Any] = {"model": model, state.token_param: max_output_tokens}
         if reader is not None:
             kwargs["stream"] = True
             if state.stream_usage:
                 kwargs["stream_options"] = {"include_usage": True}
+        # The messages go in `extra_body`, which the SDK merges into the JSON as it is: its type-driven
+        # transform of `messages` walks the whole history on every call (6 ms and growing, issue 15), and
+        # our messages are plain strings it would not change. The SDK still owns the request, errors and
+        # streaming.
+        kwargs["messages"] = []
+        kwargs["extra_body"] = {"messages": messages}
         loop = asyncio.get_running_loop()
         # Not streaming: the whole call must finish in time. Streaming: each chunk must come in time.
         async with asyncio.timeout(self.timeout_s) as deadline:

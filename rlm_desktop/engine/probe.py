@@ -19,7 +19,14 @@ import openai
 
 from rlm_desktop.engine.endpoints import effective_base_url, endpoint_key, load_caps, save_caps
 from rlm_desktop.engine.model_info import ModelCaps, known_context_window
-from rlm_desktop.engine.models import error_chain, never_reached, read_usage, status_message, transport_cause
+from rlm_desktop.engine.models import (
+    error_chain,
+    http_client,
+    never_reached,
+    read_usage,
+    status_message,
+    transport_cause,
+)
 from rlm_desktop.engine.pricing import PriceTable
 from rlm_desktop.redact import redact_known
 
@@ -255,7 +262,11 @@ class _Prober:
         self.timeout_s = timeout_s
         self.prices = prices
         self.client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            max_retries=0,
+            timeout=timeout_s,
+            http_client=http_client(timeout_s),
         )
 
     def shown_reply(self, text: str) -> str:
