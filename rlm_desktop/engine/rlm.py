@@ -49,7 +49,7 @@ from rlm_desktop.engine.untrusted import subcall_messages
 from rlm_desktop.frozen import resources_dir
 from rlm_desktop.sandbox.functions import prompt_table
 from rlm_desktop.sandbox.host import Sandbox
-from rlm_desktop.sandbox.isolation import MemoryBudget
+from rlm_desktop.sandbox.isolation import MemoryBudget, check_isolation
 from rlm_desktop.store.case import Case
 
 RESOURCES = resources_dir()  # the checkout's resources/, or the bundle's copy (sys._MEIPASS) when frozen
@@ -692,9 +692,12 @@ class Level:
     async def run(self) -> tuple[str, str]:
         """(answer, status) of this level. Raises StopRun for run-wide stops, CancelledError on cancel."""
         run, cfg = self.run_, self.run_.config
+        if self.depth == 0:  # a machine that cannot wall model code is refused before anything is sent
+            check_isolation(cfg.isolation, cfg.allow_weak_isolation)
         memory_mb = run.memory.take(cfg.memory_mb)  # what the run's earlier REPLs left of its budget
-        try:
-            sandbox = await Sandbox.start(
+        # The worker starts (80-150 ms) while the first model call is in flight: its code cannot run before then.
+        self.starting = asyncio.create_task(
+            Sandbox.start(
                 run.case_path,
                 self.doc_ids,
                 limits={
@@ -707,20 +710,52 @@ class Level:
                 isolation=cfg.isolation,
                 allow_weak=cfg.allow_weak_isolation,
             )
+        )
+        try:
+            return await self._loop()
+        finally:
+            try:
+                if not self.starting.done():
+                    self.starting.cancel()  # Sandbox.start leaves no worker behind when cancelled
+                    await asyncio.wait({self.starting})
+                if self.sandbox is not None:
+                    self.sandbox.kill()  # synchronous and immediate: the kill switch never waits for the worker
+                    with contextlib.suppress(BaseException):  # then reap it and remove its scratch folder
+                        await asyncio.wait_for(self.sandbox.close(), 2.0)
+                elif self.starting.done() and not self.starting.cancelled() and not self.starting.exception():
+                    started = self.starting.result()  # started just as the level ended
+                    started.kill()
+                    with contextlib.suppress(BaseException):
+                        await asyncio.wait_for(started.close(), 2.0)
+            finally:
+                run.memory.give_back(memory_mb)
+
+    async def _ready_sandbox(self) -> Sandbox:
+        """The level's REPL, waiting for its start to finish (raises what the start raised)."""
+        if self.sandbox is None:
+            sandbox = await self.starting
             self.sandbox = sandbox
             if self.depth == 0:
-                run.isolation = sandbox.isolation
-                run.warnings.extend(sandbox.warnings)
-            try:
-                return await self._loop(sandbox)
-            finally:
-                sandbox.kill()  # synchronous and immediate: the kill switch never waits for the worker
-                with contextlib.suppress(BaseException):  # then reap it and remove its scratch folder
-                    await asyncio.wait_for(sandbox.close(), 2.0)
-        finally:
-            run.memory.give_back(memory_mb)
+                self.run_.isolation = sandbox.isolation
+                self.run_.warnings.extend(sandbox.warnings)
+        return self.sandbox
 
-    async def _loop(self, sandbox: Sandbox) -> tuple[str, str]:
+    async def _call_while_starting(self, turn: Node) -> tuple[Completion, ParsedReply, str | None]:
+        """The first root call, beside the REPL's start: a REPL that cannot start stops the call at once."""
+        call = asyncio.ensure_future(self._root_call(turn))
+        try:
+            await asyncio.wait({call, self.starting}, return_when=asyncio.FIRST_COMPLETED)
+            if not call.done() and self.starting.exception() is not None:
+                call.cancel()  # its reservation is held, so the cap still counts it
+                await asyncio.wait({call})
+                await self._ready_sandbox()  # raises the start's error
+            return await call
+        finally:
+            if not call.done():
+                call.cancel()
+                await asyncio.wait({call})
+
+    async def _loop(self) -> tuple[str, str]:
         run, cfg = self.run_, self.run_.config
         self.messages = [
             {"role": "system", "content": system_prompt()},
@@ -733,7 +768,12 @@ class Level:
                 self.node, "iteration", model=cfg.root_model, text="", number=self.iteration, depth=self.depth
             )
             run.started_node(turn)
-            completion, parsed, problem = await self._root_call(turn)
+            if self.sandbox is None and self.starting.done():
+                await self._ready_sandbox()  # raises if the REPL could not start
+            if self.sandbox is None:
+                completion, parsed, problem = await self._call_while_starting(turn)
+            else:
+                completion, parsed, problem = await self._root_call(turn)
             self._show_reply(turn, parsed)
             if problem is not None:
                 turn.detail["problem"] = problem
@@ -749,7 +789,7 @@ class Level:
                     run.halt("limit_reached", f"{self.consecutive_errors} replies in a row were unusable: {problem}")
             else:
                 self.messages.append({"role": "assistant", "content": parsed.visible})
-                feedback, answer = await self._execute_blocks(sandbox, turn, parsed)
+                feedback, answer = await self._execute_blocks(await self._ready_sandbox(), turn, parsed)
                 if completion.finish_reason == "length":
                     cut = (
                         f"Your reply was cut off at its limit of {completion.max_output_tokens:,} output tokens"
@@ -764,7 +804,7 @@ class Level:
                 if self.consecutive_errors >= cfg.max_consecutive_errors:
                     run.halt("limit_reached", f"{self.consecutive_errors} consecutive steps failed")
             self.messages.append({"role": "user", "content": feedback + "\n\n" + run.budget_line(self)})
-        return await self._last_turn(sandbox)
+        return await self._last_turn(await self._ready_sandbox())
 
     async def _root_call(self, turn: Node) -> tuple[Completion, ParsedReply, str | None]:
         """The root model's next reply, compacting the conversation when it nears or passes the window."""

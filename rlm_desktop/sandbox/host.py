@@ -303,7 +303,15 @@ class Sandbox:
         if case is not None and not os.path.isfile(case):
             raise SandboxError(f"case file not found: {case}")
         sandbox._args = (case, None if doc_ids is None else list(doc_ids), isolation)
-        await sandbox._spawn(isolation)
+        try:
+            await sandbox._spawn(isolation)
+        except BaseException:
+            # Cancelled mid-start (the engine starts the worker while the first model call is in flight, and
+            # Stop may come then): no half-started worker or scratch folder is left behind.
+            sandbox.kill()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(sandbox.close())
+            raise
         return sandbox
 
     async def _spawn(self, isolation: str) -> None:
