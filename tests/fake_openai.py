@@ -276,34 +276,44 @@ class _Handler(BaseHTTPRequestHandler):
         usage_chunk = "usage" in completion and (wants_usage or request.get("stream") is not True)
         if usage_chunk:
             chunks.append({"choices": [], "usage": completion["usage"]})
+        # Most servers (OpenAI, vLLM) send SSE chunked and keep the connection; some close it after the stream.
+        chunked = self.server.owner.chunked_streams
+
+        def write(data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
+            self.send_header("Transfer-Encoding" if chunked else "Connection", "chunked" if chunked else "close")
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(b": keep-alive comment\n\n")
+            write(b": keep-alive comment\n\n")
             for number, chunk in enumerate(chunks):
                 if reply.reset_mid_body and number == len(chunks) // 2:
                     self.wfile.flush()
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     return
-                self.wfile.write(b"data: " + json.dumps({**base, **chunk}).encode("utf-8") + b"\n\n")
+                write(b"data: " + json.dumps({**base, **chunk}).encode("utf-8") + b"\n\n")
                 self.wfile.flush()
                 if reply.chunk_delay_s and not self._wait_or_disconnect(reply.chunk_delay_s):
                     record.client_disconnected = True
                     self.close_connection = True
                     return
-            self.wfile.write(b"data: [DONE]\n\n")
+            write(b"data: [DONE]\n\n")
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             if usage_chunk and isinstance(completion["usage"], dict):
                 record.usage_sent = completion["usage"]
         except OSError:
             record.client_disconnected = True
-        self.close_connection = True
+            self.close_connection = True
+        if not chunked:
+            self.close_connection = True
 
     def _wait_or_disconnect(self, seconds: float) -> bool:
         """Sleep like a slow model; False as soon as the client hangs up or the server stops."""
@@ -427,6 +437,7 @@ class FakeOpenAIServer:
         self.context_window: int | None = None  # prompt + max tokens beyond this is refused (vLLM's words)
         self.streaming = "yes"  # "yes": as asked; "no": stream=true refused; "only": always SSE
         self.stream_options_refused = False
+        self.chunked_streams = False  # True: SSE chunked on a kept connection; False: SSE until the server closes
         self.reasoning_field = "reasoning_content"
         self.requests: list[RecordedRequest] = []
         self.errors: list[BaseException] = []

@@ -143,3 +143,28 @@ def _post_or_error(base_url: str) -> object:
         return post(base_url, chat("hi"))
     except (ConnectionError, http.client.HTTPException, urllib.error.URLError, OSError):
         return "connection closed"
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_streams_chunked_on_a_kept_connection_or_until_close(fake_openai, chunked):
+    fake_openai.chunked_streams = chunked
+    fake_openai.handler = lambda req: Reply(text="streamed words " * 5)
+    port = int(fake_openai.base_url.rsplit(":", 1)[1].split("/")[0])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    bodies = []
+    for _ in range(2):
+        conn.request(
+            "POST", "/v1/chat/completions", json.dumps(chat("a", stream=True)), {"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        bodies.append(response.read().decode())
+        assert response.will_close is not chunked  # chunked: the same connection serves the next request
+    conn.close()
+    for body in bodies:
+        assert body.rstrip().endswith("data: [DONE]")
+        text = "".join(
+            json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+            for line in body.splitlines()
+            if line.startswith("data: {") and json.loads(line[6:])["choices"]
+        )
+        assert text == "streamed words " * 5

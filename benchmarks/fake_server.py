@@ -1,0 +1,84 @@
+"""The scripted fake OpenAI-compatible server in its own process, as a real model server would be.
+
+In the benchmark's process the fake server's threads would compete with the engine for the GIL and be
+counted as the engine's time. Here it runs alone; TCP_NODELAY is set on every connection (tests/fake_openai.py).
+
+    with ServerProcess(root_turns=[...], sub_delay_s=0.1) as server:
+        ... server.base_url ...
+        timings = server.requests()   # [{"model", "arrived", "ended"}], time.monotonic() of this machine
+
+The child speaks on stdin/stdout: it prints its base URL, then answers each "requests" line with one JSON
+line of request timings. CLOCK_MONOTONIC is one clock for every process, so the timings compare with the
+benchmark's own `time.monotonic()`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+
+
+class ServerProcess:
+    """A FakeOpenAIServer running a Script (root turns, sub answers after a delay) in a child process."""
+
+    def __init__(self, root_turns: list[str], sub_delay_s: float = 0.0, sub_answer: str = "sub answer"):
+        self.spec = {"root_turns": root_turns, "sub_delay_s": sub_delay_s, "sub_answer": sub_answer}
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.fake_server"],
+            cwd=ROOT_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(self.spec) + "\n")
+        self.proc.stdin.flush()
+        self.base_url = self.proc.stdout.readline().strip()
+        if not self.base_url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake server process did not start: {self.base_url!r}")
+        return self
+
+    def requests(self) -> list[dict]:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("requests\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def __exit__(self, *exc_info) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+def _serve() -> None:
+    sys.path.insert(0, str(ROOT_DIR / "tests"))
+    from fake_openai import FakeOpenAIServer
+    from rlm_script import Script
+
+    spec = json.loads(sys.stdin.readline())
+    script = Script(
+        spec["root_turns"], sub=lambda prompt: spec["sub_answer"], sub_delay_s=float(spec["sub_delay_s"])
+    )
+    with FakeOpenAIServer(script) as server:
+        server.chunked_streams = True  # as OpenAI and vLLM stream: chunked, on a kept connection
+        print(server.base_url, flush=True)
+        for line in sys.stdin:
+            if line.strip() == "requests":
+                rows = [
+                    {"model": r.json.get("model") if r.json else None, "arrived": r.arrived, "ended": r.ended}
+                    for r in server.chat_requests
+                ]
+                print(json.dumps(rows), flush=True)
+
+
+if __name__ == "__main__":
+    _serve()
