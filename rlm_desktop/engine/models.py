@@ -11,6 +11,7 @@ plain message instead of an AttributeError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import functools
 import json
@@ -483,6 +484,9 @@ def _cause_text(exc: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
+DRAIN_S = 0.5  # how long the end of a finished stream is waited for, to keep its connection
+
+
 @functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """One TLS context per process: building one reads the whole CA bundle (25-80 ms), once per client otherwise.
@@ -715,11 +719,19 @@ class ModelClient:
                 content_type = response.headers.get("content-type", "")
                 if "text/event-stream" in content_type:
                     reader = reader or _StreamReader(None)  # a server that streams unasked
-                    async for line in response.iter_lines():
+                    lines = response.iter_lines()
+                    async for line in lines:
                         deadline.reschedule(loop.time() + self.timeout_s)
                         reader.line(line)
                         if reader.done:
                             break
+                    if reader.done:
+                        # Read the stream's end too, so its connection goes back to the pool: otherwise every
+                        # call opens a new one. A server that keeps the stream open after [DONE] is left.
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(DRAIN_S):
+                                async for _ in lines:
+                                    pass
                     if not state.stream:
                         state.stream = True  # it only streams: ask for it from now on
                     return reader.finish()
