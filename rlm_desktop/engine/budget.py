@@ -12,6 +12,7 @@ float rounding cannot let a sum slip past the cap either.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
@@ -138,11 +139,47 @@ class SpendLedger:
         self._version = 0
         self._calls = 0
         self._anomalies: list[Anomaly] = []
+        self._closes = 0
+        self._close_waiters: list[Callable[[], None]] = []
         self.on_change = on_change
 
     @property
     def cap_usd(self) -> float | None:
         return self._cap_usd
+
+    @property
+    def closes(self) -> int:
+        """How many reservations have closed so far (settled, held or released)."""
+        with self._lock:
+            return self._closes
+
+    async def wait_for_close(self, since: int, timeout_s: float) -> None:
+        """Return once a reservation has closed after `since` (a `closes` count), or after `timeout_s`.
+
+        A call refused by the cap while others are in flight waits here for room instead of polling.
+        """
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        def wake_threadsafe() -> None:  # reservations may close on another thread
+            loop.call_soon_threadsafe(wake)
+
+        with self._lock:
+            if self._closes != since:
+                return
+            self._close_waiters.append(wake_threadsafe)
+        try:
+            await asyncio.wait_for(woken, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                if wake_threadsafe in self._close_waiters:
+                    self._close_waiters.remove(wake_threadsafe)
 
     @property
     def spent(self) -> float:
@@ -250,7 +287,11 @@ class SpendLedger:
                 self._calls += 1
             if charge > reservation._exact:
                 self._anomalies.append(Anomaly(reservation.label, reservation.amount, float(charge)))
+            self._closes += 1
+            waiters, self._close_waiters = self._close_waiters, []
             snap = self._changed()
+        for wake in waiters:
+            wake()
         self._notify(snap)
 
     def _remaining(self) -> float | None:

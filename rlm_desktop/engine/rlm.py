@@ -481,13 +481,14 @@ class _Run:
             limit = max(1, min(max_tokens, room))
             if limit < max_tokens:
                 node.detail["max_output_tokens"] = limit
+            closes = self.ledger.closes
             try:
                 return await self.client.complete(
                     model, messages, limit, label=node.id, on_delta=self._delta_for(node)
                 )
             except CapReached as exc:
                 if exc.may_fit_later and self.ledger.open_reservations:
-                    await asyncio.sleep(0.05)
+                    await self.ledger.wait_for_close(closes, 1.0)  # woken when a call in flight settles
                     continue
                 if not halt_on_cap:
                     raise

@@ -217,3 +217,33 @@ def test_randomized_interleavings_never_pass_the_cap_and_always_balance(seed):
     assert ledger.anomalies == []
     # The cap really was contended, otherwise the test proves nothing.
     assert refused_async + len(refused) > 0
+
+
+def test_a_call_waiting_for_room_wakes_when_a_reservation_closes():
+    async def scenario():
+        ledger = SpendLedger(cap_usd=1.0)
+        first = ledger.reserve(0.9, "in flight")
+        since = ledger.closes
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, ledger.settle, first, 0.1)
+        started = loop.time()
+        await ledger.wait_for_close(since, 5.0)
+        woke_after = loop.time() - started
+        ledger.reserve(0.5, "now fits")  # the room freed by the settled call
+        started = loop.time()
+        await ledger.wait_for_close(since, 5.0)  # a close already happened since: no wait at all
+        return woke_after, loop.time() - started
+
+    woke_after, second = asyncio.run(scenario())
+    assert 0.04 <= woke_after < 1.0 and second < 0.01
+
+
+def test_waiting_for_room_gives_up_after_its_timeout():
+    async def scenario():
+        ledger = SpendLedger(cap_usd=1.0)
+        ledger.reserve(0.9, "stuck")
+        started = asyncio.get_running_loop().time()
+        await ledger.wait_for_close(ledger.closes, 0.05)
+        return asyncio.get_running_loop().time() - started
+
+    assert 0.04 <= asyncio.run(scenario()) < 1.0
