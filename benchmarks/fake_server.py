@@ -5,7 +5,7 @@ counted as the engine's time. Here it runs alone; TCP_NODELAY is set on every co
 
     with ServerProcess(root_turns=[...], sub_delay_s=0.1) as server:
         ... server.base_url ...
-        timings = server.requests()   # [{"model", "arrived", "ended"}], time.monotonic() of this machine
+        timings = server.requests()   # [{"model", "arrived", "ended", "usage"}], time.monotonic() of this machine
 
 The child speaks on stdin/stdout: it prints its base URL, then answers each "requests" line with one JSON
 line of request timings. CLOCK_MONOTONIC is one clock for every process, so the timings compare with the
@@ -25,8 +25,19 @@ ROOT_DIR = Path(__file__).resolve().parents[1]
 class ServerProcess:
     """A FakeOpenAIServer running a Script (root turns, sub answers after a delay) in a child process."""
 
-    def __init__(self, root_turns: list[str], sub_delay_s: float = 0.0, sub_answer: str = "sub answer"):
-        self.spec = {"root_turns": root_turns, "sub_delay_s": sub_delay_s, "sub_answer": sub_answer}
+    def __init__(
+        self,
+        root_turns: list[str],
+        sub_delay_s: float = 0.0,
+        sub_answer: str = "sub answer",
+        report_cost: dict[str, tuple[float, float]] | None = None,
+    ):
+        self.spec = {
+            "root_turns": root_turns,
+            "sub_delay_s": sub_delay_s,
+            "sub_answer": sub_answer,
+            "report_cost": report_cost or {},
+        }
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
 
@@ -68,13 +79,26 @@ def _serve() -> None:
     script = Script(
         spec["root_turns"], sub=lambda prompt: spec["sub_answer"], sub_delay_s=float(spec["sub_delay_s"])
     )
-    with FakeOpenAIServer(script) as server:
+
+    def handler(request: dict):
+        # A root turn is counted by the assistant messages that carry code: engines that add other assistant
+        # messages (the peer engine's metadata message) get the same script as ours.
+        messages = [m for m in request["messages"] if m["role"] != "assistant" or "```" in str(m.get("content"))]
+        return script({**request, "messages": messages})
+
+    with FakeOpenAIServer(handler) as server:
         server.chunked_streams = True  # as OpenAI and vLLM stream: chunked, on a kept connection
+        server.report_cost = {model: tuple(price) for model, price in spec["report_cost"].items()}
         print(server.base_url, flush=True)
         for line in sys.stdin:
             if line.strip() == "requests":
                 rows = [
-                    {"model": r.json.get("model") if r.json else None, "arrived": r.arrived, "ended": r.ended}
+                    {
+                        "model": r.json.get("model") if r.json else None,
+                        "arrived": r.arrived,
+                        "ended": r.ended,
+                        "usage": r.usage_sent,  # what the client received: what a provider bills
+                    }
                     for r in server.chat_requests
                 ]
                 print(json.dumps(rows), flush=True)

@@ -191,6 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.raw_body is not None:
                 return self._send_raw(record, reply.raw_body.encode("utf-8"), reply.raw_content_type, headers)
             completion = _completion_body(body, reply, owner.reasoning_field)
+            price = owner.report_cost.get(completion["model"])
+            if price is not None and isinstance(completion.get("usage"), dict):  # OpenRouter's usage.cost
+                usage = completion["usage"]
+                usage["cost"] = (usage.get("prompt_tokens", 0) * price[0] + usage.get("completion_tokens", 0) * price[1]) / 1e6
             if owner.streaming == "only" or (body.get("stream") and owner.streaming == "yes"):
                 return self._send_stream(record, body, completion, reply, headers)
             if reply.reset_mid_body:
@@ -437,6 +441,7 @@ class FakeOpenAIServer:
         self.context_window: int | None = None  # prompt + max tokens beyond this is refused (vLLM's words)
         self.streaming = "yes"  # "yes": as asked; "no": stream=true refused; "only": always SSE
         self.stream_options_refused = False
+        self.report_cost: dict[str, tuple[float, float]] = {}  # model -> USD per M in/out: usage.cost sent
         self.chunked_streams = False  # True: SSE chunked on a kept connection; False: SSE until the server closes
         self.reasoning_field = "reasoning_content"
         self.requests: list[RecordedRequest] = []
