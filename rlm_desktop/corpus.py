@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +82,21 @@ class Document:
         return f"Document(id={self.id}, kind={self.kind!r}, title={self.title!r}, chars={self.chars})"
 
 
+TEXT_CACHE_BYTES = 256 * 1024 * 1024
+"""Texts kept in memory, most recently used first. A 10M-token case fits; a 100M-token one (400M characters)
+does not, so a whole-corpus pass streams its texts from the case instead of holding them all (issue 15)."""
+
+
 class Corpus(Sequence[Document]):
     """The current (not superseded) documents of a case, or a subset of them, read-only."""
 
-    def __init__(self, conn: sqlite3.Connection, docs: list[Document] | None = None):
+    def __init__(
+        self, conn: sqlite3.Connection, docs: list[Document] | None = None, cache_bytes: int = TEXT_CACHE_BYTES
+    ):
         self._conn = conn
-        self._texts: dict[int, str] = {}
-        self._all_loaded = False
+        self._texts: OrderedDict[int, str] = OrderedDict()
+        self._cached_bytes = 0
+        self.cache_bytes = cache_bytes
         self._docs: list[Document] = docs if docs is not None else []
         self._by_id: dict[int, Document] = {}
 
@@ -147,20 +157,41 @@ class Corpus(Sequence[Document]):
 
     def text_of(self, doc_id: int) -> str:
         text = self._texts.get(doc_id)
-        if text is None:
-            found = queries.document_text(self._conn, doc_id)
-            if found is None:
-                raise KeyError(f"no document with id {doc_id}")
-            text = self._texts[doc_id] = found
-        return text
+        if text is not None:
+            self._texts.move_to_end(doc_id)
+            return text
+        found = queries.document_text(self._conn, doc_id)
+        if found is None:
+            raise KeyError(f"no document with id {doc_id}")
+        self._remember(doc_id, found)
+        return found
 
-    def _load_all_texts(self) -> None:
-        if self._all_loaded:
+    def _remember(self, doc_id: int, text: str) -> None:
+        size = sys.getsizeof(text)  # what the string really holds: 1, 2 or 4 bytes a character
+        if size > self.cache_bytes or doc_id in self._texts:
+            return
+        self._texts[doc_id] = text
+        self._cached_bytes += size
+        while self._cached_bytes > self.cache_bytes:
+            _, old = self._texts.popitem(last=False)
+            self._cached_bytes -= sys.getsizeof(old)
+
+    def texts(self, docs: Iterable[Document | int] | Document | int | None = None) -> Iterator[tuple[Document, str]]:
+        """(document, text) for these documents (all by default) in order; the whole corpus streams from
+        the case in one query, so memory stays within the cache however large the case is."""
+        if docs is not None or not self._whole:  # a subset is read document by document
+            for doc in self._resolve_docs(docs):
+                yield doc, self.text_of(doc.id)
             return
         for doc_id, text in queries.current_texts(self._conn):
-            if doc_id in self._by_id:
-                self._texts[doc_id] = text
-        self._all_loaded = True
+            doc = self._by_id.get(doc_id)
+            if doc is not None:
+                self._remember(doc_id, text)
+                yield doc, text
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_bytes
 
     def _page_ranges(self, doc_id: int) -> list[tuple[int, int]]:
         return queries.page_ranges(self._conn, doc_id)
@@ -183,12 +214,8 @@ class Corpus(Sequence[Document]):
     ) -> list[Hit]:
         """Regex matches over document texts, in document order, at most `max_hits`."""
         regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, flags)
-        targets = self._resolve_docs(docs)
-        if docs is None:
-            self._load_all_texts()
         hits: list[Hit] = []
-        for doc in targets:
-            text = self.text_of(doc.id)
+        for doc, text in self.texts(docs):
             for match in regex.finditer(text):
                 if match.end() == match.start():
                     continue  # empty matches (e.g. `x*`) are noise for an investigator
@@ -222,5 +249,7 @@ class Corpus(Sequence[Document]):
         return self._conn
 
     def load_all_texts(self) -> None:
-        """Read every text now (one query) instead of one by one on first use."""
-        self._load_all_texts()
+        """Read texts now (one query) instead of one by one on first use, as many as the cache holds."""
+        for _ in self.texts():
+            if self._cached_bytes >= self.cache_bytes * 0.9:
+                break

@@ -81,3 +81,23 @@ def test_read_only_and_immutable_views_after_checkpoint(case_path):
     assert len(context) == 3
     with pytest.raises(Exception, match="readonly"):
         context._conn.execute("DELETE FROM documents")
+
+
+def test_a_case_larger_than_the_text_cache_streams_with_the_same_results(tmp_path):
+    path = tmp_path / "big.sqlite"
+    with Case.open(path) as case:
+        for i in range(60):
+            case.add_text_document(f"ledger {i}.txt", f"Ledger {i}. " + "payments and invoices " * 2000 + f"REF-{i}")
+        case.checkpoint()
+    whole = Corpus.open(path)
+    expected = [(h.doc_id, h.start, h.text) for h in whole.grep(r"REF-\d+")]
+    assert len(expected) == 60
+    small = Corpus.open(path)
+    small.cache_bytes = 200_000  # about four of the 44,000-character texts
+    for _ in range(2):
+        assert [(h.doc_id, h.start, h.text) for h in small.grep(r"REF-\d+")] == expected
+        assert small.cached_bytes <= 200_000
+    hit = small.grep(r"REF-7\b")[0]
+    assert small.by_id(hit.doc_id).text[hit.start : hit.end] == "REF-7" and "REF-7" in hit.snippet(5)
+    small.load_all_texts()
+    assert small.cached_bytes <= 200_000

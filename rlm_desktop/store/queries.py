@@ -35,7 +35,9 @@ def document_text(conn: sqlite3.Connection, doc_id: int) -> str | None:
 
 def current_texts(conn: sqlite3.Connection) -> Iterator[tuple[int, str]]:
     """(id, text) of every current document but mailbox containers."""
-    yield from conn.execute("SELECT id, text FROM documents WHERE superseded_by IS NULL AND kind != 'mailbox'")
+    yield from conn.execute(
+        "SELECT id, text FROM documents WHERE superseded_by IS NULL AND kind != 'mailbox' ORDER BY id"
+    )
 
 
 def page_ranges(conn: sqlite3.Connection, doc_id: int) -> list[tuple[int, int]]:
