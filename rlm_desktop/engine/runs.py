@@ -92,6 +92,35 @@ def list_runs(case: Case) -> list[RunSummary]:
     ]
 
 
+def threaded(runs: list[RunSummary]) -> list[tuple[RunSummary, int]]:
+    """Runs (newest thread first) with each follow-up under the run it follows: (run, depth in its thread)."""
+    by_id = {r.run_id: r for r in runs}
+    children: dict[str, list[RunSummary]] = {}
+    heads = []
+    for r in runs:  # newest first
+        if r.follows in by_id and r.follows != r.run_id:
+            children.setdefault(r.follows, []).append(r)
+        else:
+            heads.append(r)
+    out: list[tuple[RunSummary, int]] = []
+    seen: set[str] = set()
+
+    def walk(run: RunSummary, depth: int) -> None:
+        if run.run_id in seen:
+            return
+        seen.add(run.run_id)
+        out.append((run, depth))
+        for child in reversed(children.get(run.run_id, [])):  # a thread reads oldest first
+            walk(child, depth + 1)
+
+    for head in heads:
+        walk(head, 0)
+    for r in runs:  # a cycle (never made by the app) is still listed
+        if r.run_id not in seen:
+            walk(r, 0)
+    return out
+
+
 def delete_run(case: Case, run_id: str) -> int:
     """Delete a saved run (not one still running); its follow-ups stay in the thread. Returns how many
     follow-ups were re-linked to the run it followed. KeyError: unknown; ValueError: still running."""
