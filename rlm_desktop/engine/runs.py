@@ -121,6 +121,28 @@ def threaded(runs: list[RunSummary]) -> list[tuple[RunSummary, int]]:
     return out
 
 
+def threads(runs: list[RunSummary]) -> list[tuple[RunSummary, list[RunSummary]]]:
+    """Runs grouped by thread: (first run, its follow-ups oldest first), the thread with the newest run first."""
+    by_id = {r.run_id: r for r in runs}
+
+    def first_of(run: RunSummary) -> RunSummary:
+        seen = {run.run_id}
+        while run.follows in by_id and run.follows not in seen:
+            run = by_id[run.follows]
+            seen.add(run.run_id)
+        return run
+
+    groups: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        groups.setdefault(first_of(r).run_id, []).append(r)
+    out = []
+    for head_id, members in groups.items():
+        follow_ups = sorted((r for r in members if r.run_id != head_id), key=lambda r: r.started)
+        out.append((by_id[head_id], follow_ups))
+    out.sort(key=lambda group: max(r.started for r in (group[0], *group[1])), reverse=True)
+    return out
+
+
 def delete_run(case: Case, run_id: str) -> int:
     """Delete a saved run (not one still running); its follow-ups stay in the thread. Returns how many
     follow-ups were re-linked to the run it followed. KeyError: unknown; ValueError: still running."""
