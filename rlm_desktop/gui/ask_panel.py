@@ -75,7 +75,7 @@ class AskPanel(QWidget):
         self.run_button = QPushButton("Ask")
         self.run_button.setDefault(True)
         self.run_button.setToolTip("Run the investigation (Ctrl+Enter)")
-        self.run_button.setMinimumWidth(90)
+        self.run_button.setMinimumWidth(110)  # "Ask follow-up" fits without the box beside it moving
         self.run_button.clicked.connect(lambda: self.ask())
         self.follow_button = QPushButton("Ask a follow-up")
         self.follow_button.setToolTip(
@@ -194,13 +194,14 @@ class AskPanel(QWidget):
         shown = question if len(question) <= 140 else question[:139] + "…"
         session = self._session_of(run_id)
         repl = (
-            "its REPL is still open, so the variables carry over"
+            "its REPL variables carry over"
             if session is not None and session.repl_alive
-            else "the model gets the thread's questions, answers and citations (a fresh REPL)"
+            else "a fresh REPL"
         )
         esc = shown.replace("&", "&amp;").replace("<", "&lt;")
         self.follow_bar.setText(
-            f"<b>Follow-up to</b> “{esc}”: {repl}. &nbsp;<a href='cancel'>Ask a new question instead</a>"
+            f"<b>Follow-up to</b> “{esc}” — the model sees the thread's questions, answers and citations; "
+            f"{repl}. &nbsp;<a href='cancel'>Cancel</a>"
         )
         self.follow_bar.setToolTip(f"Run {run_id}: {question}")
         self.follow_bar.show()
@@ -348,8 +349,12 @@ class AskPanel(QWidget):
         self.run_button.setEnabled(not running and self.case is not None)
         self.run_button.setText("Running…" if running else ("Ask follow-up" if self.follow_target else "Ask"))
         # a follow-up continues a finished run: the one shown, once it is over
-        self.follow_button.setVisible(self.run_id is not None and self.run_status not in (None, "running"))
-        self.follow_button.setEnabled(not running and self.follow_target != self.run_id)
+        self.follow_button.setVisible(
+            self.run_id is not None
+            and self.run_status not in (None, "running")
+            and self.follow_target != self.run_id  # already asking one: the bar above says so
+        )
+        self.follow_button.setEnabled(not running)
         self.cost.set_running(running)
 
     def _on_event(self, event: object) -> None:
