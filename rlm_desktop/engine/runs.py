@@ -157,11 +157,15 @@ def rename_run(case: Case, run_id: str, label: str | None) -> None:
     stored.set_label(case, run_row(case, run_id).run_id, label)
 
 
-def thread_history(case: Case, run_id: str) -> list[dict[str, Any]]:
-    """The thread a follow-up of `run_id` continues, oldest first: each run's question, answer, run id and
-    verified citations (doc_id, start, end, quote, marker). KeyError when the run is unknown."""
+HISTORY_MAX_RUNS = 50  # the newest runs of a long thread: the REPL's `history` travels in one protocol frame
+
+
+def thread_history(case: Case, run_id: str, limit: int = HISTORY_MAX_RUNS) -> list[dict[str, Any]]:
+    """The thread a follow-up of `run_id` continues (its newest `limit` runs), oldest first: each run's
+    question, answer, run id and verified citations (doc_id, start, end, quote, marker). KeyError when the
+    run is unknown."""
     history = []
-    for rid in stored.thread_ids(case, run_row(case, run_id).run_id):
+    for rid in stored.thread_ids(case, run_row(case, run_id).run_id)[-limit:]:
         record = run_row(case, rid).record or {}  # the header is enough: the tree is not read
         history.append(
             {

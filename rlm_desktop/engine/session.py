@@ -29,6 +29,7 @@ class ThreadSession:
         self.last_run_id: str | None = None  # the thread's newest run: the next question follows it
         self._loop = asyncio.new_event_loop()
         self._idle: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None  # an idle close under way
         self._busy = 0
         self._closed = False
         self.idle_since = time.monotonic()
@@ -66,7 +67,7 @@ class ThreadSession:
     def _close_idle(self) -> None:
         self._idle = None
         if self._busy == 0:
-            self._loop.create_task(self.keeper.close())
+            self._closing = self._loop.create_task(self.keeper.close())
 
     def close(self, timeout: float = 3.0) -> None:
         """Close the thread's REPL and stop its loop (waits up to `timeout` s); safe to call twice."""
@@ -77,6 +78,8 @@ class ThreadSession:
         async def shutdown() -> None:
             if self._idle is not None:
                 self._idle.cancel()
+            if self._closing is not None:
+                await self._closing  # its worker is reaped on this loop, before the loop stops
             await self.keeper.close()
 
         with contextlib.suppress(Exception):

@@ -197,3 +197,29 @@ def test_delete_keeps_the_thread_and_rename_labels(fake_openai, case_path):
             delete_run(case, second["run_id"])
         rename_run(case, first["run_id"], " ")
         assert load_run(case, first["run_id"]).get("label") is None
+
+
+def test_a_long_thread_gives_its_newest_runs(fake_openai, case_path):
+    from rlm_desktop.engine.runs import RunStore
+
+    store = RunStore(case_path)
+    previous = None
+    for i in range(8):
+        store.save(
+            {
+                "run_id": f"run{i:09d}",
+                "question": f"q{i}",
+                "status": "completed",
+                "started": f"2026-01-0{i + 1}",
+                "cost_usd": 0.0,
+                "cap_usd": None,
+                "answer": f"a{i}",
+                "follows": previous,
+            },
+            [],
+        )
+        previous = f"run{i:09d}"
+    store.close()
+    with Case.open(case_path) as case:
+        assert [h["question"] for h in thread_history(case, previous, limit=3)] == ["q5", "q6", "q7"]
+        assert len(thread_history(case, previous)) == 8
