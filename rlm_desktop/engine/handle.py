@@ -19,8 +19,8 @@ from rlm_desktop.engine.events import (
     RunEvent,
     RunFinished,
 )
-from rlm_desktop.engine.rlm import ReplKeeper, RunConfig, run_rlm
-from rlm_desktop.engine.session import ThreadSession
+from rlm_desktop.engine.rlm import RunConfig, run_rlm
+from rlm_desktop.engine.session import ReplKeeper, ThreadSession
 from rlm_desktop.redact import redact, redact_record, remember_secret
 
 Subscriber = Callable[[RunEvent], None]

@@ -8,9 +8,9 @@ import pytest
 from rlm_script import PRICES, ROOT, SUB, Script, repl
 
 from rlm_desktop.engine.handle import RunHandle
-from rlm_desktop.engine.rlm import HISTORY_ANSWER_CHARS, ReplKeeper, RunConfig, run_rlm
+from rlm_desktop.engine.rlm import RunConfig, run_rlm
 from rlm_desktop.engine.runs import delete_run, list_runs, load_run, rename_run, thread_history
-from rlm_desktop.engine.session import ThreadSession
+from rlm_desktop.engine.session import HISTORY_ANSWER_CHARS, ReplKeeper, ThreadSession
 from rlm_desktop.store.case import Case
 
 FACT = "The shipment of 40 containers left Rotterdam on 4 May 2023 under the name Blue Heron."
