@@ -28,6 +28,7 @@ from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
 from rlm_desktop.gui.run_panel import RunPanel
 from rlm_desktop.gui.tasks import run_in_background
+from rlm_desktop.gui.widgets import ElidedLabel
 from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
@@ -91,6 +92,9 @@ class AskPanel(QWidget):
             "QLabel { color: #1f3f66; background: #e6effa; padding: 4px 6px; border-radius: 4px; }"
         )
         self.follow_bar.hide()
+        self.thread_label = ElidedLabel()  # the run shown is a follow-up: of which question
+        self.thread_label.setStyleSheet("QLabel { color: #555; }")
+        self.thread_label.hide()
         self.notice = QLabel()
         self.notice.setWordWrap(True)
         self.notice.setTextFormat(Qt.TextFormat.RichText)
@@ -129,6 +133,7 @@ class AskPanel(QWidget):
         layout.addLayout(ask_row)
         layout.addWidget(self.notice)
         layout.addWidget(self.cost)
+        layout.addWidget(self.thread_label)
         layout.addWidget(self.split, 1)
 
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
@@ -161,6 +166,7 @@ class AskPanel(QWidget):
         self.cost.reset(self._settings_cap())
         self.run_id = None
         self.run_status = None
+        self._show_thread(None, "")
         self.set_follow_target(None)
         self.run_button.setEnabled(self.case is not None and not self.running)
 
@@ -207,6 +213,15 @@ class AskPanel(QWidget):
         self.follow_bar.show()
         self.question.setPlaceholderText("Ask a follow-up question, e.g. “Who signed it?”")
         self._set_running(self.running)
+
+    def _show_thread(self, follows: str | None, question: str) -> None:
+        if not follows:
+            self.thread_label.hide()
+            return
+        text = " ".join(question.split())
+        self.thread_label.set_full_text(f"↳ A follow-up to “{text}”")
+        self.thread_label.setToolTip(f"This question follows up run {follows}: {question}")
+        self.thread_label.show()
 
     def _question_of(self, run_id: str) -> str:
         if run_id == self.run_id and self._shown_question:
@@ -283,6 +298,7 @@ class AskPanel(QWidget):
         self.run_id = handle.run_id
         self.run_status = None
         self._shown_question = text
+        self._show_thread(follows, self._follow_question if follows else "")
         self.set_follow_target(None)
         self._set_running(True)
         return handle
@@ -300,6 +316,8 @@ class AskPanel(QWidget):
         self.run_id = record["run_id"]
         self.run_status = record.get("status")
         self._shown_question = record.get("question", "")
+        follows = record.get("follows")
+        self._show_thread(follows, self._question_of(follows) if follows else "")
         self.set_follow_target(None)
         self.question.setPlainText(record.get("question", ""))
         self.tree.load_record(record)

@@ -81,6 +81,11 @@ def test_a_follow_up_in_the_window_keeps_the_threads_repl(qtbot, window, fake_op
     assert "kept 42 1 It left on 4 May 2023 [c1]." in output  # run 1's variable, read in run 2
     assert panel.sessions == [session] and session.keeper.sandbox.pid == worker
     assert not panel.follow_bar.isVisible() and panel.follow_target is None
+    assert panel.thread_label.isVisible() and "When did the shipment leave?" in panel.thread_label.full_text
+    window.open_run(first["run_id"])
+    assert not panel.thread_label.isVisible()
+    window.open_run(second["run_id"])  # a saved follow-up says which question it followed
+    assert panel.thread_label.full_text == "↳ A follow-up to “When did the shipment leave?”"
 
     # the history shows the follow-up under the first run of its thread
     model = window.history.model
