@@ -24,6 +24,7 @@ HISTORY_OPENING_CHARS = 12_000
 HISTORY_ANSWER_CHARS = 3_000
 HISTORY_CITATIONS = 12  # per earlier run
 HISTORY_QUOTE_CHARS = 160
+HISTORY_QUESTION_CHARS = 1_000
 
 
 def history_opening(history: list[dict[str, Any]], repl_kept: bool) -> list[str]:
@@ -48,9 +49,12 @@ def history_opening(history: list[dict[str, Any]], repl_kept: bool) -> list[str]
         more = len(item.get("citations") or []) - HISTORY_CITATIONS
         if more > 0:
             cites.append(f"  (and {more} more in history[{index}]['citations'])")
+        question = str(item.get("question") or "")
+        if len(question) > HISTORY_QUESTION_CHARS:
+            question = question[:HISTORY_QUESTION_CHARS] + f" [... cut: whole in history[{index}]['question']]"
         section = "\n".join(
             [
-                f"history[{index}] (run {item.get('run_id', '?')}) question: {item.get('question', '')}",
+                f"history[{index}] (run {item.get('run_id', '?')}) question: {question}",
                 f"Answer:\n{answer}",
                 *(["Verified citations:", *cites] if cites else ["(no verified citations)"]),
             ]
@@ -115,7 +119,9 @@ class ReplKeeper:
             return None
         sandbox.rebind(level._on_request)
         await sandbox.set_variables(variables)
-        if not sandbox.alive:
+        if not sandbox.alive:  # it died taking them: a fresh one
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(sandbox.close(), 2.0)
             return None
         level.repl_kept = True
         level.node.detail["repl_kept"] = True

@@ -223,3 +223,24 @@ def test_a_long_thread_gives_its_newest_runs(fake_openai, case_path):
     with Case.open(case_path) as case:
         assert [h["question"] for h in thread_history(case, previous, limit=3)] == ["q5", "q6", "q7"]
         assert len(thread_history(case, previous)) == 8
+
+
+def test_the_opening_stays_bounded_for_a_long_thread():
+    from rlm_desktop.engine.session import HISTORY_OPENING_CHARS, history_opening
+
+    history = [
+        {
+            "run_id": f"r{i}",
+            "question": "Q" * 5000,
+            "answer": "A" * 9000,
+            "citations": [
+                {"marker": f"[c{j}]", "doc_id": 1, "start": j, "end": j + 500, "quote": "x" * 500}
+                for j in range(30)
+            ],
+        }
+        for i in range(10)
+    ]
+    text = "\n".join(history_opening(history, repl_kept=False))
+    assert len(text) < HISTORY_OPENING_CHARS + 2000
+    assert "history[9] (run r9)" in text and "(and 18 more in history[9]['citations'])" in text
+    assert "history[0] to history[" in text and "fresh REPL" in text
