@@ -249,7 +249,10 @@ class RunHistoryView(QWidget):
         for column, width in self.COLUMN_WIDTHS.items():
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             self.tree.setColumnWidth(column, width)
-        self.tree.setToolTip("")
+        self.tree.setToolTip(
+            "Double-click a run (or press Enter) to open it; right-click to follow it up, ask it again, rename, "
+            "delete or export it"
+        )
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         # `activated` is Enter, and a double-click (or single click where the platform style says so)
