@@ -93,13 +93,13 @@ class RunHandle:
 
     def start(self) -> RunHandle:
         self.config.check()  # usage errors surface in the caller's thread, before any thread starts
-        if self.follows is not None:
-            from rlm_desktop.engine.runs import thread_history
+        if self.follows is not None:  # a run to follow that is not in the case is a usage error, here too
             from rlm_desktop.store.case import Case
+            from rlm_desktop.store.runs import run_row
 
             with Case.open(self.case_path) as case:
                 try:
-                    thread_history(case, self.follows)
+                    run_row(case, self.follows)
                 except KeyError as exc:
                     raise ValueError(str(exc).strip('"')) from None
         if self.session is not None:
