@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-stream", action="store_true", help="plain requests only, even where streaming works")
     p.add_argument(
+        "--follow",
+        metavar="RUN_ID",
+        help="ask a follow-up in that run's thread: the root model sees the thread's earlier questions, answers "
+        "and verified citations, also as `history` in its REPL. The REPL itself starts fresh (the window keeps a "
+        "thread's REPL, with its variables, between questions)",
+    )
+    p.add_argument(
         "--allow-weak-isolation",
         action="store_true",
         help="run model code even where this machine offers only weak isolation (see `doctor`)",
@@ -174,7 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--reextract", action="store_true", help="also extract every original again (slow on a large case)"
     )
 
-    sub.add_parser("runs", parents=[common], help="list the case's saved runs")
+    p = sub.add_parser(
+        "runs", parents=[common], help="list the case's saved runs (follow-ups under the run they follow)"
+    )
+    action = p.add_mutually_exclusive_group()
+    action.add_argument(
+        "--delete", metavar="RUN_ID", help="delete a saved run (its follow-ups then follow the run it followed)"
+    )
+    action.add_argument(
+        "--rename", nargs=2, metavar=("RUN_ID", "NAME"), help="name a run (an empty NAME removes the name)"
+    )
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
     return parser
@@ -462,7 +478,7 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
             raise UsageError(
                 f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings"
             )
-    handle = RunHandle(path, args.question, config, api_key)
+    handle = RunHandle(path, args.question, config, api_key, follows=args.follow)
     progress = _AskProgress(enabled=sys.stderr.isatty())
     handle.subscribe(progress)
 
@@ -471,7 +487,10 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        handle.start()
+        try:
+            handle.start()
+        except ValueError as exc:  # a run to follow that is not in the case
+            raise UsageError(str(exc)) from None
         while not handle.join(0.1):  # short waits keep the main thread free to take signals
             pass
         record = handle.wait()
@@ -622,15 +641,40 @@ def _print_record(record: dict[str, Any]) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, path: Path) -> int:
-    from rlm_desktop.engine.runs import list_runs
+    from rlm_desktop.engine.runs import delete_run, list_runs, rename_run, threaded
 
     with _open_existing(path) as case:
+        try:
+            if args.delete:
+                relinked = delete_run(case, args.delete)
+                done = {"deleted": args.delete, "relinked_follow_ups": relinked}
+            elif args.rename:
+                rename_run(case, *args.rename)
+                done = {"renamed": args.rename[0], "label": " ".join(args.rename[1].split()) or None}
+            else:
+                done = None
+        except KeyError as exc:
+            raise UsageError(str(exc).strip('"')) from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         runs = list_runs(case)
+    if done is not None:
+        if args.json:
+            _print_json(done)
+        elif "deleted" in done:
+            relinked = done["relinked_follow_ups"]
+            more = f"; {relinked} follow-up(s) now follow the run it followed" if relinked else ""
+            print(f"deleted run {args.delete}{more}")
+        else:
+            print(f"renamed run {args.rename[0]}")
+        return EXIT_OK
     if args.json:
         _print_json([r.to_json() for r in runs])
         return EXIT_OK
-    for r in runs:
-        print(f"{r.run_id}  {r.started[:19]}  {r.status:<13} ${r.cost_usd:.4f}  {r.question[:60]}")
+    for r, depth in threaded(runs):
+        indent = "  ↳ " * min(depth, 1) + "  " * max(0, depth - 1)
+        name = f"{r.label} — " if r.label else ""
+        print(f"{r.run_id}  {r.started[:19]}  {r.status:<13} ${r.cost_usd:.4f}  {indent}{name}{r.question[:60]}")
     if not runs:
         print("no runs yet")
     return EXIT_OK
@@ -649,6 +693,8 @@ def cmd_show(args: argparse.Namespace, path: Path) -> int:
         _print_json(record)
         return EXIT_OK
     print(f"Question: {record['question']}\n")
+    if record.get("follows"):
+        print(f"Follows run {record['follows']} (a follow-up in its thread)\n")
     _print_record(record)
     if record.get("tree"):
         print("\nTrajectory:")

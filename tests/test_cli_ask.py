@@ -100,6 +100,8 @@ def test_ask_json_runs_and_show(fake_openai, home):
             "status": "completed",
             "started": record["started"],
             "cost_usd": record["cost_usd"],
+            "follows": None,  # not a follow-up
+            "label": None,  # not named by the user
         }
     ]
     shown = json.loads(cli(home, "show", record["run_id"], "--json").stdout)

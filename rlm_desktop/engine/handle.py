@@ -7,7 +7,7 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from rlm_desktop.engine.events import (
     RunFinished,
 )
 from rlm_desktop.engine.rlm import RunConfig, run_rlm
+from rlm_desktop.engine.session import ReplKeeper, ThreadSession
 from rlm_desktop.redact import redact, redact_record, remember_secret
 
 Subscriber = Callable[[RunEvent], None]
@@ -29,10 +30,22 @@ class RunHandle:
     """One run. Subscribers are called on the engine thread: they must be quick and never touch widgets
     (a Qt adapter re-emits events through a queued signal)."""
 
-    def __init__(self, case_path: str | Path, question: str, config: RunConfig, api_key: str):
+    def __init__(
+        self,
+        case_path: str | Path,
+        question: str,
+        config: RunConfig,
+        api_key: str,
+        follows: str | None = None,
+        session: ThreadSession | None = None,
+    ):
+        """follows: the run this question follows up. session: the thread's loop and kept REPL (the window);
+        without one the run gets its own thread and a fresh REPL."""
         self.case_path = Path(case_path)
         self.question = question
         self.config = config
+        self.follows = follows
+        self.session = session
         self._api_key = api_key
         remember_secret(api_key)  # every redaction in this process (run records, errors, reports) removes it
         self.run_id = uuid.uuid4().hex[:12]
@@ -80,17 +93,39 @@ class RunHandle:
 
     def start(self) -> RunHandle:
         self.config.check()  # usage errors surface in the caller's thread, before any thread starts
+        if self.follows is not None:  # a run to follow that is not in the case is a usage error, here too
+            from rlm_desktop.store.case import Case
+            from rlm_desktop.store.runs import run_row
+
+            with Case.open(self.case_path) as case:
+                try:
+                    run_row(case, self.follows)
+                except KeyError as exc:
+                    raise ValueError(str(exc).strip('"')) from None
+        if self.session is not None:
+            self.session.submit(self._in_session)
+            return self
         self._thread = threading.Thread(target=self._main, name=f"rlm-run-{self.run_id}", daemon=True)
         self._thread.start()
         return self
+
+    def _coroutine(self, keeper: ReplKeeper | None = None) -> Coroutine[Any, Any, dict[str, Any]]:
+        return run_rlm(
+            self.case_path,
+            self.question,
+            self.config,
+            self._api_key,
+            self._emit,
+            self.run_id,
+            follows=self.follows,
+            keeper=keeper,
+        )
 
     def _main(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._task = loop.create_task(
-                run_rlm(self.case_path, self.question, self.config, self._api_key, self._emit, self.run_id)
-            )
+            self._task = loop.create_task(self._coroutine())
             if self._cancel_requested.is_set():
                 self._task.cancel()
             self.record = redact_record(loop.run_until_complete(self._task), (self._api_key,))
@@ -103,6 +138,20 @@ class RunHandle:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
+
+    async def _in_session(self, keeper: ReplKeeper) -> None:
+        """The run on its thread session's loop, with the thread's kept REPL."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._task = asyncio.current_task()  # type: ignore[assignment]
+            if self._cancel_requested.is_set() and self._task is not None:
+                self._task.cancel()  # the run sees it at its first wait and ends as cancelled, saved
+            self.record = redact_record(await self._coroutine(keeper), (self._api_key,))
+        except BaseException as exc:  # noqa: BLE001 - reported through .error and wait()
+            self.error = exc
+        finally:
+            self.finished_at = time.monotonic()
+            self._done.set()
 
     def cancel(self) -> None:
         """The kill switch: in-flight requests are cancelled, workers killed, the run saved as cancelled."""

@@ -42,7 +42,8 @@ from rlm_desktop.engine.models import (
 )
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
 from rlm_desktop.engine.replies import ParsedReply, parse_reply, prose_final, strip_code
-from rlm_desktop.engine.runs import RunStore
+from rlm_desktop.engine.runs import RunStore, thread_history
+from rlm_desktop.engine.session import ReplKeeper, history_opening
 from rlm_desktop.engine.tokens import count_message_tokens
 from rlm_desktop.engine.tree import Node, Tree, now_iso
 from rlm_desktop.engine.untrusted import subcall_messages
@@ -207,8 +208,15 @@ class _Run:
         api_key: str,
         emit: Callable[[RunEvent], None],
         run_id: str | None = None,
+        follows: str | None = None,
+        history: list[dict[str, Any]] | None = None,
+        keeper: ReplKeeper | None = None,
     ):
         self.case_path = case_path
+        self.follows = follows
+        self.history = history or []
+        self.keeper = keeper
+        self.case_state: tuple[Any, ...] = ()  # what the documents were at the start, for a kept REPL
         self.question = question
         self.config = config
         self.api_key = api_key
@@ -392,6 +400,7 @@ class _Run:
         return {
             "run_id": self.run_id,
             "question": self.question,
+            "follows": self.follows,
             "status": self.status,
             "answer": self.answer,
             "citations": [],
@@ -687,6 +696,7 @@ class Level:
         self.messages: list[dict[str, Any]] = []
         self.compactions = 0
         self.limit_reason: str | None = None
+        self.repl_kept = False  # the REPL is the thread's, kept from its previous question (variables and all)
         run.levels += 1
         self.marker_prefix = "c" if depth == 0 else f"c{run.levels}."
 
@@ -696,40 +706,60 @@ class Level:
         if self.depth == 0:  # a machine that cannot wall model code is refused before anything is sent
             check_isolation(cfg.isolation, cfg.allow_weak_isolation)
         memory_mb = run.memory.take(cfg.memory_mb)  # what the run's earlier REPLs left of its budget
-        # The worker starts (80-150 ms) while the first model call is in flight: its code cannot run before then.
-        self.starting = asyncio.create_task(
-            Sandbox.start(
-                run.case_path,
-                self.doc_ids,
-                limits={
-                    "output_chars": cfg.output_chars,
-                    "cell_timeout_s": cfg.cell_timeout_s,
-                    "memory_mb": memory_mb,
-                    "marker_prefix": self.marker_prefix,
-                },
-                on_request=self._on_request,
-                isolation=cfg.isolation,
-                allow_weak=cfg.allow_weak_isolation,
-            )
-        )
+        keeper = run.keeper if self.depth == 0 else None
+        limits = {
+            "output_chars": cfg.output_chars,
+            "cell_timeout_s": cfg.cell_timeout_s,
+            "memory_mb": memory_mb,
+            "marker_prefix": self.marker_prefix,
+        }
+        variables = {"history": run.history} if self.depth == 0 else {}
+        kept = False
         try:
-            return await self._loop()
-        finally:
+            # The thread's kept REPL is taken first (quick, and the opening says whether it was kept); a new
+            # worker starts (80-150 ms) while the first model call is in flight: its code cannot run before then.
+            sandbox = await keeper.take(self, limits, variables) if keeper is not None else None
+            if sandbox is not None:
+                self.starting = asyncio.get_running_loop().create_future()
+                self.starting.set_result(sandbox)
+            else:
+                self.starting = asyncio.create_task(
+                    Sandbox.start(
+                        run.case_path,
+                        self.doc_ids,
+                        limits=limits,
+                        on_request=self._on_request,
+                        isolation=cfg.isolation,
+                        allow_weak=cfg.allow_weak_isolation,
+                        variables=variables,
+                    )
+                )
             try:
+                result = await self._loop()
+                kept = self._keep(keeper, limits)
+                return result
+            except StopRun:  # a cap or limit: the REPL itself is fine, a follow-up may go on with it
+                kept = self._keep(keeper, limits)
+                raise
+            finally:
                 if not self.starting.done():
                     self.starting.cancel()  # Sandbox.start leaves no worker behind when cancelled
                     await asyncio.wait({self.starting})
-                if self.sandbox is not None:
-                    self.sandbox.kill()  # synchronous and immediate: the kill switch never waits for the worker
+                sandbox = self.sandbox
+                if sandbox is None and self.starting.done() and not self.starting.cancelled():
+                    sandbox = None if self.starting.exception() else self.starting.result()  # just started
+                if sandbox is not None and not kept:
+                    if keeper is not None:
+                        keeper.forget(sandbox)
+                    sandbox.kill()  # synchronous and immediate: the kill switch never waits for the worker
                     with contextlib.suppress(BaseException):  # then reap it and remove its scratch folder
-                        await asyncio.wait_for(self.sandbox.close(), 2.0)
-                elif self.starting.done() and not self.starting.cancelled() and not self.starting.exception():
-                    started = self.starting.result()  # started just as the level ended
-                    started.kill()
-                    with contextlib.suppress(BaseException):
-                        await asyncio.wait_for(started.close(), 2.0)
-            finally:
-                run.memory.give_back(memory_mb)
+                        await asyncio.wait_for(sandbox.close(), 2.0)
+        finally:
+            run.memory.give_back(memory_mb)
+
+    def _keep(self, keeper: Any, limits: dict[str, Any]) -> bool:
+        """Give the REPL back to the thread for its next question; False when it is not kept."""
+        return keeper is not None and self.sandbox is not None and keeper.keep(self.sandbox, self, limits)
 
     async def _ready_sandbox(self) -> Sandbox:
         """The level's REPL, waiting for its start to finish (raises what the start raised)."""
@@ -955,6 +985,8 @@ class Level:
                 f"- you are a sub-investigator at depth {self.depth}: answer this question for the "
                 "investigator above you, with citation markers, and finish with FINAL"
             )
+        if self.depth == 0 and self.run_.history:
+            lines += ["", *history_opening(self.run_.history, self.repl_kept)]
         lines += ["", "Start by exploring `context` with code.", self.run_.budget_line(self)]
         return "\n".join(lines)
 
@@ -1068,13 +1100,26 @@ async def run_rlm(
     api_key: str,
     emit: Callable[[RunEvent], None] | None = None,
     run_id: str | None = None,
+    follows: str | None = None,
+    keeper: ReplKeeper | None = None,
 ) -> dict[str, Any]:
-    """Run one investigation to its end and return the CONTRACTS run record (also saved in the case)."""
+    """Run one investigation to its end and return the CONTRACTS run record (also saved in the case).
+
+    follows: a run of the case this question follows up (its thread's questions, answers and verified
+    citations open the conversation and are `history` in the REPL); KeyError when there is no such run.
+    keeper: the thread's REPL to reuse and keep (the window); without one the REPL is fresh and closed after.
+    """
     case_path = Path(case_path)
     config.check()
     with Case.open(case_path) as case:
+        history = thread_history(case, follows) if follows is not None else []
         case.checkpoint()  # workers open the case immutable: everything must be in the main file
-    run = _Run(case_path, question, config, api_key, emit or (lambda e: None), run_id)
+        case_state = tuple(
+            case.conn.execute("SELECT count(*), max(id), count(superseded_by) FROM documents").fetchone()
+        )
+    follows = history[-1]["run_id"] if history else None  # the full id, when a prefix was given
+    run = _Run(case_path, question, config, api_key, emit or (lambda e: None), run_id, follows, history, keeper)
+    run.case_state = case_state
     run.emit(RunStarted(run.run_id, question, run.tree.root.view()))
     run.dirty[run.tree.root.id] = run.tree.root
     run.save()

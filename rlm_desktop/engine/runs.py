@@ -9,6 +9,7 @@ from typing import Any
 
 from rlm_desktop.engine.tree import Node
 from rlm_desktop.redact import redact_record
+from rlm_desktop.store import runs as stored
 from rlm_desktop.store.case import Case
 from rlm_desktop.store.runs import node_rows, run_row, run_rows, save_run
 
@@ -20,6 +21,8 @@ class RunSummary:
     status: str
     started: str
     cost_usd: float
+    follows: str | None = None  # the previous run of its thread
+    label: str | None = None  # the user's name for the run
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -28,6 +31,8 @@ class RunSummary:
             "status": self.status,
             "started": self.started,
             "cost_usd": self.cost_usd,
+            "follows": self.follows,
+            "label": self.label,
         }
 
 
@@ -74,15 +79,117 @@ def _interrupted(status: str, pid: int | None) -> bool:
 
 def list_runs(case: Case) -> list[RunSummary]:
     return [
-        RunSummary(r.run_id, r.question, "failed" if _interrupted(r.status, r.pid) else r.status, r.started, r.cost_usd)
+        RunSummary(
+            r.run_id,
+            r.question,
+            "failed" if _interrupted(r.status, r.pid) else r.status,
+            r.started,
+            r.cost_usd,
+            r.follows,
+            r.label,
+        )
         for r in run_rows(case)
     ]
+
+
+def threaded(runs: list[RunSummary]) -> list[tuple[RunSummary, int]]:
+    """Runs (newest thread first) with each follow-up under the run it follows: (run, depth in its thread)."""
+    by_id = {r.run_id: r for r in runs}
+    children: dict[str, list[RunSummary]] = {}
+    heads = []
+    for r in runs:  # newest first
+        if r.follows in by_id and r.follows != r.run_id:
+            children.setdefault(r.follows, []).append(r)
+        else:
+            heads.append(r)
+    out: list[tuple[RunSummary, int]] = []
+    seen: set[str] = set()
+
+    def walk(run: RunSummary, depth: int) -> None:
+        if run.run_id in seen:
+            return
+        seen.add(run.run_id)
+        out.append((run, depth))
+        for child in reversed(children.get(run.run_id, [])):  # a thread reads oldest first
+            walk(child, depth + 1)
+
+    for head in heads:
+        walk(head, 0)
+    for r in runs:  # a cycle (never made by the app) is still listed
+        if r.run_id not in seen:
+            walk(r, 0)
+    return out
+
+
+def threads(runs: list[RunSummary]) -> list[tuple[RunSummary, list[RunSummary]]]:
+    """Runs grouped by thread: (first run, its follow-ups oldest first), the thread with the newest run first."""
+    by_id = {r.run_id: r for r in runs}
+
+    def first_of(run: RunSummary) -> RunSummary:
+        seen = {run.run_id}
+        while run.follows in by_id and run.follows not in seen:
+            run = by_id[run.follows]
+            seen.add(run.run_id)
+        return run
+
+    groups: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        groups.setdefault(first_of(r).run_id, []).append(r)
+    out = []
+    for head_id, members in groups.items():
+        follow_ups = sorted((r for r in members if r.run_id != head_id), key=lambda r: r.started)
+        out.append((by_id[head_id], follow_ups))
+    out.sort(key=lambda group: max(r.started for r in (group[0], *group[1])), reverse=True)
+    return out
+
+
+def delete_run(case: Case, run_id: str) -> int:
+    """Delete a saved run (not one still running); its follow-ups stay in the thread. Returns how many
+    follow-ups were re-linked to the run it followed. KeyError: unknown; ValueError: still running."""
+    row = run_row(case, run_id)
+    if row.status == "running" and _alive(row.pid):
+        raise ValueError(f"run {row.run_id} is still running: stop it first")
+    return stored.delete_run(case, row.run_id)
+
+
+def rename_run(case: Case, run_id: str, label: str | None) -> None:
+    """Give a run a name of the user's (blank: none)."""
+    stored.set_label(case, run_row(case, run_id).run_id, label)
+
+
+HISTORY_MAX_RUNS = 50  # the newest runs of a long thread: the REPL's `history` travels in one protocol frame
+
+
+def thread_history(case: Case, run_id: str, limit: int = HISTORY_MAX_RUNS) -> list[dict[str, Any]]:
+    """The thread a follow-up of `run_id` continues (its newest `limit` runs), oldest first: each run's
+    question, answer, run id and verified citations (doc_id, start, end, quote, marker). KeyError when the
+    run is unknown."""
+    history = []
+    for rid in stored.thread_ids(case, run_row(case, run_id).run_id)[-limit:]:
+        record = run_row(case, rid).record or {}  # the header is enough: the tree is not read
+        history.append(
+            {
+                "run_id": rid,
+                "question": record.get("question", ""),
+                "answer": record.get("answer", ""),
+                "status": record.get("status", ""),
+                "citations": [
+                    {k: c[k] for k in ("marker", "doc_id", "start", "end", "quote")}
+                    for c in record.get("citations") or []
+                    if c.get("verified")
+                ],
+            }
+        )
+    return history
 
 
 def load_run(case: Case, run_id: str) -> dict[str, Any]:
     """The saved run record; a run whose process died mid-way reads as `failed` with an explanation."""
     row = run_row(case, run_id)  # KeyError: unknown or ambiguous
     record = dict(row.record or {})
+    record["follows"] = row.follows  # runs saved before threads existed follow nothing
+    if row.label:
+        record["label"] = row.label
     if _interrupted(row.status, row.pid):
         record["status"] = "failed"
         record["error"] = "interrupted: the process running it ended before the run finished"

@@ -22,16 +22,26 @@ from PySide6.QtWidgets import (
 from rlm_desktop.engine.events import RunFinished, RunStarted
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.record import RunRecord
+from rlm_desktop.engine.session import ThreadSession
 from rlm_desktop.gui.answer_view import AnswerView
 from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
 from rlm_desktop.gui.run_panel import RunPanel
+from rlm_desktop.gui.tasks import run_in_background
+from rlm_desktop.gui.widgets import ElidedLabel
 from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
+MAX_LIVE_THREADS = 3  # threads whose REPL is kept open at once (each holds a worker process)
+
 
 class AskPanel(QWidget):
-    """Ask a question of the open case and watch the run; all engine work goes through a RunBridge."""
+    """Ask a question of the open case and watch the run; all engine work goes through a RunBridge.
+
+    Every question runs in a thread (`ThreadSession`): "Ask a follow-up" continues the thread of the run shown,
+    whose REPL stays alive between its questions (closed when the thread is idle, the case changes or the app
+    quits), so the model's variables carry over.
+    """
 
     citation_activated = Signal(object)
     span_activated = Signal(int, int, int)
@@ -48,6 +58,12 @@ class AskPanel(QWidget):
         self._settings = settings or (lambda: Settings.load(self.home))
         self.case: Case | None = None
         self.run_id: str | None = None
+        self.run_status: str | None = None  # of the run shown; None while it runs
+        self.follow_target: str | None = None  # the run the next question follows up
+        self._follow_question = ""
+        self._shown_question = ""
+        self._running = False
+        self.sessions: list[ThreadSession] = []  # newest last
         self.bridge = RunBridge(self)
 
         self.question = QPlainTextEdit()
@@ -60,8 +76,25 @@ class AskPanel(QWidget):
         self.run_button = QPushButton("Ask")
         self.run_button.setDefault(True)
         self.run_button.setToolTip("Run the investigation (Ctrl+Enter)")
-        self.run_button.setMinimumWidth(90)
+        self.run_button.setMinimumWidth(110)  # "Ask follow-up" fits without the box beside it moving
         self.run_button.clicked.connect(lambda: self.ask())
+        self.follow_button = QPushButton("Ask a follow-up")
+        self.follow_button.setToolTip(
+            "Ask another question in this run's thread: the model sees its question, answer and citations, "
+            "and its REPL variables carry over"
+        )
+        self.follow_button.clicked.connect(lambda: self.start_follow_up())
+        self.follow_bar = QLabel()
+        self.follow_bar.setWordWrap(True)
+        self.follow_bar.setTextFormat(Qt.TextFormat.RichText)
+        self.follow_bar.linkActivated.connect(lambda _link: self.set_follow_target(None))
+        self.follow_bar.setStyleSheet(
+            "QLabel { color: #1f3f66; background: #e6effa; padding: 4px 6px; border-radius: 4px; }"
+        )
+        self.follow_bar.hide()
+        self.thread_label = ElidedLabel()  # the run shown is a follow-up: of which question
+        self.thread_label.setStyleSheet("QLabel { color: #555; }")
+        self.thread_label.hide()
         self.notice = QLabel()
         self.notice.setWordWrap(True)
         self.notice.setTextFormat(Qt.TextFormat.RichText)
@@ -88,12 +121,19 @@ class AskPanel(QWidget):
 
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.question, 1)
-        ask_row.addWidget(self.run_button, 0, Qt.AlignmentFlag.AlignTop)
+        buttons = QVBoxLayout()
+        buttons.setSpacing(4)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.follow_button)
+        buttons.addStretch(1)
+        ask_row.addLayout(buttons)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.follow_bar)
         layout.addLayout(ask_row)
         layout.addWidget(self.notice)
         layout.addWidget(self.cost)
+        layout.addWidget(self.thread_label)
         layout.addWidget(self.split, 1)
 
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
@@ -114,13 +154,112 @@ class AskPanel(QWidget):
     def set_case(self, case: Case | None) -> None:
         if self.bridge.running:
             self.bridge.cancel()
+        self.close_threads(wait=False)  # another case: the threads' REPLs read the old one
         self.case = case
         self.tree.set_case(case)
+        self.clear_run()
+
+    def clear_run(self) -> None:
+        """Show no run (the case just opened, or the run shown was deleted)."""
         self.tree.clear()
         self.answer.clear()
         self.cost.reset(self._settings_cap())
         self.run_id = None
-        self.run_button.setEnabled(case is not None)
+        self.run_status = None
+        self._show_thread(None, "")
+        self.set_follow_target(None)
+        self.run_button.setEnabled(self.case is not None and not self.running)
+
+    # -- threads of questions ---------------------------------------------------------------------------------
+
+    def start_follow_up(self, run_id: str | None = None, question: str = "") -> bool:
+        """Make the next question a follow-up of `run_id` (default: the run shown) and put the cursor in the box."""
+        run_id = run_id or self.run_id
+        if run_id is None or self.case is None:
+            return False
+        if self.running and run_id == self.run_id:
+            self._refuse("Wait for the run to finish (or stop it), then ask a follow-up.")
+            return False
+        self.set_follow_target(run_id)
+        self.question.setPlainText(question)
+        self.question.setFocus()
+        return True
+
+    def set_follow_target(self, run_id: str | None) -> None:
+        """The run the next question follows up (None: a new question, in a thread of its own)."""
+        self.follow_target = run_id
+        if run_id is None:
+            self.follow_bar.hide()
+            self.question.setPlaceholderText(
+                "Ask a question about this case, e.g. “Who approved the payments to Blue Heron, and when?”"
+            )
+            self._set_running(self.running)
+            return
+        question = self._question_of(run_id)
+        self._follow_question = question
+        shown = question if len(question) <= 140 else question[:139] + "…"
+        session = self._session_of(run_id)
+        repl = (
+            "its REPL variables carry over"
+            if session is not None and session.repl_alive
+            else "a fresh REPL"
+        )
+        esc = shown.replace("&", "&amp;").replace("<", "&lt;")
+        self.follow_bar.setText(
+            f"<b>Follow-up to</b> “{esc}” — the model sees the thread's questions, answers and citations; "
+            f"{repl}. &nbsp;<a href='cancel'>Cancel</a>"
+        )
+        self.follow_bar.setToolTip(f"Run {run_id}: {question}")
+        self.follow_bar.show()
+        self.question.setPlaceholderText("Ask a follow-up question, e.g. “Who signed it?”")
+        self._set_running(self.running)
+
+    def _show_thread(self, follows: str | None, question: str) -> None:
+        if not follows:
+            self.thread_label.hide()
+            return
+        text = " ".join(question.split())
+        self.thread_label.set_full_text(f"↳ A follow-up to “{text}”")
+        self.thread_label.setToolTip(f"This question follows up run {follows}: {question}")
+        self.thread_label.show()
+
+    def _question_of(self, run_id: str) -> str:
+        if run_id == self.run_id and self._shown_question:
+            return self._shown_question
+        if self.case is not None:
+            from rlm_desktop.store.runs import run_row
+
+            try:
+                return run_row(self.case, run_id).question
+            except KeyError:
+                pass
+        return run_id
+
+    def _session_of(self, run_id: str) -> ThreadSession | None:
+        """The live thread whose newest run is `run_id` (its REPL holds that run's variables)."""
+        return next((s for s in reversed(self.sessions) if not s.closed and s.last_run_id == run_id), None)
+
+    def _session_for(self, follows: str | None) -> ThreadSession:
+        session = self._session_of(follows) if follows is not None else None
+        if session is None:
+            session = ThreadSession()
+            self.sessions.append(session)
+            while len(self.sessions) > MAX_LIVE_THREADS:  # the oldest thread's REPL goes first
+                old = self.sessions.pop(0)
+                run_in_background(old.close, owner=self)
+        else:
+            self.sessions.remove(session)
+            self.sessions.append(session)
+        return session
+
+    def close_threads(self, wait: bool = True) -> None:
+        """Close every thread's REPL (case change, quit); `wait=False` does it off the GUI thread."""
+        sessions, self.sessions = self.sessions, []
+        for session in sessions:
+            if wait:
+                session.close()
+            else:
+                run_in_background(session.close, owner=self)
 
     @property
     def running(self) -> bool:
@@ -143,14 +282,24 @@ class AskPanel(QWidget):
         except ValueError as exc:
             return self._refuse(str(exc), settings_link=True)
         self.notice.hide()
+        follows = self.follow_target
+        session = self._session_for(follows)
+        try:
+            handle = self.bridge.start(self.case.path, text, config, key, follows=follows, session=session)
+        except (ValueError, LookupError) as exc:
+            if session.last_run_id is None:  # a thread made for this question only
+                self.sessions.remove(session)
+                run_in_background(session.close, owner=self)
+            return self._refuse(str(exc).strip('"'), settings_link=follows is None)
+        session.last_run_id = handle.run_id  # the thread's next question follows this one
         self.tree.clear()
         self.answer.set_answer("", [], "running")
         self.cost.reset(config.cap_usd)
-        try:
-            handle = self.bridge.start(self.case.path, text, config, key)
-        except (ValueError, LookupError) as exc:
-            return self._refuse(str(exc).strip('"'), settings_link=True)
         self.run_id = handle.run_id
+        self.run_status = None
+        self._shown_question = text
+        self._show_thread(follows, self._follow_question if follows else "")
+        self.set_follow_target(None)
         self._set_running(True)
         return handle
 
@@ -165,6 +314,11 @@ class AskPanel(QWidget):
         if self.bridge.running:
             self.bridge.cancel()
         self.run_id = record["run_id"]
+        self.run_status = record.get("status")
+        self._shown_question = record.get("question", "")
+        follows = record.get("follows")
+        self._show_thread(follows, self._question_of(follows) if follows else "")
+        self.set_follow_target(None)
         self.question.setPlainText(record.get("question", ""))
         self.tree.load_record(record)
         self.answer.set_answer(
@@ -211,7 +365,14 @@ class AskPanel(QWidget):
     def _set_running(self, running: bool) -> None:
         self._running = running
         self.run_button.setEnabled(not running and self.case is not None)
-        self.run_button.setText("Running…" if running else "Ask")
+        self.run_button.setText("Running…" if running else ("Ask follow-up" if self.follow_target else "Ask"))
+        # a follow-up continues a finished run: the one shown, once it is over
+        self.follow_button.setVisible(
+            self.run_id is not None
+            and self.run_status not in (None, "running")
+            and self.follow_target != self.run_id  # already asking one: the bar above says so
+        )
+        self.follow_button.setEnabled(not running)
         self.cost.set_running(running)
 
     def _on_event(self, event: object) -> None:
@@ -232,6 +393,8 @@ class AskPanel(QWidget):
             )
 
     def _on_ended(self, handle: RunHandle) -> None:
+        if handle.run_id == self.run_id:
+            self.run_status = (handle.record or {}).get("status") or "failed"
         if handle is self.bridge.handle:
             self._set_running(False)
         if handle.run_id == self.run_id and handle.record is None and handle.error is not None:

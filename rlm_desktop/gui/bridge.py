@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.rlm import RunConfig
+from rlm_desktop.engine.session import ThreadSession
 from rlm_desktop.gui.tasks import run_in_background
 
 
@@ -47,11 +48,20 @@ class RunBridge(QObject):
     def running(self) -> bool:
         return self.handle is not None and not self.handle.done
 
-    def start(self, case_path: Path, question: str, config: RunConfig, api_key: str) -> RunHandle:
-        """Start a run; raises ValueError for a usage error (bad limits, a cap without a price)."""
+    def start(
+        self,
+        case_path: Path,
+        question: str,
+        config: RunConfig,
+        api_key: str,
+        follows: str | None = None,
+        session: ThreadSession | None = None,
+    ) -> RunHandle:
+        """Start a run (a follow-up of `follows`, on a thread's `session`); raises ValueError for a usage error
+        (bad limits, a cap without a price, a run to follow that is gone)."""
         if self.running:
             raise RuntimeError("a run is already going; stop it first")
-        handle = RunHandle(case_path, question, config, api_key)
+        handle = RunHandle(case_path, question, config, api_key, follows=follows, session=session)
         handle.subscribe(self._enqueue)
         handle.start()
         self.handle = handle

@@ -43,6 +43,7 @@ REPORT_FORMATS = FORMAT_LABELS
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
+    ("Ctrl+Shift+F", "Ask a follow-up to the run shown"),
     ("Esc", "Stop the running investigation"),
     ("Ctrl+F", "Search all documents"),
     ("Ctrl+O / Ctrl+Shift+O", "Add files / add a folder to the case"),
@@ -138,6 +139,10 @@ class MainWindow(QMainWindow):
         self.act_settings = action("&Settings…", self.open_settings, "Ctrl+,", "Endpoint, key, models, cap")
         self.act_quit = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_ask = action("&Ask", lambda: self.ask_panel.ask(), None, "Run the question (Ctrl+Enter)")
+        self.act_follow_up = action(
+            "Ask a &follow-up", lambda: self.ask_panel.start_follow_up(), "Ctrl+Shift+F",
+            "Ask another question in the thread of the run shown",
+        )
         self.act_stop = action("&Stop run", self.ask_panel.stop, "Esc", "Stop the running investigation")
         self.act_stop.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         self.act_find = action(
@@ -165,6 +170,7 @@ class MainWindow(QMainWindow):
         menu.addAction(self.act_quit)
         menu = self.menuBar().addMenu("&Run")
         menu.addAction(self.act_ask)
+        menu.addAction(self.act_follow_up)
         menu.addAction(self.act_stop)
         menu = self.menuBar().addMenu("&View")
         menu.addAction(self.act_find)
@@ -200,6 +206,9 @@ class MainWindow(QMainWindow):
         self.ask_panel.settings_requested.connect(self.open_settings)
         self.history.run_activated.connect(self.open_run)
         self.history.export_requested.connect(self.export_run_dialog)
+        self.history.follow_up_requested.connect(self.follow_up)
+        self.history.rerun_requested.connect(self.ask_again)
+        self.history.run_deleted.connect(self._run_deleted)
         self.ingest.finished.connect(lambda _report: self._refresh_case_views())
         self.ingest.event_received.connect(
             lambda event: self.ingest_panel.show() if isinstance(event, IngestStarted) else None
@@ -272,7 +281,7 @@ class MainWindow(QMainWindow):
             self.browser.refresh_in_background()
         self.history.refresh()
         docs = self.case.count_documents()
-        runs = self.history.model.rowCount()  # just refreshed from the case
+        runs = self.history.model.run_count()  # just refreshed from the case
         failures = len(self.case.failures())
         text = f"{self.case_name}: {_count(docs, 'document')} · {_count(runs, 'run')}"
         if failures:
@@ -343,6 +352,40 @@ class MainWindow(QMainWindow):
             return None
         self.ask_panel.show_record(record)
         return record
+
+    def follow_up(self, run_id: str) -> None:
+        """Show the run (unless another is running) and make the next question a follow-up of it."""
+        if not self.ask_panel.running:
+            self.open_run(run_id, quiet=True)
+        self.ask_panel.start_follow_up(run_id)
+
+    def ask_again(self, run_id: str) -> None:
+        """Put a run's question back in the ask box, in its thread when it was a follow-up (not started)."""
+        if self.case is None:
+            return
+        try:
+            record = load_run(self.case, run_id)
+        except KeyError as exc:
+            QMessageBox.warning(self, "Ask again", str(exc).strip('"'))
+            return
+        follows = record.get("follows")
+        if follows and self.history.model.index_of(follows).isValid():
+            self.ask_panel.start_follow_up(follows, record.get("question", ""))
+        else:
+            self.ask_panel.set_follow_target(None)
+            self.ask_panel.question.setPlainText(record.get("question", ""))
+            self.ask_panel.question.setFocus()
+        self.statusBar().showMessage(
+            "The question is in the ask box: edit it if you like, then press Ctrl+Enter.", 8000
+        )
+
+    def _run_deleted(self, run_id: str) -> None:
+        panel = self.ask_panel
+        if panel.follow_target == run_id:
+            panel.set_follow_target(None)
+        if panel.run_id == run_id and not panel.running:
+            panel.clear_run()
+        self._refresh_case_views(documents=False)
 
     def export_current(self) -> None:
         run_id = self.ask_panel.run_id
@@ -429,6 +472,7 @@ class MainWindow(QMainWindow):
             self.ask_panel.bridge.cancel()
             if self.ask_panel.bridge.handle is not None:
                 self.ask_panel.bridge.handle.join(5)
+        self.ask_panel.close_threads()  # the threads' kept REPLs
         if self.ingest.running:
             self.ingest.cancel()
             self.ingest.wait(30)

@@ -140,6 +140,7 @@ def _meta(report: Report) -> list[tuple[str, str, dict]]:
     rows = [
         ("Case", report.case_name, {}),
         ("Run", report.run_id, {"font": MONO}),
+        *([("Thread", report.thread_summary, {})] if report.thread_summary else []),
         ("Status", report.status_label, {}),
         ("Run started", human_time(report.started), {}),
         ("Run ended", human_time(report.ended), {}),

@@ -105,6 +105,7 @@ def _meta_rows(report: Report) -> list[tuple[str, str]]:
     rows = [
         ("Case", _e(report.case_name)),
         ("Run", f'<span class="mono">{_e(report.run_id)}</span>'),
+        *([("Thread", _e(report.thread_summary))] if report.thread_summary else []),
         ("Status", _e(report.status_label)),
         ("Run started", _e(human_time(report.started))),
         ("Run ended", _e(human_time(report.ended))),

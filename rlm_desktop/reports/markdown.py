@@ -86,6 +86,7 @@ def _meta(report: Report) -> list[str]:
     rows = [
         ("Case", escape(report.case_name)),
         ("Run", f"`{report.run_id}`"),
+        *([("Thread", escape(report.thread_summary))] if report.thread_summary else []),
         ("Status", escape(report.status_label)),
         ("Run started", human_time(report.started)),
         ("Run ended", human_time(report.ended)),

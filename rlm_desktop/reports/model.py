@@ -309,6 +309,19 @@ class Report:
     documents: list[DocumentInfo]
     cost_held_usd: float = 0.0  # reservations of calls whose cost the server did not report
     cost_held_estimate_usd: float = 0.0
+    follows: str | None = None  # the run this question followed up
+    # (run id, question) of the runs it follows, oldest first
+    thread: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def thread_summary(self) -> str | None:
+        """How the question sits in its thread of follow-ups; None for a question asked on its own."""
+        if self.follows is None:
+            return None
+        if not self.thread:
+            return f"follow-up of run {self.follows} (no longer in the case)"
+        earlier = "; ".join(f"{rid}: “{q[:120]}”" for rid, q in self.thread)
+        return f"question {len(self.thread) + 1} of a thread, following {earlier}"
 
     @property
     def status_label(self) -> str:
@@ -746,4 +759,18 @@ def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _
         documents=sorted(documents.values(), key=lambda d: d.doc_id),
         cost_held_usd=float(record.get("cost_held_usd") or 0.0),
         cost_held_estimate_usd=float(record.get("cost_held_estimate_usd") or 0.0),
+        follows=record.get("follows"),
+        thread=_thread(case, record.get("follows")),
     )
+
+
+def _thread(case: Case, follows: str | None) -> list[tuple[str, str]]:
+    """(run id, question) of the runs a follow-up continues, oldest first (those still in the case)."""
+    from rlm_desktop.store.runs import run_row, thread_ids
+
+    if not follows:
+        return []
+    try:
+        return [(rid, visible(run_row(case, rid).question)) for rid in thread_ids(case, follows)]
+    except KeyError:
+        return []

@@ -1,4 +1,4 @@
-"""The REPL functions that call the host, declared once: the worker's stubs, the host's checks of what the
+"""The REPL functions that call the host (and the variables it sets), declared once: the worker's stubs, the host's checks of what the
 worker sends, the protocol's request kinds and the system prompt's table are all made from this list.
 
 Adding one is a declaration here plus its handler in the engine (`engine/rlm.py`, `Level.HANDLERS`);
@@ -64,6 +64,26 @@ REPL_FUNCTIONS: tuple[HostFunction, ...] = (
     ),
 )
 BY_NAME = {f.name: f for f in REPL_FUNCTIONS}
+
+
+@dataclass(frozen=True)
+class ReplVariable:
+    """A name the host sets in the REPL (plain JSON data), at start and again before each question."""
+
+    name: str
+    prompt: str  # the system prompt's line for it
+
+
+REPL_VARIABLES: tuple[ReplVariable, ...] = (
+    ReplVariable(
+        "history",
+        "in a follow-up question, the thread's earlier runs, oldest first: a list of dicts with `question`, "
+        "`answer`, `run_id` and `citations` (each `doc_id`, `start`, `end`, `quote`, `marker`: verified spans); "
+        "an empty list otherwise. Markers in earlier answers belong to those runs: to use a passage again, "
+        "register it with `cite`.",
+    ),
+)
+VARIABLE_NAMES = frozenset(v.name for v in REPL_VARIABLES)
 
 
 def doc_id_of(doc: Any) -> int:
@@ -141,6 +161,6 @@ def prompt_table(width: int = 110) -> str:
     """The system prompt's lines for these functions, wrapped like the rest of the prompt."""
     import textwrap
 
-    return "\n".join(
-        textwrap.fill(f"- `{fn.signature}`: {fn.prompt}", width, subsequent_indent="  ") for fn in REPL_FUNCTIONS
-    )
+    lines = [f"- `{fn.signature}`: {fn.prompt}" for fn in REPL_FUNCTIONS]
+    lines += [f"- `{var.name}`: {var.prompt}" for var in REPL_VARIABLES]
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)

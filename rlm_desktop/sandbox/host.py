@@ -258,6 +258,7 @@ class Sandbox:
         self._registry: dict[str, tuple[int, int, int]] = {}
         self._next_marker = 1
         self._case_conn: sqlite3.Connection | None = None
+        self._variables: dict[str, Any] = {}  # functions.REPL_VARIABLES, sent at every (re)start
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class Sandbox:
         scratch_dir: str | Path | None = None,
         isolation: str = "auto",
         allow_weak: bool = False,
+        variables: dict[str, Any] | None = None,
     ) -> Sandbox:
         """Spawn a worker. isolation="auto" picks the strongest real wall available; a mode name forces it.
 
@@ -282,12 +284,13 @@ class Sandbox:
         limits: output_chars, cell_timeout_s, memory_mb, cpu_s, file_mb, scratch_mb, nproc, max_cite_chars,
         max_citations, final_chars, marker_prefix (see worker.DEFAULT_LIMITS) and, host side, kill_grace_s.
         on_request(kind, payload) serves llm_query ({"prompt"}), llm_query_batched ({"prompts"}, returns a
-        list) and rlm_query ({"question", "doc_ids"}).
+        list) and rlm_query ({"question", "doc_ids"}). variables: the declared REPL variables (history).
         """
         if isolation != "auto" and isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be 'auto' or one of {ISOLATIONS}")
         sandbox = cls()
         sandbox._on_request = on_request
+        sandbox._variables = _declared(variables)
         sandbox._allow_weak = allow_weak
         sandbox._limits.update(limits or {})
         prefix = str(sandbox._limits["marker_prefix"])
@@ -417,7 +420,13 @@ class Sandbox:
         self._stderr_task = asyncio.create_task(self._drain_stderr(self._proc))
         limits = {k: v for k, v in self._limits.items() if k in DEFAULT_LIMITS}
         init = protocol.init_message(
-            case, doc_ids, self._scratch_dir, limits, self._walls_wanted(mode, case), self._next_marker
+            case,
+            doc_ids,
+            self._scratch_dir,
+            limits,
+            self._walls_wanted(mode, case),
+            self._next_marker,
+            self._variables,
         )
         try:
             await self._send(init)
@@ -450,6 +459,25 @@ class Sandbox:
         if self._cgroup is not None:
             self._cgroup.adopt_tree(self._proc.pid)
         return frame
+
+    def rebind(self, on_request: RequestHandler | None) -> None:
+        """Serve the worker's sub-call requests with another handler: a kept REPL's next question."""
+        self._on_request = on_request
+
+    async def set_variables(self, variables: dict[str, Any]) -> None:
+        """Set the declared REPL variables (history) in the live worker between cells; a restart keeps them."""
+        self._variables = {**self._variables, **_declared(variables)}
+        async with self._lock:
+            if not self.alive:
+                return  # a respawn sends them with its init
+            try:
+                await self._send(protocol.set_message(self._variables))
+                frame = await asyncio.wait_for(self._read(), START_TIMEOUT_S)
+                if frame.get("type") != protocol.SET_OK:
+                    raise protocol.ProtocolError(f"unexpected frame {str(frame.get('type'))[:40]!r} after set")
+            except (EOFError, ConnectionError, protocol.ProtocolError, TimeoutError) as exc:
+                self._kill_process()  # out of step: the next cell gets a fresh worker, which gets the variables
+                self._dead = f"the REPL worker died ({self._death_cause(exc)}); its state was lost"
 
     async def restart(self) -> None:
         """Replace a dead or killed worker by a fresh one (empty namespace, same case, limits and walls)."""
@@ -708,6 +736,15 @@ class Sandbox:
             out.append({"marker": marker, "doc_id": doc_id, "start": start, "end": end, "quote": quote})
         return out
 
+    def registered(self) -> list[dict[str, Any]]:
+        """Every marker this REPL's cells registered so far, with its span and the case's quote of it."""
+        out = []
+        for marker, (doc_id, start, end) in self._registry.items():
+            quote = self._stored_quote(doc_id, start, end)
+            if quote is not None:
+                out.append({"marker": marker, "doc_id": doc_id, "start": start, "end": end, "quote": quote})
+        return out
+
     def _stored_quote(self, doc_id: int, start: int, end: int) -> str | None:
         """The span as the case stores it, read by the host (never the worker's word for it)."""
         case = self._args[0]
@@ -776,6 +813,13 @@ class _ScratchOverflow(Exception):
 
 class _IsolationUnavailable(Exception):
     """The launcher failed before the worker answered: try a weaker isolation."""
+
+
+def _declared(variables: dict[str, Any] | None) -> dict[str, Any]:
+    unknown = set(variables or {}) - functions.VARIABLE_NAMES
+    if unknown:
+        raise ValueError(f"not a declared REPL variable: {sorted(unknown)}")
+    return dict(variables or {})
 
 
 def _validate_request(kind: Any, payload: Any) -> str | None:

@@ -20,11 +20,13 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 INIT = "init"
 EXEC = "exec"
 REPLY = "reply"
+SET = "set"  # the host's REPL variables (functions.REPL_VARIABLES), between cells
 SHUTDOWN = "shutdown"
 # worker -> host
 READY = "ready"
 REQUEST = "request"
 RESULT = "result"
+SET_OK = "set_ok"
 FATAL = "fatal"
 
 REQUEST_KINDS = tuple(fn.name for fn in REPL_FUNCTIONS)  # declared in sandbox/functions.py
@@ -127,9 +129,12 @@ def init_message(
     limits: dict[str, Any],
     walls: dict[str, Any] | None = None,
     marker_start: int = 1,
+    variables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """walls: {"landlock": bool, "seccomp": bool, "read": [paths], "write": [paths]} to apply before any cell."""
+    """walls: {"landlock": bool, "seccomp": bool, "read": [paths], "write": [paths]} to apply before any cell.
+    variables: the host's REPL variables (declared in functions.REPL_VARIABLES), plain JSON."""
     return {
+        "variables": variables or {},
         "type": INIT,
         "case_path": case_path,
         "doc_ids": doc_ids,
@@ -138,6 +143,10 @@ def init_message(
         "walls": walls or {},
         "marker_start": marker_start,
     }
+
+
+def set_message(variables: dict[str, Any]) -> dict[str, Any]:
+    return {"type": SET, "variables": variables}
 
 
 def exec_message(cell_id: int, code: str) -> dict[str, Any]:

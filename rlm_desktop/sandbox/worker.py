@@ -532,8 +532,10 @@ class Worker:
             "FINAL": self.FINAL,
             "FINAL_VAR": self.FINAL_VAR,
             "SHOW_VARS": self.SHOW_VARS,
+            **{var.name: None for var in functions.REPL_VARIABLES},
         }
         self.builtin_names = frozenset(self.namespace)
+        self.set_variables(message.get("variables") or {})
         signal.signal(signal.SIGALRM, self._on_alarm)
         # Past RLIMIT_FSIZE a write should fail with an error the model can read, not kill the REPL.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -546,6 +548,13 @@ class Worker:
             "pid": os.getpid(),
             "walls": applied,
         }
+
+    def set_variables(self, values: Any) -> None:
+        """The host's declared variables (history); any other name is ignored."""
+        if isinstance(values, dict):
+            for name, value in values.items():
+                if name in functions.VARIABLE_NAMES:
+                    self.namespace[name] = value
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
         raise CellTimeout(
@@ -634,6 +643,10 @@ class Worker:
             kind = message.get("type")
             if kind == protocol.SHUTDOWN:
                 return 0
+            if kind == protocol.SET:
+                self.set_variables(message.get("variables"))
+                protocol.write_frame_fd(self.proto_out, {"type": protocol.SET_OK})
+                continue
             if kind != protocol.EXEC:
                 raise protocol.ProtocolError(f"unexpected frame {kind!r}")
             result = self.run_cell(int(message["id"]), str(message["code"]))

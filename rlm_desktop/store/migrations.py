@@ -206,3 +206,17 @@ def m004_text_hashes(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE documents ADD COLUMN text_sha256 TEXT")
     db.create_function("rlm_text_sha256", 1, lambda text: text_sha256(text or ""), deterministic=True)
     db.execute("UPDATE documents SET text_sha256 = rlm_text_sha256(text)")
+
+
+@migration
+def m007_run_threads(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- a follow-up question names the run it follows: the runs of a thread form a chain back to its first
+        ALTER TABLE runs ADD COLUMN follows TEXT;
+        -- the user's own name for a run (null: the question stands for it)
+        ALTER TABLE runs ADD COLUMN label TEXT;
+        CREATE INDEX runs_follows ON runs(follows);
+        """,
+    )

@@ -20,6 +20,8 @@ class RunRow:
     cost_usd: float
     pid: int | None
     record: dict[str, Any] | None = None  # the saved header (the run record without its tree)
+    follows: str | None = None  # the previous run of its thread
+    label: str | None = None  # the user's name for it
 
 
 def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str | None, int, dict[str, Any]]]) -> None:
@@ -40,6 +42,7 @@ def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str 
                 "cap_usd": header["cap_usd"],
                 "answer": header["answer"],
                 "pid": os.getpid(),
+                "follows": header.get("follows"),
                 "updated": now_iso(),
                 "record": json.dumps(header, ensure_ascii=False),
             },
@@ -62,9 +65,12 @@ def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str 
 def run_rows(case: Case) -> list[RunRow]:
     """Every run, newest first (without their records)."""
     return [
-        RunRow(r["run_id"], r["question"], r["status"], r["started"], r["cost_usd"], r["pid"])
+        RunRow(
+            r["run_id"], r["question"], r["status"], r["started"], r["cost_usd"], r["pid"],
+            follows=r["follows"], label=r["label"],
+        )
         for r in case.db["runs"].rows_where(
-            select="run_id, question, status, started, cost_usd, pid", order_by="started desc"
+            select="run_id, question, status, started, cost_usd, pid, follows, label", order_by="started desc"
         )
     ]
 
@@ -78,7 +84,15 @@ def run_row(case: Case, run_id: str) -> RunRow:
             raise KeyError(f"no run {run_id!r} in this case" if not found else f"run id {run_id!r} is ambiguous")
     r = found[0]
     return RunRow(
-        r["run_id"], r["question"], r["status"], r["started"], r["cost_usd"], r["pid"], json.loads(r["record"])
+        r["run_id"],
+        r["question"],
+        r["status"],
+        r["started"],
+        r["cost_usd"],
+        r["pid"],
+        json.loads(r["record"]),
+        follows=r["follows"],
+        label=r["label"],
     )
 
 
@@ -86,3 +100,52 @@ def node_rows(case: Case, run_id: str) -> Iterator[tuple[str, str | None, dict[s
     """(node id, parent id, data) of a run's steps in the order they were first saved."""
     for r in case.db["run_nodes"].rows_where("run_id = ?", [run_id], order_by="seq"):
         yield r["node_id"], r["parent_id"], json.loads(r["data"])
+
+
+LABEL_MAX_CHARS = 200
+
+
+def set_label(case: Case, run_id: str, label: str | None) -> None:
+    """Name a run (None or blank: back to its question); KeyError when there is no such run."""
+    text = " ".join((label or "").split())
+    if len(text) > LABEL_MAX_CHARS:
+        raise ValueError(f"a run's name is at most {LABEL_MAX_CHARS} characters")
+    with case.transaction():
+        cur = case.conn.execute("UPDATE runs SET label = ? WHERE run_id = ?", (text or None, run_id))
+    if cur.rowcount != 1:
+        raise KeyError(f"no run {run_id!r} in this case")
+
+
+def delete_run(case: Case, run_id: str) -> int:
+    """Delete a run and its steps; its follow-ups then follow the run it followed, so the thread holds.
+
+    Returns how many follow-ups were re-linked. KeyError when there is no such run.
+    """
+    with case.transaction():
+        row = case.conn.execute("SELECT follows FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in this case")
+        previous = row[0]
+        relinked = case.conn.execute(
+            "UPDATE runs SET follows = ?, record = json_set(record, '$.follows', ?) WHERE follows = ?",
+            (previous, previous, run_id),
+        ).rowcount
+        case.conn.execute("DELETE FROM run_nodes WHERE run_id = ?", (run_id,))
+        case.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+    return relinked
+
+
+def thread_ids(case: Case, run_id: str, limit: int = 1000) -> list[str]:
+    """The run and the runs it follows, back to its thread's first: oldest first. KeyError: no such run."""
+    chain: list[str] = []
+    current: str | None = run_id
+    while current is not None and current not in chain and len(chain) < limit:
+        row = case.conn.execute("SELECT follows FROM runs WHERE run_id = ?", (current,)).fetchone()
+        if row is None:
+            if not chain:
+                raise KeyError(f"no run {run_id!r} in this case")
+            break  # the chain names a run that is gone: the thread starts here
+        chain.append(current)
+        current = row[0]
+    chain.reverse()
+    return chain
