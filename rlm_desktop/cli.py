@@ -108,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-subcalls", type=int, metavar="N")
     p.add_argument("--max-seconds", type=float, metavar="S", help="wall-clock limit for the run")
     p.add_argument("--concurrency", type=int, metavar="N")
+    p.add_argument(
+        "--sub-base-url",
+        metavar="URL",
+        help="a separate endpoint for sub-calls, e.g. a local vLLM (default $RLM_SUB_BASE_URL, settings; "
+        "else the root's endpoint)",
+    )
+    p.add_argument(
+        "--sub-api-key-env",
+        metavar="VAR",
+        default="RLM_SUB_API_KEY",
+        help="environment variable holding the sub endpoint's key (default RLM_SUB_API_KEY; else none: the "
+        "root's key is never sent to another endpoint)",
+    )
+    p.add_argument("--max-in-flight", type=int, metavar="N", help="requests at once to the root's endpoint")
+    p.add_argument("--sub-max-in-flight", type=int, metavar="N", help="requests at once to the sub endpoint")
     p.add_argument("--root-max-tokens", type=int, metavar="N", help="output-token limit of each root call")
     p.add_argument("--sub-max-tokens", type=int, metavar="N", help="output-token limit of each sub-call")
     p.add_argument(
@@ -398,6 +413,9 @@ def _run_config(args: argparse.Namespace, home: Path):
         "max_subcalls": args.max_subcalls,
         "concurrency": args.concurrency,
         "max_wall_s": args.max_seconds,
+        "sub_base_url": args.sub_base_url or os.environ.get("RLM_SUB_BASE_URL") or None,
+        "max_in_flight": args.max_in_flight,
+        "sub_max_in_flight": args.sub_max_in_flight,
     }
     overrides.update({name: value for name, value in flags.items() if value is not None})
     overrides.update(_limit_flags(args, settings))
@@ -478,7 +496,9 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
             raise UsageError(
                 f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings"
             )
-    handle = RunHandle(path, args.question, config, api_key, follows=args.follow)
+    # Sub-calls on their own endpoint get their own key, or none: the root's key never goes to another host.
+    sub_key = os.environ.get(args.sub_api_key_env, "") if config.separate_sub_endpoint else None
+    handle = RunHandle(path, args.question, config, api_key, follows=args.follow, sub_api_key=sub_key)
     progress = _AskProgress(enabled=sys.stderr.isatty())
     handle.subscribe(progress)
 

@@ -33,6 +33,9 @@ __all__ = [
 @dataclass
 class Settings:
     base_url: str | None = None
+    sub_base_url: str | None = None  # sub-calls on their own endpoint (its key from $RLM_SUB_API_KEY)
+    max_in_flight: int | None = None  # requests at once to the root's endpoint
+    sub_max_in_flight: int | None = None  # and to the sub endpoint
     root_model: str = "gpt-5"
     sub_model: str = "gpt-5-mini"
     cap_usd: float | None = 2.0  # a hard cap by default: a runaway run must never surprise anyone
@@ -117,6 +120,9 @@ def run_config(settings: Settings, *, home: Path | None = None, **overrides: Any
         "root_model": settings.root_model,
         "sub_model": settings.sub_model,
         "base_url": (settings.base_url or "").strip() or None,
+        "sub_base_url": (settings.sub_base_url or "").strip() or None,
+        "max_in_flight": settings.max_in_flight,
+        "sub_max_in_flight": settings.sub_max_in_flight,
         "cap_usd": settings.cap_usd,
         "max_depth": settings.max_depth,
         "max_iterations": settings.max_iterations,
@@ -137,8 +143,10 @@ def run_config(settings: Settings, *, home: Path | None = None, **overrides: Any
         from rlm_desktop.engine.endpoints import load_caps
 
         cached = load_caps(home, values["base_url"])
-        wanted = (values["root_model"], values["sub_model"])
-        values["model_caps"] = {m: cached[m] for m in wanted if m in cached}
+        sub_cached = load_caps(home, values["sub_base_url"]) if values.get("sub_base_url") else cached
+        caps = {m: cached[m] for m in (values["root_model"],) if m in cached}
+        caps.update({m: sub_cached[m] for m in (values["sub_model"],) if m in sub_cached})
+        values["model_caps"] = caps
     return RunConfig(**values)
 
 

@@ -38,16 +38,21 @@ class RunHandle:
         api_key: str,
         follows: str | None = None,
         session: ThreadSession | None = None,
+        sub_api_key: str | None = None,
     ):
         """follows: the run this question follows up. session: the thread's loop and kept REPL (the window);
-        without one the run gets its own thread and a fresh REPL."""
+        without one the run gets its own thread and a fresh REPL. sub_api_key: the key of a separate sub-call
+        endpoint (`config.sub_base_url`)."""
         self.case_path = Path(case_path)
         self.question = question
         self.config = config
         self.follows = follows
         self.session = session
         self._api_key = api_key
-        remember_secret(api_key)  # every redaction in this process (run records, errors, reports) removes it
+        self._sub_api_key = sub_api_key
+        self._secrets = tuple(k for k in (api_key, sub_api_key) if k)
+        for key in self._secrets:
+            remember_secret(key)  # every redaction in this process (run records, errors, reports) removes it
         self.run_id = uuid.uuid4().hex[:12]
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
@@ -75,12 +80,12 @@ class RunHandle:
     def _emit(self, event: RunEvent) -> None:
         # The window shows what events carry: as redacted as what is saved (an error may echo the key).
         if isinstance(event, RunFinished):
-            event = dataclasses.replace(event, record=redact_record(event.record, (self._api_key,)))
+            event = dataclasses.replace(event, record=redact_record(event.record, self._secrets))
         elif isinstance(event, NodeStarted | NodeUpdated | NodeFinished) and event.node.detail.get("error"):
-            detail = {**event.node.detail, "error": redact(str(event.node.detail["error"]), (self._api_key,))}
+            detail = {**event.node.detail, "error": redact(str(event.node.detail["error"]), self._secrets)}
             event = dataclasses.replace(event, node=dataclasses.replace(event.node, detail=detail))
         elif isinstance(event, CallRetriedEvent):
-            event = dataclasses.replace(event, reason=redact(event.reason, (self._api_key,)))
+            event = dataclasses.replace(event, reason=redact(event.reason, self._secrets))
         with self._lock:
             subscribers = list(self._subscribers)
         for callback in subscribers:
@@ -119,6 +124,7 @@ class RunHandle:
             self.run_id,
             follows=self.follows,
             keeper=keeper,
+            sub_api_key=self._sub_api_key,
         )
 
     def _main(self) -> None:
@@ -128,7 +134,7 @@ class RunHandle:
             self._task = loop.create_task(self._coroutine())
             if self._cancel_requested.is_set():
                 self._task.cancel()
-            self.record = redact_record(loop.run_until_complete(self._task), (self._api_key,))
+            self.record = redact_record(loop.run_until_complete(self._task), self._secrets)
         except BaseException as exc:  # noqa: BLE001 - reported through .error and wait()
             self.error = exc
         finally:
@@ -146,7 +152,7 @@ class RunHandle:
             self._task = asyncio.current_task()  # type: ignore[assignment]
             if self._cancel_requested.is_set() and self._task is not None:
                 self._task.cancel()  # the run sees it at its first wait and ends as cancelled, saved
-            self.record = redact_record(await self._coroutine(keeper), (self._api_key,))
+            self.record = redact_record(await self._coroutine(keeper), self._secrets)
         except BaseException as exc:  # noqa: BLE001 - reported through .error and wait()
             self.error = exc
         finally:

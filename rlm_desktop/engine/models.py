@@ -544,8 +544,11 @@ class ModelClient:
         retry_after_max_s: float = 60.0,
         stream: bool = False,
         caps: Mapping[str, ModelCaps] | None = None,
+        max_in_flight: int | None = None,
     ):
         self.base_url = base_url
+        # At most this many requests to this endpoint at once (None: no limit of its own).
+        self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.where = public_url(base_url)
         self.price_table = price_table
         self.ledger = ledger
@@ -629,83 +632,91 @@ class ModelClient:
         attempt = retries = adjustments = 0
         while True:
             attempt += 1
-            reservation = self.ledger.reserve(bound, label)  # CapReached: nothing is sent
-            reader = _StreamReader(on_delta) if state.stream else None
+            # The endpoint's in-flight limit is taken before the reservation: a call queued for its turn
+            # holds no money against the cap.
+            if self._in_flight is not None:
+                await self._in_flight.acquire()
             try:
-                reply = await self._send(model, messages, max_output_tokens, state, reader)
-            except asyncio.CancelledError:
-                estimate = self._estimate(price, messages, reader.partial_text() if reader else "", bound, quick=True)
-                self.ledger.hold(reservation, estimate)
-                raise
-            except openai.APIStatusError as exc:
-                status, detail = exc.status_code, status_message(exc)
-                # A 4xx is a refusal before the model ran, which providers do not bill; a 5xx
-                # or 408 may come after it ran, so its reservation is held.
-                if status >= 500 or status == 408:
-                    self.ledger.hold(reservation)
-                else:
-                    self.ledger.settle(reservation, 0.0)
-                if status in (400, 422) and adjustments < MAX_ADJUSTMENTS:
-                    change = self._adjust(model, state, detail)
-                    if change:
-                        adjustments += 1
-                        self._emit(ParameterAdjusted(label, model, change))
-                        continue
-                if status in (400, 413, 422):
-                    fit = _context_complaint(detail, exc.body)
-                    if fit is not None:
-                        window, prompt = fit
-                        if window:
-                            state.window = window
-                        raise ContextTooLong(
-                            f"{model} at {self.where}: the request does not fit the model's context "
-                            f"window{f' of {window:,} tokens' if window else ''}: {detail}",
-                            window=window,
-                            prompt_tokens=prompt,
-                            model=model,
-                            label=label,
-                            status=status,
-                        ) from exc
-                if status not in (408, 409, 429) and status < 500:
-                    raise self._status_error(status, detail, model, label) from exc
-                reason = f"HTTP {status}: {detail}"
-                retry_after = _retry_after_s(exc.response.headers)
-            except _BadReply as exc:
-                if exc.billed_maybe:
-                    self.ledger.hold(reservation)
-                else:
-                    self.ledger.release(reservation)
-                if not exc.retryable:
-                    raise ModelRequestError(
-                        f"{model} at {self.where}: {exc}{self._url_hint(str(exc))}", model=model, label=label
-                    ) from None
-                reason, retry_after = str(exc), None
-            except (openai.APITimeoutError, TimeoutError) as exc:
-                if never_reached(exc):
-                    self.ledger.release(reservation)
-                    reason = f"cannot connect: no answer within {self.timeout_s:g} s"
-                else:
-                    self.ledger.hold(reservation, self._estimate(price, messages, "", bound))
-                    idle = "no data" if state.stream else "no answer"
-                    reason = f"timeout: {idle} within {self.timeout_s:g} s"
-                retry_after = None
-            except Exception as exc:
-                if not _transport_error(exc):
+                reservation = self.ledger.reserve(bound, label)  # CapReached: nothing is sent
+                reader = _StreamReader(on_delta) if state.stream else None
+                try:
+                    reply = await self._send(model, messages, max_output_tokens, state, reader)
+                except asyncio.CancelledError:
+                    estimate = self._estimate(price, messages, reader.partial_text() if reader else "", bound, quick=True)
+                    self.ledger.hold(reservation, estimate)
+                    raise
+                except openai.APIStatusError as exc:
+                    status, detail = exc.status_code, status_message(exc)
+                    # A 4xx is a refusal before the model ran, which providers do not bill; a 5xx
+                    # or 408 may come after it ran, so its reservation is held.
+                    if status >= 500 or status == 408:
+                        self.ledger.hold(reservation)
+                    else:
+                        self.ledger.settle(reservation, 0.0)
+                    if status in (400, 422) and adjustments < MAX_ADJUSTMENTS:
+                        change = self._adjust(model, state, detail)
+                        if change:
+                            adjustments += 1
+                            self._emit(ParameterAdjusted(label, model, change))
+                            continue
+                    if status in (400, 413, 422):
+                        fit = _context_complaint(detail, exc.body)
+                        if fit is not None:
+                            window, prompt = fit
+                            if window:
+                                state.window = window
+                            raise ContextTooLong(
+                                f"{model} at {self.where}: the request does not fit the model's context "
+                                f"window{f' of {window:,} tokens' if window else ''}: {detail}",
+                                window=window,
+                                prompt_tokens=prompt,
+                                model=model,
+                                label=label,
+                                status=status,
+                            ) from exc
+                    if status not in (408, 409, 429) and status < 500:
+                        raise self._status_error(status, detail, model, label) from exc
+                    reason = f"HTTP {status}: {detail}"
+                    retry_after = _retry_after_s(exc.response.headers)
+                except _BadReply as exc:
+                    if exc.billed_maybe:
+                        self.ledger.hold(reservation)
+                    else:
+                        self.ledger.release(reservation)
+                    if not exc.retryable:
+                        raise ModelRequestError(
+                            f"{model} at {self.where}: {exc}{self._url_hint(str(exc))}", model=model, label=label
+                        ) from None
+                    reason, retry_after = str(exc), None
+                except (openai.APITimeoutError, TimeoutError) as exc:
+                    if never_reached(exc):
+                        self.ledger.release(reservation)
+                        reason = f"cannot connect: no answer within {self.timeout_s:g} s"
+                    else:
+                        self.ledger.hold(reservation, self._estimate(price, messages, "", bound))
+                        idle = "no data" if state.stream else "no answer"
+                        reason = f"timeout: {idle} within {self.timeout_s:g} s"
+                    retry_after = None
+                except Exception as exc:
+                    if not _transport_error(exc):
+                        self.ledger.hold(reservation)
+                        raise
+                    if never_reached(exc):
+                        self.ledger.release(reservation)
+                        reason = f"cannot connect: {_cause_text(exc)}"
+                    else:  # reset or cut off after the request went out: it may have run
+                        self.ledger.hold(reservation, self._estimate(price, messages, "", bound))
+                        reason = f"the connection broke during the reply: {_cause_text(exc)}"
+                    retry_after = None
+                except BaseException:
                     self.ledger.hold(reservation)
                     raise
-                if never_reached(exc):
-                    self.ledger.release(reservation)
-                    reason = f"cannot connect: {_cause_text(exc)}"
-                else:  # reset or cut off after the request went out: it may have run
-                    self.ledger.hold(reservation, self._estimate(price, messages, "", bound))
-                    reason = f"the connection broke during the reply: {_cause_text(exc)}"
-                retry_after = None
-            except BaseException:
-                self.ledger.hold(reservation)
-                raise
-            else:
-                return self._finish(model, label, price, messages, reply, reservation, bound, started, retries,
-                                    max_output_tokens)
+                else:
+                    return self._finish(model, label, price, messages, reply, reservation, bound, started, retries,
+                                        max_output_tokens)
+            finally:
+                if self._in_flight is not None:
+                    self._in_flight.release()
             if retries >= self.max_retries:
                 raise ModelUnavailableError(
                     f"{model}: gave up after {attempt} attempts at {self.where}: {reason}",

@@ -76,6 +76,12 @@ class RunConfig:
     root_model: str
     sub_model: str
     base_url: str | None = None
+    # Sub-calls on their own endpoint (a local vLLM for subs, a provider for the root); None: the root's.
+    sub_base_url: str | None = None
+    # Requests in flight at once per endpoint (a serving cluster shared by many desktops); None: no limit
+    # beyond `concurrency`, which bounds a run's sub-calls.
+    max_in_flight: int | None = None
+    sub_max_in_flight: int | None = None
     cap_usd: float | None = None
     max_depth: int = 1  # levels of rlm_query below the root; at the limit rlm_query falls back to llm_query
     max_iterations: int = 20  # root replies per REPL level
@@ -115,6 +121,9 @@ class RunConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_depth < 0:
             raise ValueError("max_depth must be 0 or more")
+        for name in ("max_in_flight", "sub_max_in_flight"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (or unset)")
         if self.cap_usd is not None:
             if self.cap_usd <= 0:
                 raise ValueError("the spending cap must be a positive amount of USD")
@@ -140,7 +149,12 @@ class RunConfig:
         out = asdict(self)
         out.pop("price_args")
         out["base_url"] = public_url(self.base_url) if self.base_url else None  # never credentials
+        out["sub_base_url"] = public_url(self.sub_base_url) if self.sub_base_url else None
         return out
+
+    @property
+    def separate_sub_endpoint(self) -> bool:
+        return bool(self.sub_base_url) and self.sub_base_url != self.base_url
 
     def caps(self, model: str) -> ModelCaps | None:
         data = self.model_caps.get(model)
@@ -211,6 +225,7 @@ class _Run:
         follows: str | None = None,
         history: list[dict[str, Any]] | None = None,
         keeper: ReplKeeper | None = None,
+        sub_api_key: str | None = None,
     ):
         self.case_path = case_path
         self.follows = follows
@@ -245,16 +260,28 @@ class _Run:
         self._closed_calls = 0  # ledger closes already announced
         self._cost_pending = False
         self.ledger = SpendLedger(config.cap_usd, on_change=self._ledger_changed)
-        self.client = ModelClient(
-            config.base_url,
-            api_key,
-            config.prices(),
-            self.ledger,
-            timeout_s=config.request_timeout_s,
-            max_retries=config.max_retries,
-            on_event=self._model_event,
-            stream=config.stream,
-            caps={m: c for m in (config.root_model, config.sub_model) if (c := config.caps(m)) is not None},
+        caps = {m: c for m in (config.root_model, config.sub_model) if (c := config.caps(m)) is not None}
+        prices = config.prices()
+
+        def client(base_url: str | None, key: str, max_in_flight: int | None) -> ModelClient:
+            return ModelClient(
+                base_url,
+                key,
+                prices,
+                self.ledger,  # one ledger: the cap covers both endpoints
+                timeout_s=config.request_timeout_s,
+                max_retries=config.max_retries,
+                on_event=self._model_event,
+                stream=config.stream,
+                caps=caps,
+                max_in_flight=max_in_flight,
+            )
+
+        self.client = client(config.base_url, api_key, config.max_in_flight)
+        self.sub_client = (
+            client(config.sub_base_url, api_key if sub_api_key is None else sub_api_key, config.sub_max_in_flight)
+            if config.separate_sub_endpoint
+            else self.client
         )
         self.usage_missing: set[str] = set()
         self.last_stream_update: dict[str, float] = {}
@@ -447,7 +474,7 @@ class _Run:
         )
 
     def window(self, model: str) -> int | None:
-        learned = self.client.learned_window(model)
+        learned = self.client.learned_window(model) or self.sub_client.learned_window(model)
         configured = context_window(model, self.config.context_windows, self.config.caps(model))
         if learned and configured:
             return min(learned, configured)
@@ -492,9 +519,8 @@ class _Run:
                 node.detail["max_output_tokens"] = limit
             closes = self.ledger.closes
             try:
-                return await self.client.complete(
-                    model, messages, limit, label=node.id, on_delta=self._delta_for(node)
-                )
+                client = self.sub_client if node.kind == "llm_query" else self.client
+                return await client.complete(model, messages, limit, label=node.id, on_delta=self._delta_for(node))
             except CapReached as exc:
                 if exc.may_fit_later and self.ledger.open_reservations:
                     await self.ledger.wait_for_close(closes, 1.0)  # woken when a call in flight settles
@@ -1102,12 +1128,14 @@ async def run_rlm(
     run_id: str | None = None,
     follows: str | None = None,
     keeper: ReplKeeper | None = None,
+    sub_api_key: str | None = None,
 ) -> dict[str, Any]:
     """Run one investigation to its end and return the CONTRACTS run record (also saved in the case).
 
     follows: a run of the case this question follows up (its thread's questions, answers and verified
     citations open the conversation and are `history` in the REPL); KeyError when there is no such run.
     keeper: the thread's REPL to reuse and keep (the window); without one the REPL is fresh and closed after.
+    sub_api_key: the key for `config.sub_base_url` when sub-calls have their own endpoint (default: api_key).
     """
     case_path = Path(case_path)
     config.check()
@@ -1118,7 +1146,9 @@ async def run_rlm(
             case.conn.execute("SELECT count(*), max(id), count(superseded_by) FROM documents").fetchone()
         )
     follows = history[-1]["run_id"] if history else None  # the full id, when a prefix was given
-    run = _Run(case_path, question, config, api_key, emit or (lambda e: None), run_id, follows, history, keeper)
+    run = _Run(
+        case_path, question, config, api_key, emit or (lambda e: None), run_id, follows, history, keeper, sub_api_key
+    )
     run.case_state = case_state
     run.emit(RunStarted(run.run_id, question, run.tree.root.view()))
     run.dirty[run.tree.root.id] = run.tree.root
@@ -1157,6 +1187,8 @@ async def run_rlm(
         record = _finish(run)
         with contextlib.suppress(BaseException):  # an open HTTP pool per finished run would leak in a window
             await asyncio.wait_for(run.client.aclose(), 2.0)
+            if run.sub_client is not run.client:
+                await asyncio.wait_for(run.sub_client.aclose(), 2.0)
     return record
 
 
