@@ -8,6 +8,7 @@ import hashlib
 import json
 import sqlite3
 
+import docx
 import pymupdf
 import pytest
 from builders import make_email, make_pdf
@@ -150,8 +151,15 @@ def test_ingest_titles_junk_metadata_with_the_file_name(case, tmp_path):
     _pdf_with_title(tmp_path / "greek.pdf", r"C:\Datatech\ScanWatermark\Samples\Scanned Document.tiff", "Alpha")
     _pdf_with_title(tmp_path / "transcript.pdf", "10811.exe", "Court transcript")
     _pdf_with_title(tmp_path / "budget.pdf", "Budget 2024 for the harbour", "Numbers")
-    ingest(case, [tmp_path / "greek.pdf", tmp_path / "transcript.pdf", tmp_path / "budget.pdf"])
+    document = docx.Document()
+    document.add_paragraph("Minutes of the meeting")
+    document.core_properties.title = "Microsoft Word - minutes.doc"
+    document.save(tmp_path / "minutes.docx")
+    names = ["greek.pdf", "transcript.pdf", "budget.pdf", "minutes.docx"]
+    ingest(case, [tmp_path / name for name in names])
     titles = {d.path.rsplit("/", 1)[-1]: d for d in case.documents()}
+    assert titles["minutes.docx"].title == "minutes.docx"
+    assert titles["minutes.docx"].meta["metadata_title"] == "Microsoft Word - minutes.doc"
     assert titles["greek.pdf"].title == "greek.pdf"
     assert titles["greek.pdf"].meta["metadata_title"] == r"C:\Datatech\ScanWatermark\Samples\Scanned Document.tiff"
     assert titles["transcript.pdf"].title == "transcript.pdf"
