@@ -66,7 +66,7 @@ from rlm_desktop.store.names import FIELDS
 from rlm_desktop.store.search_query import parse_query
 
 SEARCH_LIMIT = 200
-SEARCH_PLACEHOLDER = 'Search texts and names: words, emails, file names, "phrases", AND/OR, prefix*'
+SEARCH_PLACEHOLDER = 'Search documents: words, names, emails, "phrases"'
 NO_DATE = QDate(1900, 1, 1)  # the date edits' minimum, shown as "any date"
 AUTO_EXPAND_MAX = 400  # expand every match while filtering, unless that would mean thousands of rows
 HIT_ROLE = Qt.ItemDataRole.UserRole + 10

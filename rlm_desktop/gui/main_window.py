@@ -45,6 +45,7 @@ SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
     ("Esc", "Stop the running investigation"),
     ("Ctrl+F", "Search all documents"),
+    ("Ctrl+F in the viewer, F3 / Shift+F3", "Find in the open document: next / previous match"),
     ("Ctrl+O / Ctrl+Shift+O", "Add files / add a folder to the case"),
     ("Ctrl+N", "New case"),
     ("Ctrl+E", "Export the current run as an evidence report"),
