@@ -217,7 +217,7 @@ def m005_search_names(db: sqlite3.Connection) -> None:
     import json
     import posixpath
 
-    from rlm_desktop.store.names import SCHEMA, index_names
+    from rlm_desktop.store.names import SCHEMA, rebuild_names
     from rlm_desktop.store.titles import choose_title
 
     run_script(db, SCHEMA)
@@ -243,5 +243,4 @@ def m005_search_names(db: sqlite3.Connection) -> None:
                 "UPDATE documents SET title = ?, meta = ? WHERE id = ?",
                 (chosen, json.dumps(meta, ensure_ascii=False), doc_id),
             )
-    for (doc_id,) in db.execute("SELECT id FROM documents WHERE superseded_by IS NULL").fetchall():
-        index_names(db, doc_id)
+    rebuild_names(db)

@@ -95,3 +95,26 @@ def index_names(conn: sqlite3.Connection, doc_id: int) -> None:
     for key, value in name_fields(kind, title, meta if isinstance(meta, dict) else {}, paths):
         cur = conn.execute("INSERT INTO doc_names (doc_id, field, value) VALUES (?, ?, ?)", (doc_id, key, value))
         conn.execute("INSERT INTO names_fts (rowid, value) VALUES (?, ?)", (cur.lastrowid, value))
+
+
+def rebuild_names(conn: sqlite3.Connection) -> None:
+    """Index every current document's names at once (migration m005): one pass, then one FTS5 rebuild."""
+    paths: dict[int, list[str]] = {}
+    for path, doc_id in conn.execute("SELECT path, doc_id FROM paths"):
+        paths.setdefault(doc_id, []).append(path)
+    conn.execute("DELETE FROM doc_names")
+
+    def rows() -> Iterable[tuple[int, str, str]]:
+        docs = conn.execute("SELECT id, kind, title, meta FROM documents WHERE superseded_by IS NULL ORDER BY id")
+        for doc_id, kind, title, meta_json in docs.fetchall():
+            try:
+                meta = json.loads(meta_json or "{}")
+            except ValueError:
+                meta = {}
+            fields = name_fields(kind, title, meta if isinstance(meta, dict) else {}, paths.get(doc_id, []))
+            for key, value in fields:
+                yield doc_id, key, value
+
+    conn.executemany("INSERT INTO doc_names (doc_id, field, value) VALUES (?, ?, ?)", rows())
+    conn.execute("INSERT INTO names_fts (names_fts) VALUES ('rebuild')")
+
