@@ -332,8 +332,8 @@ def cmd_search(args: argparse.Namespace, path: Path) -> int:
 
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    if not path.exists():
-        raise UsageError(f"no case {path.stem!r} at {path} (ingest files into it first)")
+    with _open_existing(path):
+        pass  # brings a case from an older version up to date (the names index), as other commands do
     corpus = Corpus.open(path)
     try:
         hits = corpus.search(args.query, k=args.limit)
