@@ -562,14 +562,16 @@ class SourceViewer(QWidget):
             if self.mode == "pdf":
                 self.pdf_view.set_highlights([])
             return
-        self.text_view.show_find(self.find_bar.matches, self.find_bar.current)
-        if self.mode == "pdf":
-            rects = span_rects(self._pages, start, end) if self._pages else []
-            page = rects[0][0] if rects else page_for_offset(self._pages, start)
-            self.pdf_view.set_highlights(rects)
-            if page is not None:
-                self.pdf_view.show_page(page, reveal=True)
-            self._sync_toolbar()
+        if self.mode != "pdf":
+            self.text_view.show_find(self.find_bar.matches, self.find_bar.current)
+            return
+        # on a drawn page only the current match is marked, in the span's place (it comes back on close)
+        rects = span_rects(self._pages, start, end) if self._pages else []
+        page = rects[0][0] if rects else page_for_offset(self._pages, start)
+        self.pdf_view.set_highlights(rects)
+        if page is not None:
+            self.pdf_view.show_page(page, reveal=True)
+        self._sync_toolbar()
 
     def _find_closed(self) -> None:
         """Put back the span's highlight where the finding left off; the focus returns to the document."""

@@ -120,6 +120,11 @@ def test_find_on_pdf_pages_marks_the_match_and_turns_the_page(viewer, case, qtbo
         assert viewer.highlight_rects, match  # the match is marked on its page
         qtbot.keyClick(viewer.find_bar.edit, Qt.Key.Key_Return)
     assert seen_pages == {1, 2}  # "Harbour report" on page 1, "harbour master" on page 2
+    viewer.text_action.trigger()  # the extracted text instead of the page: the same match, marked there
+    current = viewer.find_bar.matches[viewer.find_bar.current]
+    assert viewer.mode == "text" and viewer.text_view.find_current == current
+    viewer.page_action.trigger()
+    assert viewer.mode == "pdf" and viewer.highlight_rects
     qtbot.keyClick(viewer.find_bar.edit, Qt.Key.Key_Escape)
     viewer.show_document(pdf.id, (start, start + len(PDF_PHRASE)))
     assert viewer.highlight_rects == span_rects  # the passage's own marks are back
