@@ -310,8 +310,9 @@ class Case:
             " mtime_ns = excluded.mtime_ns, seen_at = excluded.seen_at",
             (path, doc_id, size, mtime_ns, now_iso()),
         )
-        # the path is a name the document is found by: the names index follows it
-        index_names(self.conn, doc_id)
+        # the path is a name the document is found by: the names index follows a path that moved
+        if old is None or old.doc_id != doc_id:
+            index_names(self.conn, doc_id)
         if old is not None and old.doc_id != doc_id:
             index_names(self.conn, old.doc_id)
 
