@@ -12,6 +12,7 @@ import docx
 import pymupdf
 import pytest
 from builders import make_email, make_pdf
+from nasty_queries import NASTY, fuzzed
 
 from rlm_desktop.ingest.pipeline import ingest
 from rlm_desktop.store import migrations
@@ -213,3 +214,12 @@ def test_migration_m005_indexes_names_and_mends_titles_of_an_existing_case(tmp_p
     meta = json.loads(raw.execute("SELECT meta FROM documents WHERE title = 'greek.pdf'").fetchone()[0])
     assert meta["title"].startswith("C:\\")  # the metadata as extracted is untouched
     raw.close()
+
+
+def test_nasty_input_through_the_whole_search_never_reaches_sqlite_as_an_error(case):
+    case.add_text_document("memo.txt", TEXT, meta={"filename": "memo (final).txt"})
+    for query in NASTY + fuzzed(500, seed=5):
+        try:
+            case.search(query)  # texts and names; sqlite3.OperationalError fails the test
+        except InvalidQuery as exc:
+            assert "fts5" not in str(exc).lower()
