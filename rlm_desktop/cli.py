@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--failures", action="store_true", help="list the files that failed to ingest instead")
 
-    p = sub.add_parser("search", parents=[common], help="full-text search (FTS5 syntax) with exact spans")
+    p = sub.add_parser(
+        "search",
+        parents=[common],
+        help='search texts and names: words, emails, IDs, "phrases", AND/OR/NOT, NEAR(a b, 5), prefix*',
+    )
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=20, metavar="N")
 
@@ -355,12 +359,12 @@ def cmd_docs(args: argparse.Namespace, path: Path) -> int:
 
 def cmd_search(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.corpus import Corpus
-    from rlm_desktop.store.fts import InvalidQuery
+    from rlm_desktop.store.search_query import InvalidQuery
 
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    if not path.exists():
-        raise UsageError(f"no case {path.stem!r} at {path} (ingest files into it first)")
+    with _open_existing(path):
+        pass  # brings a case from an older version up to date (the names index), as other commands do
     corpus = Corpus.open(path)
     try:
         hits = corpus.search(args.query, k=args.limit)
@@ -376,6 +380,7 @@ def cmd_search(args: argparse.Namespace, path: Path) -> int:
                     "snippet": h.snippet(60),
                     "score": h.score,
                     "title": corpus.by_id(h.doc_id).title,
+                    "field": h.field,  # "text", or the name that matched: "path", "title", "from", ...
                 }
                 for h in hits
             ]
@@ -385,7 +390,8 @@ def cmd_search(args: argparse.Namespace, path: Path) -> int:
         print("no hits")
     for h in hits:
         doc = corpus.by_id(h.doc_id)
-        print(f"[{h.doc_id}] {doc.title}  chars {h.start}-{h.end}  score {h.score:.2f}")
+        where = f"chars {h.start}-{h.end}" if h.field == "text" else "by its name"
+        print(f"[{h.doc_id}] {doc.title}  {where}  score {h.score:.2f}")
         print(f"    {h.snippet(60)}")
     return EXIT_OK
 

@@ -13,12 +13,17 @@ from typing import Any, overload
 from urllib.parse import quote
 
 from rlm_desktop.store import queries
-from rlm_desktop.store.fts import search_chunks
+from rlm_desktop.store.fts import search as search_case
+from rlm_desktop.store.names import FIELDS
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A span of one document: `text` is exactly `context.by_id(doc_id).text[start:end]`."""
+    """A span of one document: `text` is exactly `context.by_id(doc_id).text[start:end]`.
+
+    A `search` hit on a document's name (`field` "title", "file", "path", "author", "subject", "from", "to",
+    "cc" or "bcc" instead of "text") is the empty span at the document's start, with the name in `name`.
+    """
 
     doc_id: int
     start: int
@@ -26,9 +31,17 @@ class Hit:
     text: str
     score: float | None = None
     _corpus: Corpus | None = field(default=None, repr=False, compare=False)
+    field: str = "text"
+    name: str | None = None
 
     def snippet(self, width: int = 80) -> str:
-        """The hit with about `width` characters of context on each side, on one line."""
+        """The hit with about `width` characters of context on each side, on one line; for a name hit,
+        the name that matched ("file path: /cases/greek.pdf")."""
+        if self.field != "text":
+            label = FIELDS.get(self.field, self.field)
+            name = " ".join((self.name or "").split())
+            limit = max(2 * width, 40)
+            return f"{label}: " + (name if len(name) <= limit else name[: limit - 1] + "…")
         if self._corpus is None:
             return self.text
         full = self._corpus.text_of(self.doc_id)
@@ -225,13 +238,18 @@ class Corpus(Sequence[Document]):
         return hits
 
     def search(self, query: str, k: int = 20) -> list[Hit]:
-        """Ranked full-text hits (FTS5 syntax, BM25), best first; one hit per matching passage."""
+        """Ranked hits for what a user typed (words, names, "phrases", AND/OR/NOT, NEAR, prefix*), best
+        first: documents whose names match (title, file, path, subject, from, to, cc), then one hit per
+        matching passage of text (BM25). See store/fts.search."""
         subset = None if self._whole else self.ids
-        matches = search_chunks(self._conn, query, k, subset)
+        matches = search_case(self._conn, query, k, subset)
         hits = []
         for m in matches:
             if m.doc_id not in self._by_id:
                 continue  # a mailbox container or other non-corpus document
+            if m.field != "text":
+                hits.append(Hit(m.doc_id, 0, 0, "", m.score, self, m.field, m.chunk_text))
+                continue
             text = m.chunk_text[m.start - m.chunk_start : m.end - m.chunk_start]
             hits.append(Hit(m.doc_id, m.start, m.end, text, m.score, self))
         return hits

@@ -10,6 +10,8 @@ import sys
 import pytest
 from builders import make_email, make_pdf, pdf_bytes
 
+from rlm_desktop import cli
+
 
 def run(*args, home, check=True):
     env = {**os.environ, "RLM_DESKTOP_HOME": str(home)}
@@ -76,8 +78,41 @@ def test_usage_errors_exit_2(tmp_path):
     assert run("frobnicate", home=home, check=False).returncode == 2
 
 
-def test_bad_search_query_is_a_usage_error(tmp_path, src):
+def test_bad_search_query_is_a_usage_error_in_words(tmp_path, src):
     home = tmp_path / "home"
     run("ingest", str(src), home=home)
-    proc = run("search", '"unbalanced', home=home, check=False)
-    assert proc.returncode == 2 and "invalid search query" in proc.stderr
+    proc = run("search", "NEAR(shipment rotterdam, soon)", home=home, check=False)
+    assert proc.returncode == 2 and "must be a whole number, not 'soon'" in proc.stderr
+    proc = run("search", "++", home=home, check=False)
+    assert proc.returncode == 2 and "nothing to search for" in proc.stderr
+    assert "fts5" not in proc.stderr.lower() and "sqlite" not in proc.stderr.lower()
+    assert json.loads(run("search", '"unbalanced', "--json", home=home).stdout) == []  # closed at the end
+
+
+def test_search_finds_everyday_queries_and_file_names(tmp_path, capsys):
+    src = tmp_path / "src" / "Docket 2020"
+    src.mkdir(parents=True)
+    make_pdf(src / "greek.pdf", ["Olives and marble."])
+    (src / "memo.txt").write_text(
+        "FAA-2020-0686: Mr. O'Brien (U.S.) wired $50,000; write to stefan@datenfreihafen.org about C++.\n",
+        encoding="utf-8",
+    )
+    home = tmp_path / "home"
+    run("ingest", str(src), home=home)
+    docs = {os.path.basename(d["path"]): d["id"] for d in json.loads(run("docs", "--json", home=home).stdout)}
+
+    def search(*args: str) -> str:  # in this process: one interpreter start per query would cost seconds
+        capsys.readouterr()
+        assert cli.main(["search", *args, "--home", str(home)]) == 0
+        return capsys.readouterr().out
+
+    for query in ("stefan@datenfreihafen.org", "FAA-2020-0686", "O'Brien", "$50,000", "U.S.", "C++"):
+        hits = json.loads(search(query, "--json"))
+        assert [(h["doc_id"], h["field"]) for h in hits] == [(docs["memo.txt"], "text")], query
+    for query in ("greek.pdf", "greek", '"Docket 2020"'):
+        hits = json.loads(search(query, "--json"))
+        assert hits[0]["doc_id"] == docs["greek.pdf"] and hits[0]["field"] in ("path", "title"), query
+        assert (hits[0]["start"], hits[0]["end"]) == (0, 0) and "greek.pdf" in hits[0]["snippet"]
+    assert json.loads(search("docket", "--json"))[0]["snippet"].startswith("file path: ")  # a folder's name
+    text = run("search", "greek.pdf", home=home).stdout  # and once as users run it
+    assert "greek.pdf  by its name" in text and "title: greek.pdf" in text

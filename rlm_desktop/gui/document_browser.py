@@ -62,9 +62,11 @@ from rlm_desktop.gui.document_model import (
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.store.case import Case
 from rlm_desktop.store.fts import FtsMatch, InvalidQuery
+from rlm_desktop.store.names import FIELDS
+from rlm_desktop.store.search_query import parse_query
 
 SEARCH_LIMIT = 200
-SEARCH_PLACEHOLDER = 'Search all documents (FTS5: words, "phrases", AND/OR, prefix*)'
+SEARCH_PLACEHOLDER = 'Search documents: words, names, emails, "phrases"'
 NO_DATE = QDate(1900, 1, 1)  # the date edits' minimum, shown as "any date"
 AUTO_EXPAND_MAX = 400  # expand every match while filtering, unless that would mean thousands of rows
 HIT_ROLE = Qt.ItemDataRole.UserRole + 10
@@ -85,7 +87,15 @@ class SearchHit:
 
 
 def query_terms(query: str) -> list[tuple[str, bool]]:
-    """Words of an FTS5 query worth bolding in a snippet: (word, is_prefix); operators and syntax dropped."""
+    """Words of a query worth bolding in a snippet: (word, is_prefix), as the search parser reads them."""
+    try:
+        return list(parse_query(query).terms)
+    except InvalidQuery:
+        return _loose_terms(query)
+
+
+def _loose_terms(query: str) -> list[tuple[str, bool]]:
+    """The words of a query the parser refused (a bad NEAR distance): still worth bolding."""
     terms: list[tuple[str, bool]] = []
     query = re.sub(r",\s*\d+\s*\)", ")", query)  # NEAR(a b, 5): the distance is no word
     for token in re.findall(r'"[^"]*"|[^\s()"]+', query):
@@ -608,7 +618,9 @@ class DocumentBrowser(QWidget):
                 holder = node.parent
                 parent_title = holder.title if holder is not None and holder.doc is not None else None
             where = kind_label(kind)
-            if kind == "pdf":
+            if match.field != "text":  # found by a name: the empty span at its start (store/fts.py)
+                where += f", by its {FIELDS.get(match.field, match.field)}"
+            elif kind == "pdf":
                 page = _page_of(self._case, match.doc_id, match.start, pages)
                 if page is not None:
                     where += f", page {page}"

@@ -46,6 +46,7 @@ SHORTCUTS = [
     ("Ctrl+Shift+F", "Ask a follow-up to the run shown"),
     ("Esc", "Stop the running investigation"),
     ("Ctrl+F", "Search all documents"),
+    ("Ctrl+F in the viewer, F3 / Shift+F3", "Find in the open document: next / previous match"),
     ("Ctrl+O / Ctrl+Shift+O", "Add files / add a folder to the case"),
     ("Ctrl+N", "New case"),
     ("Ctrl+E", "Export the current run as an evidence report"),

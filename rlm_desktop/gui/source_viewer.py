@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence, QTextCursor
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QLabel,
     QSizePolicy,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
+from rlm_desktop.gui.find_bar import FindBar
 from rlm_desktop.gui.pdf_page_view import PdfPageView
 from rlm_desktop.gui.span_text_view import SpanTextView
 from rlm_desktop.gui.tasks import run_in_background
@@ -96,6 +97,11 @@ class SourceViewer(QWidget):
         self.pdf_view.zoom_changed.connect(self._sync_toolbar)
         self.pdf_view.failed.connect(self._on_pdf_failed)
         self.text_view = SpanTextView()
+        self.find_bar = FindBar()  # Ctrl+F inside the viewer: find in the open document
+        self.find_bar.hide()
+        self.find_bar.match_changed.connect(self._show_find_match)
+        self.find_bar.closed.connect(self._find_closed)
+        self._span_marks: tuple[list[tuple[int, list[float]]], bool] = ([], False)  # the span's PDF rects
         self.empty_label = QLabel(EMPTY_MESSAGE)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
@@ -114,6 +120,7 @@ class SourceViewer(QWidget):
         layout.setSpacing(0)
         layout.addLayout(top)
         layout.addWidget(self.toolbar)
+        layout.addWidget(self.find_bar)
         layout.addWidget(self.stack, 1)
         self._show_empty()
 
@@ -281,6 +288,7 @@ class SourceViewer(QWidget):
             return
         same = self._doc is not None and self._doc.id == doc.id
         if not same:
+            self.find_bar.close_bar()  # what was found belongs to the document being left
             self._text = self._case.text(doc.id)
             self._pages = self._case.pages(doc.id)
             self._text_loaded_for = None
@@ -371,6 +379,7 @@ class SourceViewer(QWidget):
             rects = span_rects(self._pages, *self._span) if self._span and self._pages else []
             # rounded like a run record's citation rects (engine/citations.py), so both name the same boxes
             rects = [(number, [round(v, 2) for v in rect]) for number, rect in rects]
+        self._span_marks = (rects, self._unverified)
         self.pdf_view.set_highlights(rects, unverified=self._unverified)
         page = rects[0][0] if rects else None
         if page is None and citation is not None and isinstance(citation.get("page"), int):
@@ -529,3 +538,81 @@ class SourceViewer(QWidget):
             self.stack.setCurrentWidget(self.pdf_view)
             self.pdf_view.show_page(self.pdf_view.page, reveal=True)
             self._sync_toolbar()
+        self._refind()
+
+    # ---- find in the document ----------------------------------------------------------------------
+
+    def open_find(self) -> None:
+        """Show the find bar over the open document's text (Ctrl+F inside the viewer)."""
+        if self._doc is None:
+            return
+        anchor = self._span[0] if self._span else 0
+        if self.find_bar.isVisible() and self.find_bar.matches and self.find_bar.current is not None:
+            anchor = self.find_bar.matches[self.find_bar.current][0]
+        self.find_bar.open(self._text, anchor)
+
+    def _refind(self) -> None:
+        """Show the current match again (after switching between page and text)."""
+        if self.find_bar.isVisible() and self.find_bar.current is not None:
+            self._show_find_match(*self.find_bar.matches[self.find_bar.current])
+
+    def _show_find_match(self, start: int, end: int) -> None:
+        if start < 0:  # no match: take the marks away, stay where the reader is
+            self.text_view.clear_find()
+            if self.mode == "pdf":
+                self.pdf_view.set_highlights([])
+            return
+        if self.mode != "pdf":
+            self.text_view.show_find(self.find_bar.matches, self.find_bar.current)
+            return
+        # on a drawn page only the current match is marked, in the span's place (it comes back on close)
+        rects = span_rects(self._pages, start, end) if self._pages else []
+        page = rects[0][0] if rects else page_for_offset(self._pages, start)
+        self.pdf_view.set_highlights(rects)
+        if page is not None:
+            self.pdf_view.show_page(page, reveal=True)
+        self._sync_toolbar()
+
+    def _find_closed(self) -> None:
+        """Put back the span's highlight where the finding left off; the focus returns to the document."""
+        self.text_view.clear_find()
+        rects, unverified = self._span_marks
+        if self._doc is not None and self.mode == "pdf":
+            self.pdf_view.set_highlights(rects, unverified=unverified)
+        self.stack.currentWidget().setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _find_key(self, event: QKeyEvent) -> str | None:
+        """What a key means for finding here: "open", "next", "previous", "close", or None."""
+        if event.matches(QKeySequence.StandardKey.Find):
+            return "open"
+        if event.matches(QKeySequence.StandardKey.FindNext) or event.key() == Qt.Key.Key_F3 and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            return "next" if self.find_bar.isVisible() else "open"
+        if event.matches(QKeySequence.StandardKey.FindPrevious) or event.key() == Qt.Key.Key_F3:
+            return "previous" if self.find_bar.isVisible() else "open"
+        if event.key() == Qt.Key.Key_Escape and self.find_bar.isVisible():
+            return "close"
+        return None
+
+    def event(self, event: QEvent) -> bool:  # noqa: A003 - Qt override
+        # Ctrl+F, F3 and Esc pressed inside the viewer are its own (find), not the window's shortcuts
+        # (search all documents, stop the run): claiming them here makes Qt deliver them as key presses.
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and self._doc is not None
+            and self._find_key(event) is not None
+        ):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        action = self._find_key(event) if self._doc is not None else None
+        if action is None:
+            super().keyPressEvent(event)
+            return
+        {"open": self.open_find, "next": self.find_bar.next, "previous": self.find_bar.previous,
+         "close": self.find_bar.close_bar}[action]()
+        event.accept()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QRect, Qt, QTimer
@@ -20,6 +23,24 @@ def qt_position(text: str, offset: int) -> int:
     offset = max(0, min(offset, len(text)))
     position = offset if text.isascii() else len(text[:offset].encode("utf-16-le")) // 2
     return position - text.count("\r\n", 0, offset)
+
+
+def qt_positions(text: str, offsets: Sequence[int]) -> dict[int, int]:
+    """qt_position for many offsets at once, in one pass over the text (a find may have thousands)."""
+    crlf = [m.start() for m in re.finditer("\r\n", text)] if "\r" in text else []
+    positions: dict[int, int] = {}
+    previous = units = 0
+    for offset in sorted({max(0, min(o, len(text))) for o in offsets}):
+        piece = text[previous:offset]
+        units += len(piece) if piece.isascii() else len(piece.encode("utf-16-le")) // 2
+        previous = offset
+        positions[offset] = units - bisect_right(crlf, offset - 2)
+    return positions
+
+
+FIND_SHOWN_MAX = 2000  # matches lit at once around the current one; painting more slows scrolling
+FIND_MATCH = QColor(190, 222, 255)  # every find match: blue, apart from a citation's yellow
+FIND_CURRENT = QColor(255, 150, 50)  # the current one stands out
 
 
 class PageGutter(QWidget):
@@ -63,6 +84,9 @@ class SpanTextView(QPlainTextEdit):
         self.unverified = False
         self._page_blocks: dict[int, int] = {}  # block number where a page starts -> page number
         self._centre_pending = False
+        self._span_selections: list[QTextEdit.ExtraSelection] = []
+        self._find_selections: list[QTextEdit.ExtraSelection] = []
+        self.find_current: tuple[int, int] | None = None
         self.gutter = PageGutter(self)
         self.gutter.hide()
         self.updateRequest.connect(self._update_gutter)
@@ -80,6 +104,7 @@ class SpanTextView(QPlainTextEdit):
                 self._page_blocks.setdefault(block.blockNumber(), page.number)
         self.gutter.setVisible(bool(self._page_blocks))
         self.setViewportMargins(PageGutter.WIDTH if self._page_blocks else 0, 0, 0, 0)
+        self._span_selections, self._find_selections, self.find_current = [], [], None
         self.setExtraSelections([])
 
     def highlight(self, start: int, end: int, unverified: bool = False) -> None:
@@ -99,14 +124,51 @@ class SpanTextView(QPlainTextEdit):
         fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
         fmt.setUnderlineColor(theme.UNVERIFIED if unverified else theme.HIGHLIGHT_ACTIVE)
         selection.format = fmt
-        self.setExtraSelections([selection])
+        self._span_selections = [selection]
+        self._apply_selections()
         self._centre_pending = True
         self.centre_span()
         QTimer.singleShot(0, self.centre_span)  # again once the layout knows the widget's real size
 
     def clear_highlight(self) -> None:
         self.span = None
-        self.setExtraSelections([])
+        self._span_selections = []
+        self._apply_selections()
+
+    def show_find(self, matches: Sequence[tuple[int, int]], current: int | None) -> None:
+        """Light up find matches (Python offsets) around the current one, mark it, and scroll it into view."""
+        self._find_selections = []
+        self.find_current = matches[current] if current is not None else None
+        if current is not None:
+            low = max(0, current - FIND_SHOWN_MAX // 2)
+            shown = list(matches[low : low + FIND_SHOWN_MAX])
+            positions = qt_positions(self.text, [o for span in shown for o in span])
+            for start, end in shown:
+                mark = QTextCursor(self.document())
+                mark.setPosition(positions[max(0, min(start, len(self.text)))])
+                mark.setPosition(positions[max(0, min(end, len(self.text)))], QTextCursor.MoveMode.KeepAnchor)
+                selection = QTextEdit.ExtraSelection()
+                selection.cursor = mark
+                fmt = QTextCharFormat()
+                is_current = (start, end) == self.find_current
+                fmt.setBackground(FIND_CURRENT if is_current else FIND_MATCH)
+                selection.format = fmt
+                self._find_selections.append(selection)
+        self._apply_selections()
+        if self.find_current is not None:
+            self._centre_pending = False  # the match, not the span, is what the reader is looking for
+            cursor = QTextCursor(self.document())
+            cursor.setPosition(qt_position(self.text, self.find_current[0]))
+            self.setTextCursor(cursor)
+            self.centerCursor()
+
+    def clear_find(self) -> None:
+        self._find_selections, self.find_current = [], None
+        self._apply_selections()
+
+    def _apply_selections(self) -> None:
+        # the span first: highlighted_text() reads it; find marks on top, so the current match shows
+        self.setExtraSelections(self._span_selections + self._find_selections)
 
     def centre_span(self) -> None:
         if not self._centre_pending or self.span is None:
@@ -120,10 +182,9 @@ class SpanTextView(QPlainTextEdit):
 
     def highlighted_text(self) -> str:
         """The text Qt shows under the highlight (as a Python string, line breaks as "\\n")."""
-        selections = self.extraSelections()
-        if not selections:
+        if not self._span_selections:
             return ""
-        return selections[0].cursor.selectedText().replace("\u2029", "\n")
+        return self._span_selections[0].cursor.selectedText().replace("\u2029", "\n")
 
     def span_rect(self) -> QRect | None:
         """Where the highlight's first character is, in viewport coordinates."""

@@ -20,6 +20,7 @@ from lxml import etree
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
 from rlm_desktop.ingest.limits import check_zip
 from rlm_desktop.ingest.source import Source
+from rlm_desktop.store.titles import choose_title
 
 __all__ = ["extract_docx"]
 
@@ -297,7 +298,10 @@ def _build(source: Source, package: _Package) -> Extracted:
     }
     if endnotes:
         meta["has_endnotes"] = True
-    title = core.get("title") or source.name
+    # a junk metadata title (a path, "Untitled", "x.doc") gives way to the file name; it stays in meta
+    title = choose_title(core.get("title"), source.name)
+    if core.get("title") and title != core.get("title"):
+        meta["metadata_title"] = core.get("title")
     return Extracted(
         kind="docx",
         title=title,

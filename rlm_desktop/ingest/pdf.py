@@ -24,6 +24,7 @@ import pymupdf
 
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, Page
 from rlm_desktop.ingest.source import Source
+from rlm_desktop.store.titles import choose_title
 
 # MuPDF is not thread-safe and its warning buffer is global: every in-process user (the extractor, the
 # viewer, reports) holds this lock while it touches a document.
@@ -112,7 +113,10 @@ def _extract(source: Source, password: str | None, tessdata: str | None) -> Extr
                 )
         children = _embedded_files(doc, run)
         run.warnings.extend(_mupdf_warnings())
-        title = meta.get("title") or source.name
+        # a junk metadata title (a path, "Untitled", "x.doc") gives way to the file name; it stays in meta
+        title = choose_title(meta.get("title"), source.name)
+        if meta.get("title") and title != meta.get("title"):
+            meta["metadata_title"] = meta.get("title")
         return Extracted(
             kind="pdf",
             title=title,

@@ -15,8 +15,9 @@ from typing import Any
 import sqlite_utils
 
 from rlm_desktop.paths import make_private_dirs
-from rlm_desktop.store.fts import FtsMatch, chunk_bounds, search_chunks
+from rlm_desktop.store.fts import FtsMatch, chunk_bounds, search
 from rlm_desktop.store.migrations import migrate, text_sha256
+from rlm_desktop.store.names import index_names, unindex_names
 from rlm_desktop.store.pages import Page, pack_boxes, unpack_boxes
 
 
@@ -228,6 +229,7 @@ class Case:
         self._index_text(doc_id, text)
         if kind == "email":
             self._register_email(doc_id, meta)
+        index_names(self.conn, doc_id)
         return doc_id
 
     def _index_text(self, doc_id: int, text: str) -> None:
@@ -301,12 +303,18 @@ class Case:
         self.conn.execute("UPDATE documents SET status = ? WHERE id = ?", (status, doc_id))
 
     def link_path(self, path: str, doc_id: int, size: int, mtime_ns: int) -> None:
+        old = self.path_row(path)
         self.conn.execute(
             "INSERT INTO paths (path, doc_id, size, mtime_ns, seen_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT(path) DO UPDATE SET doc_id = excluded.doc_id, size = excluded.size,"
             " mtime_ns = excluded.mtime_ns, seen_at = excluded.seen_at",
             (path, doc_id, size, mtime_ns, now_iso()),
         )
+        # the path is a name the document is found by: the names index follows a path that moved
+        if old is None or old.doc_id != doc_id:
+            index_names(self.conn, doc_id)
+        if old is not None and old.doc_id != doc_id:
+            index_names(self.conn, old.doc_id)
 
     def point_path(self, path: str, doc_id: int, size: int, mtime_ns: int) -> None:
         """Point `path` at `doc_id`; the document it pointed at before is superseded by it if no path is left."""
@@ -323,6 +331,7 @@ class Case:
         """Retire a document and its descendants from search and the corpus; its text stays for old runs."""
         for descendant in [doc_id, *self.descendants(doc_id)]:
             self._unindex_text(descendant)
+            unindex_names(self.conn, descendant)
             self.conn.execute(
                 "UPDATE documents SET superseded_by = ? WHERE id = ?",
                 (by if by is not None else -1, descendant),
@@ -332,6 +341,7 @@ class Case:
         """Remove a document that never completed (a partial mailbox being re-read) and its children."""
         for victim in [*reversed(self.descendants(doc_id)), doc_id]:
             self._unindex_text(victim)
+            unindex_names(self.conn, victim)
             for table in ("pages", "emails"):
                 self.conn.execute(f"DELETE FROM {table} WHERE doc_id = ?", (victim,))
             self.conn.execute("DELETE FROM paths WHERE doc_id = ?", (victim,))
@@ -442,7 +452,8 @@ class Case:
         ]
 
     def search(self, query: str, limit: int = 20, doc_ids: list[int] | None = None) -> list[FtsMatch]:
-        return search_chunks(self.conn, query, limit, doc_ids)
+        """Documents by their names, then passages of text, for what a user typed (store/fts.search)."""
+        return search(self.conn, query, limit, doc_ids)
 
     def failures(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT path, sha256, error, at FROM failures ORDER BY id")

@@ -209,6 +209,44 @@ def m004_text_hashes(db: sqlite3.Connection) -> None:
 
 
 @migration
+def m005_search_names(db: sqlite3.Connection) -> None:
+    # Names are searchable (file names, paths, titles, authors, email subjects, senders and recipients): a
+    # second FTS5 table over them, filled here for the documents already in the case (store/names.py).
+    # Titles that were junk PDF/DOCX metadata (a path, "Untitled", "10811.exe") become the file name, by
+    # the rule ingest uses now (store/titles.py); the metadata title stays in meta["metadata_title"].
+    import json
+    import posixpath
+
+    from rlm_desktop.store.names import SCHEMA, rebuild_names
+    from rlm_desktop.store.titles import choose_title
+
+    run_script(db, SCHEMA)
+    first_path: dict[int, str] = {}
+    for path, doc_id in db.execute("SELECT path, doc_id FROM paths ORDER BY path DESC"):
+        first_path[doc_id] = path
+    rows = db.execute(
+        "SELECT id, title, meta FROM documents WHERE superseded_by IS NULL AND kind IN ('pdf', 'docx')"
+    ).fetchall()
+    for doc_id, title, meta_json in rows:
+        meta = json.loads(meta_json or "{}")
+        raw = meta.get("title")
+        if not isinstance(raw, str) or " ".join(raw.split()) != " ".join(title.split()):
+            continue  # the title did not come from the metadata
+        path = first_path.get(doc_id)
+        file_name = meta.get("filename") or (posixpath.basename(path.replace("\\", "/")) if path else None)
+        if not file_name:
+            continue
+        chosen = choose_title(raw, file_name)
+        if chosen != " ".join(title.split()):
+            meta["metadata_title"] = raw
+            db.execute(
+                "UPDATE documents SET title = ?, meta = ? WHERE id = ?",
+                (chosen, json.dumps(meta, ensure_ascii=False), doc_id),
+            )
+    rebuild_names(db)
+
+
+@migration
 def m007_run_threads(db: sqlite3.Connection) -> None:
     run_script(
         db,

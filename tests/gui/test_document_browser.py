@@ -143,9 +143,9 @@ def test_search_pdf_hit_names_the_page_and_prefix(browser, case):
 
 
 def test_invalid_query_is_shown_inline(browser):
-    assert browser.run_search('"unbalanced') == []
+    assert browser.run_search("NEAR(blue heron, soon)") == []
     assert browser.search_error.isVisible()
-    assert "invalid search query" in browser.search_error.text()
+    assert "must be a whole number, not 'soon'" in browser.search_error.text()
     assert not browser.showing_hits()
     hits = browser.run_search("Antwerp")  # a good query afterwards works and hides the message
     assert hits and not browser.search_error.isVisible()
@@ -195,6 +195,7 @@ def test_snippet_bolds_all_query_words():
         ("d", False),
         ("e", False),
         ("f", False),
+        ("text", False),  # no column filters: "text:g" is the words text and g
         ("g", False),
         ("h", True),
     ]

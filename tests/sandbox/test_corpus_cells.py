@@ -119,3 +119,24 @@ def test_worker_start_failure_reports_the_corpus_error(tmp_path):
     path, case, memo, other = build_case(tmp_path, keep_writer_open=False)
     with pytest.raises(SandboxError, match="no such documents"):
         asyncio.run(Sandbox.start(path, [memo, 9999], {}, None, scratch_dir=tmp_path / "scratch"))
+
+
+def test_repl_search_takes_what_users_type_and_finds_names(mode, tmp_path):
+    path = tmp_path / "cases" / "c.sqlite"
+    path.parent.mkdir()
+    with Case.open(path) as case:
+        memo = case.add_text_document(
+            "memo", "FAA-2020-0686: O'Brien (U.S.) wired $50,000 to stefan@datenfreihafen.org re C++."
+        )
+        greek = case.add_text_document("greek.pdf", "Olives and marble.")
+    queries = ["stefan@datenfreihafen.org", "FAA-2020-0686", "O'Brien", "$50,000", "U.S.", "C++"]
+    cells = [
+        f"print([[(h.doc_id, h.field) for h in search(q)] for q in {queries!r}])",
+        "h = search('greek.pdf')[0]\nprint(h.doc_id, h.field, h.start, h.end, repr(h.text), h.snippet())",
+        "search('NEAR(a b, x)')",
+    ]
+    results, _ = run_cells(mode, tmp_path, path, cells)
+    assert results[0].error is None and results[1].error is None
+    assert results[0].output == repr([[(memo, "text")]] * len(queries)) + "\n"
+    assert results[1].output == f"{greek} title 0 0 '' title: greek.pdf\n"
+    assert "InvalidQuery" in results[2].error and "must be a whole number" in results[2].error
