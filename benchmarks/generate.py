@@ -27,6 +27,8 @@ from benchmarks.prose import LAST_NAMES, Prose, wrap
 
 FULL_SCALE_CHARS = 40_000_000  # 10M tokens
 PDF_SHARE, EMAIL_SHARE, DOCX_SHARE = 0.60, 0.30, 0.10
+# A real breach dump is mostly mail: the 100M-token benchmark (`--scale 100m`) uses this mix.
+MIXES = {"default": (PDF_SHARE, EMAIL_SHARE, DOCX_SHARE), "mail": (0.20, 0.72, 0.08)}
 CHARS_PER_PAGE = 3100  # what one full page of the PDF layout holds, roughly
 PLANNED_CHARS_PER_PAGE = 2650  # measured average, last pages being part-filled: sizes the PDF budget
 MBOXES = 4
@@ -114,8 +116,11 @@ def _pages_for(rng: random.Random) -> int:
     return rng.randint(26, 60)
 
 
-def plan(scale: float, seed: int) -> tuple[list[PdfSpec], list[DocxSpec], list[MboxSpec], list[Needle]]:
+def plan(
+    scale: float, seed: int, mix: str = "default"
+) -> tuple[list[PdfSpec], list[DocxSpec], list[MboxSpec], list[Needle]]:
     """Decide every file's name, size and seed; cheap, so it runs in the parent."""
+    pdf_share, email_share, docx_share = MIXES[mix]
     rng = random.Random(f"{seed}:plan")
     total = FULL_SCALE_CHARS * scale
     needles = make_needles(seed)
@@ -123,7 +128,7 @@ def plan(scale: float, seed: int) -> tuple[list[PdfSpec], list[DocxSpec], list[M
 
     pdfs: list[PdfSpec] = []
     chars = 0.0
-    while chars < total * PDF_SHARE or len(pdfs) < 3:
+    while chars < total * pdf_share or len(pdfs) < 3:
         index = len(pdfs)
         pages = _pages_for(rng)
         columns = 2 if rng.random() < 0.25 else 1
@@ -141,7 +146,7 @@ def plan(scale: float, seed: int) -> tuple[list[PdfSpec], list[DocxSpec], list[M
 
     docxs: list[DocxSpec] = []
     chars = 0.0
-    while chars < total * DOCX_SHARE or len(docxs) < 2:
+    while chars < total * docx_share or len(docxs) < 2:
         index = len(docxs)
         paragraphs, tables = rng.randint(5, 40), rng.randint(1, 4)
         docxs.append(DocxSpec(f"docx/memo-{index:04d}.docx", paragraphs, tables, f"{seed}:docx:{index}"))
@@ -149,13 +154,14 @@ def plan(scale: float, seed: int) -> tuple[list[PdfSpec], list[DocxSpec], list[M
     docxs[0].needles.append(by_host["docx table cell"])
     docxs[-1].needles.append(by_host["docx last paragraph"])
 
+    mailboxes = MBOXES if scale <= 1 else int(MBOXES * scale)  # mailboxes of a few hundred MB, like exports
     mboxes = [
-        MboxSpec(f"mbox/mailbox-{i}.mbox", int(total * EMAIL_SHARE / MBOXES), f"{seed}:mbox:{i}")
-        for i in range(MBOXES)
+        MboxSpec(f"mbox/mailbox-{i}.mbox", int(total * email_share / mailboxes), f"{seed}:mbox:{i}")
+        for i in range(mailboxes)
     ]
     mboxes[0].needles[7] = by_host["email body"]
-    mboxes[1 % MBOXES].needles[5] = by_host["email pdf attachment"]
-    mboxes[2 % MBOXES].needles[9] = by_host["email docx attachment"]
+    mboxes[1 % mailboxes].needles[5] = by_host["email pdf attachment"]
+    mboxes[2 % mailboxes].needles[9] = by_host["email docx attachment"]
     for spec in pdfs:
         for needle in spec.needles:
             needle.file = spec.name
@@ -449,14 +455,14 @@ def _run_task(task: tuple[str, str, object]) -> tuple[str, dict[str, int]]:
     return kind, _gen_mbox(data_dir, payload)  # type: ignore[arg-type]
 
 
-def generate(out: Path, scale: float = 1.0, seed: int = 1, jobs: int = 2) -> dict:
+def generate(out: Path, scale: float = 1.0, seed: int = 1, jobs: int = 2, mix: str = "default") -> dict:
     """Write the case folder under `out/data` and `out/manifest.json`; return the manifest."""
     started = time.perf_counter()
     data_dir = out / "data"
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
-    pdfs, docxs, mboxes, needles = plan(scale, seed)
+    pdfs, docxs, mboxes, needles = plan(scale, seed, mix)
     tasks: list[tuple[str, str, object]] = [("mbox", str(data_dir), spec) for spec in mboxes]
     tasks += [("pdf", str(data_dir), pdfs[i : i + PDF_BATCH]) for i in range(0, len(pdfs), PDF_BATCH)]
     tasks += [("docx", str(data_dir), docxs[i : i + PDF_BATCH]) for i in range(0, len(docxs), PDF_BATCH)]
@@ -474,6 +480,7 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1, jobs: int = 2) -> dic
         "version": GENERATOR_VERSION,
         "scale": scale,
         "seed": seed,
+        "mix": mix,
         "data_dir": "data",
         "totals": totals,
         "chars_estimate": sum(t["chars"] for t in totals.values()),

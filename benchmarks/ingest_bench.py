@@ -1,6 +1,6 @@
 """Ingestion and search benchmark: generate a seeded case folder, ingest it, time search and grep, check targets.
 
-    python -m benchmarks.ingest_bench [--scale 1.0] [--workdir benchmarks/out] [--profile]
+    python -m benchmarks.ingest_bench [--scale 1.0 | 100m] [--workdir benchmarks/out] [--profile] [--worker]
 
 Prints a table with PASS/FAIL per target and writes the figures to WORKDIR/results.json.
 """
@@ -27,15 +27,16 @@ TARGET_RSS_BYTES = 1.5 * 1024**3
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _data_is_current(workdir: Path, scale: float, seed: int) -> dict[str, Any] | None:
+def _data_is_current(workdir: Path, scale: float, seed: int, mix: str = "default") -> dict[str, Any] | None:
     try:
         manifest = json.loads((workdir / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    same = (manifest.get("version"), manifest.get("scale"), manifest.get("seed")) == (
+    same = (manifest.get("version"), manifest.get("scale"), manifest.get("seed"), manifest.get("mix", "default")) == (
         GENERATOR_VERSION,
         scale,
         seed,
+        mix,
     )
     return manifest if same and (workdir / "data").is_dir() else None
 
@@ -64,11 +65,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"scale": args.scale, "seed": args.seed}
-    manifest = None if args.regenerate else _data_is_current(workdir, args.scale, args.seed)
+    results: dict[str, Any] = {"scale": args.scale, "seed": args.seed, "mix": args.mix}
+    manifest = None if args.regenerate else _data_is_current(workdir, args.scale, args.seed, args.mix)
     if manifest is None:
-        print(f"generating scale {args.scale} into {workdir / 'data'} ...", flush=True)
-        manifest = generate(workdir, args.scale, args.seed, args.jobs)
+        print(f"generating scale {args.scale} ({args.mix} mix) into {workdir / 'data'} ...", flush=True)
+        manifest = generate(workdir, args.scale, args.seed, args.jobs, args.mix)
         results["generate_seconds"] = manifest["seconds"]
     else:
         print(f"reusing generated data in {workdir / 'data'}", flush=True)
@@ -104,6 +105,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results["corpus_documents"] = len(corpus)
     results["fts_corpus"] = q.time_queries(corpus.search, query_list)
     results["grep"] = q.time_grep(corpus, needles)
+    corpus.close()
+    if args.worker:
+        print("the REPL worker on the case ...", flush=True)
+        import asyncio
+
+        from benchmarks.engine_bench import worker_start
+
+        with Case.open(case_path) as case:
+            case.checkpoint()
+        results["worker"] = asyncio.run(worker_start(case_path))
+    reference = args.reference
+    if reference is not None and reference.exists():
+        results["reference"] = json.loads(reference.read_text())
     return results
 
 
@@ -260,6 +274,37 @@ def evaluate(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 (g["seconds"] < TARGET_GREP_SECONDS and hits_ok) if target else None,
             )
         )
+    if "worker" in r:
+        w = r["worker"]
+        rows.append(
+            (
+                "REPL worker: start, whole-corpus grep",
+                f"{_fmt_s(w['start_s'])}, {_fmt_s(w['first_grep_s'])} ({w['output']})",
+                "grep < 5 s",
+                w["first_grep_s"] < 5.0,
+            )
+        )
+        rows.append(
+            ("REPL worker peak RSS", f"{w['peak_rss_mb']:.0f} MB", "< 1024 MB", w["peak_rss_mb"] < 1024)
+        )
+    if r["scale"] >= 10:
+        ratio = r["case_bytes"] / ing["text_bytes"]
+        rows.append(("case file / text (100M)", f"{ratio:.2f}x", "<= 4x", ratio <= 4.0))
+        fts = r["fts_case"]["overall"]["p95"]
+        rows.append(("FTS p95 (100M)", _fmt_s(fts), "< 100 ms", fts < 0.1))
+    ref = r.get("reference")
+    if ref and r["scale"] >= 10:
+        ref_ing = ref["ingest"]
+        ref_rate = ref["input_bytes"] / sum(k["seconds"] for k in ref_ing["kinds"].values())
+        rate = r["input_bytes"] / total_seconds
+        rows.append(
+            (
+                "ingest MB/s vs the 10M run",
+                f"{rate / mb:.2f} vs {ref_rate / mb:.2f} MB/s = {rate / ref_rate:.0%}",
+                ">= 80%",
+                rate / ref_rate >= 0.8,
+            )
+        )
     return rows
 
 
@@ -287,14 +332,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = about 10M tokens (default)")
+    parser.add_argument(
+        "--scale",
+        default="1.0",
+        help="1.0 = about 10M tokens (default); 100m = 100M tokens of a mail-heavy dump in benchmarks/out/100m, "
+        "checked against the 10M run's figures",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
     parser.add_argument("--queries", type=int, default=300, help="number of FTS queries timed")
     parser.add_argument("--regenerate", action="store_true", help="regenerate even if matching data exists")
     parser.add_argument("--profile", action="store_true", help="run the ingest under cProfile (slower)")
+    parser.add_argument("--mix", choices=["default", "mail"], default=None, help="share of PDFs, mail and DOCX")
+    parser.add_argument("--worker", action="store_true", help="also start the REPL worker on the case and grep")
     args = parser.parse_args(argv)
+    args.reference = None
+    if str(args.scale).lower() == "100m":
+        args.scale, args.mix = 10.0, args.mix or "mail"
+        args.worker = True
+        args.reference = args.workdir.resolve() / "results.json"  # the 10M run, for throughput per MB
+        args.workdir = args.workdir / "100m"
+    else:
+        args.scale = float(args.scale)
+    args.mix = args.mix or "default"
     results = measure(args)
     rows = evaluate(results)
     print()
