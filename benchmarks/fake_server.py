@@ -57,6 +57,15 @@ class ServerProcess:
             raise RuntimeError(f"the fake server process did not start: {self.base_url!r}")
         return self
 
+    def set_script(self, root_turns: list[str], sub_delay_s: float = 0.0, sub_answer: str = "sub answer") -> None:
+        """Script the next requests anew (the window under test keeps its endpoint)."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        spec = {"root_turns": root_turns, "sub_delay_s": sub_delay_s, "sub_answer": sub_answer}
+        self.proc.stdin.write("script " + json.dumps(spec) + "\n")
+        self.proc.stdin.flush()
+        if self.proc.stdout.readline().strip() != "ok":
+            raise RuntimeError("the fake server process did not take the script")
+
     def requests(self) -> list[dict]:
         assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("requests\n")
@@ -75,23 +84,28 @@ def _serve() -> None:
     from fake_openai import FakeOpenAIServer
     from rlm_script import Script
 
+    def script_of(spec: dict) -> Script:
+        answer = spec["sub_answer"]
+        return Script(spec["root_turns"], sub=lambda prompt: answer, sub_delay_s=float(spec["sub_delay_s"]))
+
     spec = json.loads(sys.stdin.readline())
-    script = Script(
-        spec["root_turns"], sub=lambda prompt: spec["sub_answer"], sub_delay_s=float(spec["sub_delay_s"])
-    )
+    current = [script_of(spec)]
 
     def handler(request: dict):
         # A root turn is counted by the assistant messages that carry code: engines that add other assistant
         # messages (the peer engine's metadata message) get the same script as ours.
         messages = [m for m in request["messages"] if m["role"] != "assistant" or "```" in str(m.get("content"))]
-        return script({**request, "messages": messages})
+        return current[0]({**request, "messages": messages})
 
     with FakeOpenAIServer(handler) as server:
         server.chunked_streams = True  # as OpenAI and vLLM stream: chunked, on a kept connection
         server.report_cost = {model: tuple(price) for model, price in spec["report_cost"].items()}
         print(server.base_url, flush=True)
         for line in sys.stdin:
-            if line.strip() == "requests":
+            if line.startswith("script "):
+                current[0] = script_of(json.loads(line[len("script ") :]))
+                print("ok", flush=True)
+            elif line.strip() == "requests":
                 rows = [
                     {
                         "model": r.json.get("model") if r.json else None,

@@ -20,11 +20,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT_DIR / "tests"))
 
-from fake_openai import FakeOpenAIServer  # noqa: E402
 from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
-from rlm_script import PRICES, ROOT, SUB, Script, repl  # noqa: E402
+from rlm_script import PRICES, ROOT, SUB, repl  # noqa: E402
 
+from benchmarks.fake_server import ServerProcess  # noqa: E402
 from benchmarks.generate import generate  # noqa: E402
 from rlm_desktop.engine.events import NodeStarted, RunFinished  # noqa: E402
 from rlm_desktop.gui.bridge import Heartbeat, configure_gui_thread  # noqa: E402
@@ -50,7 +50,7 @@ def settle(ms: int = 200) -> None:
     loop.exec()
 
 
-def make_window(home: Path, server: FakeOpenAIServer, stream: bool = True) -> MainWindow:
+def make_window(home: Path, server: ServerProcess, stream: bool = True) -> MainWindow:
     prices = dict(p.split("=") for p in PRICES)
     settings = Settings(base_url=server.base_url, root_model=ROOT, sub_model=SUB, cap_usd=50.0, prices=prices)
     settings.stream = stream
@@ -81,7 +81,7 @@ def measure_ingest(window: MainWindow, data: Path) -> dict:
     }
 
 
-def measure_run(window: MainWindow, server: FakeOpenAIServer, subcalls: int) -> dict:
+def measure_run(window: MainWindow, server: ServerProcess, subcalls: int) -> dict:
     batches = max(1, subcalls // 100)
     turns = [repl("print(len(context))")]
     for b in range(batches):
@@ -93,7 +93,7 @@ def measure_run(window: MainWindow, server: FakeOpenAIServer, subcalls: int) -> 
             )
         )
     turns.append(repl("FINAL('done after ' + str(len(rs)) + ' summaries')"))
-    server.handler = Script(turns, sub=lambda prompt: "A short summary of the part. " * 5, sub_delay_s=0.02)
+    server.set_script(turns, sub_answer="A short summary of the part. " * 5, sub_delay_s=0.02)
     beat = Heartbeat(10)
     nodes: list[object] = []
     finished: list[object] = []
@@ -121,12 +121,11 @@ def measure_run(window: MainWindow, server: FakeOpenAIServer, subcalls: int) -> 
     }
 
 
-def measure_stop(window: MainWindow, server: FakeOpenAIServer, rounds: int = 5) -> dict:
+def measure_stop(window: MainWindow, server: ServerProcess, rounds: int = 5) -> dict:
     latencies = []
     for _ in range(rounds):
-        server.handler = Script(
-            [repl("print(1)"), repl("rs = llm_query_batched([f'slow {i}' for i in range(8)])")],
-            sub_delay_s=30,
+        server.set_script(
+            [repl("print(1)"), repl("rs = llm_query_batched([f'slow {i}' for i in range(8)])")], sub_delay_s=30
         )
         started_subcall: list[object] = []
         finished: list[object] = []
@@ -138,8 +137,10 @@ def measure_stop(window: MainWindow, server: FakeOpenAIServer, rounds: int = 5) 
                 finished.append(e)
 
         window.ask_panel.bridge.run_event.connect(on_event)
+        spin_until(lambda: not window.ask_panel.running, 30)  # the previous run has handed back
         window.ask_panel.ask("A run to stop")
-        spin_until(lambda started_subcall=started_subcall: bool(started_subcall), 60)
+        if not spin_until(lambda started_subcall=started_subcall: bool(started_subcall), 60):
+            raise RuntimeError("the run to stop never reached its sub-calls")
         settle(300)
         t0 = time.perf_counter()
         window.act_stop.trigger()
@@ -165,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
     configure_gui_thread()  # as the app does
     results: dict = {"scale": args.scale}
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer() as server:
+    # The model server runs in its own process, as a real one would: in this one its threads would compete
+    # with the window for the GIL and be counted as the window's stalls.
+    with tempfile.TemporaryDirectory() as tmp, ServerProcess([repl("print(1)")]) as server:
         data_root = Path(tmp) / "corpus"
         manifest = generate(data_root, args.scale, jobs=2)
         results["corpus_chars"] = manifest["chars_estimate"]
