@@ -79,7 +79,10 @@ def fan_out(
     ]
     with ServerProcess(turns, sub_delay_s=latency) as server:
         cpu = time.process_time()
-        asyncio.run(run_rlm(case_path, "Q", config(server, concurrency=concurrency), "k"))
+        record = asyncio.run(
+            run_rlm(case_path, "Q", config(server, concurrency=concurrency, max_subcalls=calls + 10), "k")
+        )
+        assert record["status"] == "completed", record.get("error")
         cpu = time.process_time() - cpu
         subs = [r for r in server.requests() if r["model"] == SUB]
     measured = max(r["ended"] for r in subs) - min(r["arrived"] for r in subs)
@@ -155,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT_DIR / "benchmarks" / "out" / "bench.rlmcase",
         help="a large case for the worker start figures (run benchmarks/run first)",
     )
+    parser.add_argument(
+        "--scale-out", action="store_true", help="also 1,000 sub-calls at concurrency 16, 64 and 256 (a team cluster)"
+    )
     args = parser.parse_args(argv)
     work = ROOT_DIR / "benchmarks" / "out"
     work.mkdir(parents=True, exist_ok=True)
@@ -178,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"engine CPU {cpu * 1000:.1f} ms per sub-call)",
             )
         )
+    if args.scale_out:
+        for concurrency in (16, 64, 256):
+            measured, ideal, cpu = fan_out(small, calls=1000, concurrency=concurrency)
+            rows.append(
+                (
+                    f"1,000 sub-calls at 100 ms, concurrency {concurrency}",
+                    f"{measured:.2f} s vs ideal {ideal:.2f} s ({measured / ideal:.2f}x ideal; "
+                    f"{1000 / measured:.0f} calls/s; engine CPU {cpu * 1000:.1f} ms per sub-call)",
+                )
+            )
     latencies = cancel_latency(small)
     rows.append(
         (
