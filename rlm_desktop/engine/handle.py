@@ -38,14 +38,17 @@ class RunHandle:
         api_key: str,
         follows: str | None = None,
         session: ThreadSession | None = None,
+        history: list[dict[str, Any]] | None = None,
     ):
         """follows: the run this question follows up. session: the thread's loop and kept REPL (the window);
-        without one the run gets its own thread and a fresh REPL."""
+        without one the run gets its own thread and a fresh REPL. history: earlier turns that are not runs of
+        the case (see run_rlm)."""
         self.case_path = Path(case_path)
         self.question = question
         self.config = config
         self.follows = follows
         self.session = session
+        self.history = history
         self._api_key = api_key
         remember_secret(api_key)  # every redaction in this process (run records, errors, reports) removes it
         self.run_id = uuid.uuid4().hex[:12]
@@ -119,6 +122,7 @@ class RunHandle:
             self.run_id,
             follows=self.follows,
             keeper=keeper,
+            history=self.history,
         )
 
     def _main(self) -> None:

@@ -1102,22 +1102,25 @@ async def run_rlm(
     run_id: str | None = None,
     follows: str | None = None,
     keeper: ReplKeeper | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run one investigation to its end and return the CONTRACTS run record (also saved in the case).
 
     follows: a run of the case this question follows up (its thread's questions, answers and verified
     citations open the conversation and are `history` in the REPL); KeyError when there is no such run.
     keeper: the thread's REPL to reuse and keep (the window); without one the REPL is fresh and closed after.
+    history: without `follows`, earlier turns that are not runs of the case (a chat client's conversation, in
+    `serve`), shown like a thread's: dicts with `question`, `answer`, `citations` and `run_id` None.
     """
     case_path = Path(case_path)
     config.check()
     with Case.open(case_path) as case:
-        history = thread_history(case, follows) if follows is not None else []
+        history = thread_history(case, follows) if follows is not None else list(history or [])
         case.checkpoint()  # workers open the case immutable: everything must be in the main file
         case_state = tuple(
             case.conn.execute("SELECT count(*), max(id), count(superseded_by) FROM documents").fetchone()
         )
-    follows = history[-1]["run_id"] if history else None  # the full id, when a prefix was given
+    follows = history[-1]["run_id"] if follows is not None and history else None  # the full id, for a prefix
     run = _Run(case_path, question, config, api_key, emit or (lambda e: None), run_id, follows, history, keeper)
     run.case_state = case_state
     run.emit(RunStarted(run.run_id, question, run.tree.root.view()))
