@@ -146,16 +146,23 @@ class ServeState:
         self.ledger = self.ledger or DailyLedger(self.home)
 
     def settings(self):
-        from rlm_desktop.settings import Settings
+        from rlm_desktop.settings import Settings, serve_problems
 
         try:
-            return Settings.load(self.home)  # read per request: a cap changed in the window applies at once
-        except ValueError as exc:
+            settings = Settings.load(self.home)  # read per request: a cap changed in the window applies at once
+        except (ValueError, TypeError) as exc:
             raise ServeError(500, str(exc), "settings_unreadable") from None
+        if problems := serve_problems(settings):
+            raise ServeError(500, "; ".join(problems), "settings_unusable")
+        return settings
 
-    def cancel_all(self, timeout_s: float = 5.0) -> None:
+    def stop_runs(self) -> None:
+        """Cancel every run in flight (quick: safe in a signal handler); each is saved as cancelled."""
         for handle in list(self.active):
             handle.cancel()
+
+    def cancel_all(self, timeout_s: float = 5.0) -> None:
+        self.stop_runs()
         for handle in list(self.active):
             handle.join(timeout_s)
 
@@ -250,7 +257,7 @@ def _thread_of(case: Case, q: Question) -> tuple[str | None, list[dict[str, Any]
         if answers:
             text = answers[-1]["text"].strip()
             row = db.conn.execute(
-                "SELECT run_id FROM runs WHERE trim(answer) = ? ORDER BY started DESC LIMIT 1", (text,)
+                "SELECT run_id FROM runs WHERE trim(answer, char(32, 9, 10, 13)) = ? ORDER BY started DESC LIMIT 1", (text,)
             ).fetchone()
             if row is not None:
                 return row[0], None
@@ -606,6 +613,10 @@ def run(
     if token is None:
         token, created = load_or_create_token(home)
     state = ServeState(home, token, dict(overrides or {}), api_key)
+    try:
+        state.settings()
+    except ServeError as exc:
+        raise ValueError(exc.message) from None
     Case(home / "cases", home, api_key=api_key, **state.overrides).config()  # bad settings or flags: say so now
     from rlm_desktop.redact import remember_secret
 
@@ -626,8 +637,13 @@ def run(
         print(f"A bearer token was made and stored ({token_store(home).backend}): {token}", file=out)
     print("Clients send `Authorization: Bearer <token>`; `rlm-desktop serve --show-token` prints it.", file=out,
           flush=True)
-    config = uvicorn.Config(create_app(state), log_level="warning", timeout_graceful_shutdown=2, lifespan="on")
-    server = uvicorn.Server(config)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            state.stop_runs()  # at once: streams then end with the partial answer, and shutdown need not wait
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(create_app(state), log_level="warning", timeout_graceful_shutdown=5, lifespan="on")
+    server = Server(config)
     try:
         server.run(sockets=[sock])  # SIGTERM ends the process once the runs are saved (uvicorn re-raises it)
     except KeyboardInterrupt:

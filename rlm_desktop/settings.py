@@ -345,11 +345,11 @@ def validate(settings: Settings) -> list[str]:
             found = _config_problems(cap_usd=cap, price_overrides=prices, **(models if named else {}))
             # A model whose price is there but unreadable is already named above.
             problems.extend(p for p in found if p not in {cap_price_problem(m) for m in unreadable})
-    problems.extend(_serve_problems(settings))
+    problems.extend(serve_problems(settings))
     return list(dict.fromkeys(problems))  # root and sub model can be the same unpriced model
 
 
-def _serve_problems(settings: Settings) -> list[str]:
+def serve_problems(settings: Settings) -> list[str]:
     """The server's per-day cap and concurrency (`rlm-desktop serve`)."""
     problems = []
     daily = settings.serve_daily_cap_usd

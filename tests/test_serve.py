@@ -301,15 +301,11 @@ def _env(home):
     return env
 
 
-def test_the_command_makes_and_keeps_a_token_and_refuses_a_remote_host_without_the_flag(fake_openai, home):
+def test_the_command_makes_and_keeps_a_token(fake_openai, home):
+    """Also: Ctrl-C stops the server at once, the run in flight saved as cancelled and its stream ended."""
+    fake_openai.handler = Script(SLOW, sub_delay_s=30)
     write_settings(home, base_url=fake_openai.base_url)
     env = _env(home)
-    refused = subprocess.run(
-        [sys.executable, "-m", "rlm_desktop", "serve", "--host", "0.0.0.0", "--port", "0"],
-        capture_output=True, text=True, env=env, timeout=30,
-    )
-    assert refused.returncode == 2 and "add --allow-remote" in refused.stderr
-    assert not (home / "serve-token.json").exists()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rlm_desktop", "serve", "--port", "0", "--price", PRICES[0], "--price", PRICES[1]],
         stderr=subprocess.PIPE, text=True, env=env,
@@ -328,7 +324,47 @@ def test_the_command_makes_and_keeps_a_token_and_refuses_a_remote_host_without_t
         assert shown.stdout.strip() == token
         assert [m.id for m in client(url, token=token).models.list()] == ["rlm:default", "rlm:other"]
         assert raw(f"{url}/models")[0] == 401
-    finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: an orderly stop
+        stream = client(url, token=token).chat.completions.create(
+            model="rlm:default", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+        chunks = iter(stream)
+        run_id = next(chunks).model_extra["rlm_run_id"]
+        assert wait_for(lambda: len(_in_flight_subcalls(fake_openai)) == 2)
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the run is cancelled and saved, the stream ends
+        rest = list(chunks)
         proc.wait(10)
+        stopped_s = time.monotonic() - stopping
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, proc.stderr.read()
+    (final,) = [ch for ch in rest if ch.choices and ch.choices[0].finish_reason]
+    assert final.model_extra["rlm_status"] == "cancelled" and saved(home, run_id)["status"] == "cancelled"
+    assert stopped_s < 3, stopped_s
+    assert wait_for(lambda: fake_openai.in_flight == 0, 5)
+
+
+def test_a_remote_host_needs_the_flag_and_a_token_env_must_be_set(home, capsys, monkeypatch):
+    from rlm_desktop import cli
+
+    monkeypatch.setenv("RLM_TEST_TOKEN", "a-token-of-my-own")
+    for host in ("0.0.0.0", "192.168.1.20", "example.org"):
+        assert cli.main(["serve", "--home", str(home), "--host", host, "--token-env", "RLM_TEST_TOKEN"]) == 2
+        assert f"--host {host} is reachable from other machines: add --allow-remote" in capsys.readouterr().err
+    monkeypatch.delenv("RLM_TEST_TOKEN")
+    assert cli.main(["serve", "--home", str(home), "--token-env", "RLM_TEST_TOKEN"]) == 2
+    assert "$RLM_TEST_TOKEN is not set" in capsys.readouterr().err
+    assert not (home / "serve-token.json").exists()  # nothing was made or stored
+
+
+def test_unusable_server_settings_are_named(fake_openai, home):
+    from rlm_desktop.settings import Settings, validate
+
+    bad = Settings(serve_daily_cap_usd=-1, serve_concurrency=0)
+    assert "The server's daily cap must be an amount of dollars above 0, like 20.00 (or none)" in validate(bad)
+    assert "The server's concurrent runs must be a whole number from 1 to 64" in validate(bad)
+    with serving(home, fake_openai, serve_concurrency=0) as (url, _), pytest.raises(openai.InternalServerError) as err:
+        client(url).chat.completions.create(model="rlm:default", messages=[{"role": "user", "content": QUESTION}])
+    assert "concurrent runs must be a whole number" in err.value.message and fake_openai.chat_requests == []
