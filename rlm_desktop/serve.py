@@ -551,15 +551,26 @@ async def _stream(
     yield b"data: [DONE]\n\n"
 
 
-async def list_models(request: Request) -> Response:
-    state: ServeState = request.app.state.serve
+def _models(home: Path) -> list[dict[str, Any]]:
     data = []
-    for name in list_cases(state.home):
+    for name in list_cases(home):
         with contextlib.suppress(OSError):
-            created = int(case_path(state.home, name).stat().st_mtime)
+            created = int(case_path(home, name).stat().st_mtime)
             data.append({"id": f"{MODEL_PREFIX}{name}", "object": "model", "created": created,
                          "owned_by": "rlm-desktop"})
-    return JSONResponse({"object": "list", "data": data})
+    return data
+
+
+async def list_models(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": _models(request.app.state.serve.home)})
+
+
+async def get_model(request: Request) -> Response:
+    wanted = request.path_params["model"]
+    for model in _models(request.app.state.serve.home):
+        if model["id"] == wanted:
+            return JSONResponse(model)
+    return ServeError(404, f"no model {wanted!r} (GET /v1/models lists them)", "model_not_found").response()
 
 
 def create_app(state: ServeState) -> BearerAuth:
@@ -573,6 +584,7 @@ def create_app(state: ServeState) -> BearerAuth:
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         ]
     )
     app.state.serve = state

@@ -204,13 +204,16 @@ def test_models_list_each_case_and_unknown_models_are_404(fake_openai, home):
     with serving(home, fake_openai) as (url, _):
         api = client(url)
         ids = [m.id for m in api.models.list()]
+        one = api.models.retrieve("rlm:other")
+        with pytest.raises(openai.NotFoundError):
+            api.models.retrieve("rlm:nowhere")
         with pytest.raises(openai.NotFoundError) as missing:
             api.chat.completions.create(model="rlm:nowhere", messages=[{"role": "user", "content": QUESTION}])
         with pytest.raises(openai.NotFoundError):
             api.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": QUESTION}])
         with pytest.raises(openai.BadRequestError) as no_question:
             api.chat.completions.create(model="rlm:default", messages=[{"role": "assistant", "content": "hi"}])
-    assert ids == ["rlm:default", "rlm:other"]
+    assert ids == ["rlm:default", "rlm:other"] and one.id == "rlm:other" and one.owned_by == "rlm-desktop"
     assert "no case 'nowhere'" in missing.value.message
     assert "the last message must be the user's question" in no_question.value.message
     assert fake_openai.chat_requests == []
