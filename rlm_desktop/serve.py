@@ -654,7 +654,10 @@ def run(
             state.stop_runs()  # at once: streams then end with the partial answer, and shutdown need not wait
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(create_app(state), log_level="warning", timeout_graceful_shutdown=5, lifespan="on")
+    config = uvicorn.Config(  # named, not "auto": the modules uvicorn imports by name are known to the bundle
+        create_app(state), loop="asyncio", http="h11", ws="none", lifespan="on", log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
     server = Server(config)
     try:
         server.run(sockets=[sock])  # SIGTERM ends the process once the runs are saved (uvicorn re-raises it)
