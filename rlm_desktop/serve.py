@@ -331,6 +331,7 @@ def _citations(record: dict[str, Any]) -> list[dict[str, Any]]:
             "end": c.get("end"),
             "quote": c.get("quote"),
             "verified": bool(c.get("verified")),
+            "problem": c.get("problem"),  # why an unverified one is not
         }
         for c in record.get("citations") or []
     ]
