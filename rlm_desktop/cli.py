@@ -16,7 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify")
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify", "serve")
 
 
 class UsageError(Exception):
@@ -212,7 +212,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
+    _serve_parser(sub, common, endpoint)
     return parser
+
+
+def _serve_parser(sub: Any, common: argparse.ArgumentParser, endpoint: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[common, endpoint],
+        help="an OpenAI-compatible API over the cases (model rlm:<case>) for other tools",
+        description="Serve POST /v1/chat/completions and GET /v1/models: each case is a model rlm:<case>. Every "
+        "request needs the bearer token and is saved as a run; the settings' cap and limits apply per request, "
+        "serve_daily_cap_usd to all requests of a day, serve_concurrency to runs at once.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, metavar="N", help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host other machines can reach")
+    p.add_argument(
+        "--token-env", metavar="VAR", help="take the bearer token from $VAR instead of the generated, stored one"
+    )
+    p.add_argument("--show-token", action="store_true", help="print the stored bearer token (made if none) and exit")
+    p.add_argument("--price", action="append", default=[], metavar="MODEL=IN:OUT", help="as for ask; repeatable")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": cmd_export,
             "doctor": cmd_doctor,
             "verify": cmd_verify,
+            "serve": cmd_serve,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -752,3 +773,35 @@ def _print_tree(node: dict[str, Any], depth: int) -> None:
     print(f"{'  ' * depth}- {node['kind']}{model} [{node['status']}]{cost} {label}")
     for child in node.get("children", []):
         _print_tree(child, depth + 1)
+
+
+def cmd_serve(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop import serve
+
+    home = resolve_home(args.home)
+    if args.show_token:
+        print(serve.load_or_create_token(home)[0])
+        return EXIT_OK
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env, "").strip()
+        if not token:
+            raise UsageError(f"--token-env {args.token_env}: ${args.token_env} is not set")
+    overrides: dict[str, Any] = {"isolation": "auto"}
+    if args.base_url:
+        overrides["base_url"] = args.base_url
+    if args.price:
+        overrides["price_args"] = tuple(args.price)
+    overrides.update({k: v for k, v in (("root_model", args.root_model), ("sub_model", args.sub_model)) if v})
+    try:
+        return serve.run(
+            home,
+            host=args.host,
+            port=args.port,
+            allow_remote=args.allow_remote,
+            token=token,
+            overrides=overrides,
+            api_key=os.environ.get(args.api_key_env) or None,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc).strip('"')) from None

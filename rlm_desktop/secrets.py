@@ -44,19 +44,19 @@ def _backend_name(backend) -> str:
     return getattr(backend, "name", None) or type(backend).__name__
 
 
-def read_key_file(path: Path) -> str | None:
+def read_key_file(path: Path, field: str = "api_key") -> str | None:
     """The key in a credentials file, or None; tightens a file that others could read."""
     try:
         mode = path.stat().st_mode
         if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
             os.chmod(path, 0o600)  # written by something older or copied in: close it before reading
-        key = json.loads(path.read_text(encoding="utf-8")).get("api_key")
+        key = json.loads(path.read_text(encoding="utf-8")).get(field)
     except (OSError, ValueError, AttributeError):
         return None
     return key if isinstance(key, str) and key else None
 
 
-def write_key_file(path: Path, key: str) -> None:
+def write_key_file(path: Path, key: str, field: str = "api_key") -> None:
     """Atomically replace `path` with the key; the file is 0600 from the moment it exists."""
     from rlm_desktop.paths import make_private_dirs
 
@@ -67,7 +67,7 @@ def write_key_file(path: Path, key: str) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"api_key": key}, fh)
+            json.dump({field: key}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -84,13 +84,18 @@ class KeyStore:
     so two homes never share a key) and any file copy is removed; a key found in the file
     while the keyring works is moved into the keyring on first read. Without a keyring the
     key lives in `<home>/credentials.json`, mode 0600.
+
+    `name` and `file_name` store another secret the same way (`serve`'s bearer token: "serve-token").
     """
 
-    def __init__(self, home: Path, service: str = "rlm-desktop"):
+    def __init__(
+        self, home: Path, service: str = "rlm-desktop", *, name: str = "api-key", file_name: str = CREDENTIALS_FILE
+    ):
         self.home = Path(home).expanduser()
         self.service = service
-        self.username = f"api-key:{self.home.resolve()}"
-        self.path = self.home / CREDENTIALS_FILE
+        self.username = f"{name}:{self.home.resolve()}"
+        self.path = self.home / file_name
+        self._field = name.replace("-", "_")
         self._keyring = _usable_keyring()
 
     @property
@@ -105,15 +110,15 @@ class KeyStore:
 
     def get(self) -> str | None:
         if self._keyring is None:
-            return read_key_file(self.path)
+            return read_key_file(self.path, self._field)
         try:
             key = self._keyring.get_password(self.service, self.username)
         except Exception:  # a locked or failing keyring: fall back to the file for good
             self._keyring = None
-            return read_key_file(self.path)
+            return read_key_file(self.path, self._field)
         if key:
             return key
-        key = read_key_file(self.path)
+        key = read_key_file(self.path, self._field)
         if key:
             self._move_into_keyring(key)
         return key
@@ -130,7 +135,7 @@ class KeyStore:
             else:
                 self._remove_file()  # no stale copy left behind
                 return
-        write_key_file(self.path, key)
+        write_key_file(self.path, key, self._field)
 
     def delete(self) -> None:
         """Remove the key from the keyring and the file, wherever it is."""

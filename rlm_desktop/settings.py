@@ -55,6 +55,9 @@ class Settings:
     # {"input_per_m", ...} objects or [in, out] lists, which load and are saved as strings.
     prices: dict[str, Any] = field(default_factory=dict)
     last_case: str | None = None
+    # `rlm-desktop serve`: what all its requests may spend per UTC day together, and how many run at once
+    serve_daily_cap_usd: float | None = 20.0
+    serve_concurrency: int = 2
 
     @classmethod
     def load(cls, home: Path) -> Settings:
@@ -350,7 +353,19 @@ def validate(settings: Settings) -> list[str]:
             found = _config_problems(cap_usd=cap, price_overrides=prices, **(models if named else {}))
             # A model whose price is there but unreadable is already named above.
             problems.extend(p for p in found if p not in {cap_price_problem(m) for m in unreadable})
+    problems.extend(serve_problems(settings))
     return list(dict.fromkeys(problems))  # root and sub model can be the same unpriced model
+
+
+def serve_problems(settings: Settings) -> list[str]:
+    """The server's per-day cap and concurrency (`rlm-desktop serve`)."""
+    problems = []
+    daily = settings.serve_daily_cap_usd
+    if daily is not None and (not _is_number(daily) or daily <= 0):
+        problems.append("The server's daily cap must be an amount of dollars above 0, like 20.00 (or none)")
+    if not _whole(settings.serve_concurrency) or not 1 <= settings.serve_concurrency <= 64:
+        problems.append("The server's concurrent runs must be a whole number from 1 to 64")
+    return problems
 
 
 def load_api_key(home: Path) -> str | None:

@@ -11,6 +11,9 @@ hiddenimports += ["pyseccomp", "ctypes", "ctypes.util"]
 # tiktoken finds its encodings as plugins in the tiktoken_ext namespace; the cl100k table is a data file
 # (without them token estimates fall back to bytes/4, see engine/tokens.py).
 hiddenimports += collect_submodules("tiktoken_ext")
+# `serve` names uvicorn's loop, HTTP protocol and lifespan (rlm_desktop/serve.py); uvicorn imports them, and the
+# formatters of its logging config, from strings.
+hiddenimports += ["uvicorn.loops.asyncio", "uvicorn.protocols.http.h11_impl", "uvicorn.lifespan.on", "uvicorn.logging"]
 datas = collect_data_files("tiktoken_ext")
 
 # The root model's code cells may import any standard module, but a bundle holds only what the app itself

@@ -39,15 +39,17 @@ class RunHandle:
         follows: str | None = None,
         session: ThreadSession | None = None,
         sub_api_key: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ):
         """follows: the run this question follows up. session: the thread's loop and kept REPL (the window);
         without one the run gets its own thread and a fresh REPL. sub_api_key: the key of a separate sub-call
-        endpoint (`config.sub_base_url`)."""
+        endpoint (`config.sub_base_url`). history: earlier turns that are not runs of the case (see run_rlm)."""
         self.case_path = Path(case_path)
         self.question = question
         self.config = config
         self.follows = follows
         self.session = session
+        self.history = history
         self._api_key = api_key
         self._sub_api_key = sub_api_key
         self._secrets = tuple(k for k in (api_key, sub_api_key) if k)
@@ -125,6 +127,7 @@ class RunHandle:
             follows=self.follows,
             keeper=keeper,
             sub_api_key=self._sub_api_key,
+            history=self.history,
         )
 
     def _main(self) -> None:

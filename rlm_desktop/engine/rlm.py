@@ -1129,6 +1129,7 @@ async def run_rlm(
     follows: str | None = None,
     keeper: ReplKeeper | None = None,
     sub_api_key: str | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run one investigation to its end and return the CONTRACTS run record (also saved in the case).
 
@@ -1136,16 +1137,18 @@ async def run_rlm(
     citations open the conversation and are `history` in the REPL); KeyError when there is no such run.
     keeper: the thread's REPL to reuse and keep (the window); without one the REPL is fresh and closed after.
     sub_api_key: the key for `config.sub_base_url` when sub-calls have their own endpoint (default: api_key).
+    history: without `follows`, earlier turns that are not runs of the case (a chat client's conversation, in
+    `serve`), shown like a thread's: dicts with `question`, `answer`, `citations` and `run_id` None.
     """
     case_path = Path(case_path)
     config.check()
     with Case.open(case_path) as case:
-        history = thread_history(case, follows) if follows is not None else []
+        history = thread_history(case, follows) if follows is not None else list(history or [])
         case.checkpoint()  # workers open the case immutable: everything must be in the main file
         case_state = tuple(
             case.conn.execute("SELECT count(*), max(id), count(superseded_by) FROM documents").fetchone()
         )
-    follows = history[-1]["run_id"] if history else None  # the full id, when a prefix was given
+    follows = history[-1]["run_id"] if follows is not None and history else None  # the full id, for a prefix
     run = _Run(
         case_path, question, config, api_key, emit or (lambda e: None), run_id, follows, history, keeper, sub_api_key
     )

@@ -27,6 +27,11 @@ HISTORY_QUOTE_CHARS = 160
 HISTORY_QUESTION_CHARS = 1_000
 
 
+def _origin(item: dict[str, Any]) -> str:
+    """Where an earlier turn came from: a run of the case, or a chat client's conversation (`serve`)."""
+    return f"run {item['run_id']}" if item.get("run_id") else "earlier in the client's conversation"
+
+
 def history_opening(history: list[dict[str, Any]], repl_kept: bool) -> list[str]:
     """The opening's lines about the thread's earlier runs, newest kept whole first, within HISTORY_OPENING_CHARS."""
     sections: list[str] = []
@@ -54,7 +59,7 @@ def history_opening(history: list[dict[str, Any]], repl_kept: bool) -> list[str]
             question = question[:HISTORY_QUESTION_CHARS] + f" [... cut: whole in history[{index}]['question']]"
         section = "\n".join(
             [
-                f"history[{index}] (run {item.get('run_id', '?')}) question: {question}",
+                f"history[{index}] ({_origin(item)}) question: {question}",
                 f"Answer:\n{answer}",
                 *(["Verified citations:", *cites] if cites else ["(no verified citations)"]),
             ]
