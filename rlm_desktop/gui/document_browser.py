@@ -6,6 +6,8 @@ import html
 import re
 import sqlite3
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -70,6 +72,9 @@ AUTO_EXPAND_MAX = 400  # expand every match while filtering, unless that would m
 HIT_ROLE = Qt.ItemDataRole.UserRole + 10
 HIT_HTML_ROLE = Qt.ItemDataRole.UserRole + 11
 _OPERATORS = {"AND", "OR", "NOT", "NEAR"}
+# a selection opens its document after this pause: holding an arrow key (a repeat every ~30 ms) walks the
+# list without opening every document on the way, and the one the key stops on opens at once
+PREVIEW_DELAY_MS = 60
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,12 @@ class DocumentBrowser(QWidget):
             lambda: self._apply(lambda: self.proxy.set_sender(self.sender_box.text()))
         )
         self.sender_box.textChanged.connect(lambda _t: self._sender_timer.start())
+        # a click or an arrow key previews: the selection opens in the viewer, a moment after it settles
+        self._quiet = 0  # >0 while the browser itself moves the selection (a refresh keeps it): no preview
+        self._preview_timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
+        self._preview_timer.timeout.connect(self._preview)
+        self.tree.selectionModel().currentChanged.connect(lambda current, _previous: self._selection_moved())
+        self.hits.currentRowChanged.connect(lambda _row: self._selection_moved())
         self.set_case(None)
 
     # ---- layout --------------------------------------------------------------------------------------
@@ -313,7 +324,7 @@ class DocumentBrowser(QWidget):
         self.hits.setWordWrap(True)
         self.hits.setAlternatingRowColors(True)
         self.hits.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.hits.setToolTip("Enter or double-click a hit to open the document at the matched words")
+        self.hits.setToolTip("Select a hit (click or arrow keys) to open the document at the matched words")
         self.hits.itemActivated.connect(self._hit_activated)
         self.hits.installEventFilter(self)
         hits_page = QWidget()
@@ -394,7 +405,8 @@ class DocumentBrowser(QWidget):
     def _show_tree(self, tree: DocumentTree) -> None:
         expanded = self._expanded_keys()
         selected = self.selected_doc_id()
-        self.model.set_tree(tree)
+        with self._quietly():
+            self.model.set_tree(tree)
         self._after_refresh()
         self._expand_keys(expanded)
         if selected is not None:
@@ -443,13 +455,15 @@ class DocumentBrowser(QWidget):
             self.hits_header.setText(f"{len(hits)} hit{'s' if len(hits) != 1 else ''} for <b>{shown}</b>")
         self.stack.setCurrentWidget(self._hits_page)
         if hits:
-            self.hits.setCurrentRow(0)
+            with self._quietly():  # the first hit is ready for Enter; the viewer keeps what it shows
+                self.hits.setCurrentRow(0)
         return hits
 
     def clear_search(self) -> None:
         """Leave the search results and show the document tree again."""
         self.search_error.hide()
-        self.hits.clear()
+        with self._quietly():
+            self.hits.clear()
         if self.search_box.text():
             self.search_box.blockSignals(True)
             self.search_box.clear()
@@ -474,7 +488,8 @@ class DocumentBrowser(QWidget):
         while parent.isValid():
             self.tree.expand(parent)
             parent = parent.parent()
-        self.tree.setCurrentIndex(index)
+        with self._quietly():  # showing where a document is must not open it again (or another one)
+            self.tree.setCurrentIndex(index)
         self.tree.scrollTo(index)
         return True
 
@@ -491,10 +506,11 @@ class DocumentBrowser(QWidget):
         for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
             widget.blockSignals(False)
         self._sender_timer.stop()
-        self.proxy.set_kinds(None)
-        self.proxy.set_date_range(None, None)
-        self.proxy.set_sender("")
-        self._filters_changed()
+        with self._quietly():
+            self.proxy.set_kinds(None)
+            self.proxy.set_date_range(None, None)
+            self.proxy.set_sender("")
+            self._filters_changed()
 
     def hit_count(self) -> int:
         return self.hits.count()
@@ -531,8 +547,9 @@ class DocumentBrowser(QWidget):
         return None if value == NO_DATE else date(value.year(), value.month(), value.day())
 
     def _apply(self, change: Any) -> None:
-        change()
-        self._filters_changed()
+        with self._quietly():  # a filter that hides the selected row moves the selection: not the user's choice
+            change()
+            self._filters_changed()
 
     def _filters_changed(self) -> None:
         docs, all_docs, threads, all_threads = self.proxy.counts()
@@ -632,7 +649,32 @@ class DocumentBrowser(QWidget):
         if not text and self.showing_hits():
             self.clear_search()
 
+    @contextmanager
+    def _quietly(self) -> Iterator[None]:
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    def _selection_moved(self) -> None:
+        if self._quiet:
+            return
+        self._preview_timer.start()  # restarted by every move: only where the selection settles opens
+
+    def _preview(self) -> None:
+        if self.showing_hits():
+            item = self.hits.currentItem()
+            if item is not None:
+                self._hit_activated(item)
+            return
+        index = self.tree.currentIndex()
+        doc_id = self.proxy.doc_id(index) if index.isValid() else None
+        if doc_id is not None:  # a thread row previews nothing: its emails are one step down
+            self.document_activated.emit(doc_id)
+
     def _tree_activated(self, index: QModelIndex) -> None:
+        self._preview_timer.stop()  # opened now: the pending preview would open it twice
         doc_id = self.proxy.doc_id(index)
         if doc_id is not None:
             self.document_activated.emit(doc_id)
@@ -641,6 +683,7 @@ class DocumentBrowser(QWidget):
             self.tree.setExpanded(first, not self.tree.isExpanded(first))
 
     def _hit_activated(self, item: QListWidgetItem) -> None:
+        self._preview_timer.stop()
         doc_id, start, end = item.data(HIT_ROLE)
         self.span_activated.emit(doc_id, start, end)
 

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSizePolicy,
     QStyle,
     QToolButton,
@@ -22,11 +21,16 @@ from PySide6.QtWidgets import (
 )
 
 from rlm_desktop.gui import theme
-from rlm_desktop.gui.widgets import ElidedLabel, FlowLayout
+from rlm_desktop.gui.widgets import ElidedButton, ElidedLabel, FlowLayout
 from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import DocumentRow
 
 MAX_CHIPS = 40  # a mailbox may hold thousands of messages: list the first ones and say how many more
+CHIP_CHARS = 40  # a chip shows this much of a child's name (all of it in its tooltip)
+
+
+def _short(text: str, limit: int = CHIP_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _join(value: Any) -> str:
@@ -156,9 +160,10 @@ class DocumentHeader(QWidget):
         self.location_label.setStyleSheet(f"color: {theme.MUTED.name()};")
         layout.addWidget(self.location_label)
 
-        second = QHBoxLayout()
-        second.setSpacing(10)
-        self.parent_button = QPushButton()
+        # "Attachment of <email>", size and hash wrap onto more lines in a narrow viewer, and the email's
+        # subject elides: nothing in this row may set the window's width (a long one once widened it past
+        # the screen)
+        self.parent_button = ElidedButton()
         self.parent_button.setFlat(True)
         self.parent_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.parent_button.setStyleSheet(
@@ -167,6 +172,12 @@ class DocumentHeader(QWidget):
         self.parent_button.clicked.connect(self._open_parent)
         self.parent_prefix = QLabel()
         self.parent_prefix.setStyleSheet(f"color: {theme.MUTED.name()};")
+        self.parent_row = QWidget()
+        parent_layout = QHBoxLayout(self.parent_row)
+        parent_layout.setContentsMargins(0, 0, 0, 0)
+        parent_layout.setSpacing(6)
+        parent_layout.addWidget(self.parent_prefix)
+        parent_layout.addWidget(self.parent_button, 1)
         self.details_label = QLabel()
         self.details_label.setStyleSheet(f"color: {theme.MUTED.name()};")
         self.sha_label = QLabel()
@@ -176,12 +187,11 @@ class DocumentHeader(QWidget):
         copy_sha = QAction("Copy full SHA-256", self.sha_label)
         copy_sha.triggered.connect(self._copy_sha)
         self.sha_label.addAction(copy_sha)
-        second.addWidget(self.parent_prefix)
-        second.addWidget(self.parent_button)
-        second.addWidget(self.details_label)
-        second.addWidget(self.sha_label)
-        second.addStretch(1)
-        layout.addLayout(second)
+        second = QWidget()
+        flow = FlowLayout(second, spacing=10)
+        for widget in (self.parent_row, self.details_label, self.sha_label):
+            flow.addWidget(widget)
+        layout.addWidget(second)
         return header
 
     def clear(self) -> None:
@@ -212,8 +222,7 @@ class DocumentHeader(QWidget):
                 f"Open {formats.label(parent.kind).lower()} “{parent.title}”"
             )
             self.parent_button.setProperty("doc_id", parent.id)
-        self.parent_prefix.setVisible(parent is not None)
-        self.parent_button.setVisible(parent is not None)
+        self.parent_row.setVisible(parent is not None)
         details = []
         if doc.pages:
             details.append(f"{doc.pages} page" + ("s" if doc.pages != 1 else ""))
@@ -246,7 +255,7 @@ class DocumentHeader(QWidget):
             chip = QToolButton()
             chip.setObjectName(f"child-{child.id}")
             chip.setIcon(icon)
-            chip.setText(child.title or f"document {child.id}")
+            chip.setText(_short(child.title or f"document {child.id}"))
             chip.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             chip.setCursor(Qt.CursorShape.PointingHandCursor)
             chip.setToolTip(

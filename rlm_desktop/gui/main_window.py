@@ -30,6 +30,7 @@ from rlm_desktop.gui.ask_panel import AskPanel
 from rlm_desktop.gui.document_browser import DocumentBrowser
 from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
 from rlm_desktop.gui.run_history import RunHistoryView
+from rlm_desktop.gui.screen_fit import first_size
 from rlm_desktop.gui.source_viewer import SourceViewer
 from rlm_desktop.gui.tasks import run_in_background, tasks
 from rlm_desktop.ingest import formats
@@ -75,7 +76,7 @@ class MainWindow(QMainWindow):
         self.case_name: str | None = None
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
-        self.resize(1400, 900)
+        self.resize(first_size(self))  # 1400x900, or less on a smaller screen
 
         self.browser = DocumentBrowser()
         self.history = RunHistoryView()

@@ -1,4 +1,4 @@
-"""Small generic widgets: a wrapping flow layout, a notice bar, a label that elides its text."""
+"""Small generic widgets: a wrapping flow layout, a notice bar, a label and a link button that elide their text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import html
 from typing import Any
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLabel, QLayout, QLayoutItem, QSizePolicy, QWidget
+from PySide6.QtWidgets import (
+    QLabel,
+    QLayout,
+    QLayoutItem,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QStyleOptionButton,
+    QStylePainter,
+    QWidget,
+)
 
 NOTICE_STYLES = {
     # background, border, text
@@ -65,6 +75,9 @@ class FlowLayout(QLayout):
             if item.widget() is not None and item.widget().isHidden():
                 continue
             hint = item.sizeHint()
+            # an item wider than the line gets the line (an elided button shortens its text to fit), so a
+            # long file name never widens the window
+            hint.setWidth(max(min(hint.width(), rect.width()), item.minimumSize().width()))
             if x + hint.width() > rect.right() + 1 and line_height:
                 x, y, line_height = rect.x(), y + line_height + self.spacing(), 0
             if move:
@@ -131,3 +144,29 @@ class ElidedLabel(QLabel):
         self.setText(
             self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideMiddle, self.width())
         )
+
+
+class ElidedButton(QPushButton):
+    """A flat link-like button whose text shortens at the end ("Re: a very long sub…") when narrow.
+
+    `text()` stays the full text; only the painting is elided, and its minimum width is small, so a long
+    title never sets the width of the row (or the window) it sits in.
+    """
+
+    MIN_WIDTH = 60
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)  # may shrink below its text
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        hint = super().minimumSizeHint()
+        return QSize(min(hint.width(), self.MIN_WIDTH), hint.height())
+
+    def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        option = QStyleOptionButton()
+        self.initStyleOption(option)
+        room = self.style().subElementRect(QStyle.SubElement.SE_PushButtonContents, option, self).width()
+        option.text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, max(0, room))
+        painter = QStylePainter(self)
+        painter.drawControl(QStyle.ControlElement.CE_PushButton, option)
