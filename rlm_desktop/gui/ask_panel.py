@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlm_desktop.engine.events import RunFinished, RunStarted
+from rlm_desktop.engine.events import RunFinished
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.record import RunRecord
 from rlm_desktop.gui.answer_view import AnswerView
@@ -217,10 +217,10 @@ class AskPanel(QWidget):
     def _on_event(self, event: object) -> None:
         if getattr(event, "run_id", None) != self.run_id:
             return  # a late event from a run the user has moved away from
+        # the tree follows the newest step by itself (its root first): selecting the root here "as the user
+        # would" switched following off as soon as each run started
         self.tree.apply(event)
         self.cost.apply(event)
-        if isinstance(event, RunStarted):
-            self.tree.select_node(event.root.id)
         if isinstance(event, RunFinished):
             record = event.record
             self.answer.set_answer(

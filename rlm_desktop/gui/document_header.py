@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlm_desktop.gui import theme
-from rlm_desktop.gui.widgets import ElidedButton, ElidedLabel, FlowLayout
+from rlm_desktop.gui.widgets import ZWSP, ElidedButton, ElidedLabel, FlowLayout, breakable
 from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import DocumentRow
 
@@ -86,6 +86,7 @@ class EmailHeaderPanel(QFrame):
             name.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
             value = QLabel()
             value.setWordWrap(True)
+            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # wraps, never widens
             value.setTextFormat(Qt.TextFormat.PlainText)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(name, row, 0)
@@ -98,7 +99,7 @@ class EmailHeaderPanel(QFrame):
             raw = _join(meta.get(key))
             shown = _readable_date(raw) if key == "date" else raw
             value = self.values[key]
-            value.setText(shown)
+            value.setText(breakable(shown))
             value.setToolTip(str(meta.get("date_raw") or raw) if key == "date" else "")
             visible = bool(shown) or key in ("from", "subject")
             if not shown:
@@ -107,7 +108,7 @@ class EmailHeaderPanel(QFrame):
             value.setVisible(visible)
 
     def value_text(self, key: str) -> str:
-        return self.values[key].text()
+        return self.values[key].text().replace(ZWSP, "")
 
 
 class DocumentHeader(QWidget):
@@ -151,7 +152,9 @@ class DocumentHeader(QWidget):
         font.setPointSizeF(font.pointSizeF() + 3)
         font.setBold(True)
         self.title_label.setFont(font)
-        self.title_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # a title without spaces (a long file name) must wrap, not widen the window: the label takes the
+        # width it is given and its text gets break points (see breakable)
+        self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         first.addWidget(self.kind_label, 0, Qt.AlignmentFlag.AlignVCenter)
         first.addWidget(self.title_label, 1)
         layout.addLayout(first)
@@ -204,7 +207,7 @@ class DocumentHeader(QWidget):
         self.sha256 = doc.sha256
         self.header.show()
         self.kind_label.setText(formats.label(doc.kind))
-        self.title_label.setText(doc.title or "(untitled)")
+        self.title_label.setText(breakable(doc.title or "(untitled)"))
         self.title_label.setToolTip(doc.title)
         if doc.path:
             self.location_label.set_full_text(doc.path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QResizeEvent,
     QShowEvent,
@@ -78,7 +78,7 @@ class RunPanel(QWidget):
         self.follow = QCheckBox("Follow the newest step")
         self.follow.setChecked(True)
         self.follow.setToolTip(
-            "Keep the newest step selected while the run works; selecting a step yourself turns this off"
+            "Keep the newest step selected while the run works; clicking in the tree or scrolling it turns this off"
         )
         self.follow.toggled.connect(self._on_follow_toggled)
         bar = QHBoxLayout()
@@ -118,6 +118,10 @@ class RunPanel(QWidget):
         self._follow_timer.setInterval(60)
         self._follow_timer.timeout.connect(self._follow_newest)
 
+        # the user scrolling the tree (wheel, scroll bar, keys) stops following as a click does; the panel's own
+        # scrollTo moves the bar without a user action, so it never counts
+        self.tree.verticalScrollBar().actionTriggered.connect(self._user_moved)
+        self.tree.viewport().installEventFilter(self)
         self.model.rowsInserted.connect(self._on_rows_inserted)
         self.model.dataChanged.connect(self._on_data_changed)
         self.model.modelReset.connect(self._on_model_reset)
@@ -268,6 +272,16 @@ class RunPanel(QWidget):
         node = self.model.node(index)
         if node is not None:
             self._collapsed_by_user.discard(node.id)
+
+    def _user_moved(self, *_: Any) -> None:
+        if not self._programmatic and self.model.live:
+            self.follow.setChecked(False)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        # a click anywhere in the tree, also on the selected step or empty space, is the user taking over
+        if watched is self.tree.viewport() and event.type() == QEvent.Type.MouseButtonPress:
+            self._user_moved()
+        return super().eventFilter(watched, event)
 
     def _on_follow_toggled(self, checked: bool) -> None:
         if checked and self.model.live:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
@@ -24,6 +25,23 @@ NOTICE_STYLES = {
     "warning": ("#fff6d6", "#d9a400", "#5c4500"),
     "ok": ("#e7f4ea", "#1e823c", "#14532a"),
 }
+
+
+ZWSP = "\u200b"
+_LONG_RUN = re.compile(r"\S{25,}")
+
+
+def breakable(text: str, every: int = 20) -> str:
+    """`text` with zero-width spaces where a word-wrapping label may break a long run without spaces
+    (a file name like "statement_xxxx….pdf"): after _ - . / \\ and every `every` characters. Short
+    words are left as they are."""
+
+    def split(match: re.Match[str]) -> str:
+        run = re.sub(r"([_\-./\\])", "\\1" + ZWSP, match.group(0))
+        pieces = [piece[i : i + every] for piece in run.split(ZWSP) for i in range(0, len(piece), every)]
+        return ZWSP.join(p for p in pieces if p)
+
+    return _LONG_RUN.sub(split, text)
 
 
 class FlowLayout(QLayout):
