@@ -13,8 +13,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QSizePolicy,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -25,9 +23,13 @@ from rlm_desktop.engine.record import RunRecord
 from rlm_desktop.gui.answer_view import AnswerView
 from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
+from rlm_desktop.gui.layout_state import LayoutState
 from rlm_desktop.gui.run_panel import RunPanel
 from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
+
+# answer, tree, step detail: at 1280x720 the answer shows 6+ lines and the tree 7+ rows
+RIGHT_COLUMN_SHARES = (0.31, 0.40, 0.29)
 
 
 class AskPanel(QWidget):
@@ -78,13 +80,17 @@ class AskPanel(QWidget):
         self.answer.citation_activated.connect(self.citation_activated)
         self.tree = RunPanel()
         self.tree.span_activated.connect(self.span_activated)
-        # the answer above the recursion tree: both in view, so the tree can be watched while the answer waits
-        self.split = QSplitter(Qt.Orientation.Vertical)
-        self.split.setChildrenCollapsible(False)
-        self.split.addWidget(self.answer)
-        self.split.addWidget(self.tree)
-        self.split.setSizes([230, 570])
-        self.split.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # the answer, the recursion tree and the selected step's detail share the column in one splitter,
+        # whose sizes the user sets once and keeps across restarts; the tree gets the space a taller window adds
+        self.split = self.tree.splitter
+        self.split.insertWidget(0, self.answer)
+        self.split.setStretchFactor(0, 0)
+        self.split.setStretchFactor(1, 1)
+        self.split.setStretchFactor(2, 0)
+        self.tree.initial_shares = RIGHT_COLUMN_SHARES
+        self.layout_state = LayoutState(home)
+        if self.layout_state.keep("answer-tree-detail", self.split):
+            self.tree._sized = True  # the user's sizes, not the first-run shares
 
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.question, 1)
@@ -94,7 +100,7 @@ class AskPanel(QWidget):
         layout.addLayout(ask_row)
         layout.addWidget(self.notice)
         layout.addWidget(self.cost)
-        layout.addWidget(self.split, 1)
+        layout.addWidget(self.tree, 1)
 
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self.question, activated=lambda: self.ask())

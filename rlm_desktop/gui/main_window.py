@@ -29,6 +29,7 @@ from rlm_desktop.engine.runs import load_run
 from rlm_desktop.gui.ask_panel import AskPanel
 from rlm_desktop.gui.document_browser import DocumentBrowser
 from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
+from rlm_desktop.gui.layout_state import LayoutState, share
 from rlm_desktop.gui.run_history import RunHistoryView
 from rlm_desktop.gui.screen_fit import first_size
 from rlm_desktop.gui.source_viewer import SourceViewer
@@ -41,6 +42,7 @@ from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 REPORT_FORMATS = FORMAT_LABELS
+MAIN_SHARES = (0.26, 0.40, 0.34)  # documents, viewer, ask panel
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
@@ -97,7 +99,11 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 1)
-        self.splitter.setSizes([330, 500, 570])
+        # documents, viewer, question and run: the viewer widest, so an email or a PDF page reads at a glance;
+        # the user's sizes are kept across restarts
+        self.splitter.setSizes(share(self.width(), MAIN_SHARES))
+        self.layout_state = LayoutState(home)
+        self.layout_state.keep("main", self.splitter)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)

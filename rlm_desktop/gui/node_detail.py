@@ -57,6 +57,7 @@ class _Section(QWidget):
         self.caption.setWordWrap(True)
         self.caption.setTextFormat(Qt.TextFormat.RichText)
         self.view = ExcerptView()
+        self.view.setMinimumHeight(36)  # two lines: the detail may shrink so the answer and tree keep room
         layout.addWidget(self.caption)
         layout.addWidget(self.view, 1)
 

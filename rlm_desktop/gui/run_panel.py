@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from rlm_desktop.engine.events import NodeView, RunFinished, RunStarted
 from rlm_desktop.gui import theme
+from rlm_desktop.gui.layout_state import share
 from rlm_desktop.gui.node_detail import NodeDetail
 from rlm_desktop.gui.run_tree_model import (
     COST,
@@ -102,6 +103,10 @@ class RunPanel(QWidget):
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
+        # the pane above the tree (the ask panel puts the answer there) and the detail below may be given
+        # their own shares; the tree's pane is the one that grows with the window
+        self.initial_shares: tuple[float, ...] = (0.45, 0.55)
+        self.tree_pane = top
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.splitter)
@@ -154,10 +159,9 @@ class RunPanel(QWidget):
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         self._fit_columns()
-        if not self._sized:  # the tree and the step's detail share the height evenly at first
+        if not self._sized:  # the panes share the height by `initial_shares` at first
             self._sized = True
-            total = max(2, self.splitter.height())
-            self.splitter.setSizes([total * 9 // 20, total - total * 9 // 20])
+            self.splitter.setSizes(share(max(2, self.splitter.height()), self.initial_shares))
 
     # ---- public API ----------------------------------------------------------------------------------
 
@@ -274,12 +278,13 @@ class RunPanel(QWidget):
             self._collapsed_by_user.discard(node.id)
 
     def _user_moved(self, *_: Any) -> None:
-        if not self._programmatic and self.model.live:
+        if not self._programmatic:
             self.follow.setChecked(False)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         # a click anywhere in the tree, also on the selected step or empty space, is the user taking over
-        if watched is self.tree.viewport() and event.type() == QEvent.Type.MouseButtonPress:
+        # (a wheel turn counts even where the view cannot move further: the user wants to look around)
+        if watched is self.tree.viewport() and event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.Wheel):
             self._user_moved()
         return super().eventFilter(watched, event)
 

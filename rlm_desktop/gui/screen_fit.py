@@ -7,6 +7,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 
 PREFERRED = QSize(1400, 900)
+SHARE_OF_BIG_SCREEN = 0.85  # a screen bigger than PREFERRED gets a window this share of it
 FRAME_ALLOWANCE = QSize(16, 40)  # a title bar and borders the window manager adds around the window
 
 
@@ -18,11 +19,13 @@ def available_geometry(widget: QWidget | None = None) -> QRect | None:
 
 
 def first_size(widget: QWidget | None = None, preferred: QSize = PREFERRED) -> QSize:
-    """`preferred`, shrunk to fit the available screen with the window frame around it."""
+    """`preferred` (or 85% of a bigger screen), shrunk to fit the available screen with the window frame."""
     area = available_geometry(widget)
     if area is None or area.isEmpty():
         return QSize(preferred)
+    width = max(preferred.width(), int(area.width() * SHARE_OF_BIG_SCREEN))
+    height = max(preferred.height(), int(area.height() * SHARE_OF_BIG_SCREEN))
     return QSize(
-        min(preferred.width(), area.width() - FRAME_ALLOWANCE.width()),
-        min(preferred.height(), area.height() - FRAME_ALLOWANCE.height()),
+        min(width, area.width() - FRAME_ALLOWANCE.width()),
+        min(height, area.height() - FRAME_ALLOWANCE.height()),
     )

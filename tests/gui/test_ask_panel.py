@@ -106,3 +106,31 @@ def test_scrolling_or_clicking_the_tree_stops_following(qtbot, panel, fake_opena
     panel.tree.follow.setChecked(True)
     qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(5, 5))
     assert not panel.tree.follow.isChecked()
+
+
+def test_answer_tree_and_step_share_a_splitter_whose_sizes_are_kept(qtbot, tmp_path, panel):
+    """The user's sizes survive a restart (a new panel on the same home); code that sets sizes saves nothing."""
+    split = panel.split
+    assert [split.widget(i) for i in range(split.count())] == [
+        panel.answer,
+        panel.tree.tree_pane,
+        panel.tree.detail,
+    ]
+    qtbot.waitUntil(lambda: split.sizes()[1] > 0)
+    tree_before = split.sizes()[1]
+    split.moveSplitter(split.sizes()[0] + 80, 1)  # what dragging the first handle down does
+    dragged = split.sizes()
+    assert dragged[1] < tree_before
+    again = AskPanel(panel.home, settings=panel._settings)
+    qtbot.addWidget(again)
+    again.resize(panel.size())
+    again.show()
+    qtbot.waitExposed(again)
+    assert again.split.sizes() == dragged
+    fresh = AskPanel(tmp_path / "another-home", settings=panel._settings)
+    qtbot.addWidget(fresh)
+    fresh.resize(600, 700)
+    fresh.show()
+    qtbot.waitExposed(fresh)
+    answer, tree, detail = fresh.split.sizes()
+    assert tree > answer > 0 and tree > detail > 0  # the tree gets the most room at first

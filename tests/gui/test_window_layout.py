@@ -60,13 +60,15 @@ def test_window_fits_a_real_screen_after_opening_an_attachment(tmp_path, size):
     )
     assert done.returncode == 0, done.stderr
     sizes = json.loads(done.stdout.strip().splitlines()[-1])
-    print(sizes)
     assert sizes["screen"] == [width, height]  # the child really had a screen of this size
     assert sizes["first"][0] <= width and sizes["first"][1] <= height
     assert sizes["frame"][0] <= width
     assert sizes["after"] == sizes["first"]  # the attachment's header row did not push the window
     assert sizes["minimum"][0] < 1100  # room to spare even on a 1280 px screen
     assert sizes["parent_text"] == LONG_SUBJECT  # the whole subject is kept (elided only on screen)
+    # the right column: the answer shows clearly more than 5 lines, the tree more than 6 rows
+    print(sizes)
+    assert sizes["answer_lines"] >= 6 and sizes["tree_rows"] >= 7, sizes
 
 
 def test_attachment_row_never_widens_the_window(qtbot, tmp_path):
