@@ -9,7 +9,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 from PySide6.QtCore import (
@@ -56,10 +56,12 @@ from rlm_desktop.gui.document_model import (
     KIND,
     SIZE,
     TITLE,
+    TO,
     DocumentFilterProxy,
     DocumentTree,
     DocumentTreeModel,
     kind_label,
+    zone_name,
 )
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.store.case import Case
@@ -229,6 +231,11 @@ class DocumentBrowser(QWidget):
             lambda: self._apply(lambda: self.proxy.set_sender(self.sender_box.text()))
         )
         self.sender_box.textChanged.connect(lambda _t: self._sender_timer.start())
+        self._recipient_timer = QTimer(self, singleShot=True, interval=200)
+        self._recipient_timer.timeout.connect(
+            lambda: self._apply(lambda: self.proxy.set_recipient(self.recipient_box.text()))
+        )
+        self.recipient_box.textChanged.connect(lambda _t: self._recipient_timer.start())
         # a click or an arrow key previews: the selection opens in the viewer, a moment after it settles
         self._quiet = 0  # >0 while the browser itself moves the selection (a refresh keeps it): no preview
         self._preview_timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
@@ -266,6 +273,10 @@ class DocumentBrowser(QWidget):
             "Show emails whose sender (name or address), or documents whose author, contains this"
         )
         self.sender_box.setClearButtonEnabled(True)
+        self.recipient_box = QLineEdit()
+        self.recipient_box.setPlaceholderText("To or Cc contains…")
+        self.recipient_box.setToolTip("Show emails with a recipient (To or Cc, name or address) that contains this")
+        self.recipient_box.setClearButtonEnabled(True)
 
         self.date_from = self._date_edit("Show documents dated on or after this day")
         self.date_to = self._date_edit("Show documents dated on or before this day")
@@ -278,6 +289,7 @@ class DocumentBrowser(QWidget):
         filters.setContentsMargins(0, 0, 0, 0)
         filters.addWidget(self.kind_combo)
         filters.addWidget(self.sender_box, 1)
+        filters.addWidget(self.recipient_box, 1)
         dates = QHBoxLayout()
         dates.setContentsMargins(0, 0, 0, 0)
         dates.addWidget(QLabel("Dated"))
@@ -302,9 +314,10 @@ class DocumentBrowser(QWidget):
         header.setSectionResizeMode(TITLE, QHeaderView.ResizeMode.Stretch)
         metrics = self.tree.fontMetrics()
         date_width = metrics.horizontalAdvance("2023-05-06 16:45") + 20
-        for column, width in ((KIND, 64), (DATE, date_width), (FROM, 140), (SIZE, 64)):
+        for column, width in ((FROM, 130), (TO, 120), (DATE, date_width), (SIZE, 64), (KIND, 64)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)  # long subjects and recipient lists
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._column_menu)
         header.setToolTip("Click to sort; right-click to choose the columns")
@@ -378,7 +391,9 @@ class DocumentBrowser(QWidget):
         self._after_refresh()
         self.clear_filters()  # another case: the old filters would only confuse
         enabled = case is not None
-        for widget in (self.search_box, self.kind_combo, self.sender_box, self.date_from, self.date_to):
+        for widget in (
+            self.search_box, self.kind_combo, self.sender_box, self.recipient_box, self.date_from, self.date_to
+        ):
             widget.setEnabled(enabled)
 
     def refresh(self) -> None:
@@ -497,19 +512,23 @@ class DocumentBrowser(QWidget):
         return self.proxy.doc_id(self.tree.currentIndex())
 
     def clear_filters(self) -> None:
-        for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
+        boxes = (self.kind_combo, self.sender_box, self.recipient_box, self.date_from, self.date_to)
+        for widget in boxes:
             widget.blockSignals(True)
         self.kind_combo.setCurrentIndex(0)
         self.sender_box.clear()
+        self.recipient_box.clear()
         self.date_from.setDate(NO_DATE)
         self.date_to.setDate(NO_DATE)
-        for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
+        for widget in boxes:
             widget.blockSignals(False)
         self._sender_timer.stop()
+        self._recipient_timer.stop()
         with self._quietly():
             self.proxy.set_kinds(None)
             self.proxy.set_date_range(None, None)
             self.proxy.set_sender("")
+            self.proxy.set_recipient("")
             self._filters_changed()
 
     def hit_count(self) -> int:
@@ -694,27 +713,37 @@ class DocumentBrowser(QWidget):
         if not self._columns_chosen:
             self._fit_columns(event.size().width())
 
+    # optional columns and the pane width from which each shows while the user has not chosen (Kind is in
+    # the icon; it shows only when chosen); a new column is one more entry
+    FIT_WIDTHS = {DATE: 0, FROM: 480, TO: 600, SIZE: 700, KIND: None}
+
     def _fit_columns(self, width: int) -> None:
-        """A narrow pane shows Title and Date (the icon tells the kind); wider ones add the rest."""
-        shown = {DATE}
-        if width >= 520:
-            shown |= {FROM}
-        if width >= 640:
-            shown |= {KIND, SIZE}
-        for column in (KIND, DATE, FROM, SIZE):
-            self.tree.setColumnHidden(column, column not in shown)
+        """A narrow pane shows Title and Date; wider ones add From, To and Size."""
+        for column, from_width in self.FIT_WIDTHS.items():
+            self.tree.setColumnHidden(column, from_width is None or width < from_width)
 
     def _column_menu(self, pos: Any) -> None:
         menu = QMenu(self)
         menu.addSection("Columns")
-        for column in (KIND, DATE, FROM, SIZE):
+        for column in self.FIT_WIDTHS:
             action = menu.addAction(COLUMNS[column])
             action.setCheckable(True)
             action.setChecked(not self.tree.isColumnHidden(column))
             action.toggled.connect(lambda on, c=column: self._choose_column(c, on))
         automatic = menu.addAction("Fit to the pane's width")
         automatic.triggered.connect(self._columns_automatic)
+        menu.addSection("Dates in")
+        for label, zone in ((f"Local time ({zone_name(None)})", None), ("UTC", UTC)):
+            action = menu.addAction(label)
+            action.setCheckable(True)
+            action.setChecked(self.model.zone is zone)
+            action.triggered.connect(lambda _on=False, z=zone: self.set_zone(z))
         menu.exec(self.tree.header().mapToGlobal(pos))
+
+    def set_zone(self, zone: Any) -> None:
+        """Show dates in `zone` (None: this computer's local zone); the date filter reads days in it too."""
+        self.model.set_zone(zone)
+        self._apply(self._dates_changed)
 
     def _choose_column(self, column: int, shown: bool) -> None:
         self._columns_chosen = True

@@ -286,3 +286,21 @@ def test_arrow_keys_in_search_hits_preview_the_passage(browser, qtbot, case):
     browser.hits.setFocus()
     qtbot.keyClick(browser.hits, Qt.Key.Key_Down)
     qtbot.waitUntil(lambda: spans == [browser.hit(1)], timeout=2000)
+
+
+def test_recipient_box_filters_and_columns_follow_the_pane(browser, qtbot):
+    from rlm_desktop.gui.document_model import FROM, KIND, TO
+
+    qtbot.keyClicks(browser.recipient_box, "alice@")  # the reply went to Alice
+    qtbot.waitUntil(lambda: browser.count_label.text().startswith("1 of 6"))
+    thread = find_row(browser.proxy, "Blue Heron shipment —")
+    assert browser.proxy.index(0, TITLE, thread).data() == "Re: Blue Heron shipment"
+    assert browser.proxy.index(0, TO, thread).data() == "Alice Example"
+    browser.clear_filters()
+    assert browser.recipient_box.text() == "" and browser.count_label.text() == "6 documents, 1 thread"
+    browser.resize(900, 520)
+    qtbot.waitUntil(lambda: not browser.tree.isColumnHidden(TO))
+    assert not browser.tree.isColumnHidden(FROM) and browser.tree.isColumnHidden(KIND)
+    browser.resize(380, 520)
+    qtbot.waitUntil(lambda: browser.tree.isColumnHidden(TO))
+    assert not browser.tree.isColumnHidden(DATE)
