@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeySequence,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -103,7 +111,7 @@ class MainWindow(QMainWindow):
         # the user's sizes are kept across restarts
         self.splitter.setSizes(share(self.width(), MAIN_SHARES))
         self.layout_state = LayoutState(home)
-        self.layout_state.keep("main", self.splitter)
+        self._shares_pending = not self.layout_state.keep("main", self.splitter)  # shared out when first shown
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -425,6 +433,12 @@ class MainWindow(QMainWindow):
             f"<b>RLM Desktop {__version__}</b><p>Investigate document collections with a Recursive Language "
             "Model. Every claim links to a verified span of its source; every run has a hard spending cap.</p>",
         )
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._shares_pending:  # the width is final only now (a --size or the window manager sets it)
+            self._shares_pending = False
+            self.splitter.setSizes(share(self.splitter.width(), MAIN_SHARES))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()

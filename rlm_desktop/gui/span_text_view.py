@@ -63,6 +63,7 @@ class SpanTextView(QPlainTextEdit):
         self.unverified = False
         self._page_blocks: dict[int, int] = {}  # block number where a page starts -> page number
         self._centre_pending = False
+        self._hidden_until = 0
         self.gutter = PageGutter(self)
         self.gutter.hide()
         self.updateRequest.connect(self._update_gutter)
@@ -70,6 +71,7 @@ class SpanTextView(QPlainTextEdit):
     def show_text(self, text: str, pages: list[Page]) -> None:
         self.text = text
         self.span = None
+        self._hidden_until = 0  # a new document: every block visible again
         # "\f" separates PDF pages: one position either way, but a line break reads better than a glyph
         self.setPlainText(text.replace("\f", "\n"))
         document = self.document()
@@ -82,6 +84,35 @@ class SpanTextView(QPlainTextEdit):
         self.setViewportMargins(PageGutter.WIDTH if self._page_blocks else 0, 0, 0, 0)
         self.setExtraSelections([])
 
+    def hide_head(self, end: int) -> None:
+        """Hide the lines before Python offset `end` (an email's header lines, shown above the text anyway);
+        a highlight that starts inside them shows them again."""
+        stop = qt_position(self.text, end)
+        block = self.document().begin()
+        while block.isValid() and block.position() < stop:
+            block.setVisible(False)
+            block = block.next()
+        self._hidden_until = end if stop else 0
+        self.document().markContentsDirty(0, stop)
+        self.viewport().update()
+
+    def show_head(self) -> None:
+        if not self._hidden_until:
+            return
+        stop = qt_position(self.text, self._hidden_until)
+        block = self.document().begin()
+        while block.isValid() and block.position() < stop:
+            block.setVisible(True)
+            block = block.next()
+        self._hidden_until = 0
+        self.document().markContentsDirty(0, stop)
+        self.viewport().update()
+
+    @property
+    def hidden_until(self) -> int:
+        """The Python offset up to which lines are hidden (0: none)."""
+        return self._hidden_until
+
     def highlight(self, start: int, end: int, unverified: bool = False) -> None:
         """Highlight text[start:end] (Python offsets) and bring it to the middle of the view.
 
@@ -89,6 +120,8 @@ class SpanTextView(QPlainTextEdit):
         """
         self.span = (start, end)
         self.unverified = unverified
+        if start < self._hidden_until:  # the passage is in the hidden header lines: show them
+            self.show_head()
         cursor = QTextCursor(self.document())
         cursor.setPosition(qt_position(self.text, start))
         cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
