@@ -281,8 +281,8 @@ class DocumentBrowser(QWidget):
         self.date_from = self._date_edit("Show documents dated on or after this day")
         self.date_to = self._date_edit("Show documents dated on or before this day")
         self.clear_filters_button = QToolButton()
-        self.clear_filters_button.setText("Clear filters")
-        self.clear_filters_button.setToolTip("Show every document again")
+        self.clear_filters_button.setText("Clear")
+        self.clear_filters_button.setToolTip("Clear the filters: show every document again")
         self.clear_filters_button.clicked.connect(self.clear_filters)
 
         filters = QHBoxLayout()
@@ -290,6 +290,9 @@ class DocumentBrowser(QWidget):
         filters.addWidget(self.kind_combo)
         filters.addWidget(self.sender_box, 1)
         filters.addWidget(self.recipient_box, 1)
+        # "Clear" (the filters) ends the first row: the dates row then fits a narrow pane (its minimum width set
+        # the whole pane's, which made the viewer narrow on a 1280 px screen)
+        filters.addWidget(self.clear_filters_button)
         dates = QHBoxLayout()
         dates.setContentsMargins(0, 0, 0, 0)
         dates.addWidget(QLabel("Dated"))
@@ -297,7 +300,6 @@ class DocumentBrowser(QWidget):
         dates.addWidget(QLabel("to"))
         dates.addWidget(self.date_to, 1)
         dates.addStretch(0)
-        dates.addWidget(self.clear_filters_button)
 
         self.tree = QTreeView()
         self.tree.setModel(self.proxy)
@@ -314,7 +316,7 @@ class DocumentBrowser(QWidget):
         header.setSectionResizeMode(TITLE, QHeaderView.ResizeMode.Stretch)
         metrics = self.tree.fontMetrics()
         date_width = metrics.horizontalAdvance("2023-05-06 16:45") + 20
-        for column, width in ((FROM, 130), (TO, 120), (DATE, date_width), (SIZE, 64), (KIND, 64)):
+        for column, width in ((FROM, 110), (TO, 110), (DATE, date_width), (SIZE, 64), (KIND, 64)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)  # long subjects and recipient lists
@@ -376,7 +378,7 @@ class DocumentBrowser(QWidget):
         edit.setMinimumDate(NO_DATE)
         edit.setSpecialValueText("any date")  # shown while the date is the minimum: no limit
         edit.setDate(NO_DATE)
-        edit.setToolTip(tip + ". Clear filters (or pick the earliest date) for any date.")
+        edit.setToolTip(tip + ". Clear (or pick the earliest date) for any date.")
         edit.dateChanged.connect(lambda _d: self._apply(self._dates_changed))
         edit.calendarWidget().installEventFilter(self)
         return edit
@@ -597,7 +599,7 @@ class DocumentBrowser(QWidget):
             )
         elif self.proxy.rowCount() == 0:
             self.empty_label.setText(
-                "No documents match these filters.\n\nUse Clear filters to see them all."
+                "No documents match these filters.\n\nPress Clear (top right) to see them all."
             )
         else:
             self.stack.setCurrentWidget(self.tree)
@@ -715,7 +717,7 @@ class DocumentBrowser(QWidget):
 
     # optional columns and the pane width from which each shows while the user has not chosen (Kind is in
     # the icon; it shows only when chosen); a new column is one more entry
-    FIT_WIDTHS = {DATE: 0, FROM: 480, TO: 600, SIZE: 700, KIND: None}
+    FIT_WIDTHS = {DATE: 0, FROM: 420, TO: 560, SIZE: 680, KIND: None}
 
     def _fit_columns(self, width: int) -> None:
         """A narrow pane shows Title and Date; wider ones add From, To and Size."""

@@ -50,7 +50,7 @@ from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 REPORT_FORMATS = FORMAT_LABELS
-MAIN_SHARES = (0.26, 0.40, 0.34)  # documents, viewer, ask panel
+MAIN_SHARES = (0.27, 0.39, 0.34)  # documents, viewer, ask panel
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
