@@ -29,7 +29,7 @@ from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 # answer, tree, step detail: at 1280x720 the answer shows 6+ lines and the tree 7+ rows
-RIGHT_COLUMN_SHARES = (0.31, 0.40, 0.29)
+RIGHT_COLUMN_SHARES = (0.31, 0.39, 0.30)
 
 
 class AskPanel(QWidget):
@@ -57,7 +57,7 @@ class AskPanel(QWidget):
             "Ask a question about this case, e.g. “Who approved the payments to Blue Heron, and when?”"
         )
         self.question.setTabChangesFocus(True)
-        self.question.setFixedHeight(72)
+        self.question.setFixedHeight(56)  # three lines: the answer and the tree below need the height more
         self.question.setAccessibleName("Question")
         self.run_button = QPushButton("Ask")
         self.run_button.setDefault(True)
