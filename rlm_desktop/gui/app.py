@@ -34,6 +34,8 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
         return EXIT_USAGE
     try:
         size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+        if size is None and args.screenshot:  # an offscreen "screen" is 800x800: render at the usual size
+            size = (1400, 900)
         if size is not None and len(size) != 2:
             raise ValueError
     except ValueError:
