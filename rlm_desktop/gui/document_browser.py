@@ -216,6 +216,7 @@ class DocumentBrowser(QWidget):
     """Documents of the open case: a filterable tree, and full-text search hits in place of the tree."""
 
     document_activated = Signal(int)  # doc_id
+    zone_changed = Signal(object)  # the tzinfo dates are shown in, None for the local zone
     span_activated = Signal(int, int, int)  # doc_id, start, end
 
     def __init__(self, parent: QWidget | None = None):
@@ -746,6 +747,7 @@ class DocumentBrowser(QWidget):
         """Show dates in `zone` (None: this computer's local zone); the date filter reads days in it too."""
         self.model.set_zone(zone)
         self._apply(self._dates_changed)
+        self.zone_changed.emit(zone)
 
     def _choose_column(self, column: int, shown: bool) -> None:
         self._columns_chosen = True

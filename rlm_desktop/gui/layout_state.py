@@ -1,4 +1,4 @@
-"""The user's pane sizes (the window's splitters), kept in <home>/window.ini across restarts."""
+"""The user's pane sizes (the window's splitters) and view choices, kept in <home>/window.ini across restarts."""
 
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ class LayoutState:
 
     def save(self, name: str, splitter: QSplitter) -> None:
         self._settings.setValue(f"splitters/{name}", splitter.saveState())
+        self._settings.sync()
+
+
+    def text(self, key: str, default: str = "") -> str:
+        value = self._settings.value(key)
+        return value if isinstance(value, str) else default
+
+    def set_text(self, key: str, value: str) -> None:
+        self._settings.setValue(key, value)
         self._settings.sync()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from concurrent.futures import Future
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,11 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes(share(self.width(), MAIN_SHARES))
         self.layout_state = LayoutState(home)
         self._shares_pending = not self.layout_state.keep("main", self.splitter)  # shared out when first shown
+        if self.layout_state.text("dates/zone") == "UTC":  # the zone the user chose for dates, else local
+            self.browser.set_zone(UTC)
+        self.browser.zone_changed.connect(
+            lambda zone: self.layout_state.set_text("dates/zone", "UTC" if zone is UTC else "local")
+        )
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)

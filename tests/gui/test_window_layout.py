@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from builders import make_email, pdf_bytes
 
+from rlm_desktop.gui.document_model import DATE
 from rlm_desktop.gui.main_window import MainWindow
 from rlm_desktop.ingest.pipeline import ingest
 from rlm_desktop.store.case import Case
@@ -86,3 +87,28 @@ def test_attachment_row_never_widens_the_window(qtbot, tmp_path):
     assert window.viewer.parent_button.isVisible()
     assert window.viewer.parent_button.width() < window.viewer.width()  # elided within the viewer
     window.shutdown()
+
+
+def test_the_date_zone_chosen_is_kept_across_restarts(qtbot, tmp_path):
+    from datetime import UTC
+
+    home = tmp_path / "home"
+    build_case(home)
+    first = MainWindow(home)
+    qtbot.addWidget(first)
+    first.open_case("layout")
+    assert first.browser.model.zone is None  # local time by default
+    first.browser.set_zone(UTC)
+    first.shutdown()
+    again = MainWindow(home)
+    qtbot.addWidget(again)
+    again.open_case("layout")
+    assert again.browser.model.zone is UTC
+    thread_date = again.browser.model.index(0, DATE).data()
+    assert thread_date == "2024-03-01 09:30"  # the message's UTC time
+    again.browser.set_zone(None)
+    again.shutdown()
+    third = MainWindow(home)
+    qtbot.addWidget(third)
+    assert third.browser.model.zone is None
+    third.shutdown()
