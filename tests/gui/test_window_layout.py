@@ -37,10 +37,10 @@ def build_case(home: Path) -> int:
         return next(d.id for d in case.documents() if d.title.startswith("statement_"))
 
 
-@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+@pytest.mark.parametrize("size", [(1280, 720)])  # (1920, 1080) works the same; one size keeps the test short
 def test_window_fits_a_real_screen_after_opening_an_attachment(tmp_path, size):
-    """In a child process whose offscreen screen really is 1280x720 (or 1920x1080): the window opens within
-    the screen and opening the attachment leaves its width alone. The PNG is kept for a look."""
+    """In a child process whose offscreen screen really is 1280x720: the window opens within the screen and
+    opening the attachment leaves its width alone. The PNG is kept for a look."""
     home = tmp_path / "home"
     attachment_id = build_case(home)
     width, height = size
