@@ -26,6 +26,7 @@ from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import DocumentRow
 
 MAX_CHIPS = 40  # a mailbox may hold thousands of messages: list the first ones and say how many more
+MAX_ADDRESSES = 6  # To and Cc show this many recipients, then how many more
 CHIP_CHARS = 40  # a chip shows this much of a child's name (all of it in its tooltip)
 
 
@@ -98,9 +99,15 @@ class EmailHeaderPanel(QFrame):
         for key, _ in self.FIELDS:
             raw = _join(meta.get(key))
             shown = _readable_date(raw) if key == "date" else raw
+            tip = str(meta.get("date_raw") or raw) if key == "date" else ""
+            people = meta.get(key)
+            if key in ("to", "cc") and isinstance(people, list) and len(people) > MAX_ADDRESSES:
+                # 200 recipients would push the body out of view: the first ones, and all in the tooltip
+                shown = _join(people[:MAX_ADDRESSES]) + f" … and {len(people) - MAX_ADDRESSES:,} more"
+                tip = "\n".join(str(p) for p in people)
             value = self.values[key]
             value.setText(breakable(shown))
-            value.setToolTip(str(meta.get("date_raw") or raw) if key == "date" else "")
+            value.setToolTip(tip)
             visible = bool(shown) or key in ("from", "subject")
             if not shown:
                 value.setText("(none)")

@@ -28,7 +28,7 @@ NOTICE_STYLES = {
 
 
 ZWSP = "\u200b"
-_LONG_RUN = re.compile(r"\S{25,}")
+_LONG_RUN = re.compile(r"\S{40,}")  # an email address or a word stays whole
 
 
 def breakable(text: str, every: int = 20) -> str:

@@ -463,3 +463,18 @@ def test_email_body_is_shown_without_repeating_its_headers(viewer, qtbot, sample
     assert view.highlighted_text() == "From" and view.hidden_until == 0
     assert document.findBlockByNumber(0).isVisible()
     assert header_block_end("Just text\n\nno headers") == 0
+
+
+def test_a_long_recipient_list_is_cut_with_all_in_the_tooltip(qtbot):
+    from rlm_desktop.gui.document_header import MAX_ADDRESSES, EmailHeaderPanel
+
+    panel = EmailHeaderPanel()
+    qtbot.addWidget(panel)
+    people = [f"user{i}@example.org" for i in range(200)]
+    panel.set_meta({"from": ["a@example.org"], "to": people, "subject": "Many"})
+    shown = panel.value_text("to")
+    assert shown.startswith("user0@example.org, user1@example.org")
+    assert shown.endswith(f"… and {200 - MAX_ADDRESSES} more") and "user199" not in shown
+    assert panel.values["to"].toolTip().split("\n") == people
+    panel.set_meta({"from": ["a@example.org"], "to": people[:3], "subject": "Few"})
+    assert panel.value_text("to") == "user0@example.org, user1@example.org, user2@example.org"
