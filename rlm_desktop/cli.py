@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--screenshot", metavar="FILE.png", help="render the window to this PNG and exit (for docs and checks)"
     )
-    p.add_argument("--size", metavar="WxH", default="1400x900", help=argparse.SUPPRESS)
+    p.add_argument("--size", metavar="WxH", default=None, help=argparse.SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", type=Path, help="files or folders to add to the case")
 
     p = sub.add_parser("export", parents=[common], help="export a saved run as an evidence report")

@@ -10,6 +10,7 @@ from PySide6.QtCore import QPoint, Qt, QUrl, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from rlm_desktop.gui import theme
+from rlm_desktop.gui.answer_markdown import STYLE, answer_html
 from rlm_desktop.gui.link_browser import TooltipBrowser
 
 MARKER = re.compile(r"\[c\d+(?:\.\d+)*\]")
@@ -31,12 +32,6 @@ def marker_key(marker: str) -> str:
     return marker.strip().strip("[]")
 
 
-def _inline(text: str) -> str:
-    """Escaped text with **bold** kept (answers are often lightly formatted)."""
-    escaped = html.escape(text)
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
-
-
 class AnswerView(QWidget):
     """Shows one answer; markers like [c1] are links, unverified ones are red with a ⚠, unknown ones red."""
 
@@ -54,6 +49,7 @@ class AnswerView(QWidget):
         self.browser.setOpenExternalLinks(False)
         self.browser.anchorClicked.connect(self._on_anchor)
         self.browser.document().setDocumentMargin(10)
+        self.browser.document().setDefaultStyleSheet(STYLE)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
@@ -129,8 +125,7 @@ class AnswerView(QWidget):
         )
         self.banner.setVisible(True)
 
-    def _marker_html(self, match: re.Match[str]) -> str:
-        marker = match.group(0)
+    def _marker_html(self, marker: str) -> str:
         key = marker_key(marker)
         citation = self._citations.get(key)
         if citation is None:
@@ -144,17 +139,8 @@ class AnswerView(QWidget):
         )
 
     def _answer_html(self) -> str:
-        paragraphs = [p for p in re.split(r"\n\s*\n", self.answer.strip()) if p.strip()]
-        out = []
-        for paragraph in paragraphs:
-            pieces, position = [], 0
-            for match in MARKER.finditer(paragraph):
-                pieces.append(_inline(paragraph[position : match.start()]))
-                pieces.append(self._marker_html(match))
-                position = match.end()
-            pieces.append(_inline(paragraph[position:]))
-            out.append("<p style='margin-bottom:8px'>" + "".join(pieces).replace("\n", "<br>") + "</p>")
-        return "".join(out)
+        """The answer's Markdown (headings, lists, tables, emphasis, code) with the markers as links."""
+        return answer_html(self.answer.strip(), MARKER, self._marker_html)
 
     def _html(self) -> str:
         if not self.answer.strip():

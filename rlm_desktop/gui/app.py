@@ -33,7 +33,11 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
         print(f"rlm-desktop: error: no case {name!r} at {path}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
+        size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+        if size is None and args.screenshot:  # an offscreen "screen" is 800x800: render at the usual size
+            size = (1400, 900)
+        if size is not None and len(size) != 2:
+            raise ValueError
     except ValueError:
         print(f"rlm-desktop: error: --size must look like 1400x900, not {args.size!r}", file=sys.stderr)
         return EXIT_USAGE
@@ -51,7 +55,8 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
     app.setDesktopFileName("rlm-desktop")
     _set_icon(app)
     window = MainWindow(home, settings)
-    window.resize(width, height)
+    if size is not None:  # else the window picks a size that fits the screen
+        window.resize(*size)
     window.open_case(name)
     if args.screenshot:
         return _screenshot(app, window, args.open_run, Path(args.screenshot))

@@ -13,19 +13,18 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QSizePolicy,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from rlm_desktop.engine.events import RunFinished, RunStarted
+from rlm_desktop.engine.events import RunFinished
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.record import RunRecord
 from rlm_desktop.engine.session import ThreadSession
 from rlm_desktop.gui.answer_view import AnswerView
 from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
+from rlm_desktop.gui.layout_state import LayoutState
 from rlm_desktop.gui.run_panel import RunPanel
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.gui.widgets import ElidedLabel
@@ -33,6 +32,8 @@ from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 MAX_LIVE_THREADS = 3  # threads whose REPL is kept open at once (each holds a worker process)
+# answer, tree, step detail: at 1280x720 the answer shows 6+ lines and the tree 7+ rows
+RIGHT_COLUMN_SHARES = (0.31, 0.39, 0.30)
 
 
 class AskPanel(QWidget):
@@ -71,7 +72,7 @@ class AskPanel(QWidget):
             "Ask a question about this case, e.g. “Who approved the payments to Blue Heron, and when?”"
         )
         self.question.setTabChangesFocus(True)
-        self.question.setFixedHeight(72)
+        self.question.setFixedHeight(56)  # three lines: the answer and the tree below need the height more
         self.question.setAccessibleName("Question")
         self.run_button = QPushButton("Ask")
         self.run_button.setDefault(True)
@@ -111,13 +112,17 @@ class AskPanel(QWidget):
         self.answer.citation_activated.connect(self.citation_activated)
         self.tree = RunPanel()
         self.tree.span_activated.connect(self.span_activated)
-        # the answer above the recursion tree: both in view, so the tree can be watched while the answer waits
-        self.split = QSplitter(Qt.Orientation.Vertical)
-        self.split.setChildrenCollapsible(False)
-        self.split.addWidget(self.answer)
-        self.split.addWidget(self.tree)
-        self.split.setSizes([230, 570])
-        self.split.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # the answer, the recursion tree and the selected step's detail share the column in one splitter,
+        # whose sizes the user sets once and keeps across restarts; the tree gets the space a taller window adds
+        self.split = self.tree.splitter
+        self.split.insertWidget(0, self.answer)
+        self.split.setStretchFactor(0, 0)
+        self.split.setStretchFactor(1, 1)
+        self.split.setStretchFactor(2, 0)
+        self.tree.initial_shares = RIGHT_COLUMN_SHARES
+        self.layout_state = LayoutState(home)
+        if self.layout_state.keep("answer-tree-detail", self.split):
+            self.tree._sized = True  # the user's sizes, not the first-run shares
 
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.question, 1)
@@ -134,7 +139,7 @@ class AskPanel(QWidget):
         layout.addWidget(self.notice)
         layout.addWidget(self.cost)
         layout.addWidget(self.thread_label)
-        layout.addWidget(self.split, 1)
+        layout.addWidget(self.tree, 1)
 
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self.question, activated=lambda: self.ask())
@@ -378,10 +383,10 @@ class AskPanel(QWidget):
     def _on_event(self, event: object) -> None:
         if getattr(event, "run_id", None) != self.run_id:
             return  # a late event from a run the user has moved away from
+        # the tree follows the newest step by itself (its root first): selecting the root here "as the user
+        # would" switched following off as soon as each run started
         self.tree.apply(event)
         self.cost.apply(event)
-        if isinstance(event, RunStarted):
-            self.tree.select_node(event.root.id)
         if isinstance(event, RunFinished):
             record = event.record
             self.answer.set_answer(

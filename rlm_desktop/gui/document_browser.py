@@ -6,8 +6,10 @@ import html
 import re
 import sqlite3
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 from PySide6.QtCore import (
@@ -54,10 +56,12 @@ from rlm_desktop.gui.document_model import (
     KIND,
     SIZE,
     TITLE,
+    TO,
     DocumentFilterProxy,
     DocumentTree,
     DocumentTreeModel,
     kind_label,
+    zone_name,
 )
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.store.case import Case
@@ -72,6 +76,9 @@ AUTO_EXPAND_MAX = 400  # expand every match while filtering, unless that would m
 HIT_ROLE = Qt.ItemDataRole.UserRole + 10
 HIT_HTML_ROLE = Qt.ItemDataRole.UserRole + 11
 _OPERATORS = {"AND", "OR", "NOT", "NEAR"}
+# a selection opens its document after this pause: holding an arrow key (a repeat every ~30 ms) walks the
+# list without opening every document on the way, and the one the key stops on opens at once
+PREVIEW_DELAY_MS = 60
 
 
 @dataclass(frozen=True)
@@ -219,6 +226,7 @@ class DocumentBrowser(QWidget):
     """Documents of the open case: a filterable tree, and full-text search hits in place of the tree."""
 
     document_activated = Signal(int)  # doc_id
+    zone_changed = Signal(object)  # the tzinfo dates are shown in, None for the local zone
     span_activated = Signal(int, int, int)  # doc_id, start, end
 
     def __init__(self, parent: QWidget | None = None):
@@ -234,6 +242,17 @@ class DocumentBrowser(QWidget):
             lambda: self._apply(lambda: self.proxy.set_sender(self.sender_box.text()))
         )
         self.sender_box.textChanged.connect(lambda _t: self._sender_timer.start())
+        self._recipient_timer = QTimer(self, singleShot=True, interval=200)
+        self._recipient_timer.timeout.connect(
+            lambda: self._apply(lambda: self.proxy.set_recipient(self.recipient_box.text()))
+        )
+        self.recipient_box.textChanged.connect(lambda _t: self._recipient_timer.start())
+        # a click or an arrow key previews: the selection opens in the viewer, a moment after it settles
+        self._quiet = 0  # >0 while the browser itself moves the selection (a refresh keeps it): no preview
+        self._preview_timer = QTimer(self, singleShot=True, interval=PREVIEW_DELAY_MS)
+        self._preview_timer.timeout.connect(self._preview)
+        self.tree.selectionModel().currentChanged.connect(lambda current, _previous: self._selection_moved())
+        self.hits.currentRowChanged.connect(lambda _row: self._selection_moved())
         self.set_case(None)
 
     # ---- layout --------------------------------------------------------------------------------------
@@ -265,18 +284,26 @@ class DocumentBrowser(QWidget):
             "Show emails whose sender (name or address), or documents whose author, contains this"
         )
         self.sender_box.setClearButtonEnabled(True)
+        self.recipient_box = QLineEdit()
+        self.recipient_box.setPlaceholderText("To or Cc contains…")
+        self.recipient_box.setToolTip("Show emails with a recipient (To or Cc, name or address) that contains this")
+        self.recipient_box.setClearButtonEnabled(True)
 
         self.date_from = self._date_edit("Show documents dated on or after this day")
         self.date_to = self._date_edit("Show documents dated on or before this day")
         self.clear_filters_button = QToolButton()
-        self.clear_filters_button.setText("Clear filters")
-        self.clear_filters_button.setToolTip("Show every document again")
+        self.clear_filters_button.setText("Clear")
+        self.clear_filters_button.setToolTip("Clear the filters: show every document again")
         self.clear_filters_button.clicked.connect(self.clear_filters)
 
         filters = QHBoxLayout()
         filters.setContentsMargins(0, 0, 0, 0)
         filters.addWidget(self.kind_combo)
         filters.addWidget(self.sender_box, 1)
+        filters.addWidget(self.recipient_box, 1)
+        # "Clear" (the filters) ends the first row: the dates row then fits a narrow pane (its minimum width set
+        # the whole pane's, which made the viewer narrow on a 1280 px screen)
+        filters.addWidget(self.clear_filters_button)
         dates = QHBoxLayout()
         dates.setContentsMargins(0, 0, 0, 0)
         dates.addWidget(QLabel("Dated"))
@@ -284,7 +311,6 @@ class DocumentBrowser(QWidget):
         dates.addWidget(QLabel("to"))
         dates.addWidget(self.date_to, 1)
         dates.addStretch(0)
-        dates.addWidget(self.clear_filters_button)
 
         self.tree = QTreeView()
         self.tree.setModel(self.proxy)
@@ -301,9 +327,10 @@ class DocumentBrowser(QWidget):
         header.setSectionResizeMode(TITLE, QHeaderView.ResizeMode.Stretch)
         metrics = self.tree.fontMetrics()
         date_width = metrics.horizontalAdvance("2023-05-06 16:45") + 20
-        for column, width in ((KIND, 64), (DATE, date_width), (FROM, 140), (SIZE, 64)):
+        for column, width in ((FROM, 110), (TO, 110), (DATE, date_width), (SIZE, 64), (KIND, 64)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)  # long subjects and recipient lists
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._column_menu)
         header.setToolTip("Click to sort; right-click to choose the columns")
@@ -323,7 +350,7 @@ class DocumentBrowser(QWidget):
         self.hits.setWordWrap(True)
         self.hits.setAlternatingRowColors(True)
         self.hits.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.hits.setToolTip("Enter or double-click a hit to open the document at the matched words")
+        self.hits.setToolTip("Select a hit (click or arrow keys) to open the document at the matched words")
         self.hits.itemActivated.connect(self._hit_activated)
         self.hits.installEventFilter(self)
         hits_page = QWidget()
@@ -362,7 +389,7 @@ class DocumentBrowser(QWidget):
         edit.setMinimumDate(NO_DATE)
         edit.setSpecialValueText("any date")  # shown while the date is the minimum: no limit
         edit.setDate(NO_DATE)
-        edit.setToolTip(tip + ". Clear filters (or pick the earliest date) for any date.")
+        edit.setToolTip(tip + ". Clear (or pick the earliest date) for any date.")
         edit.dateChanged.connect(lambda _d: self._apply(self._dates_changed))
         edit.calendarWidget().installEventFilter(self)
         return edit
@@ -377,7 +404,9 @@ class DocumentBrowser(QWidget):
         self._after_refresh()
         self.clear_filters()  # another case: the old filters would only confuse
         enabled = case is not None
-        for widget in (self.search_box, self.kind_combo, self.sender_box, self.date_from, self.date_to):
+        for widget in (
+            self.search_box, self.kind_combo, self.sender_box, self.recipient_box, self.date_from, self.date_to
+        ):
             widget.setEnabled(enabled)
 
     def refresh(self) -> None:
@@ -404,7 +433,8 @@ class DocumentBrowser(QWidget):
     def _show_tree(self, tree: DocumentTree) -> None:
         expanded = self._expanded_keys()
         selected = self.selected_doc_id()
-        self.model.set_tree(tree)
+        with self._quietly():
+            self.model.set_tree(tree)
         self._after_refresh()
         self._expand_keys(expanded)
         if selected is not None:
@@ -453,13 +483,15 @@ class DocumentBrowser(QWidget):
             self.hits_header.setText(f"{len(hits)} hit{'s' if len(hits) != 1 else ''} for <b>{shown}</b>")
         self.stack.setCurrentWidget(self._hits_page)
         if hits:
-            self.hits.setCurrentRow(0)
+            with self._quietly():  # the first hit is ready for Enter; the viewer keeps what it shows
+                self.hits.setCurrentRow(0)
         return hits
 
     def clear_search(self) -> None:
         """Leave the search results and show the document tree again."""
         self.search_error.hide()
-        self.hits.clear()
+        with self._quietly():
+            self.hits.clear()
         if self.search_box.text():
             self.search_box.blockSignals(True)
             self.search_box.clear()
@@ -484,7 +516,8 @@ class DocumentBrowser(QWidget):
         while parent.isValid():
             self.tree.expand(parent)
             parent = parent.parent()
-        self.tree.setCurrentIndex(index)
+        with self._quietly():  # showing where a document is must not open it again (or another one)
+            self.tree.setCurrentIndex(index)
         self.tree.scrollTo(index)
         return True
 
@@ -492,19 +525,24 @@ class DocumentBrowser(QWidget):
         return self.proxy.doc_id(self.tree.currentIndex())
 
     def clear_filters(self) -> None:
-        for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
+        boxes = (self.kind_combo, self.sender_box, self.recipient_box, self.date_from, self.date_to)
+        for widget in boxes:
             widget.blockSignals(True)
         self.kind_combo.setCurrentIndex(0)
         self.sender_box.clear()
+        self.recipient_box.clear()
         self.date_from.setDate(NO_DATE)
         self.date_to.setDate(NO_DATE)
-        for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
+        for widget in boxes:
             widget.blockSignals(False)
         self._sender_timer.stop()
-        self.proxy.set_kinds(None)
-        self.proxy.set_date_range(None, None)
-        self.proxy.set_sender("")
-        self._filters_changed()
+        self._recipient_timer.stop()
+        with self._quietly():
+            self.proxy.set_kinds(None)
+            self.proxy.set_date_range(None, None)
+            self.proxy.set_sender("")
+            self.proxy.set_recipient("")
+            self._filters_changed()
 
     def hit_count(self) -> int:
         return self.hits.count()
@@ -541,8 +579,9 @@ class DocumentBrowser(QWidget):
         return None if value == NO_DATE else date(value.year(), value.month(), value.day())
 
     def _apply(self, change: Any) -> None:
-        change()
-        self._filters_changed()
+        with self._quietly():  # a filter that hides the selected row moves the selection: not the user's choice
+            change()
+            self._filters_changed()
 
     def _filters_changed(self) -> None:
         docs, all_docs, threads, all_threads = self.proxy.counts()
@@ -571,7 +610,7 @@ class DocumentBrowser(QWidget):
             )
         elif self.proxy.rowCount() == 0:
             self.empty_label.setText(
-                "No documents match these filters.\n\nUse Clear filters to see them all."
+                "No documents match these filters.\n\nPress Clear (top right) to see them all."
             )
         else:
             self.stack.setCurrentWidget(self.tree)
@@ -644,7 +683,32 @@ class DocumentBrowser(QWidget):
         if not text and self.showing_hits():
             self.clear_search()
 
+    @contextmanager
+    def _quietly(self) -> Iterator[None]:
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    def _selection_moved(self) -> None:
+        if self._quiet:
+            return
+        self._preview_timer.start()  # restarted by every move: only where the selection settles opens
+
+    def _preview(self) -> None:
+        if self.showing_hits():
+            item = self.hits.currentItem()
+            if item is not None:
+                self._hit_activated(item)
+            return
+        index = self.tree.currentIndex()
+        doc_id = self.proxy.doc_id(index) if index.isValid() else None
+        if doc_id is not None:  # a thread row previews nothing: its emails are one step down
+            self.document_activated.emit(doc_id)
+
     def _tree_activated(self, index: QModelIndex) -> None:
+        self._preview_timer.stop()  # opened now: the pending preview would open it twice
         doc_id = self.proxy.doc_id(index)
         if doc_id is not None:
             self.document_activated.emit(doc_id)
@@ -653,6 +717,7 @@ class DocumentBrowser(QWidget):
             self.tree.setExpanded(first, not self.tree.isExpanded(first))
 
     def _hit_activated(self, item: QListWidgetItem) -> None:
+        self._preview_timer.stop()
         doc_id, start, end = item.data(HIT_ROLE)
         self.span_activated.emit(doc_id, start, end)
 
@@ -663,27 +728,38 @@ class DocumentBrowser(QWidget):
         if not self._columns_chosen:
             self._fit_columns(event.size().width())
 
+    # optional columns and the pane width from which each shows while the user has not chosen (Kind is in
+    # the icon; it shows only when chosen); a new column is one more entry
+    FIT_WIDTHS = {DATE: 0, FROM: 420, TO: 560, SIZE: 680, KIND: None}
+
     def _fit_columns(self, width: int) -> None:
-        """A narrow pane shows Title and Date (the icon tells the kind); wider ones add the rest."""
-        shown = {DATE}
-        if width >= 520:
-            shown |= {FROM}
-        if width >= 640:
-            shown |= {KIND, SIZE}
-        for column in (KIND, DATE, FROM, SIZE):
-            self.tree.setColumnHidden(column, column not in shown)
+        """A narrow pane shows Title and Date; wider ones add From, To and Size."""
+        for column, from_width in self.FIT_WIDTHS.items():
+            self.tree.setColumnHidden(column, from_width is None or width < from_width)
 
     def _column_menu(self, pos: Any) -> None:
         menu = QMenu(self)
         menu.addSection("Columns")
-        for column in (KIND, DATE, FROM, SIZE):
+        for column in self.FIT_WIDTHS:
             action = menu.addAction(COLUMNS[column])
             action.setCheckable(True)
             action.setChecked(not self.tree.isColumnHidden(column))
             action.toggled.connect(lambda on, c=column: self._choose_column(c, on))
         automatic = menu.addAction("Fit to the pane's width")
         automatic.triggered.connect(self._columns_automatic)
+        menu.addSection("Dates in")
+        for label, zone in ((f"Local time ({zone_name(None)})", None), ("UTC", UTC)):
+            action = menu.addAction(label)
+            action.setCheckable(True)
+            action.setChecked(self.model.zone is zone)
+            action.triggered.connect(lambda _on=False, z=zone: self.set_zone(z))
         menu.exec(self.tree.header().mapToGlobal(pos))
+
+    def set_zone(self, zone: Any) -> None:
+        """Show dates in `zone` (None: this computer's local zone); the date filter reads days in it too."""
+        self.model.set_zone(zone)
+        self._apply(self._dates_changed)
+        self.zone_changed.emit(zone)
 
     def _choose_column(self, column: int, shown: bool) -> None:
         self._columns_chosen = True

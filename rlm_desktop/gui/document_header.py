@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSizePolicy,
     QStyle,
     QToolButton,
@@ -22,11 +21,17 @@ from PySide6.QtWidgets import (
 )
 
 from rlm_desktop.gui import theme
-from rlm_desktop.gui.widgets import ElidedLabel, FlowLayout
+from rlm_desktop.gui.widgets import ZWSP, ElidedButton, ElidedLabel, FlowLayout, breakable
 from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import DocumentRow
 
 MAX_CHIPS = 40  # a mailbox may hold thousands of messages: list the first ones and say how many more
+MAX_ADDRESSES = 6  # To and Cc show this many recipients, then how many more
+CHIP_CHARS = 40  # a chip shows this much of a child's name (all of it in its tooltip)
+
+
+def _short(text: str, limit: int = CHIP_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _join(value: Any) -> str:
@@ -82,6 +87,7 @@ class EmailHeaderPanel(QFrame):
             name.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
             value = QLabel()
             value.setWordWrap(True)
+            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # wraps, never widens
             value.setTextFormat(Qt.TextFormat.PlainText)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(name, row, 0)
@@ -93,9 +99,15 @@ class EmailHeaderPanel(QFrame):
         for key, _ in self.FIELDS:
             raw = _join(meta.get(key))
             shown = _readable_date(raw) if key == "date" else raw
+            tip = str(meta.get("date_raw") or raw) if key == "date" else ""
+            people = meta.get(key)
+            if key in ("to", "cc") and isinstance(people, list) and len(people) > MAX_ADDRESSES:
+                # 200 recipients would push the body out of view: the first ones, and all in the tooltip
+                shown = _join(people[:MAX_ADDRESSES]) + f" … and {len(people) - MAX_ADDRESSES:,} more"
+                tip = "\n".join(str(p) for p in people)
             value = self.values[key]
-            value.setText(shown)
-            value.setToolTip(str(meta.get("date_raw") or raw) if key == "date" else "")
+            value.setText(breakable(shown))
+            value.setToolTip(tip)
             visible = bool(shown) or key in ("from", "subject")
             if not shown:
                 value.setText("(none)")
@@ -103,7 +115,7 @@ class EmailHeaderPanel(QFrame):
             value.setVisible(visible)
 
     def value_text(self, key: str) -> str:
-        return self.values[key].text()
+        return self.values[key].text().replace(ZWSP, "")
 
 
 class DocumentHeader(QWidget):
@@ -147,7 +159,9 @@ class DocumentHeader(QWidget):
         font.setPointSizeF(font.pointSizeF() + 3)
         font.setBold(True)
         self.title_label.setFont(font)
-        self.title_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # a title without spaces (a long file name) must wrap, not widen the window: the label takes the
+        # width it is given and its text gets break points (see breakable)
+        self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         first.addWidget(self.kind_label, 0, Qt.AlignmentFlag.AlignVCenter)
         first.addWidget(self.title_label, 1)
         layout.addLayout(first)
@@ -156,9 +170,10 @@ class DocumentHeader(QWidget):
         self.location_label.setStyleSheet(f"color: {theme.MUTED.name()};")
         layout.addWidget(self.location_label)
 
-        second = QHBoxLayout()
-        second.setSpacing(10)
-        self.parent_button = QPushButton()
+        # "Attachment of <email>", size and hash wrap onto more lines in a narrow viewer, and the email's
+        # subject elides: nothing in this row may set the window's width (a long one once widened it past
+        # the screen)
+        self.parent_button = ElidedButton()
         self.parent_button.setFlat(True)
         self.parent_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.parent_button.setStyleSheet(
@@ -167,6 +182,12 @@ class DocumentHeader(QWidget):
         self.parent_button.clicked.connect(self._open_parent)
         self.parent_prefix = QLabel()
         self.parent_prefix.setStyleSheet(f"color: {theme.MUTED.name()};")
+        self.parent_row = QWidget()
+        parent_layout = QHBoxLayout(self.parent_row)
+        parent_layout.setContentsMargins(0, 0, 0, 0)
+        parent_layout.setSpacing(6)
+        parent_layout.addWidget(self.parent_prefix)
+        parent_layout.addWidget(self.parent_button, 1)
         self.details_label = QLabel()
         self.details_label.setStyleSheet(f"color: {theme.MUTED.name()};")
         self.sha_label = QLabel()
@@ -176,12 +197,11 @@ class DocumentHeader(QWidget):
         copy_sha = QAction("Copy full SHA-256", self.sha_label)
         copy_sha.triggered.connect(self._copy_sha)
         self.sha_label.addAction(copy_sha)
-        second.addWidget(self.parent_prefix)
-        second.addWidget(self.parent_button)
-        second.addWidget(self.details_label)
-        second.addWidget(self.sha_label)
-        second.addStretch(1)
-        layout.addLayout(second)
+        second = QWidget()
+        flow = FlowLayout(second, spacing=10)
+        for widget in (self.parent_row, self.details_label, self.sha_label):
+            flow.addWidget(widget)
+        layout.addWidget(second)
         return header
 
     def clear(self) -> None:
@@ -194,7 +214,7 @@ class DocumentHeader(QWidget):
         self.sha256 = doc.sha256
         self.header.show()
         self.kind_label.setText(formats.label(doc.kind))
-        self.title_label.setText(doc.title or "(untitled)")
+        self.title_label.setText(breakable(doc.title or "(untitled)"))
         self.title_label.setToolTip(doc.title)
         if doc.path:
             self.location_label.set_full_text(doc.path)
@@ -212,8 +232,7 @@ class DocumentHeader(QWidget):
                 f"Open {formats.label(parent.kind).lower()} “{parent.title}”"
             )
             self.parent_button.setProperty("doc_id", parent.id)
-        self.parent_prefix.setVisible(parent is not None)
-        self.parent_button.setVisible(parent is not None)
+        self.parent_row.setVisible(parent is not None)
         details = []
         if doc.pages:
             details.append(f"{doc.pages} page" + ("s" if doc.pages != 1 else ""))
@@ -246,7 +265,7 @@ class DocumentHeader(QWidget):
             chip = QToolButton()
             chip.setObjectName(f"child-{child.id}")
             chip.setIcon(icon)
-            chip.setText(child.title or f"document {child.id}")
+            chip.setText(_short(child.title or f"document {child.id}"))
             chip.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             chip.setCursor(Qt.CursorShape.PointingHandCursor)
             chip.setToolTip(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from email.utils import parseaddr
 from functools import cache
 from typing import Any
@@ -24,8 +24,10 @@ from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import Case, DocumentRow
 
 THREAD = "thread"
-COLUMNS = ("Title", "Kind", "Date", "From", "Size")
-TITLE, KIND, DATE, FROM, SIZE = range(len(COLUMNS))
+# The columns, in order; each is one entry of COLUMN_SPECS below (name, tooltip, text, sort key). A new
+# column (tags, say) is one more name here and one more Column there; the browser shows it by its index.
+COLUMNS = ("Title", "From", "To", "Date", "Size", "Kind")
+TITLE, FROM, TO, DATE, SIZE, KIND = range(len(COLUMNS))
 
 DOC_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -120,6 +122,8 @@ class Node:
     when: datetime | None = None
     sender: str = ""  # what the From column shows
     sender_full: str = ""  # names and addresses, for the sender filter and tooltips
+    recipients: str = ""  # what the To column shows: To names (an email), nothing for others
+    recipients_full: str = ""  # To and Cc names and addresses, for the recipient filter and tooltips
     size: int | None = None
     parent: Node | None = None
     children: list[Node] = field(default_factory=list)
@@ -155,10 +159,14 @@ def _document_date(doc: DocumentRow) -> datetime | None:
 
 def _document_node(doc: DocumentRow) -> Node:
     meta = doc.meta
+    recipients = recipients_full = ""
     if doc.kind == "email":
         senders = _addresses(meta.get("from"))
         sender = ", ".join(display_name(a) for a in senders)
         sender_full = ", ".join(senders)
+        to = _addresses(meta.get("to"))
+        recipients = ", ".join(display_name(a) for a in to)
+        recipients_full = ", ".join(to + _addresses(meta.get("cc")))
         title = doc.title or meta.get("subject") or "(no subject)"
     else:
         author = meta.get("author") if isinstance(meta.get("author"), str) else ""
@@ -174,6 +182,8 @@ def _document_node(doc: DocumentRow) -> Node:
         when=_document_date(doc),
         sender=sender,
         sender_full=sender_full,
+        recipients=recipients,
+        recipients_full=recipients_full,
         size=doc.size,
     )
 
@@ -196,6 +206,7 @@ def _thread_node(container: str, thread_id: str, emails: list[Node]) -> Node:
         when=latest,
         sender=shown,
         sender_full=", ".join(people.values()),
+        recipients_full=", ".join(e.recipients_full for e in emails if e.recipients_full),
         size=sum(e.size or 0 for e in emails),
     )
     for email in emails:
@@ -271,18 +282,43 @@ class DocumentTree:
         return cls(case.documents() if case is not None else [])
 
 
-def _date_text(node: Node) -> str:
+def _date_text(node: Node, zone: tzinfo | None = None) -> str:
+    """The date in `zone` (None: this computer's local zone); a time only for emails and threads."""
     if node.when is None:
         return ""
+    when = node.when.astimezone(zone)
     if node.kind in ("email", THREAD):
-        return node.when.strftime("%Y-%m-%d %H:%M")
-    return node.when.strftime("%Y-%m-%d")
+        return when.strftime("%Y-%m-%d %H:%M")
+    return when.strftime("%Y-%m-%d")
+
+
+def zone_name(zone: tzinfo | None) -> str:
+    """"UTC", or the local zone as the computer names it with its offset now ("CET, UTC+01:00")."""
+    if zone is not None:
+        return str(zone.tzname(None) or zone)
+    now = datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return f"{now.tzname()}, UTC{offset[:3]}:{offset[3:]}" if offset else str(now.tzname())
+
+
+def _date_tooltip(node: Node, zone: tzinfo | None) -> str:
+    """The instant in UTC, and how the sender's own clock showed it (an email's Date header)."""
+    if node.when is None:
+        return "No date"
+    utc = node.when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines = [f"{_date_text(node, zone)} ({zone_name(zone)})", utc]
+    if node.kind == "email" and node.when.utcoffset() is not None:
+        offset = node.when.strftime("%z")
+        lines.append(f"Sender's clock: {node.when.strftime('%Y-%m-%d %H:%M')} (UTC{offset[:3]}:{offset[3:]})")
+    if node.kind == THREAD:
+        lines[0] = "Latest message: " + lines[0]
+    return "\n".join(lines)
 
 
 def _tooltip(node: Node) -> str:
     if node.kind == THREAD:
         return (
-            f"{node.title}\nLatest message: {_date_text(node) or 'unknown'}\n"
+            f"{node.title}\nLatest message: {_date_text(node, UTC) + ' UTC' if node.when else 'unknown'}\n"
             f"Participants: {node.sender_full or 'unknown'}"
         )
     doc = node.doc
@@ -296,11 +332,70 @@ def _tooltip(node: Node) -> str:
         lines.append(f"Inside its parent ({doc.origin})")
     if node.kind == "email" and node.sender_full:
         lines.append(f"From: {node.sender_full}")
+    if node.kind == "email" and node.recipients_full:
+        lines.append(f"To/Cc: {node.recipients_full}")
     if doc.meta.get("not_extracted"):
         lines.append(f"Not read: {doc.meta['not_extracted']}")
     if doc.status == "partial":
         lines.append("Still being read (partial)")
     return "\n".join(lines)
+
+
+def _title_text(node: Node, zone: tzinfo | None) -> str:
+    partial = node.doc is not None and node.doc.status == "partial"
+    return node.title + (" (still being read)" if partial else "")
+
+
+def _instant(node: Node) -> float:
+    """Sort key of the Date column: the true instant, whatever zone the sender wrote it in."""
+    return node.when.timestamp() if node.when is not None else float("-inf")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the document tree: its header tooltip, the text of a row, the key it sorts by (one
+    Python type per column) and, if not the row's own, its tooltip."""
+
+    tip: str
+    text: Callable[[Node, tzinfo | None], str]
+    sort_key: Callable[[Node], Any]
+    tooltip: Callable[[Node, tzinfo | None], str | None] | None = None
+
+
+COLUMN_SPECS: dict[int, Column] = {
+    TITLE: Column(
+        "Document title (the file name when its properties name none), email subject, or thread subject with"
+        " its number of messages",
+        _title_text,
+        lambda n: n.title.casefold(),
+    ),
+    FROM: Column(
+        "Sender for emails, participants for a thread, author for other documents",
+        lambda n, _z: n.sender,
+        lambda n: n.sender.casefold(),
+        lambda n, _z: n.sender_full or None,
+    ),
+    TO: Column(
+        "Recipients of an email (To; the tooltip adds Cc)",
+        lambda n, _z: n.recipients,
+        lambda n: n.recipients.casefold(),
+        lambda n, _z: n.recipients_full or None,
+    ),
+    DATE: Column(
+        "Sent date for emails (latest message for a thread), otherwise the date in the file's own properties;"
+        " shown in one time zone (right-click to choose), sorted by the true instant, UTC in the tooltip",
+        _date_text,
+        _instant,
+        _date_tooltip,
+    ),
+    SIZE: Column(
+        "Size of the original file (for a thread: all its messages)",
+        lambda n, _z: human_size(n.size),
+        lambda n: n.size if n.size is not None else -1,
+    ),
+    KIND: Column("File type", lambda n, _z: kind_label(n.kind), lambda n: kind_label(n.kind).casefold()),
+}
+assert sorted(COLUMN_SPECS) == list(range(len(COLUMNS)))
 
 
 class DocumentTreeModel(QAbstractItemModel):
@@ -310,6 +405,13 @@ class DocumentTreeModel(QAbstractItemModel):
         super().__init__(parent)
         self.tree = DocumentTree.from_case(case)
         self._sort: tuple[int, Qt.SortOrder] = (-1, Qt.SortOrder.AscendingOrder)
+        self.zone: tzinfo | None = None  # dates are shown in this zone; None: the computer's local zone
+
+    def set_zone(self, zone: tzinfo | None) -> None:
+        """Show dates in `zone` (None: local). Sorting is by instant, so only the Date texts change."""
+        self.layoutAboutToBeChanged.emit()  # every row's Date, at every level: views repaint them all
+        self.zone = zone
+        self.layoutChanged.emit()
 
     # ---- our API -------------------------------------------------------------------------------------
 
@@ -414,14 +516,8 @@ class DocumentTreeModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         if role == Qt.ItemDataRole.ToolTipRole:
-            return {
-                TITLE: "Document title, email subject, or thread subject with its number of messages",
-                KIND: "File type",
-                DATE: "Sent date for emails (latest message for a thread); otherwise the date in the file's"
-                " own properties",
-                FROM: "Sender for emails, participants for a thread, author for other documents",
-                SIZE: "Size of the original file (for a thread: all its messages)",
-            }[section]
+            tip = COLUMN_SPECS[section].tip
+            return tip + f" (now: {zone_name(self.zone)})" if section == DATE else tip
         return None
 
     def data(
@@ -434,13 +530,13 @@ class DocumentTreeModel(QAbstractItemModel):
         if role == SORT_ROLE:
             return self._sort_keys(node)[column]
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(node, column)
+            return COLUMN_SPECS[column].text(node, self.zone)
         if role == Qt.ItemDataRole.DecorationRole and column == TITLE:
             return kind_icon(node.kind)
         if role == Qt.ItemDataRole.ToolTipRole:
-            if column == FROM and node.sender_full:
-                return node.sender_full
-            return _tooltip(node)
+            own = COLUMN_SPECS[column].tooltip
+            tip = own(node, self.zone) if own is not None else None
+            return tip if tip is not None else _tooltip(node)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == SIZE:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and (
@@ -457,36 +553,10 @@ class DocumentTreeModel(QAbstractItemModel):
             return node.key
         return None
 
-    @staticmethod
-    def _display(node: Node, column: int) -> str:
-        if column == TITLE:
-            partial = node.doc is not None and node.doc.status == "partial"
-            return node.title + (" (still being read)" if partial else "")
-        if column == KIND:
-            return kind_label(node.kind)
-        if column == DATE:
-            return _date_text(node)
-        if column == FROM:
-            return node.sender
-        return human_size(node.size)
-
     def _sort_keys(self, node: Node) -> tuple[Any, ...]:
         if node.sort_keys is None:
-            node.sort_keys = tuple(self._sort_value(node, c) for c in range(len(COLUMNS)))
+            node.sort_keys = tuple(COLUMN_SPECS[c].sort_key(node) for c in range(len(COLUMNS)))
         return node.sort_keys
-
-    @staticmethod
-    def _sort_value(node: Node, column: int) -> Any:
-        # one Python type per column, so QVariant comparison in the proxy is well defined
-        if column == TITLE:
-            return node.title.casefold()
-        if column == KIND:
-            return kind_label(node.kind).casefold()
-        if column == DATE:
-            return node.when.astimezone(UTC).isoformat() if node.when else ""
-        if column == FROM:
-            return node.sender.casefold()
-        return node.size if node.size is not None else -1
 
 
 class DocumentFilterProxy(QSortFilterProxyModel):
@@ -498,6 +568,7 @@ class DocumentFilterProxy(QSortFilterProxyModel):
         self._date_from: date | None = None
         self._date_to: date | None = None
         self._sender = ""
+        self._recipient = ""
         self.setRecursiveFilteringEnabled(True)
         self.setAutoAcceptChildRows(True)  # the attachments of a matching email stay reachable
         self.setSortRole(SORT_ROLE)
@@ -516,6 +587,10 @@ class DocumentFilterProxy(QSortFilterProxyModel):
     def set_sender(self, text: str) -> None:
         self._change(lambda: setattr(self, "_sender", text.strip().casefold()))
 
+    def set_recipient(self, text: str) -> None:
+        """Emails whose To or Cc (names or addresses) contain `text`."""
+        self._change(lambda: setattr(self, "_recipient", text.strip().casefold()))
+
     def _change(self, apply: Any) -> None:
         self.beginFilterChange()
         apply()
@@ -523,7 +598,7 @@ class DocumentFilterProxy(QSortFilterProxyModel):
 
     @property
     def active(self) -> bool:
-        return bool(self._kinds or self._date_from or self._date_to or self._sender)
+        return bool(self._kinds or self._date_from or self._date_to or self._sender or self._recipient)
 
     def matches(self, node: Node) -> bool:
         """Whether a document row meets every active filter by itself (threads never do: their emails do)."""
@@ -536,11 +611,14 @@ class DocumentFilterProxy(QSortFilterProxyModel):
         if self._date_from or self._date_to:
             if node.when is None:
                 return False
-            day = node.when.date()
+            source = self.sourceModel()  # the day as the Date column shows it, in its zone
+            day = node.when.astimezone(source.zone if isinstance(source, DocumentTreeModel) else None).date()
             if self._date_from and day < self._date_from:
                 return False
             if self._date_to and day > self._date_to:
                 return False
+        if self._recipient and self._recipient not in node.recipients_full.casefold():
+            return False
         return not self._sender or self._sender in node.sender_full.casefold()
 
     def counts(self) -> tuple[int, int, int, int]:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import copy
 from concurrent.futures import Future
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeySequence,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -29,7 +38,9 @@ from rlm_desktop.engine.runs import load_run
 from rlm_desktop.gui.ask_panel import AskPanel
 from rlm_desktop.gui.document_browser import DocumentBrowser
 from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
+from rlm_desktop.gui.layout_state import LayoutState, share
 from rlm_desktop.gui.run_history import RunHistoryView
+from rlm_desktop.gui.screen_fit import first_size
 from rlm_desktop.gui.source_viewer import SourceViewer
 from rlm_desktop.gui.tasks import run_in_background, tasks
 from rlm_desktop.ingest import formats
@@ -40,6 +51,7 @@ from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 REPORT_FORMATS = FORMAT_LABELS
+MAIN_SHARES = (0.27, 0.39, 0.34)  # documents, viewer, ask panel
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
@@ -77,7 +89,7 @@ class MainWindow(QMainWindow):
         self.case_name: str | None = None
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
-        self.resize(1400, 900)
+        self.resize(first_size(self))  # 1400x900, or less on a smaller screen
 
         self.browser = DocumentBrowser()
         self.history = RunHistoryView()
@@ -98,7 +110,16 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 1)
-        self.splitter.setSizes([330, 500, 570])
+        # documents, viewer, question and run: the viewer widest, so an email or a PDF page reads at a glance;
+        # the user's sizes are kept across restarts
+        self.splitter.setSizes(share(self.width(), MAIN_SHARES))
+        self.layout_state = LayoutState(home)
+        self._shares_pending = not self.layout_state.keep("main", self.splitter)  # shared out when first shown
+        if self.layout_state.text("dates/zone") == "UTC":  # the zone the user chose for dates, else local
+            self.browser.set_zone(UTC)
+        self.browser.zone_changed.connect(
+            lambda zone: self.layout_state.set_text("dates/zone", "UTC" if zone is UTC else "local")
+        )
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -462,6 +483,12 @@ class MainWindow(QMainWindow):
             f"<b>RLM Desktop {__version__}</b><p>Investigate document collections with a Recursive Language "
             "Model. Every claim links to a verified span of its source; every run has a hard spending cap.</p>",
         )
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._shares_pending:  # the width is final only now (a --size or the window manager sets it)
+            self._shares_pending = False
+            self.splitter.setSizes(share(self.splitter.width(), MAIN_SHARES))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()

@@ -57,6 +57,7 @@ class _Section(QWidget):
         self.caption.setWordWrap(True)
         self.caption.setTextFormat(Qt.TextFormat.RichText)
         self.view = ExcerptView()
+        self.view.setMinimumHeight(36)  # two lines: the detail may shrink so the answer and tree keep room
         layout.addWidget(self.caption)
         layout.addWidget(self.view, 1)
 
@@ -65,6 +66,19 @@ class _Section(QWidget):
         self.caption.setVisible(bool(caption))
         self.view.clear()
         self.setVisible(True)
+        self._hold_caption()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._hold_caption()
+
+    def _hold_caption(self) -> None:
+        """A splitter ignores a wrapped caption's height for its width, and squeezed the view over it: the
+        section's minimum is the caption's height at this width plus two lines of the view."""
+        caption = self.caption.heightForWidth(self.width()) if self.caption.isVisibleTo(self) else 0
+        minimum = max(0, caption) + self.view.minimumHeight() + 12  # the layout's margin and spacing
+        if minimum != self.minimumHeight():
+            self.setMinimumHeight(minimum)
 
 
 class NodeDetail(QWidget):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QResizeEvent,
     QShowEvent,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from rlm_desktop.engine.events import NodeView, RunFinished, RunStarted
 from rlm_desktop.gui import theme
+from rlm_desktop.gui.layout_state import share
 from rlm_desktop.gui.node_detail import NodeDetail
 from rlm_desktop.gui.run_tree_model import (
     COST,
@@ -78,7 +79,7 @@ class RunPanel(QWidget):
         self.follow = QCheckBox("Follow the newest step")
         self.follow.setChecked(True)
         self.follow.setToolTip(
-            "Keep the newest step selected while the run works; selecting a step yourself turns this off"
+            "Keep the newest step selected while the run works; clicking in the tree or scrolling it turns this off"
         )
         self.follow.toggled.connect(self._on_follow_toggled)
         bar = QHBoxLayout()
@@ -102,6 +103,10 @@ class RunPanel(QWidget):
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
+        # the pane above the tree (the ask panel puts the answer there) and the detail below may be given
+        # their own shares; the tree's pane is the one that grows with the window
+        self.initial_shares: tuple[float, ...] = (0.45, 0.55)
+        self.tree_pane = top
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.splitter)
@@ -118,6 +123,10 @@ class RunPanel(QWidget):
         self._follow_timer.setInterval(60)
         self._follow_timer.timeout.connect(self._follow_newest)
 
+        # the user scrolling the tree (wheel, scroll bar, keys) stops following as a click does; the panel's own
+        # scrollTo moves the bar without a user action, so it never counts
+        self.tree.verticalScrollBar().actionTriggered.connect(self._user_moved)
+        self.tree.viewport().installEventFilter(self)
         self.model.rowsInserted.connect(self._on_rows_inserted)
         self.model.dataChanged.connect(self._on_data_changed)
         self.model.modelReset.connect(self._on_model_reset)
@@ -150,10 +159,9 @@ class RunPanel(QWidget):
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         self._fit_columns()
-        if not self._sized:  # the tree and the step's detail share the height evenly at first
+        if not self._sized:  # the panes share the height by `initial_shares` at first
             self._sized = True
-            total = max(2, self.splitter.height())
-            self.splitter.setSizes([total * 9 // 20, total - total * 9 // 20])
+            self.splitter.setSizes(share(max(2, self.splitter.height()), self.initial_shares))
 
     # ---- public API ----------------------------------------------------------------------------------
 
@@ -268,6 +276,17 @@ class RunPanel(QWidget):
         node = self.model.node(index)
         if node is not None:
             self._collapsed_by_user.discard(node.id)
+
+    def _user_moved(self, *_: Any) -> None:
+        if not self._programmatic:
+            self.follow.setChecked(False)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        # a click anywhere in the tree, also on the selected step or empty space, is the user taking over
+        # (a wheel turn counts even where the view cannot move further: the user wants to look around)
+        if watched is self.tree.viewport() and event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.Wheel):
+            self._user_moved()
+        return super().eventFilter(watched, event)
 
     def _on_follow_toggled(self, checked: bool) -> None:
         if checked and self.model.live:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
+from rlm_desktop.gui.email_body import header_block_end
 from rlm_desktop.gui.find_bar import FindBar
 from rlm_desktop.gui.pdf_page_view import PdfPageView
 from rlm_desktop.gui.span_text_view import SpanTextView
@@ -411,6 +412,8 @@ class SourceViewer(QWidget):
             self.text_view.setPlaceholderText(
                 f"No text was extracted from this file: {reason}" if reason else "This document has no text."
             )
+            if doc.kind == "email":  # its From/To/Date/Subject are in the header panel above
+                self.text_view.hide_head(header_block_end(self._text))
             self._text_loaded_for = doc.id
         if self._pdf_problem is not None:
             self._add_notice(self._pdf_problem, "warning")

@@ -87,6 +87,7 @@ class SpanTextView(QPlainTextEdit):
         self._span_selections: list[QTextEdit.ExtraSelection] = []
         self._find_selections: list[QTextEdit.ExtraSelection] = []
         self.find_current: tuple[int, int] | None = None
+        self._hidden_until = 0
         self.gutter = PageGutter(self)
         self.gutter.hide()
         self.updateRequest.connect(self._update_gutter)
@@ -94,6 +95,7 @@ class SpanTextView(QPlainTextEdit):
     def show_text(self, text: str, pages: list[Page]) -> None:
         self.text = text
         self.span = None
+        self._hidden_until = 0  # a new document: every block visible again
         # "\f" separates PDF pages: one position either way, but a line break reads better than a glyph
         self.setPlainText(text.replace("\f", "\n"))
         document = self.document()
@@ -107,6 +109,35 @@ class SpanTextView(QPlainTextEdit):
         self._span_selections, self._find_selections, self.find_current = [], [], None
         self.setExtraSelections([])
 
+    def hide_head(self, end: int) -> None:
+        """Hide the lines before Python offset `end` (an email's header lines, shown above the text anyway);
+        a highlight that starts inside them shows them again."""
+        stop = qt_position(self.text, end)
+        block = self.document().begin()
+        while block.isValid() and block.position() < stop:
+            block.setVisible(False)
+            block = block.next()
+        self._hidden_until = end if stop else 0
+        self.document().markContentsDirty(0, stop)
+        self.viewport().update()
+
+    def show_head(self) -> None:
+        if not self._hidden_until:
+            return
+        stop = qt_position(self.text, self._hidden_until)
+        block = self.document().begin()
+        while block.isValid() and block.position() < stop:
+            block.setVisible(True)
+            block = block.next()
+        self._hidden_until = 0
+        self.document().markContentsDirty(0, stop)
+        self.viewport().update()
+
+    @property
+    def hidden_until(self) -> int:
+        """The Python offset up to which lines are hidden (0: none)."""
+        return self._hidden_until
+
     def highlight(self, start: int, end: int, unverified: bool = False) -> None:
         """Highlight text[start:end] (Python offsets) and bring it to the middle of the view.
 
@@ -114,6 +145,8 @@ class SpanTextView(QPlainTextEdit):
         """
         self.span = (start, end)
         self.unverified = unverified
+        if start < self._hidden_until:  # the passage is in the hidden header lines: show them
+            self.show_head()
         cursor = QTextCursor(self.document())
         cursor.setPosition(qt_position(self.text, start))
         cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
@@ -156,6 +189,8 @@ class SpanTextView(QPlainTextEdit):
                 self._find_selections.append(selection)
         self._apply_selections()
         if self.find_current is not None:
+            if self.find_current[0] < self._hidden_until:
+                self.show_head()  # a match in an email's hidden header lines shows them
             self._centre_pending = False  # the match, not the span, is what the reader is looking for
             cursor = QTextCursor(self.document())
             cursor.setPosition(qt_position(self.text, self.find_current[0]))

@@ -1,12 +1,23 @@
-"""Small generic widgets: a wrapping flow layout, a notice bar, a label that elides its text."""
+"""Small generic widgets: a wrapping flow layout, a notice bar, a label and a link button that elide their text."""
 
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLabel, QLayout, QLayoutItem, QSizePolicy, QWidget
+from PySide6.QtWidgets import (
+    QLabel,
+    QLayout,
+    QLayoutItem,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QStyleOptionButton,
+    QStylePainter,
+    QWidget,
+)
 
 NOTICE_STYLES = {
     # background, border, text
@@ -14,6 +25,23 @@ NOTICE_STYLES = {
     "warning": ("#fff6d6", "#d9a400", "#5c4500"),
     "ok": ("#e7f4ea", "#1e823c", "#14532a"),
 }
+
+
+ZWSP = "\u200b"
+_LONG_RUN = re.compile(r"\S{40,}")  # an email address or a word stays whole
+
+
+def breakable(text: str, every: int = 20) -> str:
+    """`text` with zero-width spaces where a word-wrapping label may break a long run without spaces
+    (a file name like "statement_xxxx….pdf"): after _ - . / \\ and every `every` characters. Short
+    words are left as they are."""
+
+    def split(match: re.Match[str]) -> str:
+        run = re.sub(r"([_\-./\\])", "\\1" + ZWSP, match.group(0))
+        pieces = [piece[i : i + every] for piece in run.split(ZWSP) for i in range(0, len(piece), every)]
+        return ZWSP.join(p for p in pieces if p)
+
+    return _LONG_RUN.sub(split, text)
 
 
 class FlowLayout(QLayout):
@@ -65,6 +93,9 @@ class FlowLayout(QLayout):
             if item.widget() is not None and item.widget().isHidden():
                 continue
             hint = item.sizeHint()
+            # an item wider than the line gets the line (an elided button shortens its text to fit), so a
+            # long file name never widens the window
+            hint.setWidth(max(min(hint.width(), rect.width()), item.minimumSize().width()))
             if x + hint.width() > rect.right() + 1 and line_height:
                 x, y, line_height = rect.x(), y + line_height + self.spacing(), 0
             if move:
@@ -131,3 +162,29 @@ class ElidedLabel(QLabel):
         self.setText(
             self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideMiddle, self.width())
         )
+
+
+class ElidedButton(QPushButton):
+    """A flat link-like button whose text shortens at the end ("Re: a very long sub…") when narrow.
+
+    `text()` stays the full text; only the painting is elided, and its minimum width is small, so a long
+    title never sets the width of the row (or the window) it sits in.
+    """
+
+    MIN_WIDTH = 60
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)  # may shrink below its text
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        hint = super().minimumSizeHint()
+        return QSize(min(hint.width(), self.MIN_WIDTH), hint.height())
+
+    def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        option = QStyleOptionButton()
+        self.initStyleOption(option)
+        room = self.style().subElementRect(QStyle.SubElement.SE_PushButtonContents, option, self).width()
+        option.text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, max(0, room))
+        painter = QStylePainter(self)
+        painter.drawControl(QStyle.ControlElement.CE_PushButton, option)

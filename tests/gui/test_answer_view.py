@@ -151,3 +151,70 @@ def test_run_warnings_are_listed_under_the_answer(qtbot):
     assert warning in view.browser.toPlainText() and "Warnings" in view.browser.toPlainText()
     view.set_answer("It was on 12 June.", [], "completed")
     assert "Warnings" not in view.browser.toPlainText()
+
+
+MARKDOWN_ANSWER = """## Findings
+
+The shipment left on **4 May** [c1], *before* the invoice [c2].
+
+- first point
+- second point with `code`
+  1. nested one
+
+| Who | When |
+|---|---|
+| Bob | 6 May [c1] |
+
+```
+print(len(context))
+```
+
+<img src="file:///etc/passwd"> and [a link](http://example.org/x) stay text.
+"""
+
+
+def test_markdown_answers_render_with_clickable_markers(qtbot):
+    """Headings, lists, tables, emphasis and code render as such; markers stay links, also in a table cell;
+    raw HTML, images and links written by the model are shown as text, never loaded or followed."""
+    view = make_view(qtbot)
+    citations = [
+        {"marker": "[c1]", "doc_id": 7, "title": "harbour report.pdf", "quote": "4 May", "verified": True},
+        {"marker": "[c2]", "doc_id": 8, "title": "invoice.pdf", "quote": "invoice", "verified": False},
+    ]
+    view.set_answer(MARKDOWN_ANSWER, citations, "completed")
+    document = view.browser.document()
+    text = view.browser.toPlainText()
+    assert "##" not in text and "**" not in text and "|---|" not in text and "```" not in text
+    blocks, block = [], document.begin()
+    while block.isValid():
+        blocks.append(block)
+        block = block.next()
+    heading = next(b for b in blocks if b.text() == "Findings")
+    assert heading.blockFormat().headingLevel() == 2
+    listed = [b.text() for b in blocks if b.textList() is not None]
+    assert "first point" in listed and "nested one" in listed
+    nested = next(b for b in blocks if b.text() == "nested one")
+    assert nested.textList().format().indent() > next(
+        b for b in blocks if b.text() == "first point"
+    ).textList().format().indent()
+    cursor = QTextCursor(document)
+    cursor.setPosition(text.index("Bob") + 1)
+    assert cursor.currentTable() is not None and cursor.currentTable().rows() == 2
+    cursor.setPosition(text.index("4 May") + 1)
+    assert cursor.charFormat().fontWeight() >= 600  # bold
+    cursor.setPosition(text.index("before") + 1)
+    assert cursor.charFormat().fontItalic()
+    cursor.setPosition(text.index("print(len") + 1)
+    assert cursor.charFormat().fontFixedPitch() or "monospace" in cursor.charFormat().fontFamilies()
+    assert '<img src="file:///etc/passwd">' in text and "[a link](http://example.org/x)" in text
+    links = anchors(view)
+    hrefs = [href for href, _, pos in links if pos < text.index("Sources")]
+    assert hrefs == ["cite:c1", "cite:c2", "cite:c1"]  # the one in the table too
+    assert all(not h.startswith(("http", "file")) for h, _, _ in links)
+    _, shown, position = [link for link in links if link[0] == "cite:c1"][1]  # in the table cell
+    with qtbot.waitSignal(view.citation_activated, timeout=2000) as blocker:
+        click_at(qtbot, view, position)
+    assert blocker.args[0]["doc_id"] == 7
+    unverified = next(link for link in links if link[0] == "cite:c2")
+    cursor.setPosition(unverified[2] + 1)
+    assert cursor.charFormat().foreground().color() == theme.UNVERIFIED

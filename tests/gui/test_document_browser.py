@@ -241,3 +241,67 @@ def test_header_sorts_the_tree(browser):
     assert browser.proxy.index(0, TITLE, thread).data() == "Re: Blue Heron shipment"
     browser.tree.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
     assert browser.proxy.index(0, TITLE).data() == "harbour report.pdf"
+
+
+def test_click_and_arrow_keys_preview_the_document(browser, qtbot, case):
+    """Triage: a click or an arrow key opens the document, no Enter or double-click needed; keys held
+    down open only the row they stop on, after the short pause."""
+    opened: list[int] = []
+    browser.document_activated.connect(opened.append)
+    first = browser.proxy.index(0, TITLE)
+    with qtbot.waitSignal(browser.document_activated, timeout=2000) as got:
+        qtbot.mouseClick(
+            browser.tree.viewport(), Qt.MouseButton.LeftButton, pos=browser.tree.visualRect(first).center()
+        )
+    assert got.args == [browser.proxy.doc_id(first)]
+    opened.clear()
+    browser.tree.setFocus()
+    for _ in range(2):  # an arrow key held down: rows passed without a pause between them
+        qtbot.keyClick(browser.tree, Qt.Key.Key_Down)
+    landed = browser.selected_doc_id()
+    assert landed is not None and not opened  # nothing opened while the key was moving
+    qtbot.waitUntil(lambda: opened == [landed], timeout=2000)
+    qtbot.wait(150)
+    assert opened == [landed]  # once, for the row the key stopped on
+
+
+def test_refresh_and_filters_do_not_open_documents(browser, qtbot, case):
+    """Only the user's moves preview: a refresh that keeps the selection, or a filter, opens nothing."""
+    invoice = next(d for d in case.documents() if d.title == "invoice 778.pdf")
+    opened: list[int] = []
+    browser.document_activated.connect(opened.append)
+    assert browser.select_document(invoice.id)
+    browser.refresh()
+    browser.kind_combo.setCurrentIndex(browser.kind_combo.findData("text"))
+    qtbot.wait(200)
+    assert opened == []
+
+
+def test_arrow_keys_in_search_hits_preview_the_passage(browser, qtbot, case):
+    browser.run_search("Blue OR Rotterdam")
+    assert browser.hit_count() >= 2
+    spans: list[tuple[int, int, int]] = []
+    browser.span_activated.connect(lambda d, s, e: spans.append((d, s, e)))
+    qtbot.wait(150)
+    assert spans == []  # the search itself opens nothing: the viewer keeps what it shows
+    browser.hits.setFocus()
+    qtbot.keyClick(browser.hits, Qt.Key.Key_Down)
+    qtbot.waitUntil(lambda: spans == [browser.hit(1)], timeout=2000)
+
+
+def test_recipient_box_filters_and_columns_follow_the_pane(browser, qtbot):
+    from rlm_desktop.gui.document_model import FROM, KIND, TO
+
+    qtbot.keyClicks(browser.recipient_box, "alice@")  # the reply went to Alice
+    qtbot.waitUntil(lambda: browser.count_label.text().startswith("1 of 6"))
+    thread = find_row(browser.proxy, "Blue Heron shipment —")
+    assert browser.proxy.index(0, TITLE, thread).data() == "Re: Blue Heron shipment"
+    assert browser.proxy.index(0, TO, thread).data() == "Alice Example"
+    browser.clear_filters()
+    assert browser.recipient_box.text() == "" and browser.count_label.text() == "6 documents, 1 thread"
+    browser.resize(900, 520)
+    qtbot.waitUntil(lambda: not browser.tree.isColumnHidden(TO))
+    assert not browser.tree.isColumnHidden(FROM) and browser.tree.isColumnHidden(KIND)
+    browser.resize(380, 520)
+    qtbot.waitUntil(lambda: browser.tree.isColumnHidden(TO))
+    assert not browser.tree.isColumnHidden(DATE)

@@ -15,6 +15,7 @@ from rlm_desktop.gui.document_model import (
     KIND,
     SIZE,
     TITLE,
+    TO,
     DocumentFilterProxy,
     DocumentTree,
     DocumentTreeModel,
@@ -252,3 +253,93 @@ def test_empty_and_no_case(qtmodeltester, tmp_path):
         model.refresh(case)
     qtmodeltester.check(model)
     assert model.rowCount() == 0 and not model.index_of(1).isValid()
+
+
+@pytest.fixture
+def zones_case(tmp_path):
+    """Two messages of a thread written on clocks nine hours apart: the reply's own clock reads 09:30, the
+    original's 18:00, yet the reply was sent half an hour after the original (16:30 vs 16:00 UTC)."""
+    from datetime import timedelta, timezone
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    original = make_email(
+        "Berlin meeting",
+        "Shall we meet?",
+        sender="Anna Berlin <anna@example.de>",
+        to="Pat Seattle <pat@example.com>, Quinn <quinn@example.com>",
+        message_id="<orig@example.de>",
+        date=datetime(2023, 5, 6, 18, 0, tzinfo=timezone(timedelta(hours=2))),
+    )
+    original["Cc"] = "Carol Copy <carol@example.net>"
+    reply = make_email(
+        "Re: Berlin meeting",
+        "Yes.",
+        sender="Pat Seattle <pat@example.com>",
+        to="Anna Berlin <anna@example.de>",
+        message_id="<reply@example.com>",
+        in_reply_to="<orig@example.de>",
+        date=datetime(2023, 5, 6, 9, 30, tzinfo=timezone(timedelta(hours=-7))),
+    )
+    (folder / "a.eml").write_bytes(original.as_bytes())
+    (folder / "b.eml").write_bytes(reply.as_bytes())
+    path = tmp_path / "zones.sqlite"
+    with Case.open(path) as case:
+        ingest(case, [folder], jobs=1)
+    case = Case.open(path)
+    yield case
+    case.close()
+
+
+def test_dates_show_in_one_zone_with_utc_in_the_tooltip_and_sort_by_instant(zones_case, qtmodeltester):
+    from datetime import timedelta, timezone
+
+    model = DocumentTreeModel(zones_case)
+    qtmodeltester.check(model)
+    thread = row_of(model, "Berlin meeting —")
+    model.set_zone(UTC)
+    qtmodeltester.check(model)
+    assert [model.index(r, DATE, thread).data() for r in range(2)] == ["2023-05-06 16:00", "2023-05-06 16:30"]
+    assert titles(model, thread) == ["Berlin meeting", "Re: Berlin meeting"]  # the reply after the original
+    tip = model.index(1, DATE, thread).data(Qt.ItemDataRole.ToolTipRole)
+    assert "2023-05-06 16:30:00 UTC" in tip and "Sender's clock: 2023-05-06 09:30 (UTC-07:00)" in tip
+    tokyo = timezone(timedelta(hours=9), "JST")
+    model.set_zone(tokyo)
+    assert [model.index(r, DATE, thread).data() for r in range(2)] == ["2023-05-07 01:00", "2023-05-07 01:30"]
+    assert "JST" in model.headerData(DATE, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    proxy = DocumentFilterProxy()
+    proxy.setSourceModel(model)
+    for order, expected in (
+        (Qt.SortOrder.AscendingOrder, ["Berlin meeting", "Re: Berlin meeting"]),
+        (Qt.SortOrder.DescendingOrder, ["Re: Berlin meeting", "Berlin meeting"]),
+    ):
+        proxy.sort(DATE, order)
+        qtmodeltester.check(proxy)
+        top = proxy.index(0, TITLE)
+        assert [proxy.index(r, TITLE, top).data() for r in range(2)] == expected
+    # the date filter reads days in the zone shown: in Tokyo both were sent on the 7th
+    proxy.set_date_range(date(2023, 5, 7), date(2023, 5, 7))
+    assert proxy.counts()[0] == 2
+    model.set_zone(UTC)
+    proxy.set_date_range(date(2023, 5, 7), date(2023, 5, 7))
+    assert proxy.counts()[0] == 0
+
+
+def test_to_column_and_recipient_filter(zones_case, qtmodeltester):
+    model = DocumentTreeModel(zones_case)
+    thread = row_of(model, "Berlin meeting —")
+    assert model.index(0, TO, thread).data() == "Pat Seattle, Quinn"
+    tip = model.index(0, TO, thread).data(Qt.ItemDataRole.ToolTipRole)
+    assert "quinn@example.com" in tip and "Carol Copy <carol@example.net>" in tip  # Cc in the tooltip
+    assert model.index(0, FROM, thread).data() == "Anna Berlin"
+    proxy = DocumentFilterProxy()
+    proxy.setSourceModel(model)
+    proxy.set_recipient("carol@")  # a Cc address
+    qtmodeltester.check(proxy)
+    assert proxy.counts() == (1, 2, 1, 1)
+    top = proxy.index(0, TITLE)
+    assert [proxy.index(r, TITLE, top).data() for r in range(proxy.rowCount(top))] == ["Berlin meeting"]
+    proxy.set_recipient("ANNA")  # a name, any case
+    assert proxy.counts()[0] == 1 and proxy.index(0, TITLE, proxy.index(0, TITLE)).data() == "Re: Berlin meeting"
+    proxy.set_recipient("")
+    assert not proxy.active

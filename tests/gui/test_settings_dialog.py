@@ -73,14 +73,16 @@ def price_row(dialog: SettingsDialog, model: str) -> int:
 def type_price(qtbot, dialog: SettingsDialog, row: int, column: int, text: str) -> None:
     """Edit a price cell the way a user does: open its editor, type, press Enter."""
     table = dialog.price_table
+    # The previous cell's editor is deleted later (a queued deleteLater): under load it may still be there,
+    # and typing into it would go nowhere.
+    qtbot.waitUntil(lambda: not table.viewport().findChildren(QDoubleSpinBox), timeout=5_000)
     table.setCurrentCell(row, column)
     table.editItem(table.item(row, column))
-    editor = table.viewport().findChild(QDoubleSpinBox)
-    assert editor is not None
+    [editor] = table.viewport().findChildren(QDoubleSpinBox)
     editor.selectAll()
     qtbot.keyClicks(editor, text)
     qtbot.keyClick(editor, Qt.Key.Key_Return)  # the delegate commits (queued) and closes the editor
-    qtbot.waitUntil(lambda: dialog._rate(row, column) == float(text), timeout=2_000)
+    qtbot.waitUntil(lambda: dialog._rate(row, column) == float(text), timeout=5_000)
 
 
 def free_port() -> int:

@@ -429,3 +429,52 @@ def test_a_big_original_is_read_off_the_gui_thread_with_the_text_shown_meanwhile
     assert readers and all(t is not threading.main_thread() for t in readers)
     assert viewer.current_page == cited["page"] and viewer.highlight_rects == cited["rects"]
     assert "Loading" not in viewer.notice_text
+
+
+def test_email_body_is_shown_without_repeating_its_headers(viewer, qtbot, sample, case):
+    """The header panel shows From/To/Date/Subject; the text below starts at the body. The header lines stay
+    in the stored text (offsets count them): hidden, and shown again for a passage inside them."""
+    from rlm_desktop.gui.email_body import header_block_end
+
+    viewer.set_case(case)
+    reply = doc_titled(case, "Re: Blue Heron shipment")
+    text = case.text(reply)
+    assert text.startswith("From: ")
+    body_at = header_block_end(text)
+    assert body_at > 0 and text[body_at:].startswith("Confirmed:")
+    viewer.show_document(reply)
+    settle(qtbot)
+    view = viewer.text_view
+    document = view.document()
+    assert viewer.email_panel.isVisible()
+    first_shown = next(
+        document.findBlockByNumber(n) for n in range(document.blockCount()) if document.findBlockByNumber(n).isVisible()
+    )
+    assert first_shown.text().startswith("Confirmed:")
+    assert not document.findBlockByNumber(0).isVisible() and document.findBlockByNumber(0).text().startswith("From:")
+    assert view.hidden_until == body_at
+    viewer.grab().save(str(SHOTS / "viewer_email_body.png"))
+    # a citation of the body keeps the headers hidden, and highlights the right characters
+    start = text.index(EMAIL_PHRASE)
+    viewer.show_document(reply, (start, start + len(EMAIL_PHRASE)))
+    assert view.highlighted_text() == EMAIL_PHRASE and view.hidden_until == body_at
+    # a passage inside the header lines shows them again
+    viewer.show_document(reply, (0, 4))
+    assert view.highlighted_text() == "From" and view.hidden_until == 0
+    assert document.findBlockByNumber(0).isVisible()
+    assert header_block_end("Just text\n\nno headers") == 0
+
+
+def test_a_long_recipient_list_is_cut_with_all_in_the_tooltip(qtbot):
+    from rlm_desktop.gui.document_header import MAX_ADDRESSES, EmailHeaderPanel
+
+    panel = EmailHeaderPanel()
+    qtbot.addWidget(panel)
+    people = [f"user{i}@example.org" for i in range(200)]
+    panel.set_meta({"from": ["a@example.org"], "to": people, "subject": "Many"})
+    shown = panel.value_text("to")
+    assert shown.startswith("user0@example.org, user1@example.org")
+    assert shown.endswith(f"… and {200 - MAX_ADDRESSES} more") and "user199" not in shown
+    assert panel.values["to"].toolTip().split("\n") == people
+    panel.set_meta({"from": ["a@example.org"], "to": people[:3], "subject": "Few"})
+    assert panel.value_text("to") == "user0@example.org, user1@example.org, user2@example.org"
