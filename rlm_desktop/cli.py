@@ -147,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", metavar="WxH", default="1400x900", help=argparse.SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", type=Path, help="files or folders to add to the case")
 
-    p = sub.add_parser("export", parents=[common], help="export a saved run as an evidence report")
-    p.add_argument("run_id", metavar="RUN_ID")
+    p = sub.add_parser(
+        "export", parents=[common], help="export a saved run (or, with --findings, the case's findings) as an evidence report"
+    )
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    p.add_argument("--findings", action="store_true", help="one report of the case's findings instead of a run")
     from rlm_desktop.reports import FORMATS  # the formats table (reports/__init__.py)
 
     p.add_argument("--format", choices=list(FORMATS), required=True)
@@ -658,6 +661,15 @@ def cmd_show(args: argparse.Namespace, path: Path) -> int:
 
 def cmd_export(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.reports import export_cli
+
+    if args.findings:
+        if args.run_id:
+            raise UsageError("export takes either RUN_ID or --findings, not both")
+        from rlm_desktop.reports.findings import export_findings_cli
+
+        return export_findings_cli(args, path)
+    if not args.run_id:
+        raise UsageError("export needs a RUN_ID (see `rlm-desktop runs`), or --findings for the case's findings")
 
     return export_cli(args, path)
 

@@ -206,3 +206,43 @@ def m004_text_hashes(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE documents ADD COLUMN text_sha256 TEXT")
     db.create_function("rlm_text_sha256", 1, lambda text: text_sha256(text or ""), deterministic=True)
     db.execute("UPDATE documents SET text_sha256 = rlm_text_sha256(text)")
+
+
+@migration
+def m006_findings(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- an investigator's labels on documents; one tag once per document whatever its case
+        CREATE TABLE document_tags (
+            doc_id INTEGER NOT NULL REFERENCES documents(id),
+            tag TEXT NOT NULL COLLATE NOCASE,
+            added TEXT NOT NULL,
+            PRIMARY KEY (doc_id, tag)
+        );
+        CREATE INDEX document_tags_tag ON document_tags(tag);
+
+        -- one free-text note per document
+        CREATE TABLE document_notes (
+            doc_id INTEGER PRIMARY KEY REFERENCES documents(id),
+            note TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+
+        -- spans the investigator kept as evidence; added only after they verified as cite() verifies them, and
+        -- verified again whenever shown or exported (text_sha256: the stored text's hash when it was added)
+        CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            doc_id INTEGER NOT NULL REFERENCES documents(id),
+            start INTEGER NOT NULL,
+            "end" INTEGER NOT NULL,
+            quote TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            run_id TEXT,                -- the run whose citation it came from; NULL for a viewer selection
+            origin TEXT NOT NULL,       -- the citation's marker, e.g. '[c2]', or 'selection'
+            text_sha256 TEXT
+        );
+        CREATE INDEX findings_doc ON findings(doc_id);
+        """,
+    )
