@@ -53,14 +53,17 @@ from rlm_desktop.gui.document_model import (
     KEY_ROLE,
     KIND,
     SIZE,
+    TAGS,
     TITLE,
     DocumentFilterProxy,
     DocumentTree,
     DocumentTreeModel,
     kind_label,
 )
+from rlm_desktop.gui.tag_bar import TagFilterCombo, add_tag_actions
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.store.case import Case
+from rlm_desktop.store.findings import all_tags
 from rlm_desktop.store.fts import FtsMatch, InvalidQuery
 
 SEARCH_LIMIT = 200
@@ -210,6 +213,7 @@ class DocumentBrowser(QWidget):
 
     document_activated = Signal(int)  # doc_id
     span_activated = Signal(int, int, int)  # doc_id, start, end
+    tags_changed = Signal(int)  # doc_id: its tags or note were changed from the list's context menu
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -263,10 +267,14 @@ class DocumentBrowser(QWidget):
         self.clear_filters_button.setToolTip("Show every document again")
         self.clear_filters_button.clicked.connect(self.clear_filters)
 
+        self.tag_combo = TagFilterCombo()
+        self.tag_combo.currentIndexChanged.connect(lambda _i: self._apply(self._tag_changed))
+
         filters = QHBoxLayout()
         filters.setContentsMargins(0, 0, 0, 0)
         filters.addWidget(self.kind_combo)
         filters.addWidget(self.sender_box, 1)
+        filters.addWidget(self.tag_combo)
         dates = QHBoxLayout()
         dates.setContentsMargins(0, 0, 0, 0)
         dates.addWidget(QLabel("Dated"))
@@ -294,6 +302,10 @@ class DocumentBrowser(QWidget):
         for column, width in ((KIND, 64), (DATE, date_width), (FROM, 140), (SIZE, 64)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
+        header.setSectionResizeMode(TAGS, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(TAGS, 110)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._document_menu)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._column_menu)
         header.setToolTip("Click to sort; right-click to choose the columns")
@@ -491,6 +503,10 @@ class DocumentBrowser(QWidget):
         for widget in (self.kind_combo, self.sender_box, self.date_from, self.date_to):
             widget.blockSignals(False)
         self._sender_timer.stop()
+        self.tag_combo.blockSignals(True)
+        self.tag_combo.setCurrentIndex(0)
+        self.tag_combo.blockSignals(False)
+        self.proxy.set_tag(None)
         self.proxy.set_kinds(None)
         self.proxy.set_date_range(None, None)
         self.proxy.set_sender("")
@@ -516,7 +532,36 @@ class DocumentBrowser(QWidget):
         self.kind_combo.blockSignals(False)
         if current and at < 0:  # the kind is gone from the case
             self.proxy.set_kinds(None)
+        self._fill_tags()
         self._filters_changed()
+
+    def refresh_tags(self) -> None:
+        """Show the case's tags again (after one was added or removed) without rebuilding the tree."""
+        if self._case is not None:
+            self.model.set_tags(all_tags(self._case))
+            self._fill_tags()
+            self._apply(self._tag_changed)
+
+    def _fill_tags(self) -> None:
+        if self.tag_combo.fill(self.model.tree.tag_names):
+            self.proxy.set_tag(None)  # the chosen tag is on no document any more
+        if not self._columns_chosen:  # the Tags column shows once the case has tags
+            self._fit_columns(self.width())
+
+    def _tag_changed(self) -> None:
+        self.proxy.set_tag(self.tag_combo.currentData())
+
+    def _document_menu(self, pos: Any) -> None:
+        index = self.tree.indexAt(pos)
+        doc_id = self.proxy.doc_id(index) if index.isValid() else None
+        if doc_id is None or self._case is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.document_activated.emit(doc_id))
+        menu.addSeparator()
+        add_tag_actions(menu, self, self._case, doc_id, self.tags_changed)
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
+        menu.deleteLater()
 
     def _kind_changed(self) -> None:
         kind = self.kind_combo.currentData()
@@ -658,13 +703,15 @@ class DocumentBrowser(QWidget):
             shown |= {FROM}
         if width >= 640:
             shown |= {KIND, SIZE}
-        for column in (KIND, DATE, FROM, SIZE):
+        if width >= 760 or (width >= 420 and self.model.tree.tag_names):
+            shown |= {TAGS}
+        for column in (KIND, DATE, FROM, SIZE, TAGS):
             self.tree.setColumnHidden(column, column not in shown)
 
     def _column_menu(self, pos: Any) -> None:
         menu = QMenu(self)
         menu.addSection("Columns")
-        for column in (KIND, DATE, FROM, SIZE):
+        for column in (KIND, DATE, FROM, SIZE, TAGS):
             action = menu.addAction(COLUMNS[column])
             action.setCheckable(True)
             action.setChecked(not self.tree.isColumnHidden(column))

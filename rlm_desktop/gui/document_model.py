@@ -22,6 +22,7 @@ from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 from rlm_desktop.gui import theme
 from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import Case, DocumentRow
+from rlm_desktop.store.findings import all_tags
 
 THREAD = "thread"
 COLUMNS = ("Title", "Kind", "Date", "From", "Size")
@@ -31,6 +32,9 @@ DOC_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 _TOP = QModelIndex()  # the invisible root, as a default argument
+# the investigator's tags come last, after the document's own properties (store/findings.py holds them)
+TAGS = len(COLUMNS)
+COLUMNS = (*COLUMNS, "Tags")
 
 THREAD_STYLE = ("Thread", "≡", QColor(20, 95, 110))  # a row the window makes, not a document kind
 
@@ -127,6 +131,7 @@ class Node:
     order: int = 0  # position in the case's own order, to undo a sort
     uid: int = 0  # the QModelIndex internal id
     sort_keys: tuple[Any, ...] | None = None  # per column, computed when first sorted
+    tags: tuple[str, ...] = ()  # the investigator's tags on the document
 
     @property
     def doc_id(self) -> int | None:
@@ -268,7 +273,19 @@ class DocumentTree:
 
     @classmethod
     def from_case(cls, case: Case | None) -> DocumentTree:
-        return cls(case.documents() if case is not None else [])
+        tree = cls(case.documents() if case is not None else [])
+        if case is not None:
+            tree.set_tags(all_tags(case))
+        return tree
+
+    def set_tags(self, tags: dict[int, tuple[str, ...]]) -> None:
+        """The tags of every document (doc id -> tags); documents missing from `tags` have none."""
+        for doc_id, node in self.by_id.items():
+            node.tags = tuple(tags.get(doc_id, ()))
+            node.sort_keys = None
+        self.tag_names = sorted({t for values in tags.values() for t in values}, key=str.casefold)
+
+    tag_names: list[str] = []
 
 
 def _date_text(node: Node) -> str:
@@ -315,6 +332,15 @@ class DocumentTreeModel(QAbstractItemModel):
 
     def refresh(self, case: Case | None) -> None:
         self.set_tree(DocumentTree.from_case(case))
+
+    def set_tags(self, tags: dict[int, tuple[str, ...]]) -> None:
+        """New tags for the documents (after a tag was added or removed), without rebuilding the tree."""
+        self.tree.set_tags(tags)
+        for owner in (self.tree.root, *self.tree.root.walk()):  # one signal per level, not per row
+            if owner.children:
+                parent = self.index_for(owner)
+                last = len(owner.children) - 1
+                self.dataChanged.emit(self.index(0, TAGS, parent), self.index(last, TAGS, parent))
 
     def set_tree(self, tree: DocumentTree) -> None:
         """Show a tree built elsewhere (a worker thread builds big ones so the window never waits)."""
@@ -414,6 +440,8 @@ class DocumentTreeModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         if role == Qt.ItemDataRole.ToolTipRole:
+            if section == TAGS:
+                return "Your tags on the document (right-click a document to add or remove one)"
             return {
                 TITLE: "Document title, email subject, or thread subject with its number of messages",
                 KIND: "File type",
@@ -459,6 +487,8 @@ class DocumentTreeModel(QAbstractItemModel):
 
     @staticmethod
     def _display(node: Node, column: int) -> str:
+        if column == TAGS:
+            return ", ".join(node.tags)
         if column == TITLE:
             partial = node.doc is not None and node.doc.status == "partial"
             return node.title + (" (still being read)" if partial else "")
@@ -478,6 +508,8 @@ class DocumentTreeModel(QAbstractItemModel):
     @staticmethod
     def _sort_value(node: Node, column: int) -> Any:
         # one Python type per column, so QVariant comparison in the proxy is well defined
+        if column == TAGS:
+            return ", ".join(node.tags).casefold() or "\uffff"  # untagged documents last
         if column == TITLE:
             return node.title.casefold()
         if column == KIND:
@@ -498,6 +530,7 @@ class DocumentFilterProxy(QSortFilterProxyModel):
         self._date_from: date | None = None
         self._date_to: date | None = None
         self._sender = ""
+        self._tag = ""  # casefolded; documents carrying this tag
         self.setRecursiveFilteringEnabled(True)
         self.setAutoAcceptChildRows(True)  # the attachments of a matching email stay reachable
         self.setSortRole(SORT_ROLE)
@@ -516,6 +549,9 @@ class DocumentFilterProxy(QSortFilterProxyModel):
     def set_sender(self, text: str) -> None:
         self._change(lambda: setattr(self, "_sender", text.strip().casefold()))
 
+    def set_tag(self, tag: str | None) -> None:
+        self._change(lambda: setattr(self, "_tag", (tag or "").strip().casefold()))
+
     def _change(self, apply: Any) -> None:
         self.beginFilterChange()
         apply()
@@ -523,7 +559,7 @@ class DocumentFilterProxy(QSortFilterProxyModel):
 
     @property
     def active(self) -> bool:
-        return bool(self._kinds or self._date_from or self._date_to or self._sender)
+        return bool(self._kinds or self._date_from or self._date_to or self._sender or self._tag)
 
     def matches(self, node: Node) -> bool:
         """Whether a document row meets every active filter by itself (threads never do: their emails do)."""
@@ -541,6 +577,8 @@ class DocumentFilterProxy(QSortFilterProxyModel):
                 return False
             if self._date_to and day > self._date_to:
                 return False
+        if self._tag and self._tag not in (t.casefold() for t in node.tags):
+            return False
         return not self._sender or self._sender in node.sender_full.casefold()
 
     def counts(self) -> tuple[int, int, int, int]:

@@ -22,6 +22,23 @@ def qt_position(text: str, offset: int) -> int:
     return position - text.count("\r\n", 0, offset)
 
 
+def python_offset(text: str, position: int) -> int:
+    """The Python character offset of QTextDocument `position` in `text` (the inverse of qt_position): the
+    first offset whose Qt position is not before it."""
+    if text.isascii() and "\r\n" not in text:
+        return max(0, min(position, len(text)))
+    lo, hi = 0, len(text)
+    while lo < hi:  # qt_position only grows with the offset
+        mid = (lo + hi) // 2
+        if qt_position(text, mid) < position:
+            lo = mid + 1
+        else:
+            hi = mid
+    if 0 < lo < len(text) and text[lo - 1] == "\r" and text[lo] == "\n":
+        lo += 1  # between the two characters of a CRLF, which Qt shows as one break: after it
+    return lo
+
+
 class PageGutter(QWidget):
     """The strip left of a PDF's text that marks where each page starts ("p. 2")."""
 
@@ -124,6 +141,22 @@ class SpanTextView(QPlainTextEdit):
         if not selections:
             return ""
         return selections[0].cursor.selectedText().replace("\u2029", "\n")
+
+    def selected_span(self) -> tuple[int, int] | None:
+        """The user's selection as (start, end) offsets of the stored text, or None when nothing is selected."""
+        cursor = self.textCursor()
+        if not cursor.hasSelection():
+            return None
+        start = python_offset(self.text, cursor.selectionStart())
+        end = python_offset(self.text, cursor.selectionEnd())
+        return (start, end) if start < end else None
+
+    def select_span(self, start: int, end: int) -> None:
+        """Select text[start:end] as the user would with the mouse (tests, the find bar)."""
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(qt_position(self.text, start))
+        cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
+        self.setTextCursor(cursor)
 
     def span_rect(self) -> QRect | None:
         """Where the highlight's first character is, in viewport coordinates."""
