@@ -303,7 +303,7 @@ class DocumentBrowser(QWidget):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
         header.setSectionResizeMode(TAGS, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(TAGS, 110)
+        header.resizeSection(TAGS, 90)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._document_menu)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -703,7 +703,7 @@ class DocumentBrowser(QWidget):
             shown |= {FROM}
         if width >= 640:
             shown |= {KIND, SIZE}
-        if width >= 760 or (width >= 420 and self.model.tree.tag_names):
+        if width >= 760 or (width >= 340 and self.model.tree.tag_names):  # the user's own tags, once there are any
             shown |= {TAGS}
         for column in (KIND, DATE, FROM, SIZE, TAGS):
             self.tree.setColumnHidden(column, column not in shown)

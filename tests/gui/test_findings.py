@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMenu
 from sample_case import EMAIL_PHRASE, PDF_PHRASE, build_sample_case
 
 from rlm_desktop.findings import list_findings
@@ -179,11 +179,34 @@ def test_notes_are_edited_in_the_table_and_kept(window, qtmodeltester):
     qtmodeltester.check(empty)
 
 
+def test_the_document_menu_adds_and_removes_tags_and_notes(window, monkeypatch, qtmodeltester):
+    doc_id, _, _ = span_of(window.case, EMAIL_PHRASE)
+    store.add_tag(window.case, doc_id, "Antwerp")
+    changed: list[int] = []
+    window.browser.tags_changed.connect(changed.append)
+    menu = QMenu()
+    tag_bar.add_tag_actions(menu, window.browser, window.case, doc_id, window.browser.tags_changed)
+    entries = {a.text(): a for a in menu.actions()}
+    assert set(entries) >= {"Add tag…", "Remove tag", "Note…"}
+    [remove] = entries["Remove tag"].menu().actions()
+    assert remove.text() == "Antwerp"
+    remove.trigger()
+    assert store.tags_of(window.case, doc_id) == [] and changed == [doc_id]
+    monkeypatch.setattr(tag_bar.QInputDialog, "getMultiLineText", lambda *a, **k: ("Ask Bob who relabelled", True))
+    entries["Note…"].trigger()
+    assert store.document_note(window.case, doc_id) == "Ask Bob who relabelled" and changed == [doc_id, doc_id]
+    window.viewer.show_document(doc_id)
+    assert "Ask Bob who relabelled" in window.viewer.tag_bar.tags_label.text()
+    # the document model with tags stays a well-behaved Qt model
+    store.add_tag(window.case, doc_id, "Antwerp")
+    window.browser.refresh_tags()
+    qtmodeltester.check(window.browser.model)
+    assert window.browser.model.index_of(doc_id).siblingAtColumn(TAGS).data() == "Antwerp"
+
+
 def test_tags_column_filter_and_viewer_strip(qtbot, window, monkeypatch):
     doc_id, _, _ = span_of(window.case, PDF_PHRASE)
     browser = window.browser
-    window.splitter.setSizes([560, 340, 380])  # a pane wide enough for the Tags column (narrower: header menu)
-    qtbot.wait(20)
     assert browser.tree.isColumnHidden(TAGS)  # no tags in the case yet: no empty column
     # from the document list's context menu: the tag dialog offers the case's tags, typing a new one works
     monkeypatch.setattr(tag_bar.QInputDialog, "getItem", lambda *a, **k: ("key evidence", True))
