@@ -16,7 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify")
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify", "tag", "findings")
 
 
 class UsageError(Exception):
@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--reextract", action="store_true", help="also extract every original again (slow on a large case)"
     )
 
+    p = sub.add_parser("tag", parents=[common], help="add, remove or list a document's tags")
+    p.add_argument("doc_id", metavar="DOC_ID", type=int)
+    p.add_argument("tags", metavar="TAG", nargs="*", help="tags to add (none: list the document's tags)")
+    p.add_argument("--remove", action="store_true", help="remove the given tags instead")
+    sub.add_parser("findings", parents=[common], help="the case's findings, each verified now (exit 1 if one fails)")
+
     sub.add_parser("runs", parents=[common], help="list the case's saved runs")
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -211,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             "export": cmd_export,
             "doctor": cmd_doctor,
             "verify": cmd_verify,
+            "tag": cmd_tag,
+            "findings": cmd_findings,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -692,3 +700,17 @@ def _print_tree(node: dict[str, Any], depth: int) -> None:
     print(f"{'  ' * depth}- {node['kind']}{model} [{node['status']}]{cost} {label}")
     for child in node.get("children", []):
         _print_tree(child, depth + 1)
+
+
+def cmd_tag(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.findings import tag_cli
+
+    with _open_existing(path) as case:
+        return tag_cli(case, args.doc_id, args.tags, remove=args.remove, as_json=args.json)
+
+
+def cmd_findings(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.findings import findings_cli
+
+    with _open_existing(path) as case:
+        return findings_cli(case, as_json=args.json)

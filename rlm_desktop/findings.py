@@ -176,3 +176,53 @@ def list_findings(case: Case) -> list[Finding]:
 
 def get_finding(case: Case, finding_id: int) -> Finding:
     return check(case, rows.finding_row(case, finding_id))
+
+
+# ---- command line --------------------------------------------------------------------------------------
+
+
+def tag_cli(case: Case, doc_id: int, tags: list[str], *, remove: bool, as_json: bool) -> int:
+    """`rlm-desktop tag DOC_ID [TAG...] [--remove]`: add (or remove) tags, then print the document's tags."""
+    import json
+    import sys
+
+    try:
+        title = case.document(doc_id).title
+        for tag in tags:
+            if remove:
+                if not rows.remove_tag(case, doc_id, tag):
+                    print(f"rlm-desktop: document {doc_id} has no tag {tag!r}", file=sys.stderr)
+            else:
+                rows.add_tag(case, doc_id, tag)
+    except (KeyError, rows.InvalidTag) as exc:
+        print(f"rlm-desktop: error: {str(exc).strip(chr(34))}", file=sys.stderr)
+        return 2
+    now = rows.tags_of(case, doc_id)
+    if as_json:
+        json.dump({"doc_id": doc_id, "title": title, "tags": now}, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{doc_id} {title}: " + (", ".join(now) if now else "no tags"))
+    return 0
+
+
+def findings_cli(case: Case, *, as_json: bool) -> int:
+    """`rlm-desktop findings`: every finding, verified now; exit 1 when one does not verify."""
+    import json
+    import sys
+
+    findings = list_findings(case)
+    if as_json:
+        json.dump([f.to_json() for f in findings], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        if not findings:
+            print("no findings in this case")
+        for f in findings:
+            check = "verified" if f.verified else f"NOT VERIFIED ({f.problem})"
+            where = f", page {f.page}" if f.page else ""
+            print(f"{f.marker}  {f.title}{where}, characters {f.row.start}-{f.row.end}  [{check}]  {f.source}")
+            print(f"    “{' '.join(f.row.quote.split())}”")
+            if f.row.note:
+                print(f"    note: {f.row.note}")
+    return 0 if all(f.verified for f in findings) else 1
