@@ -184,6 +184,14 @@ class FindingsView(QWidget):
         finding = self.selected_finding()
         if finding is None or self._case is None:
             return
+        quote = " ".join(finding.row.quote.split())
+        quote = quote if len(quote) <= 200 else quote[:200] + "…"
+        note = f"\n\nIts note will be lost: “{finding.row.note}”" if finding.row.note else ""
+        answer = QMessageBox.question(
+            self, "Remove finding", f"Remove finding {finding.marker}, “{quote}”?{note}\n\nThe document is not changed."
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
         store.delete_finding(self._case, finding.id)
         self.refresh()
         self.findings_changed.emit()

@@ -455,6 +455,12 @@ class SourceViewer(QWidget):
         return True
 
     def _selection_menu(self, global_pos: Any) -> None:
+        menu = self.selection_menu()
+        menu.exec(global_pos)
+        menu.deleteLater()
+
+    def selection_menu(self) -> QMenu:
+        """The context menu of the text or page: "Add selection to findings…" first, then the text's own."""
         menu = self.text_view.createStandardContextMenu() if self.mode == "text" else QMenu(self)
         first = menu.actions()[0] if menu.actions() else None
         span = self.selected_span()
@@ -464,8 +470,7 @@ class SourceViewer(QWidget):
         menu.insertAction(first, add)
         if first is not None:
             menu.insertSeparator(first)
-        menu.exec(global_pos)
-        menu.deleteLater()
+        return menu
 
     # ---- header and notices ------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QContextMenuEvent, QMouseEvent
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 from sample_case import EMAIL_PHRASE, PDF_PHRASE, build_sample_case
 
 from rlm_desktop.findings import list_findings
@@ -142,7 +142,7 @@ def drag(widget, start: QPointF, end: QPointF) -> None:
         QApplication.sendEvent(widget, event)
 
 
-def test_words_dragged_over_on_a_pdf_page_are_kept(qtbot, window):
+def test_words_dragged_over_on_a_pdf_page_are_kept(qtbot, window, monkeypatch):
     doc_id, start, end = span_of(window.case, PDF_PHRASE)
     window.viewer.show_document(doc_id)
     window.viewer.pdf_view.show_page(2)
@@ -155,7 +155,17 @@ def test_words_dragged_over_on_a_pdf_page_are_kept(qtbot, window):
     drag(canvas, canvas.rect_on_widget(first[2:]).center(), canvas.rect_on_widget(last[2:]).center())
     assert window.viewer.selected_span() == (start, end)
     assert len(window.viewer.pdf_selection.rects()) >= 1
-    assert window.viewer.request_finding()
+    qtbot.wait(30)
+    window.viewer.grab().save(str(SHOTS / "pdf-selection.png"))
+    # a right-click on the page asks for the menu, which offers the dragged words
+    asked: list = []
+    monkeypatch.setattr(window.viewer, "_selection_menu", asked.append)
+    window.viewer.pdf_selection.menu_requested.disconnect()
+    window.viewer.pdf_selection.menu_requested.connect(asked.append)
+    QApplication.sendEvent(canvas, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, QPoint(50, 50), QPoint(9, 9)))
+    assert asked == [QPoint(9, 9)]
+    [add] = [a for a in window.viewer.selection_menu().actions() if a.text() == "Add selection to findings…"]
+    add.trigger()
     [finding] = list_findings(window.case)
     assert finding.verified and finding.row.quote == PDF_PHRASE and finding.page == 2
     # a plain click is not a selection
@@ -174,9 +184,41 @@ def test_notes_are_edited_in_the_table_and_kept(window, qtmodeltester):
     assert store.finding_row(window.case, model.finding(0).id).note == "Bob confirms it"
     assert not model.setData(model.index(0, NOTE), "x" * (store.MAX_NOTE_CHARS + 1))
     assert "at most" in model.last_error
-    window.findings.delete_selected() if window.findings.selected_finding() else None
     empty = FindingsModel()
     qtmodeltester.check(empty)
+
+
+def test_removing_a_finding_asks_first(window, monkeypatch):
+    doc_id, start, end = span_of(window.case, EMAIL_PHRASE)
+    window.findings.add_selection(doc_id, start, end, note="worth keeping")
+    asked: list[str] = []
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+
+    def question(parent, title, text, *args):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(findings_view.QMessageBox, "question", question)
+    window.findings.delete_selected()
+    assert "worth keeping" in asked[0] and len(list_findings(window.case)) == 1  # No: kept
+    window.findings.delete_selected()
+    assert list_findings(window.case) == [] and window.findings.stack.currentWidget() is window.findings.empty_label
+
+
+def test_the_viewer_context_menu_offers_the_selection(window, monkeypatch):
+    doc_id, start, end = span_of(window.case, EMAIL_PHRASE)
+    viewer = window.viewer
+    viewer.show_document(doc_id)
+    assert viewer.text_view.contextMenuPolicy() == Qt.ContextMenuPolicy.CustomContextMenu  # our menu, not Qt's
+    actions = viewer.selection_menu().actions()
+    add = next(a for a in actions if "findings" in a.text())
+    assert not add.isEnabled()  # nothing selected yet
+    assert any("Copy" in a.text() for a in actions)  # the text's own entries stay
+    viewer.text_view.select_span(start, end)
+    add = next(a for a in viewer.selection_menu().actions() if a.text() == "Add selection to findings…")
+    add.trigger()
+    [finding] = list_findings(window.case)
+    assert finding.row.quote == EMAIL_PHRASE
 
 
 def test_the_document_menu_adds_and_removes_tags_and_notes(window, monkeypatch, qtmodeltester):
