@@ -213,9 +213,13 @@ def m006_findings(db: sqlite3.Connection) -> None:
     run_script(
         db,
         """
-        -- an investigator's labels on documents; one tag once per document whatever its case
+        -- No foreign keys to documents here: an interrupted mailbox's messages are deleted and read again
+        -- (Case.delete_document_tree), and a mark on one must not stop that; a finding whose document is gone
+        -- stays, shown as not verified ("no such document").
+
+        -- an investigator's labels on documents; one tag once per document whatever its letter case
         CREATE TABLE document_tags (
-            doc_id INTEGER NOT NULL REFERENCES documents(id),
+            doc_id INTEGER NOT NULL,
             tag TEXT NOT NULL COLLATE NOCASE,
             added TEXT NOT NULL,
             PRIMARY KEY (doc_id, tag)
@@ -224,7 +228,7 @@ def m006_findings(db: sqlite3.Connection) -> None:
 
         -- one free-text note per document
         CREATE TABLE document_notes (
-            doc_id INTEGER PRIMARY KEY REFERENCES documents(id),
+            doc_id INTEGER PRIMARY KEY,
             note TEXT NOT NULL,
             updated TEXT NOT NULL
         );
@@ -233,7 +237,7 @@ def m006_findings(db: sqlite3.Connection) -> None:
         -- verified again whenever shown or exported (text_sha256: the stored text's hash when it was added)
         CREATE TABLE findings (
             id INTEGER PRIMARY KEY,
-            doc_id INTEGER NOT NULL REFERENCES documents(id),
+            doc_id INTEGER NOT NULL,
             start INTEGER NOT NULL,
             "end" INTEGER NOT NULL,
             quote TEXT NOT NULL,

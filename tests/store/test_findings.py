@@ -167,3 +167,15 @@ def test_finding_notes_are_edited_and_findings_deleted(case):
     assert store.delete_finding(case, added.id)
     assert list_findings(case) == []
     assert not store.delete_finding(case, added.id)
+
+
+def test_marks_never_block_a_document_being_read_again(case):
+    # an interrupted mailbox's messages are deleted and read again: a tag, a note or a finding on one must not
+    # stop that, and the finding stays, shown as not verified
+    store.add_tag(case, case.other_id, "payments")
+    store.set_document_note(case, case.other_id, "check the dates")
+    add_finding(case, case.other_id, 0, 8, note="kept")
+    with case.transaction():
+        case.delete_document_tree(case.other_id)
+    [finding] = list_findings(case)
+    assert not finding.verified and finding.problem == "no such document" and finding.row.note == "kept"
