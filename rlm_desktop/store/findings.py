@@ -89,6 +89,21 @@ def tag_names(case: Case) -> list[tuple[str, int]]:
     return [(tag, count) for tag, count in rows]
 
 
+def carry_marks(case: Case, old: int, new: int) -> None:
+    """Give document `new` (a changed file's new version) the tags and note of `old`, inside the caller's
+    transaction. Findings stay on `old`: they are spans of its text, which is kept."""
+    case.conn.execute(
+        "INSERT OR IGNORE INTO document_tags (doc_id, tag, added) SELECT ?, tag, added FROM document_tags"
+        " WHERE doc_id = ?",
+        (new, old),
+    )
+    case.conn.execute(
+        "INSERT OR IGNORE INTO document_notes (doc_id, note, updated) SELECT ?, note, updated FROM document_notes"
+        " WHERE doc_id = ?",
+        (new, old),
+    )
+
+
 # ---- notes on documents --------------------------------------------------------------------------------
 
 

@@ -179,3 +179,24 @@ def test_marks_never_block_a_document_being_read_again(case):
         case.delete_document_tree(case.other_id)
     [finding] = list_findings(case)
     assert not finding.verified and finding.problem == "no such document" and finding.row.note == "kept"
+
+
+def test_tags_and_note_follow_a_changed_file_to_its_new_version(tmp_path):
+    from rlm_desktop.ingest.pipeline import ingest
+
+    memo = tmp_path / "memo.txt"
+    memo.write_text("Payments were approved on 2 May.\n", encoding="utf-8")
+    with Case.open(tmp_path / "c.sqlite") as c:
+        ingest(c, [memo], jobs=1)
+        [old] = c.documents()
+        store.add_tag(c, old.id, "payments")
+        store.set_document_note(c, old.id, "compare with the bank statement")
+        add_finding(c, old.id, 0, 8)
+        memo.write_text("Payments were approved on 3 May.\n", encoding="utf-8")
+        ingest(c, [memo], jobs=1)
+        [new] = c.documents()
+        assert new.id != old.id and c.document(old.id).superseded_by == new.id
+        assert store.tags_of(c, new.id) == ["payments"]
+        assert store.document_note(c, new.id) == "compare with the bank statement"
+        [finding] = list_findings(c)
+        assert finding.row.doc_id == old.id and finding.verified  # the old text is kept: its span still holds
