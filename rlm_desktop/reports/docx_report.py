@@ -199,6 +199,7 @@ def _citation(document, c: ReportCitation) -> None:
     doc = c.doc
     facts: list[tuple[str, str, dict]] = [
         ("Document", f"{c.title} (id {c.doc_id})", {}),
+        *((label, text, {"bold": label == "Note"}) for label, text in c.extra),  # a finding's note, source, date
         ("Path", c.path or (doc.location if doc else "—"), {"font": MONO, "size": 8}),
     ]
     if doc is not None:
@@ -215,7 +216,6 @@ def _citation(document, c: ReportCitation) -> None:
     if c.page:
         facts.append(("Page", c.pages_label, {}))
     facts.append(("Characters", f"{c.start:,}–{c.end:,} of the stored text", {}))
-    facts += [(label, text, {}) for label, text in c.extra]
     if doc is not None and doc.email is not None:
         for key, value in doc.email.rows():
             facts.append((key, value, {}))

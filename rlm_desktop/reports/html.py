@@ -227,6 +227,7 @@ def _citation_block(c: ReportCitation, image_src: ImageSource, max_image_width: 
     facts: list[tuple[str, str]] = []
     doc = c.doc
     facts.append(("Document", _e(c.title) + (f" <span class='muted'>(id {c.doc_id})</span>")))
+    facts += [(_e(label), f"<b>{_e(text)}</b>" if label == "Note" else _e(text)) for label, text in c.extra]
     facts.append(("Path", f"<span class='mono'>{_e(c.path or (doc.location if doc else '—'))}</span>"))
     if doc is not None:
         facts.append(("Kind", _e(doc.kind_label)))
@@ -245,7 +246,6 @@ def _citation_block(c: ReportCitation, image_src: ImageSource, max_image_width: 
     if c.page:
         facts.append(("Page", _e(c.pages_label)))
     facts.append(("Characters", f"<span class='mono'>{c.start:,}–{c.end:,}</span> of the stored text"))
-    facts += [(_e(label), _e(text)) for label, text in c.extra]
     if doc is not None and doc.email is not None:
         for label, value in doc.email.rows():
             facts.append((label, _e(value)))

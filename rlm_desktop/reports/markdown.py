@@ -130,6 +130,7 @@ def _citation(c: ReportCitation, folder: str | None) -> list[str]:
     doc = c.doc
     facts = [
         ("Document", f"{_cell(c.title)} (id {c.doc_id})"),
+        *((label, _cell(text)) for label, text in c.extra),  # a finding's note, source and date
         ("Path", _code_cell(c.path or (doc.location if doc else "—"))),
     ]
     if doc is not None:
@@ -148,7 +149,6 @@ def _citation(c: ReportCitation, folder: str | None) -> list[str]:
     if c.page:
         facts.append(("Page", c.pages_label))
     facts.append(("Characters", f"{c.start:,}–{c.end:,} of the stored text"))
-    facts += [(label, _cell(text)) for label, text in c.extra]
     if doc is not None and doc.email is not None:
         for key, value in doc.email.rows():
             facts.append((key, _cell(value)))
