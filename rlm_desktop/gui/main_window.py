@@ -283,6 +283,7 @@ class MainWindow(QMainWindow):
             return
         if documents:
             self.browser.refresh_in_background()
+            self.findings.refresh()  # verified again: an ingest may have replaced a document's text
         self.history.refresh()
         docs = self.case.count_documents()
         runs = self.history.model.rowCount()  # just refreshed from the case
