@@ -390,7 +390,8 @@ def render_docx(report: Report) -> bytes:
 
 def _citation_grid(document, report: Report) -> None:
     rows = [
-        [c.marker, c.title, c.pages_label, f"{c.start:,}–{c.end:,}", "yes" if c.verified else "NO"]
+        [c.marker, c.title + (f"\n{c.note}" if c.note else ""), c.pages_label, f"{c.start:,}–{c.end:,}",
+         "yes" if c.verified else "NO"]
         for c in report.citations
     ]
     rows += [

@@ -182,6 +182,11 @@ def _usage(report: Report) -> str:
     return f"<table class='grid'>{''.join(rows)}</table><p class='muted'>{_e(cap)}</p>"
 
 
+def _note(c: ReportCitation) -> str:
+    """A finding's note under its document in the summary table."""
+    return f"<br/><span class='muted'>{_e(c.note)}</span>" if c.note else ""
+
+
 def _citation_table(report: Report) -> str:
     rows = [
         "<tr class='head'><th>Marker</th><th>Document</th><th>Page</th><th>Characters</th><th>Verified</th></tr>"
@@ -189,7 +194,7 @@ def _citation_table(report: Report) -> str:
     for c in report.citations:
         mark = "<span class='ok'>yes</span>" if c.verified else "<span class='badge-bad'>NO</span>"
         rows.append(
-            f"<tr><td><a class='marker' href='#{c.anchor}'>{_e(c.marker)}</a></td><td>{_e(c.title)}</td>"
+            f"<tr><td><a class='marker' href='#{c.anchor}'>{_e(c.marker)}</a></td><td>{_e(c.title)}{_note(c)}</td>"
             f"<td>{_e(c.pages_label)}</td><td class='mono'>{c.start:,}–{c.end:,}</td><td>{mark}</td></tr>"
         )
     for marker in report.unresolved_markers:

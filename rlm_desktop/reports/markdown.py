@@ -244,7 +244,8 @@ def _citation_table(report: Report) -> list[str]:
     lines = ["| Marker | Document | Page | Characters | Verified |", "|---|---|---|---|---|"]
     for c in report.citations:
         lines.append(
-            f"| [{escape(c.marker)}](#{c.anchor}) | {_cell(c.title)} | {c.pages_label} | "
+            f"| [{escape(c.marker)}](#{c.anchor}) | {_cell(c.title)}{f'<br>*{_cell(c.note)}*' if c.note else ''} | "
+            f"{c.pages_label} | "
             f"{c.start:,}–{c.end:,} | {'yes' if c.verified else '**NO**'} |"
         )
     for marker in report.unresolved_markers:

@@ -234,6 +234,12 @@ class ReportCitation:
     extra: list[tuple[str, str]] = field(default_factory=list)  # (label, text) facts a finding adds: note, source
 
     @property
+    def note(self) -> str | None:
+        """A finding's note (None for a run's citation, or a finding without one)."""
+        note = dict(self.extra).get("Note")
+        return None if note in (None, "—") else note
+
+    @property
     def anchor(self) -> str:
         return "cite-" + re.sub(r"[^A-Za-z0-9]+", "-", self.marker).strip("-")
 

@@ -93,6 +93,7 @@ def test_html_and_markdown(findings_case, exported):
     check_text(exported["html"].read_text(encoding="utf-8").replace("&amp;", "&"), findings_case)
     html = exported["html"].read_text(encoding="utf-8")
     assert f">{PDF_PHRASE}</mark>" in html and html.count("<mark ") == 2
+    assert f"<br/><span class='muted'>{PDF_NOTE}</span></td>" in html  # the summary table shows each note
     markdown = unescape(exported["md"].read_text(encoding="utf-8"))
     check_text(markdown, findings_case)
     images = findings_case.root / "findings_files"
