@@ -63,7 +63,7 @@ from rlm_desktop.gui.document_model import (
 from rlm_desktop.gui.tag_bar import TagFilterCombo, add_tag_actions
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.store.case import Case
-from rlm_desktop.store.findings import all_tags
+from rlm_desktop.store.findings import all_document_notes, all_tags
 from rlm_desktop.store.fts import FtsMatch, InvalidQuery
 
 SEARCH_LIMIT = 200
@@ -538,7 +538,7 @@ class DocumentBrowser(QWidget):
     def refresh_tags(self) -> None:
         """Show the case's tags again (after one was added or removed) without rebuilding the tree."""
         if self._case is not None:
-            self.model.set_tags(all_tags(self._case))
+            self.model.set_tags(all_tags(self._case), all_document_notes(self._case))
             self._fill_tags()
             self._apply(self._tag_changed)
 
@@ -703,7 +703,8 @@ class DocumentBrowser(QWidget):
             shown |= {FROM}
         if width >= 640:
             shown |= {KIND, SIZE}
-        if width >= 760 or (width >= 340 and self.model.tree.tag_names):  # the user's own tags, once there are any
+        marked = self.model.tree.tag_names or any(n.note for n in self.model.tree.by_id.values())
+        if width >= 760 or (width >= 340 and marked):  # the user's own tags and notes, once there are any
             shown |= {TAGS}
         for column in (KIND, DATE, FROM, SIZE, TAGS):
             self.tree.setColumnHidden(column, column not in shown)

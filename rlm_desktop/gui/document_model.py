@@ -22,7 +22,7 @@ from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 from rlm_desktop.gui import theme
 from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import Case, DocumentRow
-from rlm_desktop.store.findings import all_tags
+from rlm_desktop.store.findings import all_document_notes, all_tags
 
 THREAD = "thread"
 COLUMNS = ("Title", "Kind", "Date", "From", "Size")
@@ -132,6 +132,7 @@ class Node:
     uid: int = 0  # the QModelIndex internal id
     sort_keys: tuple[Any, ...] | None = None  # per column, computed when first sorted
     tags: tuple[str, ...] = ()  # the investigator's tags on the document
+    note: str = ""  # and their note on it
 
     @property
     def doc_id(self) -> int | None:
@@ -275,13 +276,14 @@ class DocumentTree:
     def from_case(cls, case: Case | None) -> DocumentTree:
         tree = cls(case.documents() if case is not None else [])
         if case is not None:
-            tree.set_tags(all_tags(case))
+            tree.set_tags(all_tags(case), all_document_notes(case))
         return tree
 
-    def set_tags(self, tags: dict[int, tuple[str, ...]]) -> None:
-        """The tags of every document (doc id -> tags); documents missing from `tags` have none."""
+    def set_tags(self, tags: dict[int, tuple[str, ...]], notes: dict[int, str] | None = None) -> None:
+        """The tags (and notes) of every document by id; documents missing from them have none."""
         for doc_id, node in self.by_id.items():
             node.tags = tuple(tags.get(doc_id, ()))
+            node.note = (notes or {}).get(doc_id, "")
             node.sort_keys = None
         self.tag_names = sorted({t for values in tags.values() for t in values}, key=str.casefold)
 
@@ -333,9 +335,9 @@ class DocumentTreeModel(QAbstractItemModel):
     def refresh(self, case: Case | None) -> None:
         self.set_tree(DocumentTree.from_case(case))
 
-    def set_tags(self, tags: dict[int, tuple[str, ...]]) -> None:
-        """New tags for the documents (after a tag was added or removed), without rebuilding the tree."""
-        self.tree.set_tags(tags)
+    def set_tags(self, tags: dict[int, tuple[str, ...]], notes: dict[int, str] | None = None) -> None:
+        """New tags and notes for the documents (after one changed), without rebuilding the tree."""
+        self.tree.set_tags(tags, notes)
         for owner in (self.tree.root, *self.tree.root.walk()):  # one signal per level, not per row
             if owner.children:
                 parent = self.index_for(owner)
@@ -466,6 +468,9 @@ class DocumentTreeModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.DecorationRole and column == TITLE:
             return kind_icon(node.kind)
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column == TAGS and (node.tags or node.note):
+                tags = ["Tags: " + ", ".join(node.tags)] if node.tags else []
+                return "\n".join(tags + ([f"Note: {node.note}"] if node.note else []))
             if column == FROM and node.sender_full:
                 return node.sender_full
             return _tooltip(node)
@@ -488,7 +493,7 @@ class DocumentTreeModel(QAbstractItemModel):
     @staticmethod
     def _display(node: Node, column: int) -> str:
         if column == TAGS:
-            return ", ".join(node.tags)
+            return ("✎ " if node.note else "") + ", ".join(node.tags)  # ✎: the document has a note
         if column == TITLE:
             partial = node.doc is not None and node.doc.status == "partial"
             return node.title + (" (still being read)" if partial else "")

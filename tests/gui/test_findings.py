@@ -239,11 +239,13 @@ def test_the_document_menu_adds_and_removes_tags_and_notes(window, monkeypatch, 
     assert store.document_note(window.case, doc_id) == "Ask Bob who relabelled" and changed == [doc_id, doc_id]
     window.viewer.show_document(doc_id)
     assert "Ask Bob who relabelled" in window.viewer.tag_bar.tags_label.text()
+    cell = window.browser.model.index_of(doc_id).siblingAtColumn(TAGS)
+    assert cell.data() == "✎ " and "Note: Ask Bob who relabelled" in cell.data(Qt.ItemDataRole.ToolTipRole)
     # the document model with tags stays a well-behaved Qt model
     store.add_tag(window.case, doc_id, "Antwerp")
     window.browser.refresh_tags()
     qtmodeltester.check(window.browser.model)
-    assert window.browser.model.index_of(doc_id).siblingAtColumn(TAGS).data() == "Antwerp"
+    assert window.browser.model.index_of(doc_id).siblingAtColumn(TAGS).data() == "✎ Antwerp"
 
 
 def test_tags_column_filter_and_viewer_strip(qtbot, window, monkeypatch):
