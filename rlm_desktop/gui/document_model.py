@@ -285,9 +285,13 @@ class DocumentTree:
             node.tags = tuple(tags.get(doc_id, ()))
             node.note = (notes or {}).get(doc_id, "")
             node.sort_keys = None
-        self.tag_names = sorted({t for values in tags.values() for t in values}, key=str.casefold)
+        names: dict[str, str] = {}  # one entry per tag whatever its letter case (the filter ignores case too)
+        for values in tags.values():
+            for tag in values:
+                names.setdefault(tag.casefold(), tag)
+        self.tag_names = sorted(names.values(), key=str.casefold)
 
-    tag_names: list[str] = []
+    tag_names: list[str] = []  # the tags in use, for the tag filter (set by set_tags)
 
 
 def _date_text(node: Node) -> str:
