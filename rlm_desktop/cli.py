@@ -16,7 +16,9 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify", "serve")
+COMMANDS = (
+    "gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify", "serve", "tag", "findings"
+)
 
 
 class UsageError(Exception):
@@ -173,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", metavar="WxH", default=None, help=argparse.SUPPRESS)
     p.add_argument("paths", nargs="*", metavar="PATH", type=Path, help="files or folders to add to the case")
 
-    p = sub.add_parser("export", parents=[common], help="export a saved run as an evidence report")
-    p.add_argument("run_id", metavar="RUN_ID")
+    p = sub.add_parser(
+        "export", parents=[common], help="export a saved run (or, with --findings, the case's findings) as an evidence report"
+    )
+    p.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    p.add_argument("--findings", action="store_true", help="one report of the case's findings instead of a run")
     from rlm_desktop.reports import FORMATS  # the formats table (reports/__init__.py)
 
     p.add_argument("--format", choices=list(FORMATS), required=True)
@@ -199,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reextract", action="store_true", help="also extract every original again (slow on a large case)"
     )
+
+    p = sub.add_parser("tag", parents=[common], help="add, remove or list a document's tags")
+    p.add_argument("doc_id", metavar="DOC_ID", type=int)
+    p.add_argument("tags", metavar="TAG", nargs="*", help="tags to add (none: list the document's tags)")
+    p.add_argument("--remove", action="store_true", help="remove the given tags instead")
+    sub.add_parser("findings", parents=[common], help="the case's findings, each verified now (exit 1 if one fails)")
 
     p = sub.add_parser(
         "runs", parents=[common], help="list the case's saved runs (follow-ups under the run they follow)"
@@ -264,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             "doctor": cmd_doctor,
             "verify": cmd_verify,
             "serve": cmd_serve,
+            "tag": cmd_tag,
+            "findings": cmd_findings,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -752,6 +765,15 @@ def cmd_show(args: argparse.Namespace, path: Path) -> int:
 def cmd_export(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.reports import export_cli
 
+    if args.findings:
+        if args.run_id:
+            raise UsageError("export takes either RUN_ID or --findings, not both")
+        from rlm_desktop.reports.findings import export_findings_cli
+
+        return export_findings_cli(args, path)
+    if not args.run_id:
+        raise UsageError("export needs a RUN_ID (see `rlm-desktop runs`), or --findings for the case's findings")
+
     return export_cli(args, path)
 
 
@@ -805,3 +827,17 @@ def cmd_serve(args: argparse.Namespace, path: Path) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc).strip('"')) from None
+
+
+def cmd_tag(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.findings import tag_cli
+
+    with _open_existing(path) as case:
+        return tag_cli(case, args.doc_id, args.tags, remove=args.remove, as_json=args.json)
+
+
+def cmd_findings(args: argparse.Namespace, path: Path) -> int:
+    from rlm_desktop.findings import findings_cli
+
+    with _open_existing(path) as case:
+        return findings_cli(case, as_json=args.json)

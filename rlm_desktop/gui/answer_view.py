@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, QUrl, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QAction, QContextMenuEvent
+from PySide6.QtWidgets import QLabel, QMenu, QVBoxLayout, QWidget
 
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.answer_markdown import STYLE, answer_html
@@ -36,6 +37,7 @@ class AnswerView(QWidget):
     """Shows one answer; markers like [c1] are links, unverified ones are red with a ⚠, unknown ones red."""
 
     citation_activated = Signal(object)  # the citation dict (CONTRACTS run record)
+    finding_requested = Signal(object)  # "Add to findings" on a citation: its dict
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -183,6 +185,8 @@ class AnswerView(QWidget):
             problem = citation.get("problem")
             if not verified and problem:
                 check += f" <span style='color:{muted}'>({html.escape(str(problem))})</span>"
+            if verified:  # only a verified span can be kept as a finding
+                check += f" · <a href='finding:{key}' style='color:{LINK}'>Add to findings</a>"
             rows.append(
                 f"<tr><td style='color:{muted}; padding-right:6px' valign='top'>{number}.</td>"
                 f"<td valign='top' style='padding-right:8px'><a href='cite:{key}' style='color:{colour}'>"
@@ -208,6 +212,32 @@ class AnswerView(QWidget):
         target = url.toString()
         if target.startswith("cite:"):
             self.activate_citation(target[5:])
+        elif target.startswith("finding:"):
+            self.request_finding(target[8:])
+
+    def request_finding(self, marker: str) -> bool:
+        """Ask for this citation to be kept as a finding; False when there is no such citation."""
+        citation = self._citations.get(marker_key(marker))
+        if citation is None:
+            return False
+        self.finding_requested.emit(citation)
+        return True
+
+    def context_menu_for(self, href: str) -> QMenu:
+        """The browser's context menu, with "Add to findings" when the pointer is on a citation marker."""
+        menu = self.browser.createStandardContextMenu()
+        key = href.partition(":")[2] if href.startswith(("cite:", "finding:")) else None
+        if key is not None and key in self._citations:
+            first = menu.actions()[0] if menu.actions() else None
+            show = QAction(f"Show [{key}] in its document", menu)
+            show.triggered.connect(lambda: self.activate_citation(key))
+            verified = bool(self._citations[key].get("verified"))
+            add = QAction(f"Add [{key}] to findings…" if verified else f"[{key}] is unverified: not a finding", menu)
+            add.setEnabled(verified)
+            add.triggered.connect(lambda: self.request_finding(key))
+            menu.insertActions(first, [show, add])
+            menu.insertSeparator(first)
+        return menu
 
     def tooltip_for(self, href: str) -> str | None:
         if not href.startswith("cite:"):
@@ -230,3 +260,8 @@ class _AnswerBrowser(TooltipBrowser):
 
     def tooltip_at(self, pos: QPoint) -> str | None:
         return self._owner.tooltip_for(self.anchorAt(pos))
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt override
+        menu = self._owner.context_menu_for(self.anchorAt(event.pos()))
+        menu.exec(event.globalPos())
+        menu.deleteLater()

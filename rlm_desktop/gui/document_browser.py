@@ -55,6 +55,7 @@ from rlm_desktop.gui.document_model import (
     KEY_ROLE,
     KIND,
     SIZE,
+    TAGS,
     TITLE,
     TO,
     DocumentFilterProxy,
@@ -63,8 +64,10 @@ from rlm_desktop.gui.document_model import (
     kind_label,
     zone_name,
 )
+from rlm_desktop.gui.tag_bar import TagFilterCombo, add_tag_actions
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.store.case import Case
+from rlm_desktop.store.findings import all_document_notes, all_tags
 from rlm_desktop.store.fts import FtsMatch, InvalidQuery
 from rlm_desktop.store.names import FIELDS
 from rlm_desktop.store.search_query import parse_query
@@ -228,6 +231,7 @@ class DocumentBrowser(QWidget):
     document_activated = Signal(int)  # doc_id
     zone_changed = Signal(object)  # the tzinfo dates are shown in, None for the local zone
     span_activated = Signal(int, int, int)  # doc_id, start, end
+    tags_changed = Signal(int)  # doc_id: its tags or note were changed from the list's context menu
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -296,6 +300,9 @@ class DocumentBrowser(QWidget):
         self.clear_filters_button.setToolTip("Clear the filters: show every document again")
         self.clear_filters_button.clicked.connect(self.clear_filters)
 
+        self.tag_combo = TagFilterCombo()
+        self.tag_combo.currentIndexChanged.connect(lambda _i: self._apply(self._tag_changed))
+
         filters = QHBoxLayout()
         filters.setContentsMargins(0, 0, 0, 0)
         filters.addWidget(self.kind_combo)
@@ -310,7 +317,7 @@ class DocumentBrowser(QWidget):
         dates.addWidget(self.date_from, 1)
         dates.addWidget(QLabel("to"))
         dates.addWidget(self.date_to, 1)
-        dates.addStretch(0)
+        dates.addWidget(self.tag_combo)
 
         self.tree = QTreeView()
         self.tree.setModel(self.proxy)
@@ -331,6 +338,10 @@ class DocumentBrowser(QWidget):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)  # long subjects and recipient lists
+        header.setSectionResizeMode(TAGS, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(TAGS, 90)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._document_menu)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._column_menu)
         header.setToolTip("Click to sort; right-click to choose the columns")
@@ -537,7 +548,11 @@ class DocumentBrowser(QWidget):
             widget.blockSignals(False)
         self._sender_timer.stop()
         self._recipient_timer.stop()
+        self.tag_combo.blockSignals(True)
+        self.tag_combo.setCurrentIndex(0)
+        self.tag_combo.blockSignals(False)
         with self._quietly():
+            self.proxy.set_tag(None)
             self.proxy.set_kinds(None)
             self.proxy.set_date_range(None, None)
             self.proxy.set_sender("")
@@ -564,7 +579,36 @@ class DocumentBrowser(QWidget):
         self.kind_combo.blockSignals(False)
         if current and at < 0:  # the kind is gone from the case
             self.proxy.set_kinds(None)
+        self._fill_tags()
         self._filters_changed()
+
+    def refresh_tags(self) -> None:
+        """Show the case's tags again (after one was added or removed) without rebuilding the tree."""
+        if self._case is not None:
+            self.model.set_tags(all_tags(self._case), all_document_notes(self._case))
+            self._fill_tags()
+            self._apply(self._tag_changed)
+
+    def _fill_tags(self) -> None:
+        if self.tag_combo.fill(self.model.tree.tag_names):
+            self.proxy.set_tag(None)  # the chosen tag is on no document any more
+        if not self._columns_chosen:  # the Tags column shows once the case has tags
+            self._fit_columns(self.width())
+
+    def _tag_changed(self) -> None:
+        self.proxy.set_tag(self.tag_combo.currentData())
+
+    def _document_menu(self, pos: Any) -> None:
+        index = self.tree.indexAt(pos)
+        doc_id = self.proxy.doc_id(index) if index.isValid() else None
+        if doc_id is None or self._case is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.document_activated.emit(doc_id))
+        menu.addSeparator()
+        add_tag_actions(menu, self, self._case, doc_id, self.tags_changed)
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
+        menu.deleteLater()
 
     def _kind_changed(self) -> None:
         kind = self.kind_combo.currentData()
@@ -696,7 +740,14 @@ class DocumentBrowser(QWidget):
             return
         self._preview_timer.start()  # restarted by every move: only where the selection settles opens
 
+    def stop_pending(self) -> None:
+        """Drop a preview or filter still waiting on its timer (the case is about to close)."""
+        for timer in (self._preview_timer, self._sender_timer, self._recipient_timer):
+            timer.stop()
+
     def _preview(self) -> None:
+        if self._case is None:
+            return
         if self.showing_hits():
             item = self.hits.currentItem()
             if item is not None:
@@ -730,11 +781,15 @@ class DocumentBrowser(QWidget):
 
     # optional columns and the pane width from which each shows while the user has not chosen (Kind is in
     # the icon; it shows only when chosen); a new column is one more entry
-    FIT_WIDTHS = {DATE: 0, FROM: 420, TO: 560, SIZE: 680, KIND: None}
+    FIT_WIDTHS = {DATE: 0, FROM: 420, TO: 560, SIZE: 680, TAGS: 760, KIND: None}
 
     def _fit_columns(self, width: int) -> None:
-        """A narrow pane shows Title and Date; wider ones add From, To and Size."""
+        """A narrow pane shows Title and Date; wider ones add From, To and Size, and the user's own tags and notes
+        once there are any."""
+        marked = self.model.tree.tag_names or any(n.note for n in self.model.tree.by_id.values())
         for column, from_width in self.FIT_WIDTHS.items():
+            if column == TAGS and marked:
+                from_width = 340
             self.tree.setColumnHidden(column, from_width is None or width < from_width)
 
     def _column_menu(self, pos: Any) -> None:

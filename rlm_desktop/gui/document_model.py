@@ -22,6 +22,7 @@ from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
 from rlm_desktop.gui import theme
 from rlm_desktop.ingest import formats
 from rlm_desktop.store.case import Case, DocumentRow
+from rlm_desktop.store.findings import all_document_notes, all_tags
 
 THREAD = "thread"
 # The columns, in order; each is one entry of COLUMN_SPECS below (name, tooltip, text, sort key). A new
@@ -33,6 +34,9 @@ DOC_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 _TOP = QModelIndex()  # the invisible root, as a default argument
+# the investigator's tags come last, after the document's own properties (store/findings.py holds them)
+TAGS = len(COLUMNS)
+COLUMNS = (*COLUMNS, "Tags")
 
 THREAD_STYLE = ("Thread", "≡", QColor(20, 95, 110))  # a row the window makes, not a document kind
 
@@ -131,6 +135,8 @@ class Node:
     order: int = 0  # position in the case's own order, to undo a sort
     uid: int = 0  # the QModelIndex internal id
     sort_keys: tuple[Any, ...] | None = None  # per column, computed when first sorted
+    tags: tuple[str, ...] = ()  # the investigator's tags on the document
+    note: str = ""  # and their note on it
 
     @property
     def doc_id(self) -> int | None:
@@ -279,7 +285,24 @@ class DocumentTree:
 
     @classmethod
     def from_case(cls, case: Case | None) -> DocumentTree:
-        return cls(case.documents() if case is not None else [])
+        tree = cls(case.documents() if case is not None else [])
+        if case is not None:
+            tree.set_tags(all_tags(case), all_document_notes(case))
+        return tree
+
+    def set_tags(self, tags: dict[int, tuple[str, ...]], notes: dict[int, str] | None = None) -> None:
+        """The tags (and notes) of every document by id; documents missing from them have none."""
+        for doc_id, node in self.by_id.items():
+            node.tags = tuple(tags.get(doc_id, ()))
+            node.note = (notes or {}).get(doc_id, "")
+            node.sort_keys = None
+        names: dict[str, str] = {}  # one entry per tag whatever its letter case (the filter ignores case too)
+        for values in tags.values():
+            for tag in values:
+                names.setdefault(tag.casefold(), tag)
+        self.tag_names = sorted(names.values(), key=str.casefold)
+
+    tag_names: list[str] = []  # the tags in use, for the tag filter (set by set_tags)
 
 
 def _date_text(node: Node, zone: tzinfo | None = None) -> str:
@@ -394,6 +417,15 @@ COLUMN_SPECS: dict[int, Column] = {
         lambda n: n.size if n.size is not None else -1,
     ),
     KIND: Column("File type", lambda n, _z: kind_label(n.kind), lambda n: kind_label(n.kind).casefold()),
+    TAGS: Column(
+        "Your tags on the document (right-click a document to add or remove one); ✎ marks a note",
+        lambda n, _z: ("✎ " if n.note else "") + ", ".join(n.tags),
+        lambda n: ", ".join(n.tags).casefold() or "\uffff",  # untagged documents last
+        lambda n, _z: "\n".join(
+            (["Tags: " + ", ".join(n.tags)] if n.tags else []) + ([f"Note: {n.note}"] if n.note else [])
+        )
+        or None,
+    ),
 }
 assert sorted(COLUMN_SPECS) == list(range(len(COLUMNS)))
 
@@ -417,6 +449,15 @@ class DocumentTreeModel(QAbstractItemModel):
 
     def refresh(self, case: Case | None) -> None:
         self.set_tree(DocumentTree.from_case(case))
+
+    def set_tags(self, tags: dict[int, tuple[str, ...]], notes: dict[int, str] | None = None) -> None:
+        """New tags and notes for the documents (after one changed), without rebuilding the tree."""
+        self.tree.set_tags(tags, notes)
+        for owner in (self.tree.root, *self.tree.root.walk()):  # one signal per level, not per row
+            if owner.children:
+                parent = self.index_for(owner)
+                last = len(owner.children) - 1
+                self.dataChanged.emit(self.index(0, TAGS, parent), self.index(last, TAGS, parent))
 
     def set_tree(self, tree: DocumentTree) -> None:
         """Show a tree built elsewhere (a worker thread builds big ones so the window never waits)."""
@@ -569,6 +610,7 @@ class DocumentFilterProxy(QSortFilterProxyModel):
         self._date_to: date | None = None
         self._sender = ""
         self._recipient = ""
+        self._tag = ""  # casefolded; documents carrying this tag
         self.setRecursiveFilteringEnabled(True)
         self.setAutoAcceptChildRows(True)  # the attachments of a matching email stay reachable
         self.setSortRole(SORT_ROLE)
@@ -591,6 +633,9 @@ class DocumentFilterProxy(QSortFilterProxyModel):
         """Emails whose To or Cc (names or addresses) contain `text`."""
         self._change(lambda: setattr(self, "_recipient", text.strip().casefold()))
 
+    def set_tag(self, tag: str | None) -> None:
+        self._change(lambda: setattr(self, "_tag", (tag or "").strip().casefold()))
+
     def _change(self, apply: Any) -> None:
         self.beginFilterChange()
         apply()
@@ -598,7 +643,9 @@ class DocumentFilterProxy(QSortFilterProxyModel):
 
     @property
     def active(self) -> bool:
-        return bool(self._kinds or self._date_from or self._date_to or self._sender or self._recipient)
+        return bool(
+            self._kinds or self._date_from or self._date_to or self._sender or self._recipient or self._tag
+        )
 
     def matches(self, node: Node) -> bool:
         """Whether a document row meets every active filter by itself (threads never do: their emails do)."""
@@ -618,6 +665,8 @@ class DocumentFilterProxy(QSortFilterProxyModel):
             if self._date_to and day > self._date_to:
                 return False
         if self._recipient and self._recipient not in node.recipients_full.casefold():
+            return False
+        if self._tag and self._tag not in (t.casefold() for t in node.tags):
             return False
         return not self._sender or self._sender in node.sender_full.casefold()
 

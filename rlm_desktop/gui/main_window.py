@@ -37,6 +37,7 @@ from rlm_desktop import __version__, secrets
 from rlm_desktop.engine.runs import load_run
 from rlm_desktop.gui.ask_panel import AskPanel
 from rlm_desktop.gui.document_browser import DocumentBrowser
+from rlm_desktop.gui.findings_view import FindingsView
 from rlm_desktop.gui.ingest_panel import IngestController, IngestPanel
 from rlm_desktop.gui.layout_state import LayoutState, share
 from rlm_desktop.gui.run_history import RunHistoryView
@@ -96,6 +97,8 @@ class MainWindow(QMainWindow):
         self.left = QTabWidget()
         self.left.addTab(self.browser, "Documents")
         self.left.addTab(self.history, "Runs")
+        self.findings = FindingsView()
+        self.left.addTab(self.findings, "Findings")
         self.viewer = SourceViewer()
         self.ask_panel = AskPanel(home, settings=lambda: self.settings)  # one Settings object, passed down
         self.ingest = IngestController(self)
@@ -158,6 +161,9 @@ class MainWindow(QMainWindow):
         self.act_export = action(
             "&Export report…", self.export_current, "Ctrl+E", "Export the run shown as an evidence report"
         )
+        self.act_export_findings = action(
+            "Export &findings…", self.findings.export_dialog, None, "One evidence report of the case's findings"
+        )
         self.act_settings = action("&Settings…", self.open_settings, "Ctrl+,", "Endpoint, key, models, cap")
         self.act_quit = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_ask = action("&Ask", lambda: self.ask_panel.ask(), None, "Run the question (Ctrl+Enter)")
@@ -186,6 +192,7 @@ class MainWindow(QMainWindow):
         menu.addAction(self.act_failures)
         menu.addSeparator()
         menu.addAction(self.act_export)
+        menu.addAction(self.act_export_findings)
         menu.addSeparator()
         menu.addAction(self.act_settings)
         menu.addSeparator()
@@ -227,6 +234,12 @@ class MainWindow(QMainWindow):
         self.ask_panel.run_saved.connect(lambda _run_id: self._refresh_case_views(documents=False))
         self.ask_panel.settings_requested.connect(self.open_settings)
         self.history.run_activated.connect(self.open_run)
+        # findings: kept from an answer's citations or the viewer's selection; a finding opens at its passage
+        self.ask_panel.answer.finding_requested.connect(self._keep_citation)
+        self.viewer.finding_requested.connect(self._keep_selection)
+        self.findings.finding_activated.connect(self.viewer.show_citation)
+        self.browser.tags_changed.connect(self._tags_changed)
+        self.viewer.tag_bar.tags_changed.connect(self._tags_changed)
         self.history.export_requested.connect(self.export_run_dialog)
         self.history.follow_up_requested.connect(self.follow_up)
         self.history.rerun_requested.connect(self.ask_again)
@@ -249,7 +262,7 @@ class MainWindow(QMainWindow):
         if self.case is not None:
             self.case.close()
         self.case, self.case_name = case, name
-        for widget in (self.browser, self.viewer, self.history, self.ask_panel):
+        for widget in (self.browser, self.viewer, self.history, self.ask_panel, self.findings):
             widget.set_case(case)
         self._fill_case_combo()
         self._refresh_case_views(documents=False)
@@ -301,6 +314,7 @@ class MainWindow(QMainWindow):
             return
         if documents:
             self.browser.refresh_in_background()
+            self.findings.refresh()  # verified again: an ingest may have replaced a document's text
         self.history.refresh()
         docs = self.case.count_documents()
         runs = self.history.model.run_count()  # just refreshed from the case
@@ -454,6 +468,21 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().showMessage(f"Report written: {path}", 15000)
 
+    # -- findings and tags -------------------------------------------------------------------------------------
+
+    def _keep_citation(self, citation: dict[str, Any]) -> None:
+        if self.findings.add_citation(citation, self.ask_panel.run_id) is not None:
+            self.statusBar().showMessage("Added to the findings (Findings tab on the left).", 8000)
+
+    def _keep_selection(self, doc_id: int, start: int, end: int) -> None:
+        if self.findings.add_selection(doc_id, start, end) is not None:
+            self.statusBar().showMessage("Added to the findings (Findings tab on the left).", 8000)
+
+    def _tags_changed(self, doc_id: int) -> None:
+        self.browser.refresh_tags()
+        if self.viewer.current_doc_id == doc_id:
+            self.viewer.tag_bar.show_document(doc_id)
+
     # -- misc -------------------------------------------------------------------------------------------------
 
     def focus_search(self) -> None:
@@ -505,6 +534,7 @@ class MainWindow(QMainWindow):
             self.ingest.cancel()
             self.ingest.wait(30)
         tasks().wait(10)  # an export or a refresh still writing finishes first
+        self.browser.stop_pending()  # a preview due in a few ms must not open a document of a closed case
         if self.case is not None:
             self.case.close()
             self.case = None

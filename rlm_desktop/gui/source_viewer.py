@@ -8,6 +8,7 @@ from PySide6.QtCore import QEvent, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QLabel,
+    QMenu,
     QSizePolicy,
     QSpinBox,
     QStackedWidget,
@@ -21,7 +22,9 @@ from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
 from rlm_desktop.gui.email_body import header_block_end
 from rlm_desktop.gui.find_bar import FindBar
 from rlm_desktop.gui.pdf_page_view import PdfPageView
+from rlm_desktop.gui.pdf_selection import PdfTextSelection
 from rlm_desktop.gui.span_text_view import SpanTextView
+from rlm_desktop.gui.tag_bar import TagBar
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.gui.widgets import NoticeBar
 from rlm_desktop.sources import SourceUnavailable, source_bytes
@@ -64,6 +67,7 @@ class SourceViewer(QWidget):
     """
 
     document_opened = Signal(int)
+    finding_requested = Signal(int, int, int)  # doc_id, start, end: "Add to findings" on the user's selection
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -103,6 +107,14 @@ class SourceViewer(QWidget):
         self.find_bar.match_changed.connect(self._show_find_match)
         self.find_bar.closed.connect(self._find_closed)
         self._span_marks: tuple[list[tuple[int, list[float]]], bool] = ([], False)  # the span's PDF rects
+        # selected text (or words dragged over on a PDF page) can be kept as a finding from the context menu
+        self.pdf_selection = PdfTextSelection(self.pdf_view)
+        self.pdf_selection.menu_requested.connect(self._selection_menu)
+        self.text_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.text_view.customContextMenuRequested.connect(
+            lambda pos: self._selection_menu(self.text_view.viewport().mapToGlobal(pos))
+        )
+        self.tag_bar = TagBar()
         self.empty_label = QLabel(EMPTY_MESSAGE)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
@@ -114,7 +126,7 @@ class SourceViewer(QWidget):
         top = QVBoxLayout()
         top.setContentsMargins(8, 8, 8, 4)
         top.setSpacing(6)
-        for widget in (self.citation_notice, self.doc_header, self.info_notice):
+        for widget in (self.citation_notice, self.doc_header, self.tag_bar, self.info_notice):
             top.addWidget(widget)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -203,6 +215,7 @@ class SourceViewer(QWidget):
     def set_case(self, case: Case | None) -> None:
         """The case whose documents are shown (read only); None closes whatever is shown."""
         self._case = case
+        self.tag_bar.set_case(case)
         self._show_empty()
 
     def show_document(self, doc_id: int, span: tuple[int, int] | None = None) -> None:
@@ -272,6 +285,8 @@ class SourceViewer(QWidget):
         self.empty_label.setText(message)
         self.stack.setCurrentWidget(self.empty_label)
         self.doc_header.clear()
+        self.tag_bar.show_document(None)
+        self.pdf_selection.set_pages([])
         self.toolbar.hide()
         self.citation_notice.clear_notice()
         self.info_notice.clear_notice()
@@ -296,10 +311,12 @@ class SourceViewer(QWidget):
             self._text_mode = False
             self._pdf_problem = None
             self.pdf_view.clear()
+            self.pdf_selection.set_pages(self._pages)
         self._doc = doc
         self._span = self._clamp(span)
         self._unverified = citation is not None and not citation.get("verified", False)
         self._update_header(doc)
+        self.tag_bar.show_document(doc.id)
         self._update_notices(doc, citation)
         if self._is_pdf():
             self._open_pdf(doc, same, citation)
@@ -431,6 +448,42 @@ class SourceViewer(QWidget):
         )
         self._show_text()
 
+    # ---- selection and findings --------------------------------------------------------------------
+
+    def selected_span(self) -> tuple[int, int] | None:
+        """What the user selected, as offsets of the stored text: dragged words on a page, or text."""
+        if self._doc is None:
+            return None
+        if self.mode == "pdf":
+            return self.pdf_selection.span
+        return self.text_view.selected_span()
+
+    def request_finding(self) -> bool:
+        """Ask for the selection to be kept as a finding; False when nothing is selected."""
+        span = self.selected_span()
+        if span is None or self._doc is None:
+            return False
+        self.finding_requested.emit(self._doc.id, *span)
+        return True
+
+    def _selection_menu(self, global_pos: Any) -> None:
+        menu = self.selection_menu()
+        menu.exec(global_pos)
+        menu.deleteLater()
+
+    def selection_menu(self) -> QMenu:
+        """The context menu of the text or page: "Add selection to findings…" first, then the text's own."""
+        menu = self.text_view.createStandardContextMenu() if self.mode == "text" else QMenu(self)
+        first = menu.actions()[0] if menu.actions() else None
+        span = self.selected_span()
+        add = QAction("Add selection to findings…" if span else "Select text to add it to the findings", menu)
+        add.setEnabled(span is not None)
+        add.triggered.connect(self.request_finding)
+        menu.insertAction(first, add)
+        if first is not None:
+            menu.insertSeparator(first)
+        return menu
+
     # ---- header and notices ------------------------------------------------------------------------
 
     def _update_header(self, doc: DocumentRow) -> None:
@@ -452,6 +505,8 @@ class SourceViewer(QWidget):
             if isinstance(citation.get("page"), int):
                 where += f", page {citation['page']}"
             marker = f"Citation {citation['marker']}" if citation.get("marker") else "Citation"
+            if str(citation.get("marker") or "").startswith("F"):  # a kept finding (rlm_desktop/findings.py)
+                marker = f"Finding {citation['marker']}"
             self.citation_notice.show_notice(
                 f"{marker} verified: the quoted text is exactly what the source holds at {where}.", "ok"
             )

@@ -41,6 +41,21 @@ def qt_positions(text: str, offsets: Sequence[int]) -> dict[int, int]:
 FIND_SHOWN_MAX = 2000  # matches lit at once around the current one; painting more slows scrolling
 FIND_MATCH = QColor(190, 222, 255)  # every find match: blue, apart from a citation's yellow
 FIND_CURRENT = QColor(255, 150, 50)  # the current one stands out
+def python_offset(text: str, position: int) -> int:
+    """The Python character offset of QTextDocument `position` in `text` (the inverse of qt_position): the
+    first offset whose Qt position is not before it."""
+    if text.isascii() and "\r\n" not in text:
+        return max(0, min(position, len(text)))
+    lo, hi = 0, len(text)
+    while lo < hi:  # qt_position only grows with the offset
+        mid = (lo + hi) // 2
+        if qt_position(text, mid) < position:
+            lo = mid + 1
+        else:
+            hi = mid
+    if 0 < lo < len(text) and text[lo - 1] == "\r" and text[lo] == "\n":
+        lo += 1  # between the two characters of a CRLF, which Qt shows as one break: after it
+    return lo
 
 
 class PageGutter(QWidget):
@@ -220,6 +235,22 @@ class SpanTextView(QPlainTextEdit):
         if not self._span_selections:
             return ""
         return self._span_selections[0].cursor.selectedText().replace("\u2029", "\n")
+
+    def selected_span(self) -> tuple[int, int] | None:
+        """The user's selection as (start, end) offsets of the stored text, or None when nothing is selected."""
+        cursor = self.textCursor()
+        if not cursor.hasSelection():
+            return None
+        start = python_offset(self.text, cursor.selectionStart())
+        end = python_offset(self.text, cursor.selectionEnd())
+        return (start, end) if start < end else None
+
+    def select_span(self, start: int, end: int) -> None:
+        """Select text[start:end] as the user would with the mouse (tests, the find bar)."""
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(qt_position(self.text, start))
+        cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
+        self.setTextCursor(cursor)
 
     def span_rect(self) -> QRect | None:
         """Where the highlight's first character is, in viewport coordinates."""

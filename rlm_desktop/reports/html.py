@@ -8,6 +8,7 @@ from html import escape
 
 from rlm_desktop.reports.images import CitationImage
 from rlm_desktop.reports.model import (
+    FINDINGS_INTRO,
     HOW_TO_CHECK,
     DocumentInfo,
     Report,
@@ -101,7 +102,19 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
+def _findings_meta_rows(report: Report) -> list[tuple[str, str]]:
+    summary = _e(report.citation_summary)
+    return [
+        ("Case", _e(report.case_name)),
+        ("Report generated", _e(human_time(report.generated_at))),
+        ("Software", _e(report.software)),
+        ("Findings", f"<b class='bad'>{summary}</b>" if report.unverified_count else summary),
+    ]
+
+
 def _meta_rows(report: Report) -> list[tuple[str, str]]:
+    if report.is_findings:
+        return _findings_meta_rows(report)
     rows = [
         ("Case", _e(report.case_name)),
         ("Run", f'<span class="mono">{_e(report.run_id)}</span>'),
@@ -170,6 +183,11 @@ def _usage(report: Report) -> str:
     return f"<table class='grid'>{''.join(rows)}</table><p class='muted'>{_e(cap)}</p>"
 
 
+def _note(c: ReportCitation) -> str:
+    """A finding's note under its document in the summary table."""
+    return f"<br/><span class='muted'>{_e(c.note)}</span>" if c.note else ""
+
+
 def _citation_table(report: Report) -> str:
     rows = [
         "<tr class='head'><th>Marker</th><th>Document</th><th>Page</th><th>Characters</th><th>Verified</th></tr>"
@@ -177,7 +195,7 @@ def _citation_table(report: Report) -> str:
     for c in report.citations:
         mark = "<span class='ok'>yes</span>" if c.verified else "<span class='badge-bad'>NO</span>"
         rows.append(
-            f"<tr><td><a class='marker' href='#{c.anchor}'>{_e(c.marker)}</a></td><td>{_e(c.title)}</td>"
+            f"<tr><td><a class='marker' href='#{c.anchor}'>{_e(c.marker)}</a></td><td>{_e(c.title)}{_note(c)}</td>"
             f"<td>{_e(c.pages_label)}</td><td class='mono'>{c.start:,}–{c.end:,}</td><td>{mark}</td></tr>"
         )
     for marker in report.unresolved_markers:
@@ -215,6 +233,7 @@ def _citation_block(c: ReportCitation, image_src: ImageSource, max_image_width: 
     facts: list[tuple[str, str]] = []
     doc = c.doc
     facts.append(("Document", _e(c.title) + (f" <span class='muted'>(id {c.doc_id})</span>")))
+    facts += [(_e(label), f"<b>{_e(text)}</b>" if label == "Note" else _e(text)) for label, text in c.extra]
     facts.append(("Path", f"<span class='mono'>{_e(c.path or (doc.location if doc else '—'))}</span>"))
     if doc is not None:
         facts.append(("Kind", _e(doc.kind_label)))
@@ -343,7 +362,7 @@ def report_blocks(
     if report.unverified_count:
         n = report.unverified_count
         head.append(
-            f"<div class='alert'>Warning: {n} citation{'s' if n != 1 else ''} in this report "
+            f"<div class='alert'>Warning: {n} {report.noun}{'s' if n != 1 else ''} in this report "
             f"{'are' if n != 1 else 'is'} NOT VERIFIED against the source documents. "
             "The claims they support are not backed by the quoted sources.</div>"
         )
@@ -351,6 +370,8 @@ def report_blocks(
         head.append(f"<div class='alert'>{_e(report.integrity_alert)}</div>")
     if report.status != "completed":
         head.append(f"<div class='alert'>This run did not complete: {_e(report.status_label)}.</div>")
+    if report.is_findings:
+        return _findings_blocks(report, head, image_src, max_image_width, unit)
     blocks = [
         "".join(head),
         f"<h2>Answer</h2><div class='answer'>{_answer(report)}</div>",
@@ -379,21 +400,39 @@ def report_blocks(
         "cut; the JSON export holds them in full.</p>" + steps[0]
     )
     blocks += steps
+    return blocks + _closing_blocks(report)
+
+
+def _findings_blocks(
+    report: Report, head: list[str], image_src: ImageSource, max_image_width: float, unit: float
+) -> list[str]:
+    """A findings report: the findings (as citations, with their notes and sources), then the documents."""
+    blocks = ["".join(head)]
+    if report.citations:
+        blocks.append(f"<h2>Findings</h2><p class='muted'>{_e(FINDINGS_INTRO)}</p>" + _citation_table(report))
+        blocks += [_citation_block(c, image_src, max_image_width, unit) for c in report.citations]
+    else:
+        blocks.append("<h2>Findings</h2><p class='muted'>This case has no findings yet.</p>")
+    return blocks + _closing_blocks(report)
+
+
+def _closing_blocks(report: Report) -> list[str]:
+    """The documents appendix and how to check the report."""
+    blocks = []
     documents = [_document(doc) for doc in report.documents] or [
         "<p class='muted'>No document was cited or read.</p>"
     ]
     documents[0] = (
-        "<h2>Appendix B. Documents consulted</h2>"
-        "<p class='muted'>Every document the answer cites or a sub-call read, with its SHA-256 at ingest "
-        "and the check made when this report was generated.</p>" + documents[0]
+        f"<h2>{'Documents' if report.is_findings else 'Appendix B. Documents consulted'}</h2>"
+        f"<p class='muted'>{_e(report.documents_intro)}</p>" + documents[0]
     )
     blocks += documents
     blocks.append(
         "<h2>How to check this report</h2>"
         "<ol class='checks'>" + "".join(f"<li>{_e(item)}</li>" for item in HOW_TO_CHECK) + "</ol>"
         f"<p class='footer'>Generated by RLM Desktop {_e(report.app_version)} on "
-        f"{_e(human_time(report.generated_at))} from run {_e(report.run_id)} of case "
-        f"“{_e(report.case_name)}”. No API key or credential is included in this report.</p>"
+        f"{_e(human_time(report.generated_at))} from {_e(report.origin_label)}. "
+        "No API key or credential is included in this report.</p>"
     )
     return blocks
 

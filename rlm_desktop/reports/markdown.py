@@ -13,6 +13,7 @@ from urllib.parse import quote as url_quote
 
 from rlm_desktop.reports.html import image_name
 from rlm_desktop.reports.model import (
+    FINDINGS_INTRO,
     HOW_TO_CHECK,
     DocumentInfo,
     Report,
@@ -83,6 +84,14 @@ def write_images(report: Report, out_path: Path, write: Callable[[Path, bytes], 
 
 def _meta(report: Report) -> list[str]:
     citations = f"**{report.citation_summary}**" if report.unverified_count else report.citation_summary
+    if report.is_findings:
+        rows = [
+            ("Case", escape(report.case_name)),
+            ("Report generated", human_time(report.generated_at)),
+            ("Software", escape(report.software)),
+            ("Findings", citations),
+        ]
+        return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     rows = [
         ("Case", escape(report.case_name)),
         ("Run", f"`{report.run_id}`"),
@@ -122,6 +131,7 @@ def _citation(c: ReportCitation, folder: str | None) -> list[str]:
     doc = c.doc
     facts = [
         ("Document", f"{_cell(c.title)} (id {c.doc_id})"),
+        *((label, _cell(text)) for label, text in c.extra),  # a finding's note, source and date
         ("Path", _code_cell(c.path or (doc.location if doc else "—"))),
     ]
     if doc is not None:
@@ -218,7 +228,7 @@ def render_markdown(report: Report, folder: str | None) -> str:
     if report.unverified_count:
         n = report.unverified_count
         lines += [
-            f"> **Warning: {n} citation{'s' if n != 1 else ''} in this report {'are' if n != 1 else 'is'} "
+            f"> **Warning: {n} {report.noun}{'s' if n != 1 else ''} in this report {'are' if n != 1 else 'is'} "
             "NOT VERIFIED against the source documents.** The claims they support are not backed by the "
             "quoted sources.",
             "",
@@ -227,6 +237,35 @@ def render_markdown(report: Report, folder: str | None) -> str:
         lines += [f'> <span style="color:#b00020">**{escape(report.integrity_alert)}**</span>', ""]
     if report.status != "completed":
         lines += [f"> **This run did not complete: {escape(report.status_label)}.**", ""]
+    lines += _findings_body(report, folder) if report.is_findings else _run_body(report, folder)
+    return "\n".join(lines + _closing(report))
+
+
+def _citation_table(report: Report) -> list[str]:
+    lines = ["| Marker | Document | Page | Characters | Verified |", "|---|---|---|---|---|"]
+    for c in report.citations:
+        lines.append(
+            f"| [{escape(c.marker)}](#{c.anchor}) | {_cell(c.title)}{f'<br>*{_cell(c.note)}*' if c.note else ''} | "
+            f"{c.pages_label} | "
+            f"{c.start:,}–{c.end:,} | {'yes' if c.verified else '**NO**'} |"
+        )
+    for marker in report.unresolved_markers:
+        lines.append(f"| {escape(marker)} | never registered with cite() or quote(): no source | — | — | **NO** |")
+    return lines + [""]
+
+
+def _findings_body(report: Report, folder: str | None) -> list[str]:
+    lines = ["## Findings", ""]
+    if not report.citations:
+        return lines + ["This case has no findings yet.", ""]
+    lines += [escape(FINDINGS_INTRO), ""] + _citation_table(report)
+    for c in report.citations:
+        lines += _citation(c, folder)
+    return lines
+
+
+def _run_body(report: Report, folder: str | None) -> list[str]:
+    lines: list[str] = []
     answer = []
     for text, citation, is_marker in report.answer_parts():
         if not is_marker:
@@ -261,17 +300,7 @@ def render_markdown(report: Report, folder: str | None) -> str:
     )
     lines += ["", escape(cap), "", "## Citations", ""]
     if report.citations or report.unresolved_markers:
-        lines += ["| Marker | Document | Page | Characters | Verified |", "|---|---|---|---|---|"]
-        for c in report.citations:
-            lines.append(
-                f"| [{escape(c.marker)}](#{c.anchor}) | {_cell(c.title)} | {c.pages_label} | "
-                f"{c.start:,}–{c.end:,} | {'yes' if c.verified else '**NO**'} |"
-            )
-        for marker in report.unresolved_markers:
-            lines.append(
-                f"| {escape(marker)} | never registered with cite() or quote(): no source | — | — | **NO** |"
-            )
-        lines.append("")
+        lines += _citation_table(report)
         for c in report.citations:
             lines += _citation(c, folder)
     else:
@@ -287,11 +316,14 @@ def render_markdown(report: Report, folder: str | None) -> str:
     ]
     for entry in report.trajectory:
         lines += _step(entry)
-    lines += [
-        "## Appendix B. Documents consulted",
+    return lines
+
+
+def _closing(report: Report) -> list[str]:
+    lines = [
+        "## Documents" if report.is_findings else "## Appendix B. Documents consulted",
         "",
-        "Every document the answer cites or a sub-call read, with its SHA-256 at ingest and the check made "
-        "when this report was generated.",
+        escape(report.documents_intro),
         "",
     ]
     for doc in report.documents:
@@ -302,9 +334,8 @@ def render_markdown(report: Report, folder: str | None) -> str:
         "",
         "---",
         "",
-        f"*Generated by RLM Desktop {report.app_version} on {human_time(report.generated_at)} from run "
-        f"{report.run_id} of case “{escape(report.case_name)}”. No API key or credential is included in this "
-        "report.*",
+        f"*Generated by RLM Desktop {report.app_version} on {human_time(report.generated_at)} from "
+        f"{escape(report.origin_label)}. No API key or credential is included in this report.*",
         "",
     ]
-    return "\n".join(lines)
+    return lines

@@ -58,6 +58,12 @@ HOW_TO_CHECK = (
     "highlighted boxes mark the words of the cited span.",
 )
 
+FINDINGS_INTRO = (
+    "Passages kept as evidence, from a run's citations or selected in a document. Each was verified when it "
+    "was added, exactly as a run's citations are, and is checked again here: its quote against the stored text "
+    "at its offsets, that text against its ingest-time hash, and the original extracted again."
+)
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -225,6 +231,13 @@ class ReportCitation:
     page: int | None
     images: list[CitationImage] = field(default_factory=list)
     image_note: str | None = None  # why a PDF citation has no image
+    extra: list[tuple[str, str]] = field(default_factory=list)  # (label, text) facts a finding adds: note, source
+
+    @property
+    def note(self) -> str | None:
+        """A finding's note (None for a run's citation, or a finding without one)."""
+        note = dict(self.extra).get("Note")
+        return None if note in (None, "—") else note
 
     @property
     def anchor(self) -> str:
@@ -323,6 +336,42 @@ class Report:
         earlier = "; ".join(f"{rid}: “{q[:120]}”" for rid, q in self.thread)
         return f"question {len(self.thread) + 1} of a thread, following {earlier}"
 
+    kind: str = "run"  # "run", or "findings": the case's findings instead of one run (reports/findings.py)
+
+    @property
+    def is_findings(self) -> bool:
+        return self.kind == "findings"
+
+    @property
+    def noun(self) -> str:
+        """What the report's verified passages are called: a run's citations, or the case's findings."""
+        return "finding" if self.is_findings else "citation"
+
+    @property
+    def documents_intro(self) -> str:
+        what = "a finding comes from" if self.is_findings else "the answer cites or a sub-call read"
+        return (
+            f"Every document {what}, with its SHA-256 at ingest and the check made when this report was generated."
+        )
+
+    @property
+    def footer_label(self) -> str:
+        when = human_time(self.generated_at)
+        if self.is_findings:
+            return f"Findings report · case {self.case_name} · {when}"
+        return f"Evidence report · case {self.case_name} · run {self.run_id} · {when}"
+
+    @property
+    def subject_label(self) -> str:
+        return f"Findings of case {self.case_name}" if self.is_findings else f"Run {self.run_id} of case {self.case_name}"
+
+    @property
+    def origin_label(self) -> str:
+        """Where the report came from, for its closing line."""
+        return f"the findings of case “{self.case_name}”" if self.is_findings else (
+            f"run {self.run_id} of case “{self.case_name}”"
+        )
+
     @property
     def status_label(self) -> str:
         return STATUS_LABELS.get(self.status, self.status)
@@ -349,7 +398,7 @@ class Report:
         bad = self.unverified_count
         if not total:
             return "none"
-        noun = "citation" if total == 1 else "citations"
+        noun = self.noun if total == 1 else f"{self.noun}s"
         if not bad:
             return f"{total} {noun}, all verified against the source text"
         return f"{total} {noun}, {bad} NOT VERIFIED"
@@ -717,13 +766,8 @@ def build_report(
         return _build_report(case, record, generated_at, docs)
 
 
-def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _Documents) -> Report:
-    config = record.get("config") or {}
-    usage_models = list((record.get("usage") or {}).keys())
-    root_model = config.get("root_model") or (usage_models[0] if usage_models else None)
-    sub_model = config.get("sub_model") or (usage_models[1] if len(usage_models) > 1 else None)
-    citations = [_citation(case, docs, n, raw) for n, raw in enumerate(record.get("citations") or [], 1)]
-    trajectory = _trajectory(record.get("tree"), docs)
+def _consulted(docs: _Documents) -> list[DocumentInfo]:
+    """The documents cited or read, with the files that carried them, in id order."""
     documents = {i.doc_id: i for i in docs.infos.values() if i is not None and (i.cited_as or i.read_by)}
     # The file an attachment came in is part of its provenance: list it (and its own parents) too.
     for info in list(documents.values()):
@@ -734,6 +778,16 @@ def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _
                 parent.contains.append(label)
             documents.setdefault(parent.doc_id, parent)
             child = parent
+    return sorted(documents.values(), key=lambda d: d.doc_id)
+
+
+def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _Documents) -> Report:
+    config = record.get("config") or {}
+    usage_models = list((record.get("usage") or {}).keys())
+    root_model = config.get("root_model") or (usage_models[0] if usage_models else None)
+    sub_model = config.get("sub_model") or (usage_models[1] if len(usage_models) > 1 else None)
+    citations = [_citation(case, docs, n, raw) for n, raw in enumerate(record.get("citations") or [], 1)]
+    trajectory = _trajectory(record.get("tree"), docs)
     return Report(
         case_name=Path(case.path).stem,
         run_id=str(record.get("run_id", "")),
@@ -756,7 +810,7 @@ def _build_report(case: Case, record: dict[str, Any], generated_at: str, docs: _
         error=redact(record["error"]) if record.get("error") else None,
         warnings=[redact(str(w)) for w in record.get("warnings") or []],
         trajectory=trajectory,
-        documents=sorted(documents.values(), key=lambda d: d.doc_id),
+        documents=_consulted(docs),
         cost_held_usd=float(record.get("cost_held_usd") or 0.0),
         cost_held_estimate_usd=float(record.get("cost_held_estimate_usd") or 0.0),
         follows=record.get("follows"),

@@ -8,7 +8,7 @@ import re
 import pymupdf
 
 from rlm_desktop.reports.html import CSS, image_name, report_blocks
-from rlm_desktop.reports.model import Report, human_time
+from rlm_desktop.reports.model import Report
 
 PAGE = pymupdf.paper_rect("a4")
 MARGIN_X, MARGIN_TOP, MARGIN_BOTTOM = 50.0, 50.0, 56.0
@@ -126,7 +126,7 @@ def render_pdf(report: Report) -> bytes:
     doc.set_metadata(
         {
             "title": f"Evidence report: {report.question[:200]}",
-            "subject": f"Run {report.run_id} of case {report.case_name}",
+            "subject": report.subject_label,
             "creator": f"RLM Desktop {report.app_version}",
             "producer": f"PyMuPDF {pymupdf.VersionBind}",
         }
@@ -151,9 +151,7 @@ def render_pdf(report: Report) -> bytes:
 
 
 def _footers(doc: pymupdf.Document, report: Report) -> None:
-    left = (
-        f"Evidence report · case {report.case_name} · run {report.run_id} · {human_time(report.generated_at)}"
-    )
+    left = report.footer_label
     total = len(doc)
     for page in doc:
         y = PAGE.height - MARGIN_BOTTOM / 2

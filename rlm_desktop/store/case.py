@@ -336,6 +336,10 @@ class Case:
                 "UPDATE documents SET superseded_by = ? WHERE id = ?",
                 (by if by is not None else -1, descendant),
             )
+        if by is not None:
+            from rlm_desktop.store.findings import carry_marks  # findings.py builds on this module
+
+            carry_marks(self, doc_id, by)  # the investigator's tags and note follow the file to its new version
 
     def delete_document_tree(self, doc_id: int) -> None:
         """Remove a document that never completed (a partial mailbox being re-read) and its children."""

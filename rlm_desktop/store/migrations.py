@@ -247,6 +247,50 @@ def m005_search_names(db: sqlite3.Connection) -> None:
 
 
 @migration
+def m006_findings(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- No foreign keys to documents here: an interrupted mailbox's messages are deleted and read again
+        -- (Case.delete_document_tree), and a mark on one must not stop that; a finding whose document is gone
+        -- stays, shown as not verified ("no such document").
+
+        -- an investigator's labels on documents; one tag once per document whatever its letter case
+        CREATE TABLE document_tags (
+            doc_id INTEGER NOT NULL,
+            tag TEXT NOT NULL COLLATE NOCASE,
+            added TEXT NOT NULL,
+            PRIMARY KEY (doc_id, tag)
+        );
+        CREATE INDEX document_tags_tag ON document_tags(tag);
+
+        -- one free-text note per document
+        CREATE TABLE document_notes (
+            doc_id INTEGER PRIMARY KEY,
+            note TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+
+        -- spans the investigator kept as evidence; added only after they verified as cite() verifies them, and
+        -- verified again whenever shown or exported (text_sha256: the stored text's hash when it was added)
+        CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            doc_id INTEGER NOT NULL,
+            start INTEGER NOT NULL,
+            "end" INTEGER NOT NULL,
+            quote TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL,
+            run_id TEXT,                -- the run whose citation it came from; NULL for a viewer selection
+            origin TEXT NOT NULL,       -- the citation's marker, e.g. '[c2]', or 'selection'
+            text_sha256 TEXT
+        );
+        CREATE INDEX findings_doc ON findings(doc_id);
+        """,
+    )
+
+
+@migration
 def m007_run_threads(db: sqlite3.Connection) -> None:
     run_script(
         db,
