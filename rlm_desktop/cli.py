@@ -594,7 +594,10 @@ class _AskProgress:
 
 
 def _print_record(record: dict[str, Any]) -> None:
-    print(record["answer"] or "(no answer)")
+    if record["status"] == "cancelled":  # the user's own Ctrl-C: say so, not that the run found nothing
+        print("Stopped by you." + (" The answer so far:\n" if record["answer"] else " No answer was written yet."))
+    if record["answer"] or record["status"] != "cancelled":
+        print(record["answer"] or "(no answer)")
     if record["citations"]:
         print("\nCitations:")
         for c in record["citations"]:
@@ -616,7 +619,7 @@ def _print_record(record: dict[str, Any]) -> None:
     for warning in record.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
     line = f"\n[{record['status']}] {money}{cap}; run {record['run_id']}"
-    if record.get("error"):
+    if record.get("error") and record["status"] != "cancelled":
         line += f"; {record['error']}"
     print(line)
 
