@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 REPORT_FORMATS = FORMAT_LABELS
+QUIT_BUDGET_S = 0.6  # what closing the window may wait for background work (the target is quitting in 1 s)
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
@@ -73,6 +75,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings.load(home)
         self.case: Case | None = None
         self.case_name: str | None = None
+        self._shut_down = False
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -420,19 +423,26 @@ class MainWindow(QMainWindow):
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
-        self.shutdown()
+        self.shutdown(QUIT_BUDGET_S)
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Stop what runs in the background and close the case (a run is saved as cancelled)."""
+    def shutdown(self, budget_s: float = 30.0) -> None:
+        """Stop what runs in the background and close the case (a run is saved as cancelled), waiting at most
+        `budget_s` in all. Quitting gives it under a second: a cancelled run is saved within milliseconds, and
+        an ingest still finishing its file is left to the process's end (a killed ingest leaves a consistent
+        case that the next ingest resumes; its extractor processes watch for their parent and leave too)."""
+        if self._shut_down:  # closing the window did it; the app's own end asks again
+            return
+        self._shut_down = True
+        deadline = time.monotonic() + budget_s
         if self.ask_panel.running:
             self.ask_panel.bridge.cancel()
             if self.ask_panel.bridge.handle is not None:
-                self.ask_panel.bridge.handle.join(5)
+                self.ask_panel.bridge.handle.join(max(0.0, deadline - time.monotonic()))
         if self.ingest.running:
             self.ingest.cancel()
-            self.ingest.wait(30)
-        tasks().wait(10)  # an export or a refresh still writing finishes first
+            self.ingest.wait(max(0.0, deadline - time.monotonic()))
+        tasks().wait(max(0.0, deadline - time.monotonic()))  # an export or a refresh still writing finishes first
         if self.case is not None:
             self.case.close()
             self.case = None
