@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", parents=[common], help="add files and folders (recursively) to the case")
     p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="open encrypted PDF and DOCX files with the password in $VAR (never a flag value; never stored)",
+    )
 
     p = sub.add_parser("docs", parents=[common], help="list the case's documents")
     p.add_argument(
@@ -268,6 +273,11 @@ def cmd_ingest(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.ingest.pipeline import ingest
     from rlm_desktop.store.case import Case
 
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise UsageError(f"--password-env {args.password_env}: ${args.password_env} is not set or empty")
     cancel = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -276,7 +286,7 @@ def cmd_ingest(args: argparse.Namespace, path: Path) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Case.open(path) as case:
-            report = ingest(case, args.paths, progress=_TerminalProgress(), cancel=cancel)
+            report = ingest(case, args.paths, progress=_TerminalProgress(), cancel=cancel, password=password)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -30,6 +30,26 @@ def pdf_bytes(pages: list[str]) -> bytes:
     return data
 
 
+def make_encrypted_pdf(path: Path, pages: list[str], password: str) -> Path:
+    """A PDF that needs `password` to open (AES-256), as a protected report arrives."""
+    doc = pymupdf.open(stream=pdf_bytes(pages), filetype="pdf")
+    doc.save(path, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=password, owner_pw=password + "-owner")
+    doc.close()
+    return path
+
+
+def make_encrypted_docx(path: Path, paragraphs: list[str], password: str) -> Path:
+    """A DOCX as Word saves it with "Encrypt with password": an OLE file holding the encrypted package."""
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = path.with_name(path.name + ".plain.docx")
+    make_docx(plain, paragraphs)
+    with plain.open("rb") as source, path.open("wb") as out:
+        OOXMLFile(source).encrypt(password, out)
+    plain.unlink()
+    return path
+
+
 def make_docx(path: Path, paragraphs: list[str]) -> Path:
     document = docx.Document()
     for text in paragraphs:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -34,6 +35,7 @@ from rlm_desktop.gui.run_history import RunHistoryView
 from rlm_desktop.gui.source_viewer import SourceViewer
 from rlm_desktop.gui.tasks import run_in_background, tasks
 from rlm_desktop.ingest import formats
+from rlm_desktop.ingest.extracted import needs_password
 from rlm_desktop.ingest.progress import IngestStarted
 from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
 from rlm_desktop.reports import FORMAT_LABELS
@@ -76,6 +78,7 @@ class MainWindow(QMainWindow):
         self.case: Case | None = None
         self.case_name: str | None = None
         self._shut_down = False
+        self._password_ingest = False  # the running ingest reads a file with the password the user typed
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -204,6 +207,8 @@ class MainWindow(QMainWindow):
         self.history.run_activated.connect(self.open_run)
         self.history.export_requested.connect(self.export_run_dialog)
         self.ingest.finished.connect(lambda _report: self._refresh_case_views())
+        self.ingest.finished.connect(self._after_password_ingest)
+        self.ingest_panel.password_requested.connect(self.enter_password)
         self.ingest.event_received.connect(
             lambda event: self.ingest_panel.show() if isinstance(event, IngestStarted) else None
         )
@@ -288,7 +293,7 @@ class MainWindow(QMainWindow):
 
     # -- ingest -----------------------------------------------------------------------------------------------
 
-    def ingest_paths(self, paths: list[Path]) -> bool:
+    def ingest_paths(self, paths: list[Path], passwords: dict[str, str] | None = None) -> bool:
         if self.case is None or not paths:
             return False
         if self.ingest.running:
@@ -297,8 +302,31 @@ class MainWindow(QMainWindow):
             )
             return False
         self.ingest_panel.show()
-        self.ingest.start(self.case.path, paths)
+        self.ingest.start(self.case.path, paths, passwords)
         return True
+
+    def enter_password(self, path: str) -> bool:
+        """Ask for an encrypted file's password and read the file again with it. The password goes to this one
+        ingest in memory: never into the case, the settings or a log."""
+        password, ok = QInputDialog.getText(
+            self,
+            "Encrypted file",
+            f"{Path(path).name} is encrypted. Its password (used to read it now, never stored):",
+            QLineEdit.EchoMode.Password,
+        )
+        if not ok or not password:
+            return False
+        self._password_ingest = self.ingest_paths([Path(path)], {path: password})
+        return self._password_ingest
+
+    def _after_password_ingest(self, report: object) -> None:
+        """Once a file opened with its password is read, the case's other encrypted files are listed again, so
+        the next password can be entered without looking for them."""
+        if not self._password_ingest or self.case is None:
+            return
+        self._password_ingest = False
+        if not getattr(report, "failed", None) and any(needs_password(f["error"]) for f in self.case.failures()):
+            self.show_failures()
 
     def add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(

@@ -93,6 +93,8 @@ def extract_docx(source: Source) -> Extracted:
     line when present: "Headers and footers", "Footnotes", "Endnotes", "Comments".
     """
     data = source.read_bytes()
+    if data[:8] == OLE_SIGNATURE and source.password:
+        data = _decrypt(data, source.password)
     if data[:8] == OLE_SIGNATURE:
         _raise_for_ole(data, source.suffix)
     try:
@@ -113,9 +115,33 @@ def extract_docx(source: Source) -> Extracted:
             raise ExtractionError("DOCX structure is nested too deeply to read") from exc
 
 
+ENCRYPTED_MSG = "DOCX is encrypted and needs a password"
+
+
+def _decrypt(data: bytes, password: str) -> bytes:
+    """The package inside an encrypted DOCX (an OLE file holding an ECMA-376 encrypted package)."""
+    import msoffcrypto
+    from msoffcrypto.exceptions import FileFormatError, InvalidKeyError
+
+    try:
+        office = msoffcrypto.OfficeFile(BytesIO(data))
+        if not office.is_encrypted():
+            return data  # a legacy .doc or another OLE file: _raise_for_ole explains it
+        office.load_key(password=password)
+        out = BytesIO()
+        office.decrypt(out)
+    except InvalidKeyError as exc:
+        raise ExtractionError(f"{ENCRYPTED_MSG} (the given password is wrong)") from exc
+    except FileFormatError:
+        return data
+    except Exception as exc:  # noqa: BLE001 - a hostile container must only ever fail its file
+        raise ExtractionError(f"{ENCRYPTED_MSG}, and it could not be decrypted: {exc}") from exc
+    return out.getvalue()
+
+
 def _raise_for_ole(data: bytes, suffix: str) -> None:
     """OLE compound files are either encrypted OOXML packages or legacy Word binaries."""
-    encrypted_msg = "DOCX is encrypted (password-protected); remove the password and ingest again"
+    encrypted_msg = ENCRYPTED_MSG
     legacy_msg = "Word 97-2003 .doc files are not supported; save as .docx"
     try:
         with olefile.OleFileIO(BytesIO(data)) as ole:
