@@ -114,6 +114,8 @@ class DocumentHeader(QWidget):
     """
 
     document_requested = Signal(int)
+    open_original_requested = Signal()
+    save_original_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -150,6 +152,16 @@ class DocumentHeader(QWidget):
         self.title_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         first.addWidget(self.kind_label, 0, Qt.AlignmentFlag.AlignVCenter)
         first.addWidget(self.title_label, 1)
+        self.open_button = QToolButton()
+        self.open_button.setText("Open original")
+        self.open_button.setToolTip("Open the original file with this computer's application for it")
+        self.open_button.clicked.connect(self.open_original_requested)
+        self.save_button = QToolButton()
+        self.save_button.setText("Save attachment as…")
+        self.save_button.setToolTip("Save the attachment's original bytes, exactly as ingested, to a file")
+        self.save_button.clicked.connect(self.save_original_requested)
+        for button in (self.open_button, self.save_button):
+            first.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(first)
 
         self.location_label = ElidedLabel()
@@ -189,9 +201,17 @@ class DocumentHeader(QWidget):
             widget.hide()
 
     def show_document(
-        self, doc: DocumentRow, parent: DocumentRow | None, children: list[DocumentRow], total_children: int
+        self,
+        doc: DocumentRow,
+        parent: DocumentRow | None,
+        children: list[DocumentRow],
+        total_children: int,
+        own_file: bool = True,
     ) -> None:
+        """`own_file`: the document is a file on disk (else only its stored bytes, as an attachment)."""
         self.sha256 = doc.sha256
+        self.save_button.setVisible(not own_file)
+        self.save_button.setText("Save attachment as…" if parent is not None else "Save original as…")
         self.header.show()
         self.kind_label.setText(formats.label(doc.kind))
         self.title_label.setText(doc.title or "(untitled)")

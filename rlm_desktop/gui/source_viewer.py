@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -16,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlm_desktop.gui import theme
+from rlm_desktop.gui import originals, theme
 from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
 from rlm_desktop.gui.pdf_page_view import PdfPageView
 from rlm_desktop.gui.span_text_view import SpanTextView
@@ -82,6 +83,8 @@ class SourceViewer(QWidget):
         self.info_notice = NoticeBar()
         self.doc_header = DocumentHeader()
         self.doc_header.document_requested.connect(self.show_document)
+        self.doc_header.open_original_requested.connect(self.open_original)
+        self.doc_header.save_original_requested.connect(lambda: self.save_original_as())
         # the header's parts, by the names the window and its tests use
         head = self.doc_header
         self.header, self.email_panel, self.children_bar = head.header, head.email_panel, head.children_bar
@@ -429,7 +432,19 @@ class SourceViewer(QWidget):
             except KeyError:
                 parent = None
         children, total = self._case.children(doc.id, MAX_CHIPS)
-        self.doc_header.show_document(doc, parent, children, total)
+        self.doc_header.show_document(doc, parent, children, total, own_file=originals.has_own_file(doc))
+
+    def open_original(self) -> Path | None:
+        """Open the shown document's original outside the app (an attachment through a private temp copy)."""
+        if self._case is None or self._doc is None:
+            return None
+        return originals.open_original(self, self._case, self._doc)
+
+    def save_original_as(self, target: Path | None = None) -> Path | None:
+        """Save the shown document's original bytes (asks where when `target` is None)."""
+        if self._case is None or self._doc is None:
+            return None
+        return originals.save_original_as(self, self._case, self._doc, target)
 
     def _update_notices(self, doc: DocumentRow, citation: dict[str, Any] | None) -> None:
         self.citation_notice.clear_notice()
