@@ -290,6 +290,18 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Drop folders or files on the window to add them to this case.")
         else:
             self.statusBar().clearMessage()
+        self._check_setup(docs > 0)
+
+    def _check_setup(self, has_documents: bool) -> None:
+        """Say what a first launch must set up before the first Ask (the key lookup may wait on the keyring)."""
+        home, base_url = self.home, self.settings.base_url
+
+        def missing_key() -> bool:
+            return secrets.api_key_status(home, base_url) is not None
+
+        run_in_background(
+            missing_key, lambda missing: self.ask_panel.show_setup(missing, has_documents), owner=self
+        )
 
     # -- ingest -----------------------------------------------------------------------------------------------
 
@@ -437,6 +449,7 @@ class MainWindow(QMainWindow):
         settings.last_case = self.case_name
         self.settings = settings
         self.ask_panel.settings_changed()
+        self._check_setup(self.case is not None and self.case.count_documents() > 0)
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
