@@ -185,11 +185,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GLOBAL_VALUE_OPTIONS = ("--home", "--case")
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The subcommands the parser knows (all of them, whoever added them)."""
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps its subparsers only here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return list(action.choices)
+    return list(COMMANDS)
+
+
+def _files_open_the_window(argv: list[str], commands: list[str]) -> list[str]:
+    """`rlm-desktop a.pdf folder/` and `rlm-desktop --case X folder/` (a file manager's "Open with", or a user
+    naming the case first) open the window on the case and add the files: `gui` goes before the first path."""
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in GLOBAL_VALUE_OPTIONS:
+            index += 2
+        elif token.startswith("-"):  # --json, --home=DIR, ...: argparse judges them
+            index += 1
+        else:
+            break
+    if index < len(argv) and argv[index] not in commands:
+        token = argv[index]
+        if not Path(token).exists():
+            raise UsageError(f"{token!r} is neither a command ({', '.join(commands)}) nor a file or folder")
+        return [*argv[:index], "gui", *argv[index:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-") and Path(argv[0]).exists():
-        argv.insert(0, "gui")  # `rlm-desktop a.pdf folder/` (a file manager's "Open with") opens the window
+    try:
+        argv = _files_open_the_window(list(sys.argv[1:] if argv is None else argv), _commands(parser))
+    except UsageError as exc:
+        print(f"rlm-desktop: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])

@@ -81,3 +81,25 @@ def test_bad_search_query_is_a_usage_error(tmp_path, src):
     run("ingest", str(src), home=home)
     proc = run("search", '"unbalanced', home=home, check=False)
     assert proc.returncode == 2 and "invalid search query" in proc.stderr
+
+
+def test_a_path_after_the_global_options_opens_the_window_on_that_case(tmp_path, src, monkeypatch, capsys):
+    from rlm_desktop import cli
+    from rlm_desktop.gui import app
+
+    seen = []
+    monkeypatch.setattr(app, "run_gui", lambda args, home: seen.append((args, home)) or 0)
+    home = tmp_path / "home"
+    for argv in (
+        ["--home", str(home), "--case", "inquiry", str(src)],  # the case named first (issue 13)
+        [str(src), "--home", str(home), "--case", "inquiry"],  # a file manager's "Open with"
+        ["--case=inquiry", "--home", str(home), str(src)],
+    ):
+        assert cli.main(argv) == 0
+        args, opened_home = seen.pop()
+        assert args.command == "gui" and args.case == "inquiry" and opened_home == home
+        assert args.paths == [src]
+
+    assert cli.main(["--case", "inquiry", str(tmp_path / "no-such-folder")]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-folder" in err and "is neither a command" in err and "ingest" in err and not seen
