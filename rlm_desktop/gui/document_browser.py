@@ -707,10 +707,11 @@ class DocumentBrowser(QWidget):
             self.tree.setFocus()
             return True
         if event.type() == QEvent.Type.Show:
-            # a calendar opened from "any date" would show the year 1900: open it at the case's latest date
+            # a calendar opened from "any date" would show the year 1900: "from" opens at the case's earliest
+            # date, "to" at its latest, and at today when no document has a date (or the list is loading)
             for edit in (self.date_from, self.date_to):
                 if watched is edit.calendarWidget() and edit.date() == NO_DATE:
-                    latest = max((n.when for n in self.model.tree.by_id.values() if n.when), default=None)
-                    if latest is not None:
-                        edit.calendarWidget().setCurrentPage(latest.year, latest.month)
+                    dated = [n.when for n in self.model.tree.by_id.values() if n.when]
+                    shown = (min if edit is self.date_from else max)(dated) if dated else date.today()
+                    edit.calendarWidget().setCurrentPage(shown.year, shown.month)
         return super().eventFilter(watched, event)

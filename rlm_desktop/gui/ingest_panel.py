@@ -246,6 +246,28 @@ class IngestPanel(QWidget):
             self.summary_label.setText("No file has failed to be read in this case.")
             self.summary_label.show()
 
+    def show_case(self, name: str, documents: int, failures: int) -> None:
+        """Another case was opened: forget the last ingest's progress and failures, and sum up this case."""
+        if self._running():
+            return  # the running ingest's progress stays until it ends
+        self._timer.stop()
+        self._total = self._done = 0
+        self._current, self._messages, self._new_failures = "", None, []
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.current_label.hide()
+        self.failures.clear()
+        self._show_failure_heading("", False)
+        text = f"Case “{name}”: {documents:,} document{'s' if documents != 1 else ''}"
+        if failures:
+            text += f"; {failures:,} file{'s' if failures != 1 else ''} could not be read (File › Show ingest failures)"
+        elif not documents:
+            text += ". Drop files or folders on the window to add them."
+        self.summary_label.setText(text)
+        self.summary_label.setStyleSheet("")
+        self.summary_label.show()
+
     def failure_rows(self) -> list[tuple[str, str]]:
         return [
             (self.failures.topLevelItem(i).text(0), self.failures.topLevelItem(i).text(1))

@@ -37,7 +37,7 @@ from rlm_desktop.gui.tasks import run_in_background, tasks
 from rlm_desktop.ingest import formats
 from rlm_desktop.ingest.extracted import needs_password
 from rlm_desktop.ingest.progress import IngestStarted
-from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
+from rlm_desktop.paths import case_path, list_cases
 from rlm_desktop.reports import FORMAT_LABELS
 from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
@@ -66,6 +66,19 @@ def _local_paths(event: QEvent) -> list[Path]:
     if mime is None or not mime.hasUrls():
         return []
     return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+
+
+class _CaseBox(QComboBox):
+    """The toolbar's case box: lists the cases on disk each time it opens (a case made by `ingest --case` from a
+    terminal shows up without restarting the window)."""
+
+    def __init__(self, refill):
+        super().__init__()
+        self._refill = refill
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt override
+        self._refill()
+        super().showPopup()
 
 
 class MainWindow(QMainWindow):
@@ -183,7 +196,7 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         bar.addWidget(QLabel(" Case: "))
-        self.case_combo = QComboBox()
+        self.case_combo = _CaseBox(self._fill_case_combo)
         self.case_combo.setMinimumWidth(180)
         self.case_combo.setToolTip("The open case: one file holding its documents and runs")
         self.case_combo.activated.connect(self._case_chosen)
@@ -230,6 +243,7 @@ class MainWindow(QMainWindow):
             widget.set_case(case)
         self._fill_case_combo()
         self._refresh_case_views(documents=False)
+        self.ingest_panel.show_case(name, case.count_documents(), len(case.failures()))
         self.setWindowTitle(f"{name} — RLM Desktop")
         if self.settings.last_case != name:
             self.settings.last_case = name
@@ -237,16 +251,13 @@ class MainWindow(QMainWindow):
         self.case_opened.emit(name)
 
     def new_case(self) -> None:
-        name, ok = QInputDialog.getText(
-            self, "New case", "Name of the new case (letters, digits, spaces, . _ -):"
-        )
-        if not ok or not name.strip():
+        from rlm_desktop.gui.new_case_dialog import NewCaseDialog
+
+        dialog = NewCaseDialog(self.home, self)
+        if dialog.exec() != NewCaseDialog.DialogCode.Accepted or not dialog.name:
             return
-        try:
-            path = case_path(self.home, name.strip())
-        except InvalidCaseName as exc:
-            QMessageBox.warning(self, "New case", str(exc))
-            return
+        name = dialog.name
+        path = case_path(self.home, name)
         if path.exists():
             QMessageBox.information(self, "New case", f"A case called {name.strip()!r} exists; opening it.")
         self.open_case(name.strip())
@@ -462,6 +473,11 @@ class MainWindow(QMainWindow):
             f"<b>RLM Desktop {__version__}</b><p>Investigate document collections with a Recursive Language "
             "Model. Every claim links to a verified span of its source; every run has a hard spending cap.</p>",
         )
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and self.case_name:
+            self._fill_case_combo()  # back from a terminal: cases created there are listed
+        super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown(QUIT_BUDGET_S)
