@@ -106,3 +106,40 @@ def test_the_date_calendar_opens_at_the_case_dates_or_today(qtbot, tmp_path):
         assert _calendar_page(qtbot, browser.date_from) == (dated[0].year, dated[0].month)
         assert _calendar_page(qtbot, browser.date_to) == (dated[-1].year, dated[-1].month)
         browser.set_case(None)
+
+
+def test_the_model_drop_downs_offer_the_models_the_server_lists(qtbot, tmp_path, monkeypatch):
+    import keyring
+    from keyring.backends import fail
+
+    from rlm_desktop.gui.settings_dialog import SettingsDialog
+    from tests.probe_server import ProbeServer, Quirks
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())  # no real keyring
+    try:
+        Settings(root_model="qwen3:8b", sub_model="qwen3:8b", cap_usd=None).save(tmp_path)
+        dialog = SettingsDialog(tmp_path)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        items = lambda combo: [combo.itemText(i) for i in range(combo.count())]  # noqa: E731
+        assert "llama-3.3-70b-local" not in items(dialog.root_combo)
+        with ProbeServer(Quirks(models=["qwen3:8b", "llama-3.3-70b-local"])) as server:
+            dialog.url_edit.setText(server.base_url)
+            with qtbot.waitSignal(dialog.connection_tested, timeout=10_000):
+                dialog.test_button.click()
+        for combo in (dialog.root_combo, dialog.sub_combo):
+            assert items(combo)[:2] == ["qwen3:8b", "llama-3.3-70b-local"]  # the server's, first
+            assert "gpt-5" in items(combo)  # the well-known names stay offered
+            assert combo.currentText() == "qwen3:8b"  # what was chosen stays
+        dialog.close()
+
+        # opened again later, the drop-downs offer what the last test found (cached per endpoint)
+        Settings(base_url=server.base_url, root_model="qwen3:8b", sub_model="qwen3:8b", cap_usd=None).save(tmp_path)
+        again = SettingsDialog(tmp_path)
+        qtbot.addWidget(again)
+        assert items(again.sub_combo)[:2] == ["qwen3:8b", "llama-3.3-70b-local"]
+    finally:
+        keyring.set_keyring(previous)
