@@ -68,13 +68,17 @@ def save_original_as(
         QMessageBox.warning(parent, "Save attachment", str(exc))
         return None
     if target is None:
-        chosen, _ = QFileDialog.getSaveFileName(parent, "Save attachment as", str(Path.home() / file_name(doc)))
+        chosen, _ = QFileDialog.getSaveFileName(
+            parent, "Save attachment as", str(Path.home() / file_name(doc))
+        )
         if not chosen:
             return None
         target = Path(chosen)
     try:
         target.write_bytes(data)
     except OSError as exc:
-        QMessageBox.warning(parent, "Save attachment", f"{target} could not be written: {exc.strerror or exc}")
+        QMessageBox.warning(
+            parent, "Save attachment", f"{target} could not be written: {exc.strerror or exc}"
+        )
         return None
     return target

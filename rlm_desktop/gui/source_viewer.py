@@ -400,7 +400,8 @@ class SourceViewer(QWidget):
         if doc is None:
             return
         if self._text_loaded_for != doc.id:
-            self.text_view.show_text(self._text, self._pages)
+            revisions = doc.meta.get("revisions") if doc.kind == "docx" else None
+            self.text_view.show_text(self._text, self._pages, revisions if isinstance(revisions, list) else None)
             reason = doc.meta.get("not_extracted")
             self.text_view.setPlaceholderText(
                 f"No text was extracted from this file: {reason}" if reason else "This document has no text."
@@ -408,6 +409,13 @@ class SourceViewer(QWidget):
             self._text_loaded_for = doc.id
         if self._pdf_problem is not None:
             self._add_notice(self._pdf_problem, "warning")
+        if self.text_view.revisions:
+            kinds = [r.get("kind") for r in self.text_view.revisions]
+            self._add_notice(
+                f"Tracked changes\n{kinds.count('ins'):,} insertions (green, underlined) and {kinds.count('del'):,}"
+                " deletions (red, struck through; not part of the document's text). Hover one for its author and date.",
+                "ok",
+            )
         self.stack.setCurrentWidget(self.text_view)
         if self._span:
             self.text_view.highlight(*self._span, unverified=self._unverified)

@@ -22,6 +22,20 @@ def qt_position(text: str, offset: int) -> int:
     return position - text.count("\r\n", 0, offset)
 
 
+INSERTED = QColor(26, 127, 55)  # tracked insertions: green, underlined
+DELETED = QColor(179, 38, 30)  # tracked deletions: red, struck through
+
+
+def _revision_tip(revision: dict[str, Any]) -> str:
+    """ "Inserted by Anna Berg, 2024-03-05 09:30 UTC" from a DOCX revision."""
+    verb = {"ins": "Inserted", "del": "Deleted"}.get(str(revision.get("kind")), "Changed")
+    if revision.get("move"):
+        verb = "Moved here" if revision.get("kind") == "ins" else "Moved away"
+    when = str(revision.get("date") or "").replace("T", " ").replace("Z", " UTC").replace(":00 UTC", " UTC")
+    who = str(revision.get("author") or "an unknown author")
+    return f"{verb} by {who}" + (f", {when.strip()}" if when else "") + " (tracked change)"
+
+
 class PageGutter(QWidget):
     """The strip left of a PDF's text that marks where each page starts ("p. 2")."""
 
@@ -62,16 +76,25 @@ class SpanTextView(QPlainTextEdit):
         self.span: tuple[int, int] | None = None
         self.unverified = False
         self._page_blocks: dict[int, int] = {}  # block number where a page starts -> page number
+        # deleted text shown inline (DOCX tracked changes): (Qt position in the stored text, UTF-16 length)
+        self._shifts: list[tuple[int, int]] = []
+        self.revisions: list[dict[str, Any]] = []
         self._centre_pending = False
         self.gutter = PageGutter(self)
         self.gutter.hide()
         self.updateRequest.connect(self._update_gutter)
 
-    def show_text(self, text: str, pages: list[Page]) -> None:
+    def show_text(self, text: str, pages: list[Page], revisions: list[dict[str, Any]] | None = None) -> None:
+        """Show `text`; `revisions` (a DOCX's tracked changes) underline the insertions and put each deletion's
+        text back, struck through, where it stood, both with their author and date as a tooltip."""
         self.text = text
         self.span = None
+        self._shifts = []
         # "\f" separates PDF pages: one position either way, but a line break reads better than a glyph
         self.setPlainText(text.replace("\f", "\n"))
+        self.revisions = list(revisions or [])
+        if self.revisions:
+            self._show_revisions()
         document = self.document()
         self._page_blocks = {}
         if len(pages) > 1:
@@ -82,6 +105,46 @@ class SpanTextView(QPlainTextEdit):
         self.setViewportMargins(PageGutter.WIDTH if self._page_blocks else 0, 0, 0, 0)
         self.setExtraSelections([])
 
+    def _show_revisions(self) -> None:
+        document = self.document()
+        deletions = []
+        for revision in self.revisions:
+            start, end = int(revision.get("start", 0)), int(revision.get("end", 0))
+            who = _revision_tip(revision)
+            fmt = QTextCharFormat()
+            fmt.setToolTip(who)
+            if revision.get("kind") == "ins" and end > start:
+                fmt.setForeground(INSERTED)
+                fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
+                fmt.setUnderlineColor(INSERTED)
+                cursor = QTextCursor(document)
+                cursor.setPosition(qt_position(self.text, start))
+                cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
+                cursor.mergeCharFormat(fmt)
+            elif revision.get("kind") == "del" and revision.get("text"):
+                deletions.append((qt_position(self.text, start), str(revision["text"]), fmt))
+        # deleted text goes in from the end backwards, so the positions still to come stay right
+        for position, deleted, fmt in sorted(deletions, key=lambda d: d[0], reverse=True):
+            fmt.setForeground(DELETED)
+            fmt.setFontStrikeOut(True)
+            cursor = QTextCursor(document)
+            cursor.setPosition(position)
+            cursor.insertText(deleted.replace("\f", "\n"), fmt)
+            self._shifts.append((position, len(deleted.encode("utf-16-le")) // 2))
+        self._shifts.sort()
+
+    def _position(self, offset: int, end: bool = False) -> int:
+        """The document position of Python offset `offset` in the stored text, past any deleted text shown
+        before it (a span's end stops before deleted text that stood right after it)."""
+        base = qt_position(self.text, offset)
+        return base + sum(length for at, length in self._shifts if at < base or (at == base and not end))
+
+    def revision_at(self, offset: int) -> str:
+        """The tooltip shown over the stored text's character at `offset` (empty when it is no revision)."""
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(self._position(offset) + 1)
+        return cursor.charFormat().toolTip()
+
     def highlight(self, start: int, end: int, unverified: bool = False) -> None:
         """Highlight text[start:end] (Python offsets) and bring it to the middle of the view.
 
@@ -90,8 +153,8 @@ class SpanTextView(QPlainTextEdit):
         self.span = (start, end)
         self.unverified = unverified
         cursor = QTextCursor(self.document())
-        cursor.setPosition(qt_position(self.text, start))
-        cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
+        cursor.setPosition(self._position(start))
+        cursor.setPosition(self._position(end, end=True), QTextCursor.MoveMode.KeepAnchor)
         selection = QTextEdit.ExtraSelection()
         selection.cursor = cursor
         fmt = QTextCharFormat()
@@ -112,7 +175,7 @@ class SpanTextView(QPlainTextEdit):
         if not self._centre_pending or self.span is None:
             return
         cursor = QTextCursor(self.document())
-        cursor.setPosition(qt_position(self.text, self.span[0]))
+        cursor.setPosition(self._position(self.span[0]))
         self.setTextCursor(cursor)
         self.centerCursor()
         if self.isVisible() and self.viewport().height() > 50:
@@ -130,7 +193,7 @@ class SpanTextView(QPlainTextEdit):
         if self.span is None:
             return None
         cursor = QTextCursor(self.document())
-        cursor.setPosition(qt_position(self.text, self.span[0]))
+        cursor.setPosition(self._position(self.span[0]))
         return self.cursorRect(cursor)
 
     def page_at_top(self) -> int | None:

@@ -39,7 +39,9 @@ def test_first_launch_says_what_to_set_up_before_the_first_ask(qtbot, window, tm
     assert opened
 
     # a local server needs no key: saving its address leaves only the documents to add
-    window._settings_saved(Settings(base_url="http://127.0.0.1:11434/v1", root_model="qwen3", sub_model="qwen3"))
+    window._settings_saved(
+        Settings(base_url="http://127.0.0.1:11434/v1", root_model="qwen3", sub_model="qwen3")
+    )
     qtbot.waitUntil(lambda: len(window.ask_panel.setup_steps) == 1, timeout=10_000)
     assert "API key" not in notice.text() and "drop files or folders" in notice.text()
 

@@ -1,4 +1,4 @@
-""""Open original" and "Save attachment as…" in the viewer: the bytes handed out are the ones ingested (their
+""" "Open original" and "Save attachment as…" in the viewer: the bytes handed out are the ones ingested (their
 SHA-256 is the document's), an attachment goes out through a private temp copy."""
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ def window(qtbot, tmp_path):
     win.shutdown()
 
 
-def test_enter_password_reads_the_encrypted_files_and_stores_no_password(qtbot, window, tmp_path, monkeypatch):
+def test_enter_password_reads_the_encrypted_files_and_stores_no_password(
+    qtbot, window, tmp_path, monkeypatch
+):
     folder = tmp_path / "in"
     folder.mkdir()
     make_encrypted_pdf(folder / "report.pdf", ["The wire went to Zurich on 3 March."], PASSWORD)

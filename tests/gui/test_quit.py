@@ -81,9 +81,13 @@ def test_quit_mid_ingest_is_quick_and_leaves_a_case_the_next_ingest_completes(qt
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(12):
-        make_pdf(folder / f"report {i:02}.pdf", [f"Report {i}, page {p}. " + "words " * 300 for p in range(2)])
+        make_pdf(
+            folder / f"report {i:02}.pdf", [f"Report {i}, page {p}. " + "words " * 300 for p in range(2)]
+        )
     finished = []
-    window.ingest.event_received.connect(lambda e: finished.append(e) if isinstance(e, FileFinished) else None)
+    window.ingest.event_received.connect(
+        lambda e: finished.append(e) if isinstance(e, FileFinished) else None
+    )
     window.ingest_paths([folder])
     qtbot.waitUntil(lambda: len(finished) >= 2, timeout=60_000)
     assert window.ingest.running
@@ -93,7 +97,9 @@ def test_quit_mid_ingest_is_quick_and_leaves_a_case_the_next_ingest_completes(qt
     quit_s = time.perf_counter() - t0
     print(f"quit mid-ingest: {quit_s * 1000:.0f} ms")
     assert quit_s < QUIT_BOUND_S
-    assert window.ingest.wait(60)  # in a real quit the process ends here; in a test the ingest stops by itself
+    assert window.ingest.wait(
+        60
+    )  # in a real quit the process ends here; in a test the ingest stops by itself
     with Case.open(case_file) as case:
         before = case.count_documents()
         assert before < 12

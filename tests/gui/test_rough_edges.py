@@ -41,7 +41,10 @@ def test_switching_case_shows_the_new_case_in_the_ingest_strip(qtbot, window, tm
     assert "1 added" in panel.summary_label.text() and panel.failure_rows()
 
     window.open_case("second")
-    assert panel.summary_label.text() == "Case “second”: 0 documents. Drop files or folders on the window to add them."
+    assert (
+        panel.summary_label.text()
+        == "Case “second”: 0 documents. Drop files or folders on the window to add them."
+    )
     assert panel.failure_rows() == [] and not panel.failures.isVisibleTo(panel)
     window.open_case("first")
     assert panel.summary_label.text().startswith("Case “first”: 1 document; 1 file could not be read")
@@ -137,7 +140,9 @@ def test_the_model_drop_downs_offer_the_models_the_server_lists(qtbot, tmp_path,
         dialog.close()
 
         # opened again later, the drop-downs offer what the last test found (cached per endpoint)
-        Settings(base_url=server.base_url, root_model="qwen3:8b", sub_model="qwen3:8b", cap_usd=None).save(tmp_path)
+        Settings(base_url=server.base_url, root_model="qwen3:8b", sub_model="qwen3:8b", cap_usd=None).save(
+            tmp_path
+        )
         again = SettingsDialog(tmp_path)
         qtbot.addWidget(again)
         assert items(again.sub_combo)[:2] == ["qwen3:8b", "llama-3.3-70b-local"]

@@ -3,45 +3,14 @@ every insertion and deletion is kept in meta with its author, date and offsets (
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import docx
-from lxml import etree
+from builders import REVISED_DOCX_TEXT as EXPECTED_TEXT
+from builders import make_revised_docx
 
 from rlm_desktop.ingest.docx import extract_docx
 from rlm_desktop.ingest.pipeline import ingest
 from rlm_desktop.ingest.source import Source
 from rlm_desktop.store.case import Case
-
-W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
-ANNA = 'w:author="Anna Berg" w:date="2024-03-05T09:30:00Z"'
-BEN = 'w:author="Ben Ode" w:date="2024-03-06T14:00:00Z"'
-
-
-def make_revised_docx(path: Path) -> Path:
-    """A memo edited with Track Changes on, as Word writes it: w:ins and w:del around runs."""
-    document = docx.Document()
-    document.add_paragraph("Board memo")
-    body = document.element.body
-    paragraphs = [
-        '<w:r><w:t xml:space="preserve">The transfer of </w:t></w:r>'
-        f'<w:del w:id="1" {ANNA}><w:r><w:delText>EUR 40,000</w:delText></w:r></w:del>'
-        f'<w:ins w:id="2" {ANNA}><w:r><w:t>EUR 400,000</w:t></w:r></w:ins>'
-        '<w:r><w:t xml:space="preserve"> to Zurich was approved</w:t></w:r>'
-        f'<w:ins w:id="3" {BEN}><w:r><w:t xml:space="preserve"> by the chair</w:t></w:r></w:ins>'
-        "<w:r><w:t>.</w:t></w:r>",
-        # a whole sentence deleted: its paragraph is empty now, the deletion marks where it stood
-        f'<w:del w:id="4" {BEN}><w:r><w:delText>Nobody objected.</w:delText></w:r></w:del>',
-        "<w:r><w:t>Signed, the secretary.</w:t></w:r>",
-    ]
-    anchor = body[-1]  # the section properties stay last
-    for inner in paragraphs:
-        anchor.addprevious(etree.fromstring(f'<w:p xmlns:w="{W}">{inner}</w:p>'))
-    document.save(path)
-    return path
-
-
-EXPECTED_TEXT = "Board memo\nThe transfer of EUR 400,000 to Zurich was approved by the chair.\nSigned, the secretary."
 
 
 def test_revisions_are_recorded_with_author_date_and_offsets(tmp_path):
