@@ -76,20 +76,12 @@ def test_quit_mid_ingest_is_quick_and_leaves_a_case_the_next_ingest_completes(qt
     from builders import make_pdf
 
     from rlm_desktop.ingest.pipeline import ingest
-    from rlm_desktop.ingest.progress import FileFinished
 
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(12):
-        make_pdf(
-            folder / f"report {i:02}.pdf", [f"Report {i}, page {p}. " + "words " * 300 for p in range(2)]
-        )
-    finished = []
-    window.ingest.event_received.connect(
-        lambda e: finished.append(e) if isinstance(e, FileFinished) else None
-    )
+    for i in range(40):
+        make_pdf(folder / f"report {i:02}.pdf", [f"Report {i}, page {p}. " + "words " * 300 for p in range(3)])
     window.ingest_paths([folder])
-    qtbot.waitUntil(lambda: len(finished) >= 2, timeout=60_000)
     assert window.ingest.running
     case_file = window.case.path
     t0 = time.perf_counter()
@@ -97,11 +89,8 @@ def test_quit_mid_ingest_is_quick_and_leaves_a_case_the_next_ingest_completes(qt
     quit_s = time.perf_counter() - t0
     print(f"quit mid-ingest: {quit_s * 1000:.0f} ms")
     assert quit_s < QUIT_BOUND_S
-    assert window.ingest.wait(
-        60
-    )  # in a real quit the process ends here; in a test the ingest stops by itself
+    assert window.ingest.wait(60)  # in a real quit the process ends here; in a test the ingest stops by itself
     with Case.open(case_file) as case:
-        before = case.count_documents()
-        assert before < 12
+        assert case.count_documents() < 40  # it was cut short ...
         report = ingest(case, [folder], jobs=1)
-        assert not report.failed and case.count_documents() == 12
+        assert not report.failed and case.count_documents() == 40  # ... and the next ingest completes it
