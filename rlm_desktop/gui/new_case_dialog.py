@@ -55,6 +55,8 @@ class NewCaseDialog(QDialog):
         self.reason.setText(problem or "")
         self.reason.setVisible(bool(problem))
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(problem is None)
+        if problem:  # the wrapped reason needs its height: grow to show all of it
+            self.resize(self.width(), max(self.height(), self.heightForWidth(self.width()), self.sizeHint().height()))
 
     def accept(self) -> None:  # Enter in the box comes here too: an unusable name keeps the dialog open
         if self.problem() is None:

@@ -73,6 +73,8 @@ def test_an_invalid_case_name_keeps_the_dialog_open_with_the_reason(qtbot, tmp_p
     assert not ok.isEnabled() and not dialog.reason.isVisible()
     qtbot.keyClicks(dialog.name_box, "leak/../../etc")
     assert not ok.isEnabled() and dialog.reason.isVisible() and dialog.reason.text()
+    qtbot.wait(10)  # the layout places the wrapped reason
+    assert dialog.reason.height() >= dialog.reason.heightForWidth(dialog.reason.width())  # all of it shows
     qtbot.keyClick(dialog.name_box, Qt.Key.Key_Return)  # Enter does not close it either
     assert dialog.isVisible() and dialog.name_box.text() == "leak/../../etc"  # what was typed is kept
     dialog.name_box.setText("leak 2026")
