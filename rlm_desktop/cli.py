@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", parents=[common], help="add files and folders (recursively) to the case")
     p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="open encrypted PDF and DOCX files with the password in $VAR (never a flag value; never stored)",
+    )
 
     p = sub.add_parser("docs", parents=[common], help="list the case's documents")
     p.add_argument(
@@ -246,11 +251,44 @@ def _serve_parser(sub: Any, common: argparse.ArgumentParser, endpoint: argparse.
     p.add_argument("--price", action="append", default=[], metavar="MODEL=IN:OUT", help="as for ask; repeatable")
 
 
+GLOBAL_VALUE_OPTIONS = ("--home", "--case")
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The subcommands the parser knows (all of them, whoever added them)."""
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps its subparsers only here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return list(action.choices)
+    return list(COMMANDS)
+
+
+def _files_open_the_window(argv: list[str], commands: list[str]) -> list[str]:
+    """`rlm-desktop a.pdf folder/` and `rlm-desktop --case X folder/` (a file manager's "Open with", or a user
+    naming the case first) open the window on the case and add the files: `gui` goes before the first path."""
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in GLOBAL_VALUE_OPTIONS:
+            index += 2
+        elif token.startswith("-"):  # --json, --home=DIR, ...: argparse judges them
+            index += 1
+        else:
+            break
+    if index < len(argv) and argv[index] not in commands:
+        token = argv[index]
+        if not Path(token).exists():
+            raise UsageError(f"{token!r} is neither a command ({', '.join(commands)}) nor a file or folder")
+        return [*argv[:index], "gui", *argv[index:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-") and Path(argv[0]).exists():
-        argv.insert(0, "gui")  # `rlm-desktop a.pdf folder/` (a file manager's "Open with") opens the window
+    try:
+        argv = _files_open_the_window(list(sys.argv[1:] if argv is None else argv), _commands(parser))
+    except UsageError as exc:
+        print(f"rlm-desktop: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
@@ -337,6 +375,11 @@ def cmd_ingest(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.ingest.pipeline import ingest
     from rlm_desktop.store.case import Case
 
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise UsageError(f"--password-env {args.password_env}: ${args.password_env} is not set or empty")
     cancel = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -345,7 +388,7 @@ def cmd_ingest(args: argparse.Namespace, path: Path) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Case.open(path) as case:
-            report = ingest(case, args.paths, progress=_TerminalProgress(), cancel=cancel)
+            report = ingest(case, args.paths, progress=_TerminalProgress(), cancel=cancel, password=password)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -673,7 +716,10 @@ class _AskProgress:
 
 
 def _print_record(record: dict[str, Any]) -> None:
-    print(record["answer"] or "(no answer)")
+    if record["status"] == "cancelled":  # the user's own Ctrl-C: say so, not that the run found nothing
+        print("Stopped by you." + (" The answer so far:\n" if record["answer"] else " No answer was written yet."))
+    if record["answer"] or record["status"] != "cancelled":
+        print(record["answer"] or "(no answer)")
     if record["citations"]:
         print("\nCitations:")
         for c in record["citations"]:
@@ -695,7 +741,7 @@ def _print_record(record: dict[str, Any]) -> None:
     for warning in record.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
     line = f"\n[{record['status']}] {money}{cap}; run {record['run_id']}"
-    if record.get("error"):
+    if record.get("error") and record["status"] != "cancelled":
         line += f"; {record['error']}"
     print(line)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import docx
 import pymupdf
+from lxml import etree
 
 
 def make_pdf(path: Path, pages: list[str]) -> Path:
@@ -28,6 +29,26 @@ def pdf_bytes(pages: list[str]) -> bytes:
     data = doc.tobytes()
     doc.close()
     return data
+
+
+def make_encrypted_pdf(path: Path, pages: list[str], password: str) -> Path:
+    """A PDF that needs `password` to open (AES-256), as a protected report arrives."""
+    doc = pymupdf.open(stream=pdf_bytes(pages), filetype="pdf")
+    doc.save(path, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=password, owner_pw=password + "-owner")
+    doc.close()
+    return path
+
+
+def make_encrypted_docx(path: Path, paragraphs: list[str], password: str) -> Path:
+    """A DOCX as Word saves it with "Encrypt with password": an OLE file holding the encrypted package."""
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = path.with_name(path.name + ".plain.docx")
+    make_docx(plain, paragraphs)
+    with plain.open("rb") as source, path.open("wb") as out:
+        OOXMLFile(source).encrypt(password, out)
+    plain.unlink()
+    return path
 
 
 def make_docx(path: Path, paragraphs: list[str]) -> Path:
@@ -81,3 +102,36 @@ def make_mbox(path: Path, count: int, *, start: datetime | None = None, body_lin
             fh.write(msg.as_bytes().replace(b"\r\n", b"\n"))
             fh.write(b"\n")
     return ids
+
+
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_ANNA = 'w:author="Anna Berg" w:date="2024-03-05T09:30:00Z"'
+_BEN = 'w:author="Ben Ode" w:date="2024-03-06T14:00:00Z"'
+
+
+def make_revised_docx(path: Path) -> Path:
+    """A memo edited with Track Changes on, as Word writes it: w:ins and w:del around runs."""
+    document = docx.Document()
+    document.add_paragraph("Board memo")
+    body = document.element.body
+    paragraphs = [
+        '<w:r><w:t xml:space="preserve">The transfer of </w:t></w:r>'
+        f'<w:del w:id="1" {_ANNA}><w:r><w:delText>EUR 40,000</w:delText></w:r></w:del>'
+        f'<w:ins w:id="2" {_ANNA}><w:r><w:t>EUR 400,000</w:t></w:r></w:ins>'
+        '<w:r><w:t xml:space="preserve"> to Zurich was approved</w:t></w:r>'
+        f'<w:ins w:id="3" {_BEN}><w:r><w:t xml:space="preserve"> by the chair</w:t></w:r></w:ins>'
+        "<w:r><w:t>.</w:t></w:r>",
+        # a whole sentence deleted: its paragraph is empty now, the deletion marks where it stood
+        f'<w:del w:id="4" {_BEN}><w:r><w:delText>Nobody objected.</w:delText></w:r></w:del>',
+        "<w:r><w:t>Signed, the secretary.</w:t></w:r>",
+    ]
+    anchor = body[-1]  # the section properties stay last
+    for inner in paragraphs:
+        anchor.addprevious(etree.fromstring(f'<w:p xmlns:w="{_W}">{inner}</w:p>'))
+    document.save(path)
+    return path
+
+
+REVISED_DOCX_TEXT = (
+    "Board memo\nThe transfer of EUR 400,000 to Zurich was approved by the chair.\nSigned, the secretary."
+)

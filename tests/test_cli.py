@@ -116,3 +116,25 @@ def test_search_finds_everyday_queries_and_file_names(tmp_path, capsys):
     assert json.loads(search("docket", "--json"))[0]["snippet"].startswith("file path: ")  # a folder's name
     text = run("search", "greek.pdf", home=home).stdout  # and once as users run it
     assert "greek.pdf  by its name" in text and "title: greek.pdf" in text
+
+
+def test_a_path_after_the_global_options_opens_the_window_on_that_case(tmp_path, src, monkeypatch, capsys):
+    from rlm_desktop import cli
+    from rlm_desktop.gui import app
+
+    seen = []
+    monkeypatch.setattr(app, "run_gui", lambda args, home: seen.append((args, home)) or 0)
+    home = tmp_path / "home"
+    for argv in (
+        ["--home", str(home), "--case", "inquiry", str(src)],  # the case named first (issue 13)
+        [str(src), "--home", str(home), "--case", "inquiry"],  # a file manager's "Open with"
+        ["--case=inquiry", "--home", str(home), str(src)],
+    ):
+        assert cli.main(argv) == 0
+        args, opened_home = seen.pop()
+        assert args.command == "gui" and args.case == "inquiry" and opened_home == home
+        assert args.paths == [src]
+
+    assert cli.main(["--case", "inquiry", str(tmp_path / "no-such-folder")]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-folder" in err and "is neither a command" in err and "ingest" in err and not seen

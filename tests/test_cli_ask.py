@@ -187,6 +187,37 @@ def test_sigint_cancels_saves_and_exits_3(fake_openai, home):
     record = json.loads(out)
     assert record["status"] == "cancelled"
     assert json.loads(cli(home, "runs", "--json").stdout)[0]["status"] == "cancelled"
+    # the sub-call the Stop cut short reads as stopped, not as a crash
+    subcalls = [n for n in _walk(record["tree"]) if n["kind"] == "llm_query"]
+    assert subcalls and all(n["status"] == "cancelled" for n in subcalls)
+    assert [n["error"] for n in subcalls] == ["cancelled (stopped by you)"] * len(subcalls)
+    assert "CancelledError" not in out
+
+
+def _walk(node):
+    yield node
+    for child in node.get("children", []):
+        yield from _walk(child)
+
+
+def test_sigint_in_text_mode_says_stopped_by_you(fake_openai, home):
+    fake_openai.handler = Script([repl("print(1)"), repl("r = llm_query('slow')")], sub_delay_s=60)
+    env = {**os.environ, "RLM_DESKTOP_HOME": str(home), "OPENAI_API_KEY": "k"}
+    args = ["ask", "Q", "--base-url", fake_openai.base_url, "--root-model", ROOT, "--sub-model", SUB]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm_desktop", *args, *(a for p in PRICES for a in ("--price", p))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    fake_openai.wait_for_requests(3, timeout_s=30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 3, err
+    assert out.startswith("Stopped by you. No answer was written yet.")
+    assert "(no answer)" not in out and "Error" not in out + err
+    assert "[cancelled]" in out
 
 
 def test_no_key_and_no_endpoint_is_a_usage_error(home):

@@ -15,6 +15,9 @@ hiddenimports += collect_submodules("tiktoken_ext")
 # formatters of its logging config, from strings.
 hiddenimports += ["uvicorn.loops.asyncio", "uvicorn.protocols.http.h11_impl", "uvicorn.lifespan.on", "uvicorn.logging"]
 datas = collect_data_files("tiktoken_ext")
+# An encrypted DOCX is opened with msoffcrypto only when a password is given; it picks its format reader
+# by what the file holds.
+hiddenimports += collect_submodules("msoffcrypto")
 
 # The root model's code cells may import any standard module, but a bundle holds only what the app itself
 # imports. These are the ones an investigation plausibly uses (text, numbers, dates, tables): without them a

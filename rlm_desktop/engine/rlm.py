@@ -60,6 +60,7 @@ COMPACT_AT = 0.85  # share of the context window at which the root conversation 
 MAX_COMPACTIONS = 3  # per level: more means the work itself no longer fits
 OPENING_BYTES_BOUND = 4000  # the case summary sent with the question, for the cap check before a run
 STREAM_UPDATE_S = 0.1
+CANCELLED_TEXT = "cancelled (stopped by you)"  # a step the user's Stop ended, as the tree and reports show it
 
 
 @functools.cache
@@ -617,7 +618,10 @@ class _Run:
                     node, cfg.sub_model, self.sub_messages(prompt), cfg.sub_max_output_tokens, "sub-call"
                 )
         except BaseException as exc:
-            node.detail["error"] = str(exc) if isinstance(exc, ModelCallError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, asyncio.CancelledError):
+                node.detail["error"] = CANCELLED_TEXT  # the user's Stop, not a crash: no exception name
+            else:
+                node.detail["error"] = str(exc) if isinstance(exc, ModelCallError) else f"{type(exc).__name__}: {exc}"
             self.finished(node, "cancelled" if isinstance(exc, asyncio.CancelledError) else "error")
             raise
         finally:

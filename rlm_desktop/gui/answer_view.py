@@ -21,7 +21,7 @@ UNKNOWN_TIP = "unknown marker: no citation was registered under this name"
 LINK = "#1d5fbf"
 BANNERS = {
     "running": ("Working on it… the answer appears here when the run ends.", "#e8f0fc", "#1d4f9c"),
-    "cancelled": ("Stopped by you — partial answer", "#f0f0f0", "#444444"),
+    "cancelled": ("Stopped by you", "#f0f0f0", "#444444"),
     "cap_reached": ("Spending cap reached — partial answer", "#fff1dc", "#8a4b00"),
     "limit_reached": ("Limit reached — partial answer", "#fff1dc", "#8a4b00"),
     "failed": ("Failed", "#fde4e4", "#9b1c1c"),
@@ -118,6 +118,8 @@ class AnswerView(QWidget):
         )
         if status == "failed":
             text = f"Failed: {error}" if error else "Failed"
+        elif status == "cancelled":  # the user's own Stop: no reason to repeat, and no failure to report
+            text += " — the answer so far is below" if self.answer.strip() else " before an answer was written"
         elif error and status != "running":
             text = f"{text}. {error[0].upper()}{error[1:]}".rstrip(".") + "."
         self.banner.setText(text)
@@ -146,11 +148,10 @@ class AnswerView(QWidget):
 
     def _html(self) -> str:
         if not self.answer.strip():
-            message = (
-                "Working on it… the answer appears here when the run ends."
-                if self.status == "running"
-                else "The run ended without an answer."
-            )
+            message = {
+                "running": "Working on it… the answer appears here when the run ends.",
+                "cancelled": "You stopped the run before it wrote an answer; its steps so far are in the tree.",
+            }.get(self.status, "The run ended without an answer.")
             return f"<p style='color:{theme.MUTED.name()}'><i>{html.escape(message)}</i></p>"
         parts = [f"<div style='font-size:large'>{self._answer_html()}</div>"]
         if self._citations or self.unknown_markers:

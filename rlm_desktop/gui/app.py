@@ -46,7 +46,7 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
     from PySide6.QtWidgets import QApplication
 
     from rlm_desktop.gui.bridge import configure_gui_thread
-    from rlm_desktop.gui.main_window import MainWindow
+    from rlm_desktop.gui.main_window import QUIT_BUDGET_S, MainWindow
 
     configure_gui_thread()  # the GIL goes back to the GUI thread within 1 ms while a run or an ingest works
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -73,8 +73,25 @@ def run_gui(args: argparse.Namespace, home: Path) -> int:
     app.aboutToQuit.connect(closed.set)
     with loop:
         loop.run_until_complete(closed.wait())
-    window.shutdown()
-    return EXIT_OK
+    window.shutdown(QUIT_BUDGET_S)  # closing the window did this already; a quit by other means needs it
+    _exit_now(EXIT_OK)
+    return EXIT_OK  # not reached
+
+
+def _exit_now(code: int) -> None:
+    """Leave without the interpreter's teardown: everything is saved and closed by now, and tearing down Qt
+    and the libraries PDF reading loads (PyMuPDF's ONNX runtime) took 1-2 s after the window had gone. An
+    ingest left finishing its file is safe to cut (its case stays consistent, and its extractor processes
+    leave when they see their parent gone)."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _walk(node: dict):

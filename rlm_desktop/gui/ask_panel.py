@@ -66,6 +66,7 @@ class AskPanel(QWidget):
         self._running = False
         self.sessions: list[ThreadSession] = []  # newest last
         self.bridge = RunBridge(self)
+        self.setup_steps: list[str] = []  # what a first launch still lacks before Ask can work
 
         self.question = QPlainTextEdit()
         self.question.setPlaceholderText(
@@ -147,6 +148,27 @@ class AskPanel(QWidget):
         self.bridge.run_event.connect(self._on_event)
         self.bridge.run_ended.connect(self._on_ended)
         self._set_running(False)
+
+    def show_setup(self, missing_key: bool, has_documents: bool) -> None:
+        """What to set up before the first Ask (a first launch): the endpoint and key, and documents to ask
+        about. Nothing is shown once both are there."""
+        steps = []
+        if missing_key:
+            steps.append(
+                'Set the model endpoint and API key in <a href="settings">Settings</a> (Ctrl+,)'
+                " — a local server (Ollama, vLLM, LM Studio) needs only its address"
+            )
+        if not has_documents:
+            steps.append("Add documents: drop files or folders anywhere on the window, or File › Add files")
+        self.setup_steps = steps
+        if not steps:
+            if self.notice.property("setup"):
+                self.notice.hide()
+            return
+        numbered = "".join(f"<br>{i}. {step}" for i, step in enumerate(steps, 1))
+        self.notice.setText(f"<b>Before the first question</b>{numbered}")
+        self.notice.setProperty("setup", True)
+        self.notice.show()
 
     def settings_changed(self) -> None:
         """New settings were saved: a notice about missing settings may no longer hold."""
@@ -364,6 +386,7 @@ class AskPanel(QWidget):
         if settings_link:
             html += ' &nbsp;<a href="settings">Open Settings…</a>'
         self.notice.setText(html)
+        self.notice.setProperty("setup", False)
         self.notice.show()
         return None
 

@@ -301,6 +301,9 @@ class DocumentBrowser(QWidget):
         self.clear_filters_button.clicked.connect(self.clear_filters)
 
         self.tag_combo = TagFilterCombo()
+        # compact beside the sender and recipient boxes; the list opens as wide as its tags need
+        self.tag_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.tag_combo.setMinimumContentsLength(5)
         self.tag_combo.currentIndexChanged.connect(lambda _i: self._apply(self._tag_changed))
 
         filters = QHBoxLayout()
@@ -308,6 +311,7 @@ class DocumentBrowser(QWidget):
         filters.addWidget(self.kind_combo)
         filters.addWidget(self.sender_box, 1)
         filters.addWidget(self.recipient_box, 1)
+        filters.addWidget(self.tag_combo)
         # "Clear" (the filters) ends the first row: the dates row then fits a narrow pane (its minimum width set
         # the whole pane's, which made the viewer narrow on a 1280 px screen)
         filters.addWidget(self.clear_filters_button)
@@ -317,7 +321,7 @@ class DocumentBrowser(QWidget):
         dates.addWidget(self.date_from, 1)
         dates.addWidget(QLabel("to"))
         dates.addWidget(self.date_to, 1)
-        dates.addWidget(self.tag_combo)
+        dates.addStretch(0)
 
         self.tree = QTreeView()
         self.tree.setModel(self.proxy)
@@ -850,10 +854,11 @@ class DocumentBrowser(QWidget):
             self.tree.setFocus()
             return True
         if event.type() == QEvent.Type.Show:
-            # a calendar opened from "any date" would show the year 1900: open it at the case's latest date
+            # a calendar opened from "any date" would show the year 1900: "from" opens at the case's earliest
+            # date, "to" at its latest, and at today when no document has a date (or the list is loading)
             for edit in (self.date_from, self.date_to):
                 if watched is edit.calendarWidget() and edit.date() == NO_DATE:
-                    latest = max((n.when for n in self.model.tree.by_id.values() if n.when), default=None)
-                    if latest is not None:
-                        edit.calendarWidget().setCurrentPage(latest.year, latest.month)
+                    dated = [n.when for n in self.model.tree.by_id.values() if n.when]
+                    shown = (min if edit is self.date_from else max)(dated) if dated else date.today()
+                    edit.calendarWidget().setCurrentPage(shown.year, shown.month)
         return super().eventFilter(watched, event)

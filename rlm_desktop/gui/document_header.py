@@ -126,6 +126,8 @@ class DocumentHeader(QWidget):
     """
 
     document_requested = Signal(int)
+    open_original_requested = Signal()
+    save_original_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -164,11 +166,27 @@ class DocumentHeader(QWidget):
         self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         first.addWidget(self.kind_label, 0, Qt.AlignmentFlag.AlignVCenter)
         first.addWidget(self.title_label, 1)
+        self.open_button = QToolButton()
+        self.open_button.setText("Open original")
+        self.open_button.setToolTip("Open the original file with this computer's application for it")
+        self.open_button.clicked.connect(self.open_original_requested)
+        self.save_button = QToolButton()
+        self.save_button.setText("Save attachment as…")
+        self.save_button.setToolTip("Save the attachment's original bytes, exactly as ingested, to a file")
+        self.save_button.clicked.connect(self.save_original_requested)
         layout.addLayout(first)
 
+        # the file's place, then the buttons for its bytes: on their own row the title keeps the whole width
+        # (beside them a long file name wrapped a few letters a line)
         self.location_label = ElidedLabel()
         self.location_label.setStyleSheet(f"color: {theme.MUTED.name()};")
-        layout.addWidget(self.location_label)
+        location = QHBoxLayout()
+        location.setSpacing(6)
+        location.addWidget(self.location_label, 1)
+        location.addStretch(0)  # the buttons stay at the right when there is no location to show
+        for button in (self.open_button, self.save_button):
+            location.addWidget(button, 0, Qt.AlignmentFlag.AlignVCenter)
+        layout.addLayout(location)
 
         # "Attachment of <email>", size and hash wrap onto more lines in a narrow viewer, and the email's
         # subject elides: nothing in this row may set the window's width (a long one once widened it past
@@ -209,9 +227,17 @@ class DocumentHeader(QWidget):
             widget.hide()
 
     def show_document(
-        self, doc: DocumentRow, parent: DocumentRow | None, children: list[DocumentRow], total_children: int
+        self,
+        doc: DocumentRow,
+        parent: DocumentRow | None,
+        children: list[DocumentRow],
+        total_children: int,
+        own_file: bool = True,
     ) -> None:
+        """`own_file`: the document is a file on disk (else only its stored bytes, as an attachment)."""
         self.sha256 = doc.sha256
+        self.save_button.setVisible(not own_file)
+        self.save_button.setText("Save attachment as…" if parent is not None else "Save original as…")
         self.header.show()
         self.kind_label.setText(formats.label(doc.kind))
         self.title_label.setText(breakable(doc.title or "(untitled)"))

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.tasks import run_in_background
+from rlm_desktop.ingest.extracted import needs_password
 from rlm_desktop.ingest.pipeline import ingest
 from rlm_desktop.ingest.progress import (
     FileFinished,
@@ -66,7 +67,8 @@ class IngestController(QObject):
     def running(self) -> bool:
         return self._running
 
-    def start(self, case_path: Path, paths: list[Path]) -> bool:
+    def start(self, case_path: Path, paths: list[Path], passwords: dict[str, str] | None = None) -> bool:
+        """Ingest `paths`; `passwords` opens encrypted files (path -> what the user typed), held only by the job."""
         if self._running:
             self.refused.emit("An ingest is already running: wait for it to finish, or cancel it first.")
             return False
@@ -77,7 +79,7 @@ class IngestController(QObject):
 
         def job() -> IngestReport:
             with Case.open(case_path) as case:
-                return ingest(case, paths, progress=progress, cancel=cancel, jobs=jobs)
+                return ingest(case, paths, progress=progress, cancel=cancel, jobs=jobs, passwords=passwords)
 
         # an exception is reported to the window like a report: never lost in a thread
         self._future = run_in_background(job, self._ended, self._ended, owner=self)
@@ -123,6 +125,8 @@ def summary_text(report: IngestReport) -> str:
 
 class IngestPanel(QWidget):
     """Progress of the running ingest, a Cancel button, and afterwards a summary and the failures."""
+
+    password_requested = Signal(str)  # the path of an encrypted file the user wants to open with its password
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -183,6 +187,14 @@ class IngestPanel(QWidget):
             QKeySequence.StandardKey.Copy, self.failures, context=Qt.ShortcutContext.WidgetShortcut
         )
         copy.activated.connect(self.copy_failures)
+        self.failures.itemDoubleClicked.connect(lambda item, _column: self._request_password(item))
+        self.failures.itemSelectionChanged.connect(self._update_password_button)
+        self.password_button = QPushButton("Enter password…")
+        self.password_button.setToolTip(
+            "Open the selected encrypted file with its password (used for this reading only, never stored)"
+        )
+        self.password_button.clicked.connect(lambda: self._request_password(None))
+        self.password_button.hide()
         self.failures.hide()
         self.failures_label.hide()
 
@@ -202,7 +214,10 @@ class IngestPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.current_label)
         layout.addWidget(self.summary_label)
-        layout.addWidget(self.failures_label)
+        heading = QHBoxLayout()
+        heading.addWidget(self.failures_label, 1)
+        heading.addWidget(self.password_button)
+        layout.addLayout(heading)
         layout.addWidget(self.failures, 1)
         layout.addStretch(0)  # keeps the lines together while the failures list is hidden
 
@@ -230,6 +245,28 @@ class IngestPanel(QWidget):
         if not failures and not self._running():
             self.summary_label.setText("No file has failed to be read in this case.")
             self.summary_label.show()
+
+    def show_case(self, name: str, documents: int, failures: int) -> None:
+        """Another case was opened: forget the last ingest's progress and failures, and sum up this case."""
+        if self._running():
+            return  # the running ingest's progress stays until it ends
+        self._timer.stop()
+        self._total = self._done = 0
+        self._current, self._messages, self._new_failures = "", None, []
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.current_label.hide()
+        self.failures.clear()
+        self._show_failure_heading("", False)
+        text = f"Case “{name}”: {documents:,} document{'s' if documents != 1 else ''}"
+        if failures:
+            text += f"; {failures:,} file{'s' if failures != 1 else ''} could not be read (File › Show ingest failures)"
+        elif not documents:
+            text += ". Drop files or folders on the window to add them."
+        self.summary_label.setText(text)
+        self.summary_label.setStyleSheet("")
+        self.summary_label.show()
 
     def failure_rows(self) -> list[tuple[str, str]]:
         return [
@@ -349,16 +386,48 @@ class IngestPanel(QWidget):
             item.setToolTip(0, path)
             item.setToolTip(1, reason)
             item.setForeground(1, theme.UNVERIFIED)
+            if needs_password(reason):
+                item.setToolTip(1, reason + "\nDouble-click (or Enter password…) to open it with its password")
             items.append(item)
         self.failures.addTopLevelItems(items)
+        self._update_password_button()
 
     def _show_failure_heading(self, text: str, visible: bool) -> None:
         self.failures_label.setText(f"<b>{text}</b> — select and Ctrl+C to copy" if visible else "")
         self.failures_label.setVisible(visible)
         self.failures.setVisible(visible)
+        self._update_password_button()
+
+    # ---- encrypted files -----------------------------------------------------------------------------
+
+    def password_paths(self) -> list[str]:
+        """The listed files that an ingest with their password would read."""
+        rows = (self.failures.topLevelItem(i) for i in range(self.failures.topLevelItemCount()))
+        return [item.text(0) for item in rows if needs_password(item.text(1))]
+
+    def _password_item(self, item: QTreeWidgetItem | None) -> QTreeWidgetItem | None:
+        if item is None:
+            selected = [i for i in self.failures.selectedItems() if needs_password(i.text(1))]
+            if selected:
+                return selected[0]
+            rows = (self.failures.topLevelItem(i) for i in range(self.failures.topLevelItemCount()))
+            item = next((i for i in rows if needs_password(i.text(1))), None)
+        return item if item is not None and needs_password(item.text(1)) else None
+
+    def _request_password(self, item: QTreeWidgetItem | None) -> None:
+        chosen = self._password_item(item)
+        if chosen is not None and not self._running():
+            self.password_requested.emit(chosen.text(0))
+
+    def _update_password_button(self) -> None:
+        self.password_button.setVisible(self.failures.isVisibleTo(self) and bool(self.password_paths()))
 
     def _failures_menu(self, pos: Any) -> None:
         menu = QMenu(self)
+        item = self.failures.itemAt(pos)
+        if item is not None and needs_password(item.text(1)):
+            menu.addAction("Enter password…", lambda: self._request_password(item)).setEnabled(not self._running())
+            menu.addSeparator()
         menu.addAction("Copy selected", self.copy_failures)
         menu.addAction("Copy all", lambda: (self.failures.clearSelection(), self.copy_failures()))
         menu.exec(self.failures.viewport().mapToGlobal(pos))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from concurrent.futures import Future
 from datetime import UTC
 from pathlib import Path
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -45,14 +47,16 @@ from rlm_desktop.gui.screen_fit import first_size
 from rlm_desktop.gui.source_viewer import SourceViewer
 from rlm_desktop.gui.tasks import run_in_background, tasks
 from rlm_desktop.ingest import formats
+from rlm_desktop.ingest.extracted import needs_password
 from rlm_desktop.ingest.progress import IngestStarted
-from rlm_desktop.paths import InvalidCaseName, case_path, list_cases
+from rlm_desktop.paths import case_path, list_cases
 from rlm_desktop.reports import FORMAT_LABELS
 from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 REPORT_FORMATS = FORMAT_LABELS
 MAIN_SHARES = (0.27, 0.39, 0.34)  # documents, viewer, ask panel
+QUIT_BUDGET_S = 0.6  # what closing the window may wait for background work (the target is quitting in 1 s)
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
@@ -79,6 +83,19 @@ def _local_paths(event: QEvent) -> list[Path]:
     return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
 
 
+class _CaseBox(QComboBox):
+    """The toolbar's case box: lists the cases on disk each time it opens (a case made by `ingest --case` from a
+    terminal shows up without restarting the window)."""
+
+    def __init__(self, refill):
+        super().__init__()
+        self._refill = refill
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt override
+        self._refill()
+        super().showPopup()
+
+
 class MainWindow(QMainWindow):
     case_opened = Signal(str)
 
@@ -88,6 +105,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings.load(home)
         self.case: Case | None = None
         self.case_name: str | None = None
+        self._shut_down = False
+        self._password_ingest = False  # the running ingest reads a file with the password the user typed
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
         self.resize(first_size(self))  # 1400x900, or less on a smaller screen
@@ -212,7 +231,7 @@ class MainWindow(QMainWindow):
         bar.setMovable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         bar.addWidget(QLabel(" Case: "))
-        self.case_combo = QComboBox()
+        self.case_combo = _CaseBox(self._fill_case_combo)
         self.case_combo.setMinimumWidth(180)
         self.case_combo.setToolTip("The open case: one file holding its documents and runs")
         self.case_combo.activated.connect(self._case_chosen)
@@ -245,6 +264,8 @@ class MainWindow(QMainWindow):
         self.history.rerun_requested.connect(self.ask_again)
         self.history.run_deleted.connect(self._run_deleted)
         self.ingest.finished.connect(lambda _report: self._refresh_case_views())
+        self.ingest.finished.connect(self._after_password_ingest)
+        self.ingest_panel.password_requested.connect(self.enter_password)
         self.ingest.event_received.connect(
             lambda event: self.ingest_panel.show() if isinstance(event, IngestStarted) else None
         )
@@ -266,6 +287,7 @@ class MainWindow(QMainWindow):
             widget.set_case(case)
         self._fill_case_combo()
         self._refresh_case_views(documents=False)
+        self.ingest_panel.show_case(name, case.count_documents(), len(case.failures()))
         self.setWindowTitle(f"{name} — RLM Desktop")
         if self.settings.last_case != name:
             self.settings.last_case = name
@@ -273,16 +295,13 @@ class MainWindow(QMainWindow):
         self.case_opened.emit(name)
 
     def new_case(self) -> None:
-        name, ok = QInputDialog.getText(
-            self, "New case", "Name of the new case (letters, digits, spaces, . _ -):"
-        )
-        if not ok or not name.strip():
+        from rlm_desktop.gui.new_case_dialog import NewCaseDialog
+
+        dialog = NewCaseDialog(self.home, self)
+        if dialog.exec() != NewCaseDialog.DialogCode.Accepted or not dialog.name:
             return
-        try:
-            path = case_path(self.home, name.strip())
-        except InvalidCaseName as exc:
-            QMessageBox.warning(self, "New case", str(exc))
-            return
+        name = dialog.name
+        path = case_path(self.home, name)
         if path.exists():
             QMessageBox.information(self, "New case", f"A case called {name.strip()!r} exists; opening it.")
         self.open_case(name.strip())
@@ -327,10 +346,22 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Drop folders or files on the window to add them to this case.")
         else:
             self.statusBar().clearMessage()
+        self._check_setup(docs > 0)
+
+    def _check_setup(self, has_documents: bool) -> None:
+        """Say what a first launch must set up before the first Ask (the key lookup may wait on the keyring)."""
+        home, base_url = self.home, self.settings.base_url
+
+        def missing_key() -> bool:
+            return secrets.api_key_status(home, base_url) is not None
+
+        run_in_background(
+            missing_key, lambda missing: self.ask_panel.show_setup(missing, has_documents), owner=self
+        )
 
     # -- ingest -----------------------------------------------------------------------------------------------
 
-    def ingest_paths(self, paths: list[Path]) -> bool:
+    def ingest_paths(self, paths: list[Path], passwords: dict[str, str] | None = None) -> bool:
         if self.case is None or not paths:
             return False
         if self.ingest.running:
@@ -339,8 +370,31 @@ class MainWindow(QMainWindow):
             )
             return False
         self.ingest_panel.show()
-        self.ingest.start(self.case.path, paths)
+        self.ingest.start(self.case.path, paths, passwords)
         return True
+
+    def enter_password(self, path: str) -> bool:
+        """Ask for an encrypted file's password and read the file again with it. The password goes to this one
+        ingest in memory: never into the case, the settings or a log."""
+        password, ok = QInputDialog.getText(
+            self,
+            "Encrypted file",
+            f"{Path(path).name} is encrypted. Its password (used to read it now, never stored):",
+            QLineEdit.EchoMode.Password,
+        )
+        if not ok or not password:
+            return False
+        self._password_ingest = self.ingest_paths([Path(path)], {path: password})
+        return self._password_ingest
+
+    def _after_password_ingest(self, report: object) -> None:
+        """Once a file opened with its password is read, the case's other encrypted files are listed again, so
+        the next password can be entered without looking for them."""
+        if not self._password_ingest or self.case is None:
+            return
+        self._password_ingest = False
+        if not getattr(report, "failed", None) and any(needs_password(f["error"]) for f in self.case.failures()):
+            self.show_failures()
 
     def add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -500,6 +554,7 @@ class MainWindow(QMainWindow):
         settings.last_case = self.case_name
         self.settings = settings
         self.ask_panel.settings_changed()
+        self._check_setup(self.case is not None and self.case.count_documents() > 0)
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
@@ -519,21 +574,33 @@ class MainWindow(QMainWindow):
             self._shares_pending = False
             self.splitter.setSizes(share(self.splitter.width(), MAIN_SHARES))
 
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and self.case_name:
+            self._fill_case_combo()  # back from a terminal: cases created there are listed
+        super().changeEvent(event)
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
-        self.shutdown()
+        self.shutdown(QUIT_BUDGET_S)
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Stop what runs in the background and close the case (a run is saved as cancelled)."""
+    def shutdown(self, budget_s: float = 30.0) -> None:
+        """Stop what runs in the background and close the case (a run is saved as cancelled), waiting at most
+        `budget_s` in all. Quitting gives it under a second: a cancelled run is saved within milliseconds, and
+        an ingest still finishing its file is left to the process's end (a killed ingest leaves a consistent
+        case that the next ingest resumes; its extractor processes watch for their parent and leave too)."""
+        if self._shut_down:  # closing the window did it; the app's own end asks again
+            return
+        self._shut_down = True
+        deadline = time.monotonic() + budget_s
         if self.ask_panel.running:
             self.ask_panel.bridge.cancel()
             if self.ask_panel.bridge.handle is not None:
-                self.ask_panel.bridge.handle.join(5)
+                self.ask_panel.bridge.handle.join(max(0.0, deadline - time.monotonic()))
         self.ask_panel.close_threads()  # the threads' kept REPLs
         if self.ingest.running:
             self.ingest.cancel()
-            self.ingest.wait(30)
-        tasks().wait(10)  # an export or a refresh still writing finishes first
+            self.ingest.wait(max(0.0, deadline - time.monotonic()))
+        tasks().wait(max(0.0, deadline - time.monotonic()))  # an export or a refresh still writing finishes first
         self.browser.stop_pending()  # a preview due in a few ms must not open a document of a closed case
         if self.case is not None:
             self.case.close()

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QLabel, QSplitter, QToolButton, QVBoxLayout, QWidg
 from rlm_desktop.engine.events import NodeView
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.excerpt_view import ERROR_COLOUR, ExcerptView
-from rlm_desktop.gui.run_tree_model import STATUS_TEXT, cost_text, tokens_text
+from rlm_desktop.gui.run_tree_model import STATUS_TEXT, cost_text, error_text, tokens_text
 
 KIND_TITLES = {
     "root": "Whole run",
@@ -23,7 +23,7 @@ KIND_TITLES = {
     "compaction": "Compaction",
 }
 STATUS_BANNERS = {
-    "cancelled": "Stopped by you — the answer is partial",
+    "cancelled": "Stopped by you — the answer so far",
     "cap_reached": "The spending cap was reached — the answer is partial",
     "limit_reached": "A limit was reached — the answer is partial",
 }
@@ -200,9 +200,11 @@ def _render_root(detail: NodeDetail, node: NodeView, ctx: DetailContext) -> None
         view.add_text(record["answer"])
     elif status == "running" or not record:
         view.add_text("The answer appears here when the run ends.", colour=muted, italic=True)
+    elif status == "cancelled":
+        view.add_text("Stopped by you before an answer was written.", colour=muted, italic=True)
     else:
         view.add_text("(no answer)", colour=muted, italic=True)
-    if record.get("error"):
+    if record.get("error") and status != "cancelled":  # "stopped by the user" says nothing the banner did not
         view.add_text(f"Why the run ended: {record['error']}", colour=ERROR_COLOUR, gap=True)
     if "WEAK" in str(record.get("isolation") or ""):  # the usual walls are in the record and reports
         view.add_text(f"Model code ran with weak isolation: {record['isolation']}", colour=ERROR_COLOUR, gap=True)
@@ -237,7 +239,7 @@ def _render_code(detail: NodeDetail, node: NodeView, ctx: DetailContext) -> None
         secondary.view.add_text("(no output)", colour=muted, italic=True)
     if error:
         secondary.view.add_heading("Error")
-        secondary.view.add_text(str(error), mono=True, colour=ERROR_COLOUR)
+        secondary.view.add_text(error_text(error), mono=True, colour=ERROR_COLOUR)
     for key, heading in (("final", "FINAL answer"), ("final_refused", "FINAL refused (first turn)")):
         if info.get(key):
             secondary.view.add_heading(heading)
@@ -292,7 +294,7 @@ def _render_llm_query(detail: NodeDetail, node: NodeView, ctx: DetailContext) ->
             gap=True,
         )
     if info.get("error"):
-        secondary.view.add_text(str(info["error"]), colour=ERROR_COLOUR, gap=True)
+        secondary.view.add_text(error_text(info["error"]), colour=ERROR_COLOUR, gap=True)
 
 
 def _render_rlm_query(detail: NodeDetail, node: NodeView, ctx: DetailContext) -> None:
@@ -362,7 +364,7 @@ def _notes(node: NodeView, section: _Section) -> None:
             f"Retry {retry.get('attempt')}: {retry.get('reason')} (waited {retry.get('delay_s', 0):g} s)"
         )
     if node.detail.get("error"):
-        notes.append(f"Error: {node.detail['error']}")
+        notes.append(f"Error: {error_text(node.detail['error'])}")
     if not notes:
         section.setVisible(False)
         section.view.clear()

@@ -18,9 +18,17 @@ from rlm_desktop.engine.events import (
     RunStarted,
 )
 from rlm_desktop.engine.record import replay
+from rlm_desktop.engine.rlm import CANCELLED_TEXT
 from rlm_desktop.gui import theme
 
 STEP, STATUS, MODEL, TOKENS, COST, TIME = range(6)
+
+
+def error_text(error: object) -> str:
+    """A step's error as shown: runs saved before the engine named a Stop saved the bare `CancelledError:`."""
+    text = str(error)
+    return CANCELLED_TEXT if text.startswith("CancelledError") else text
+
 HEADERS = ("Step", "Status", "Model", "Tokens", "Cost", "Time")
 HEADER_TIPS = (
     "What the step did: a root-model iteration, a code block it ran, a sub-call or a sub-investigation",
@@ -452,7 +460,7 @@ class RunTreeModel(QAbstractItemModel):
             head = kinds.get(view.kind, view.kind)
             return f"{head}\n\n{text}" if text else head
         if column == STATUS and view.detail.get("error"):
-            return str(view.detail["error"])[:600]
+            return error_text(view.detail["error"])[:600]
         if column == STATUS and (view.detail.get("problem") or view.detail.get("flag")):
             return str(view.detail.get("problem") or view.detail.get("flag"))[:600]
         if column == COST and view.detail.get("usage_estimated"):

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlm_desktop.engine.endpoints import load_caps
+from rlm_desktop.engine.endpoints import load_caps, load_endpoint
 from rlm_desktop.engine.model_info import ModelCaps, context_window, known_context_window
 from rlm_desktop.engine.pricing import DEFAULT_PRICES, PRICES_TAKEN, Price
 from rlm_desktop.gui.tasks import run_in_background
@@ -764,9 +764,25 @@ class SettingsDialog(QDialog):
         url = self.url_edit.text().strip() or None
         try:
             self._cached_caps = load_caps(self.home, url)
+            listed = load_endpoint(self.home, url).get("listed")
         except OSError:
-            self._cached_caps = {}
+            self._cached_caps, listed = {}, None
+        self.offer_models(listed if isinstance(listed, list) else [])
 
+    def offer_models(self, listed: list[str]) -> None:
+        """The models drop-downs: what the server lists (its GET /models, as the last test found), first, then
+        the well-known names; what the user typed stays."""
+        names = list(dict.fromkeys(str(m) for m in listed if m))
+        names += [m for m in sorted(DEFAULT_PRICES) if m not in names]
+        for combo in (self.root_combo, self.sub_combo):
+            typed = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            for index in range(len(listed)):
+                combo.setItemData(index, "Listed by the server", Qt.ItemDataRole.ToolTipRole)
+            combo.setEditText(typed)
+            combo.blockSignals(False)
     def _show_windows_used(self, settings: Settings) -> None:
         """Under the editor: the window each chosen model will get, and where that figure comes from."""
         parts = []
@@ -1033,6 +1049,8 @@ class SettingsDialog(QDialog):
         self.test_result.setVisible(True)
         html = ""
         if result.report is not None:
+            if result.report.listed:
+                self.offer_models(result.report.listed)
             settings, _ = self.form_settings()
             roles = {"root": settings.root_model, "sub": settings.sub_model}
             html = findings_html(result.report, roles, settings.context_windows)

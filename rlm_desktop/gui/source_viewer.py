@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QSize, Qt, Signal
@@ -17,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlm_desktop.gui import theme
+from rlm_desktop.gui import originals, theme
 from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
 from rlm_desktop.gui.email_body import header_block_end
 from rlm_desktop.gui.find_bar import FindBar
@@ -88,6 +89,8 @@ class SourceViewer(QWidget):
         self.info_notice = NoticeBar()
         self.doc_header = DocumentHeader()
         self.doc_header.document_requested.connect(self.show_document)
+        self.doc_header.open_original_requested.connect(self.open_original)
+        self.doc_header.save_original_requested.connect(lambda: self.save_original_as())
         # the header's parts, by the names the window and its tests use
         head = self.doc_header
         self.header, self.email_panel, self.children_bar = head.header, head.email_panel, head.children_bar
@@ -424,7 +427,8 @@ class SourceViewer(QWidget):
         if doc is None:
             return
         if self._text_loaded_for != doc.id:
-            self.text_view.show_text(self._text, self._pages)
+            revisions = doc.meta.get("revisions") if doc.kind == "docx" else None
+            self.text_view.show_text(self._text, self._pages, revisions if isinstance(revisions, list) else None)
             reason = doc.meta.get("not_extracted")
             self.text_view.setPlaceholderText(
                 f"No text was extracted from this file: {reason}" if reason else "This document has no text."
@@ -434,6 +438,13 @@ class SourceViewer(QWidget):
             self._text_loaded_for = doc.id
         if self._pdf_problem is not None:
             self._add_notice(self._pdf_problem, "warning")
+        if self.text_view.revisions:
+            kinds = [r.get("kind") for r in self.text_view.revisions]
+            self._add_notice(
+                f"Tracked changes\n{kinds.count('ins'):,} insertions (green, underlined) and {kinds.count('del'):,}"
+                " deletions (red, struck through; not part of the document's text). Hover one for its author and date.",
+                "ok",
+            )
         self.stack.setCurrentWidget(self.text_view)
         if self._span:
             self.text_view.highlight(*self._span, unverified=self._unverified)
@@ -494,7 +505,19 @@ class SourceViewer(QWidget):
             except KeyError:
                 parent = None
         children, total = self._case.children(doc.id, MAX_CHIPS)
-        self.doc_header.show_document(doc, parent, children, total)
+        self.doc_header.show_document(doc, parent, children, total, own_file=originals.has_own_file(doc))
+
+    def open_original(self) -> Path | None:
+        """Open the shown document's original outside the app (an attachment through a private temp copy)."""
+        if self._case is None or self._doc is None:
+            return None
+        return originals.open_original(self, self._case, self._doc)
+
+    def save_original_as(self, target: Path | None = None) -> Path | None:
+        """Save the shown document's original bytes (asks where when `target` is None)."""
+        if self._case is None or self._doc is None:
+            return None
+        return originals.save_original_as(self, self._case, self._doc, target)
 
     def _update_notices(self, doc: DocumentRow, citation: dict[str, Any] | None) -> None:
         self.citation_notice.clear_notice()

@@ -41,6 +41,8 @@ def qt_positions(text: str, offsets: Sequence[int]) -> dict[int, int]:
 FIND_SHOWN_MAX = 2000  # matches lit at once around the current one; painting more slows scrolling
 FIND_MATCH = QColor(190, 222, 255)  # every find match: blue, apart from a citation's yellow
 FIND_CURRENT = QColor(255, 150, 50)  # the current one stands out
+
+
 def python_offset(text: str, position: int) -> int:
     """The Python character offset of QTextDocument `position` in `text` (the inverse of qt_position): the
     first offset whose Qt position is not before it."""
@@ -56,6 +58,20 @@ def python_offset(text: str, position: int) -> int:
     if 0 < lo < len(text) and text[lo - 1] == "\r" and text[lo] == "\n":
         lo += 1  # between the two characters of a CRLF, which Qt shows as one break: after it
     return lo
+
+
+INSERTED = QColor(26, 127, 55)  # tracked insertions: green, underlined
+DELETED = QColor(179, 38, 30)  # tracked deletions: red, struck through
+
+
+def _revision_tip(revision: dict[str, Any]) -> str:
+    """ "Inserted by Anna Berg, 2024-03-05 09:30 UTC" from a DOCX revision."""
+    verb = {"ins": "Inserted", "del": "Deleted"}.get(str(revision.get("kind")), "Changed")
+    if revision.get("move"):
+        verb = "Moved here" if revision.get("kind") == "ins" else "Moved away"
+    when = str(revision.get("date") or "").replace("T", " ").replace("Z", " UTC").replace(":00 UTC", " UTC")
+    who = str(revision.get("author") or "an unknown author")
+    return f"{verb} by {who}" + (f", {when.strip()}" if when else "") + " (tracked change)"
 
 
 class PageGutter(QWidget):
@@ -98,6 +114,9 @@ class SpanTextView(QPlainTextEdit):
         self.span: tuple[int, int] | None = None
         self.unverified = False
         self._page_blocks: dict[int, int] = {}  # block number where a page starts -> page number
+        # deleted text shown inline (DOCX tracked changes): (Qt position in the stored text, UTF-16 length)
+        self._shifts: list[tuple[int, int]] = []
+        self.revisions: list[dict[str, Any]] = []
         self._centre_pending = False
         self._span_selections: list[QTextEdit.ExtraSelection] = []
         self._find_selections: list[QTextEdit.ExtraSelection] = []
@@ -107,12 +126,18 @@ class SpanTextView(QPlainTextEdit):
         self.gutter.hide()
         self.updateRequest.connect(self._update_gutter)
 
-    def show_text(self, text: str, pages: list[Page]) -> None:
+    def show_text(self, text: str, pages: list[Page], revisions: list[dict[str, Any]] | None = None) -> None:
+        """Show `text`; `revisions` (a DOCX's tracked changes) underline the insertions and put each deletion's
+        text back, struck through, where it stood, both with their author and date as a tooltip."""
         self.text = text
         self.span = None
         self._hidden_until = 0  # a new document: every block visible again
+        self._shifts = []
         # "\f" separates PDF pages: one position either way, but a line break reads better than a glyph
         self.setPlainText(text.replace("\f", "\n"))
+        self.revisions = list(revisions or [])
+        if self.revisions:
+            self._show_revisions()
         document = self.document()
         self._page_blocks = {}
         if len(pages) > 1:
@@ -152,6 +177,50 @@ class SpanTextView(QPlainTextEdit):
     def hidden_until(self) -> int:
         """The Python offset up to which lines are hidden (0: none)."""
         return self._hidden_until
+    def _show_revisions(self) -> None:
+        document = self.document()
+        deletions = []
+        for revision in self.revisions:
+            start, end = int(revision.get("start", 0)), int(revision.get("end", 0))
+            who = _revision_tip(revision)
+            fmt = QTextCharFormat()
+            fmt.setToolTip(who)
+            if revision.get("kind") == "ins" and end > start:
+                fmt.setForeground(INSERTED)
+                fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
+                fmt.setUnderlineColor(INSERTED)
+                cursor = QTextCursor(document)
+                cursor.setPosition(qt_position(self.text, start))
+                cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
+                cursor.mergeCharFormat(fmt)
+            elif revision.get("kind") == "del" and revision.get("text"):
+                deletions.append((qt_position(self.text, start), str(revision["text"]), fmt))
+        # deleted text goes in from the end backwards, so the positions still to come stay right
+        for position, deleted, fmt in sorted(deletions, key=lambda d: d[0], reverse=True):
+            fmt.setForeground(DELETED)
+            fmt.setFontStrikeOut(True)
+            cursor = QTextCursor(document)
+            cursor.setPosition(position)
+            cursor.insertText(deleted.replace("\f", "\n"), fmt)
+            self._shifts.append((position, len(deleted.encode("utf-16-le")) // 2))
+        self._shifts.sort()
+
+    def _position(self, offset: int, end: bool = False) -> int:
+        """The document position of Python offset `offset` in the stored text, past any deleted text shown
+        before it (a span's end stops before deleted text that stood right after it)."""
+        return self._shift(qt_position(self.text, offset), end)
+
+    def _shift(self, base: int, end: bool = False) -> int:
+        """A stored-text position (Qt units) moved past the deleted text shown before it."""
+        if not self._shifts:
+            return base
+        return base + sum(length for at, length in self._shifts if at < base or (at == base and not end))
+
+    def revision_at(self, offset: int) -> str:
+        """The tooltip shown over the stored text's character at `offset` (empty when it is no revision)."""
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(self._position(offset) + 1)
+        return cursor.charFormat().toolTip()
 
     def highlight(self, start: int, end: int, unverified: bool = False) -> None:
         """Highlight text[start:end] (Python offsets) and bring it to the middle of the view.
@@ -163,8 +232,8 @@ class SpanTextView(QPlainTextEdit):
         if start < self._hidden_until:  # the passage is in the hidden header lines: show them
             self.show_head()
         cursor = QTextCursor(self.document())
-        cursor.setPosition(qt_position(self.text, start))
-        cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
+        cursor.setPosition(self._position(start))
+        cursor.setPosition(self._position(end, end=True), QTextCursor.MoveMode.KeepAnchor)
         selection = QTextEdit.ExtraSelection()
         selection.cursor = cursor
         fmt = QTextCharFormat()
@@ -193,8 +262,10 @@ class SpanTextView(QPlainTextEdit):
             positions = qt_positions(self.text, [o for span in shown for o in span])
             for start, end in shown:
                 mark = QTextCursor(self.document())
-                mark.setPosition(positions[max(0, min(start, len(self.text)))])
-                mark.setPosition(positions[max(0, min(end, len(self.text)))], QTextCursor.MoveMode.KeepAnchor)
+                mark.setPosition(self._shift(positions[max(0, min(start, len(self.text)))]))
+                mark.setPosition(
+                    self._shift(positions[max(0, min(end, len(self.text)))], end=True), QTextCursor.MoveMode.KeepAnchor
+                )
                 selection = QTextEdit.ExtraSelection()
                 selection.cursor = mark
                 fmt = QTextCharFormat()
@@ -208,7 +279,7 @@ class SpanTextView(QPlainTextEdit):
                 self.show_head()  # a match in an email's hidden header lines shows them
             self._centre_pending = False  # the match, not the span, is what the reader is looking for
             cursor = QTextCursor(self.document())
-            cursor.setPosition(qt_position(self.text, self.find_current[0]))
+            cursor.setPosition(self._position(self.find_current[0]))
             self.setTextCursor(cursor)
             self.centerCursor()
 
@@ -224,7 +295,7 @@ class SpanTextView(QPlainTextEdit):
         if not self._centre_pending or self.span is None:
             return
         cursor = QTextCursor(self.document())
-        cursor.setPosition(qt_position(self.text, self.span[0]))
+        cursor.setPosition(self._position(self.span[0]))
         self.setTextCursor(cursor)
         self.centerCursor()
         if self.isVisible() and self.viewport().height() > 50:
@@ -241,15 +312,27 @@ class SpanTextView(QPlainTextEdit):
         cursor = self.textCursor()
         if not cursor.hasSelection():
             return None
-        start = python_offset(self.text, cursor.selectionStart())
-        end = python_offset(self.text, cursor.selectionEnd())
+        start = python_offset(self.text, self._unshifted(cursor.selectionStart()))
+        end = python_offset(self.text, self._unshifted(cursor.selectionEnd()))
         return (start, end) if start < end else None
+
+    def _unshifted(self, position: int) -> int:
+        """A document position as a position in the stored text: deleted text shown before it (a DOCX's
+        tracked deletions, which are not in the stored text) taken out; inside a deletion, its place."""
+        stored = position
+        for at, length in self._shifts:  # sorted by where they stand in the document as first built
+            shown_at = at + sum(n for a, n in self._shifts if a < at)
+            if position >= shown_at + length:
+                stored -= length
+            elif position > shown_at:
+                stored -= position - shown_at
+        return stored
 
     def select_span(self, start: int, end: int) -> None:
         """Select text[start:end] as the user would with the mouse (tests, the find bar)."""
         cursor = QTextCursor(self.document())
-        cursor.setPosition(qt_position(self.text, start))
-        cursor.setPosition(qt_position(self.text, end), QTextCursor.MoveMode.KeepAnchor)
+        cursor.setPosition(self._position(start))
+        cursor.setPosition(self._position(end, end=True), QTextCursor.MoveMode.KeepAnchor)
         self.setTextCursor(cursor)
 
     def span_rect(self) -> QRect | None:
@@ -257,7 +340,7 @@ class SpanTextView(QPlainTextEdit):
         if self.span is None:
             return None
         cursor = QTextCursor(self.document())
-        cursor.setPosition(qt_position(self.text, self.span[0]))
+        cursor.setPosition(self._position(self.span[0]))
         return self.cursorRect(cursor)
 
     def page_at_top(self) -> int | None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 import shiboken6
@@ -64,13 +66,18 @@ class TaskManager(QObject):
         """Tasks not yet delivered."""
         return len(self._pending)
 
-    def wait(self, timeout_s: float = 10.0) -> None:
-        """Block until every submitted task has finished (shutdown and tests); callbacks are not run."""
+    def wait(self, timeout_s: float = 10.0) -> bool:
+        """Block until every submitted task has finished, or `timeout_s` in all has passed (shutdown and
+        tests); whether all finished. Callbacks are not run."""
+        deadline = time.monotonic() + timeout_s
         for future, *_ in list(self._pending.values()):
             try:
-                future.result(timeout_s)
+                future.result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                return False
             except BaseException:  # noqa: S110 - the callback reports it; here we only wait
                 pass
+        return True
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -94,6 +94,8 @@ def extract_docx(source: Source) -> Extracted:
     line when present: "Headers and footers", "Footnotes", "Endnotes", "Comments".
     """
     data = source.read_bytes()
+    if data[:8] == OLE_SIGNATURE and source.password:
+        data = _decrypt(data, source.password)
     if data[:8] == OLE_SIGNATURE:
         _raise_for_ole(data, source.suffix)
     try:
@@ -114,9 +116,33 @@ def extract_docx(source: Source) -> Extracted:
             raise ExtractionError("DOCX structure is nested too deeply to read") from exc
 
 
+ENCRYPTED_MSG = "DOCX is encrypted and needs a password"
+
+
+def _decrypt(data: bytes, password: str) -> bytes:
+    """The package inside an encrypted DOCX (an OLE file holding an ECMA-376 encrypted package)."""
+    import msoffcrypto
+    from msoffcrypto.exceptions import FileFormatError, InvalidKeyError
+
+    try:
+        office = msoffcrypto.OfficeFile(BytesIO(data))
+        if not office.is_encrypted():
+            return data  # a legacy .doc or another OLE file: _raise_for_ole explains it
+        office.load_key(password=password)
+        out = BytesIO()
+        office.decrypt(out)
+    except InvalidKeyError as exc:
+        raise ExtractionError(f"{ENCRYPTED_MSG} (the given password is wrong)") from exc
+    except FileFormatError:
+        return data
+    except Exception as exc:  # noqa: BLE001 - a hostile container must only ever fail its file
+        raise ExtractionError(f"{ENCRYPTED_MSG}, and it could not be decrypted: {exc}") from exc
+    return out.getvalue()
+
+
 def _raise_for_ole(data: bytes, suffix: str) -> None:
     """OLE compound files are either encrypted OOXML packages or legacy Word binaries."""
-    encrypted_msg = "DOCX is encrypted (password-protected); remove the password and ingest again"
+    encrypted_msg = ENCRYPTED_MSG
     legacy_msg = "Word 97-2003 .doc files are not supported; save as .docx"
     try:
         with olefile.OleFileIO(BytesIO(data)) as ole:
@@ -267,9 +293,9 @@ def _build(source: Source, package: _Package) -> Extracted:
     walker.track_comments(comments)
 
     body = package.main.find(_W + "body")
-    walker.counting = True
+    walker.counting = walker.tracking = True
     body_text = _join_blocks(walker.blocks(body)) if body is not None else ""
-    walker.counting = False
+    walker.counting = walker.tracking = False
     sections = [body_text] if body_text else []
 
     hdrftr = _headers_and_footers(package, walker)
@@ -283,8 +309,12 @@ def _build(source: Source, package: _Package) -> Extracted:
     if comment_lines:
         sections.append("Comments\n" + "\n".join(comment_lines))
 
+    text, revisions = _resolve_revisions("\n\n".join(sections), walker.revisions)
     if walker.tracked_changes:
-        warnings.append("document has tracked changes: insertions are included, deletions are left out")
+        warnings.append(
+            "document has tracked changes: insertions are included, deletions are left out of the text "
+            "(both are listed with author and date in the document's revisions)"
+        )
     if walker.alt_chunks:
         warnings.append(f"{walker.alt_chunks} imported chunk(s) (altChunk) were not extracted")
     core = _core_properties(package.core)
@@ -296,6 +326,8 @@ def _build(source: Source, package: _Package) -> Extracted:
         "has_footnotes": bool(footnotes),
         "tracked_changes": walker.tracked_changes,
     }
+    if revisions:
+        meta["revisions"] = revisions
     if endnotes:
         meta["has_endnotes"] = True
     # a junk metadata title (a path, "Untitled", "x.doc") gives way to the file name; it stays in meta
@@ -305,7 +337,7 @@ def _build(source: Source, package: _Package) -> Extracted:
     return Extracted(
         kind="docx",
         title=title,
-        text="\n\n".join(sections),
+        text=text,
         meta=meta,
         children=_embedded_children(package.embeddings),
         warnings=warnings,
@@ -517,6 +549,8 @@ class _Walker:
         self.comments: dict[str, _Comment] = {}
         self.open_comments: list[_Comment] = []
         self.tracked_changes = False
+        self.tracking = False  # while walking the body: mark each tracked insertion and deletion in the text
+        self.revisions: list[dict[str, Any]] = []
         self.alt_chunks = 0
         self.counting = False
         self.paragraph_count = 0
@@ -566,17 +600,21 @@ class _Walker:
                 carry = ""
                 if mark_deleted:
                     carry = text
-                elif text.strip():
+                elif _visible(text).strip():
                     out.append((text, False))
                     if self.counting:
                         self.paragraph_count += 1
+                else:
+                    carry = _marks(text)  # a paragraph whose text was all deleted: the deletion marks the next
                 out.extend(extra)
             elif tag == _W + "tbl":
                 table = self.table(el)
-                if table.strip():
+                if _visible(table).strip():
                     out.append((table, True))
-        if carry.strip():
+        if _visible(carry).strip():
             out.append((carry, False))
+        elif out and _marks(carry):
+            out[-1] = (out[-1][0] + _marks(carry), out[-1][1])
         return out
 
     def _block_children(self, container: Any) -> Iterator[Any]:
@@ -628,8 +666,8 @@ class _Walker:
                         cells.append("")  # continuation of a vertical merge: keep the column, not the text
                         continue
                 # a cell's paragraphs share one line so that each table row stays one line
-                cells.append(" ".join(text.strip() for text, _ in self.blocks(tc)))
-            if any(cells):
+                cells.append(" ".join(_strip(text) for text, _ in self.blocks(tc)))
+            if any(_visible(cell) for cell in cells):
                 rows.append(" | ".join(cells))
         return "\n".join(rows)
 
@@ -667,7 +705,25 @@ class _Walker:
         for comment in self.open_comments:
             self._feed_comment(comment, " ")
         text = "".join(pieces)
-        return (prefix + text if text.strip() else text), extra, mark_deleted
+        return (prefix + text if _visible(text).strip() else text), extra, mark_deleted
+
+    def _mark(self, el: Any, kind: str, pieces: list[str], deleted: str = "") -> int | None:
+        """Record a tracked change and put its mark in the text (taken out again by _resolve_revisions)."""
+        if len(self.revisions) >= MAX_REVISIONS:
+            return None
+        revision: dict[str, Any] = {
+            "kind": kind,
+            "author": el.get(_W + "author", ""),
+            "date": el.get(_W + "date", ""),
+        }
+        if el.tag in (_W + "moveTo", _W + "moveFrom"):
+            revision["move"] = True
+        if kind == "del":
+            revision["text"] = deleted[:MAX_DELETED_CHARS]
+        number = len(self.revisions)
+        self.revisions.append(revision)
+        pieces.append((_INS_START if kind == "ins" else _DEL_AT) + _id_char(number))
+        return number
 
     def _is_list(self, p_pr: Any) -> bool:
         style = p_pr.find(_W + "pStyle")
@@ -713,6 +769,9 @@ class _Walker:
             elif tag in _SKIPPED_INLINE:
                 if tag in _TRACKED_REMOVALS:
                     self.tracked_changes = True
+                    if self.tracking:
+                        deleted = "".join(t.text or "" for t in el.iter(_W + "delText", _W + "t"))
+                        self._mark(el, "del", pieces, deleted)
             elif tag == _W + "tab" or tag == _W + "ptab":
                 self._emit("\t", pieces)
             elif tag == _W + "br" or tag == _W + "cr":
@@ -741,7 +800,10 @@ class _Walker:
                     self._inline(choice, pieces, extra)
             elif tag == _W + "ins" or tag == _W + "moveTo":
                 self.tracked_changes = True
+                number = self._mark(el, "ins", pieces) if self.tracking else None
                 self._inline(el, pieces, extra)
+                if number is not None:
+                    pieces.append(_INS_END + _id_char(number))
             else:
                 # w:sdt, w:fldSimple, w:customXml, drawings, VML shapes, math...: look inside
                 self._inline(el, pieces, extra)
@@ -806,3 +868,67 @@ _WINGDINGS = {
     0xFD: "☒",
     0xFE: "☑",
 }
+
+
+# --------------------------------------------------------------------------- tracked changes
+
+# Marks put in the body text while it is walked, taken out once the whole text is built, so that each
+# revision gets its offset in the final text whatever joins and separators came between: a Unicode
+# noncharacter (reserved for internal use, never in a document) and the revision's number in plane 15.
+_INS_START, _INS_END, _DEL_AT = "\ufdd0", "\ufdd1", "\ufdd2"
+_MARK_RE = re.compile("[\ufdd0-\ufdd2][\U000f0000-\U000ffffd]")
+MAX_REVISIONS = 20_000  # a document rewritten with changes tracked; more are counted, not listed
+MAX_DELETED_CHARS = 4_000  # of one deletion's text kept in meta
+
+
+def _id_char(number: int) -> str:
+    return chr(0xF0000 + number)
+
+
+def _visible(text: str) -> str:
+    return _MARK_RE.sub("", text)
+
+
+def _marks(text: str) -> str:
+    return "".join(_MARK_RE.findall(text))
+
+
+def _strip(text: str) -> str:
+    """`text.strip()` as if the marks were not there, keeping the marks."""
+    if not _MARK_RE.search(text):
+        return text.strip()
+    edge = r"(?:\s|[\ufdd0-\ufdd2][\U000f0000-\U000ffffd])*"
+    lead = re.match(edge, text).group()
+    rest = text[len(lead) :]
+    trail = re.search(edge + r"\Z", rest).group()
+    core = rest[: len(rest) - len(trail)]
+    return _marks(lead) + core + _marks(trail)
+
+
+def _resolve_revisions(text: str, revisions: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The text without its marks, and each revision with its offsets in that text: an insertion's
+    [start, end) span, a deletion's point (start == end) where its text stood."""
+    if not revisions:
+        return text, []
+    pieces: list[str] = []
+    position = clean = 0
+    found: dict[int, dict[str, Any]] = {}
+    for match in _MARK_RE.finditer(text):
+        pieces.append(text[position : match.start()])
+        clean += match.start() - position
+        position = match.end()
+        mark, number = match.group()[0], ord(match.group()[1]) - 0xF0000
+        if not 0 <= number < len(revisions):
+            continue
+        revision = found.setdefault(number, {**revisions[number]})
+        if mark == _INS_END:
+            revision["end"] = clean
+        else:
+            revision["start"] = revision["end"] = clean
+    pieces.append(text[position:])
+    out = [found[n] for n in sorted(found) if "start" in found[n]]
+    for revision in out:
+        if revision["kind"] == "ins":
+            revision["end"] = max(revision["end"], revision["start"])
+    out.sort(key=lambda r: (r["start"], r["end"]))
+    return "".join(pieces), out

@@ -14,6 +14,14 @@ class ExtractionError(Exception):
     """A file could not be turned into text; the message is shown to the user as the reason."""
 
 
+PASSWORD_REASONS = ("PDF is encrypted and needs a password", "DOCX is encrypted and needs a password")
+
+
+def needs_password(reason: str) -> bool:
+    """Whether a failure's reason is an encrypted file that its password would open (or a wrong password)."""
+    return reason.startswith(PASSWORD_REASONS)
+
+
 class UnsupportedFormat(ExtractionError):
     """The file's type is one we do not read (the message names the type and, if any, the way out)."""
 

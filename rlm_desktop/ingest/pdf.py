@@ -74,7 +74,7 @@ def extract_pdf(source: Source, *, password: str | None = None, ocr: bool = True
         tools.mupdf_display_warnings(False)
         tools.reset_mupdf_warnings()
         try:
-            return _extract(source, password, find_tessdata() if ocr else None)
+            return _extract(source, password or source.password, find_tessdata() if ocr else None)
         except ExtractionError:
             raise
         except MemoryError as exc:

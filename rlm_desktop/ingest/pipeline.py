@@ -6,15 +6,16 @@ order, in the calling process. A worker that crashes (MuPDF on a hostile file) f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlm_desktop.ingest.limits import EXTRACTOR_MEMORY_BYTES, limit_memory
@@ -48,6 +49,7 @@ INLINE_SUFFIXES = frozenset((".txt", ".text", ".md", ".markdown", ".csv", ".tsv"
 class WorkItem:
     path: Path
     hint: str | None = None  # a kind known from where the file sits (Maildir messages have no extension)
+    password: str | None = field(default=None, repr=False)  # for an encrypted PDF/DOCX; never stored
 
 
 def _noop(_: IngestEvent) -> None:
@@ -119,18 +121,30 @@ def ingest(
     cancel: CancelToken | None = None,
     jobs: int | None = None,
     extractor: Callable[..., Prepared] = prepare_file,
+    password: str | None = None,
+    passwords: Mapping[str, str] | None = None,
 ) -> IngestReport:
     """Ingest `paths` (files and folders, recursively) into `case`. Never raises for a bad file.
 
     `jobs` worker processes extract ahead of the writer (default: the number of cores, at most 4; one process
     for fewer than 8 files, none when they are all plain text; `jobs=1` extracts in this process, without the
     workers' memory limit). `extractor` replaces `prepare_file` (tests use it to crash a worker).
+    `password` opens every encrypted PDF/DOCX among the files, `passwords` the one at each path (as given or
+    absolute); they go to the extractors in memory and are never written to the case.
     """
     emit = progress or _noop
     own = case.path.absolute()
     items, skipped, missing = collect(
         paths, {own, *(own.with_name(own.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
     )
+    if password or passwords:
+        by_path = passwords or {}
+        items = [
+            dataclasses.replace(
+                item, password=by_path.get(str(item.path)) or by_path.get(str(item.path.absolute())) or password
+            )
+            for item in items
+        ]
     report = IngestReport(skipped=skipped)
     report.failed.extend(missing)
     emit(IngestStarted(len(items)))
@@ -226,7 +240,8 @@ class _Planned:
 
     def args(self) -> tuple[object, ...]:
         assert self.stat is not None
-        return (self.key, self.item.hint, self.stat.st_size, self.key)
+        args: tuple[object, ...] = (self.key, self.item.hint, self.stat.st_size, self.key)
+        return (*args, self.item.password) if self.item.password else args
 
 
 class _Ingest:
@@ -301,6 +316,7 @@ class _Ingest:
                 self.report.cancelled = True
             else:
                 setattr(self.report, status, getattr(self.report, status) + 1)
+                self.case.forget_failures(plan.key)  # read now (a password given, a file fixed)
             self.emit(FileFinished(shown, index, total, status, error))
             if status == "cancelled":
                 break

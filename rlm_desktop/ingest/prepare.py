@@ -73,8 +73,9 @@ class Prepared:
     child_failures: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, sha256)
 
 
-def prepare_file(path: str, hint: str | None, size: int, label: str) -> Prepared:
-    """Hash and extract one file with its attachments; never raises for a bad file."""
+def prepare_file(path: str, hint: str | None, size: int, label: str, password: str | None = None) -> Prepared:
+    """Hash and extract one file with its attachments; never raises for a bad file. `password` opens an
+    encrypted PDF or DOCX (this file only, not its attachments)."""
     file = Path(path)
     try:
         sha = sha256_file(file)
@@ -84,7 +85,7 @@ def prepare_file(path: str, hint: str | None, size: int, label: str) -> Prepared
         kind = hint or detect_kind(Source(file.name, path=file))
         if kind == "mbox":
             return Prepared(sha, kind)
-        extracted = extract(Source(file.name, path=file), kind)
+        extracted = extract(Source(file.name, path=file, password=password), kind)
         failures: list[tuple[str, str, str]] = []
         node = Node(extracted, sha, size, children=extract_children(extracted, label, 1, failures))
         compact(node)

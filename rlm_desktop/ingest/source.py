@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -13,6 +13,8 @@ class Source:
     name: str  # file name used for type detection and as a fallback title
     path: Path | None = None
     data: bytes | None = None
+    # what the user typed for an encrypted PDF or DOCX: kept in memory for this extraction only, never in a repr
+    password: str | None = field(default=None, repr=False)
 
     def read_bytes(self) -> bytes:
         if self.data is not None:

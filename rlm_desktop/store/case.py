@@ -365,6 +365,10 @@ class Case:
             (path, sha256, error, now_iso()),
         )
 
+    def forget_failures(self, path: str) -> None:
+        """The file at `path` has been read: it no longer belongs in the list of files that could not be."""
+        self.conn.execute("DELETE FROM failures WHERE path = ?", (path,))
+
     # ---- reading -------------------------------------------------------------------------------------
 
     def path_row(self, path: str) -> PathRow | None:

@@ -121,7 +121,7 @@ def test_unverified_and_unknown_markers_are_marked(qtbot, record):
 @pytest.mark.parametrize(
     ("status", "error", "expected"),
     [
-        ("cancelled", "stopped by the user", "Stopped by you — partial answer"),
+        ("cancelled", "stopped by the user", "Stopped by you — the answer so far is below"),
         (
             "cap_reached",
             "the spending cap of $1.00 would be exceeded",

@@ -131,3 +131,49 @@ def test_escape_stops_a_run_and_keeps_the_partial_tree(qtbot, window, tmp_path, 
     qtbot.waitUntil(lambda: not window.ask_panel.running, timeout=10_000)
     assert window.ask_panel.tree.model.rowCount() == 1  # the partial tree stays on screen
     assert window.ask_panel.run_button.isEnabled()
+
+
+def _stopped_reads_as_stopped(panel) -> None:
+    """The banner, the answer and every step say the user stopped the run: no failure, no exception name."""
+    answer = panel.answer
+    assert answer.banner.isVisible()
+    assert answer.banner.text() == "Stopped by you — the answer so far is below"
+    text = answer.browser.toPlainText()
+    assert "Rotterdam [c1]" in text and "✓ verified" in text  # the partial answer keeps its citation
+    assert "without an answer" not in text
+    views = list(panel.tree.model.views())
+    subcalls = [v for v in views if v.kind == "llm_query"]
+    assert subcalls and all(v.status == "cancelled" for v in subcalls)
+    assert all(v.detail.get("error") == "cancelled (stopped by you)" for v in subcalls)
+    assert not any("CancelledError" in str(v.detail) for v in views)
+    panel.tree.select_node(subcalls[0].id)
+    shown = panel.tree.detail.secondary.view.toPlainText()
+    assert "cancelled (stopped by you)" in shown and "CancelledError" not in shown
+
+
+def test_stop_reads_as_stopped_live_and_reopened(qtbot, window, tmp_path, fake_openai):
+    folder = write_documents(tmp_path / "dropped")
+    with qtbot.waitSignal(window.ingest.finished, timeout=60_000):
+        window.ingest_paths([folder])
+    fake_openai.handler = Script(
+        [
+            repl(f"h = grep({PDF_PHRASE!r})[0]\nm = quote(h.doc_id, {PDF_PHRASE!r})\nprint(m)"),
+            "So far: the shipment left Rotterdam [c1].\n\n"
+            + repl("rs = llm_query_batched([f'slow {i}' for i in range(3)])"),
+        ],
+        sub_delay_s=30,
+    )
+    events = []
+    window.ask_panel.bridge.run_event.connect(events.append)
+    window.ask_panel.ask("A question that will be stopped")
+    qtbot.waitUntil(
+        lambda: any(isinstance(e, NodeStarted) and e.node.kind == "llm_query" for e in events), timeout=30_000
+    )
+    window.act_stop.trigger()
+    qtbot.waitUntil(lambda: not window.ask_panel.running, timeout=10_000)
+    record = window.ask_panel.bridge.handle.record
+    assert record["status"] == "cancelled" and record["citations"][0]["verified"]
+    _stopped_reads_as_stopped(window.ask_panel)
+    window.ask_panel.answer.clear()
+    window.open_run(record["run_id"])
+    _stopped_reads_as_stopped(window.ask_panel)

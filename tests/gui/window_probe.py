@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from rlm_desktop.engine.events import NodeStarted, NodeView, RunStarted
 from rlm_desktop.gui.main_window import MainWindow
+from rlm_desktop.settings import Settings
 
 
 def node(node_id: str, parent: str | None, kind: str, text: str) -> NodeView:
@@ -49,6 +50,8 @@ def settle(app: QApplication, turns: int = 5) -> None:
 
 def main(home: str, case: str, attachment_id: str, shot: str) -> None:
     app = QApplication(sys.argv[:1])
+    # a window in use (an endpoint set up): the first-launch checklist would take the column's height
+    Settings(base_url="http://127.0.0.1:9/v1").save(Path(home))
     window = MainWindow(Path(home))
     window.open_case(case)
     window.show()
