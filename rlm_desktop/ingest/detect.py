@@ -52,7 +52,7 @@ def detect_kind(source: Source, content_type: str | None = None) -> str:
     suffix = source.suffix
     for fmt in formats.formats():
         if fmt.sniff is not None and fmt.sniff(head, suffix, content_type):
-            return fmt.kind
+            return fmt.refined(source)
     kind = formats.kind_for_suffix(suffix)
     if kind:
         return kind

@@ -31,12 +31,21 @@ class Format:
     sniff: Sniff | None = None  # a content signature, tried before any suffix
     addable: bool = True  # offered in the window's "Add files" filter
     needs_signature: bool = False  # the suffix alone is not enough (a ".pdf" without a PDF header is an error)
+    # "module:function" (Source -> kind) run when `sniff` matched: a container (ZIP, OLE) says what it holds
+    refine: str | None = None
 
     def load_extractor(self) -> Callable[[Any], Any]:
         if self.extractor is None:
             raise LookupError(f"documents of kind {self.kind!r} are not extracted one file at a time")
         module, _, name = self.extractor.partition(":")
         return getattr(importlib.import_module(module), name)
+
+    def refined(self, source: Any) -> str:
+        """The kind of a file whose signature matched this format (a container may hold another kind)."""
+        if self.refine is None:
+            return self.kind
+        module, _, name = self.refine.partition(":")
+        return getattr(importlib.import_module(module), name)(source)
 
 
 _FORMATS: dict[str, Format] = {}
@@ -67,9 +76,10 @@ def short_label(kind: str) -> str:
     return fmt.short if fmt else (kind.upper() if len(kind) <= 4 else kind.title())
 
 
-def kind_for_suffix(suffix: str) -> str | None:
+def kind_for_suffix(suffix: str, signed: bool = False) -> str | None:
+    """The kind a suffix names; formats that need their signature only when `signed` (the signature matched)."""
     for fmt in _FORMATS.values():
-        if suffix in fmt.suffixes and not fmt.needs_signature:
+        if suffix in fmt.suffixes and (signed or not fmt.needs_signature):
             return fmt.kind
     return None
 
@@ -97,14 +107,15 @@ def _is_pdf(head: bytes, suffix: str, content_type: str | None) -> bool:
     return b"%PDF-" in head[:1024]
 
 
-def _is_msg(head: bytes, suffix: str, content_type: str | None) -> bool:
-    return head.startswith(OLE_MAGIC) and (suffix == ".msg" or content_type == "application/vnd.ms-outlook")
+def _is_ole(head: bytes, suffix: str, content_type: str | None) -> bool:
+    return head.startswith(OLE_MAGIC)  # Outlook, Word, Excel, PowerPoint: containers.ole_kind looks inside
 
 
-def _is_docx(head: bytes, suffix: str, content_type: str | None) -> bool:
-    if head.startswith(OLE_MAGIC):  # the DOCX reader explains encrypted DOCX and old .doc files
-        return suffix in {".docx", ".doc", ".docm", ".dotx"}
-    return head.startswith(b"PK\x03\x04") and suffix in {".docx", ".docm", ".dotx", ".dotm", ""}
+def _is_archive(head: bytes, suffix: str, content_type: str | None) -> bool:
+    # ZIP (office packages too: containers.zip_kind looks inside), 7z, gzip, tar
+    return head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b")) or (
+        len(head) >= 262 and head[257:262] == b"ustar"
+    )
 
 
 def _is_pst(head: bytes, suffix: str, content_type: str | None) -> bool:
@@ -116,10 +127,15 @@ def _is_pst(head: bytes, suffix: str, content_type: str | None) -> bool:
 register(Format("pdf", "PDF", "PDF", "P", "#c82d2d", (".pdf",), ("application/pdf",),
                 "rlm_desktop.ingest.pdf:extract_pdf", _is_pdf, needs_signature=True))  # fmt: skip
 register(Format("msg", "Outlook message", "Outlook", "@", "#1e8296", (".msg",), ("application/vnd.ms-outlook",),
-                "rlm_desktop.ingest.msg:extract_msg", _is_msg))  # fmt: skip
+                "rlm_desktop.ingest.msg:extract_msg", _is_ole, refine="rlm_desktop.ingest.containers:ole_kind"))  # fmt: skip
 register(Format("docx", "Word document", "Word", "W", "#285abe", (".docx", ".docm", ".dotx"),
                 ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",),
-                "rlm_desktop.ingest.docx:extract_docx", _is_docx, needs_signature=True))  # fmt: skip
+                "rlm_desktop.ingest.docx:extract_docx", needs_signature=True))  # fmt: skip
+register(Format("archive", "Archive", "Archive", "Z", "#8c6e3c", (".zip", ".7z", ".tar", ".tgz", ".gz"),
+                ("application/zip", "application/x-7z-compressed", "application/x-tar", "application/gzip",
+                 "application/x-gzip", "application/x-zip-compressed"),
+                "rlm_desktop.ingest.archive:extract_archive", _is_archive,
+                refine="rlm_desktop.ingest.containers:zip_kind"))  # fmt: skip
 register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (), (), "rlm_desktop.ingest.msg:reject_pst",
                 _is_pst, addable=False))  # fmt: skip
 register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
