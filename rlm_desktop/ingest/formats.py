@@ -136,6 +136,11 @@ register(Format("archive", "Archive", "Archive", "Z", "#8c6e3c", (".zip", ".7z",
                  "application/x-gzip", "application/x-zip-compressed"),
                 "rlm_desktop.ingest.archive:extract_archive", _is_archive,
                 refine="rlm_desktop.ingest.containers:zip_kind"))  # fmt: skip
+register(Format("spreadsheet", "Spreadsheet", "Sheet", "X", "#1e7846",
+                (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".csv", ".tsv"),
+                ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/vnd.ms-excel",
+                 "application/vnd.oasis.opendocument.spreadsheet", "text/csv", "text/tab-separated-values"),
+                "rlm_desktop.ingest.spreadsheet:extract_spreadsheet", needs_signature=False))  # fmt: skip
 register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (), (), "rlm_desktop.ingest.msg:reject_pst",
                 _is_pst, addable=False))  # fmt: skip
 register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
@@ -144,9 +149,9 @@ register(Format("email", "Email", "Email", "@", "#1e8296", (".eml", ".emlx", ".m
 register(Format("html", "Web page", "HTML", "<", "#d26e14", (".html", ".htm", ".xhtml"), ("text/html",),
                 "rlm_desktop.ingest.text:extract_html"))  # fmt: skip
 register(Format("text", "Text", "Text", "T", "#646464",
-                (".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".tsv", ".log", ".json", ".xml", ".yaml",
+                (".txt", ".text", ".md", ".markdown", ".rst", ".log", ".json", ".xml", ".yaml",
                  ".yml", ".ini", ".cfg", ".conf", ".tex", ".srt", ".vtt"),
-                ("text/plain", "text/markdown", "text/csv"), "rlm_desktop.ingest.text:extract_text"))  # fmt: skip
+                ("text/plain", "text/markdown"), "rlm_desktop.ingest.text:extract_text"))  # fmt: skip
 # kinds a case holds that no single file is read as
 register(Format("mailbox", "Mailbox", "Mailbox", "M", "#6e50a0", addable=False))
 register(Format("markdown", "Markdown", "Markdown", "#", "#5a5a5a", addable=False))
