@@ -141,6 +141,14 @@ register(Format("spreadsheet", "Spreadsheet", "Sheet", "X", "#1e7846",
                 ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/vnd.ms-excel",
                  "application/vnd.oasis.opendocument.spreadsheet", "text/csv", "text/tab-separated-values"),
                 "rlm_desktop.ingest.spreadsheet:extract_spreadsheet", needs_signature=False))  # fmt: skip
+register(Format("presentation", "Presentation", "Slides", "S", "#c8501e", (".pptx", ".pptm", ".odp", ".ppt"),
+                ("application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                 "application/vnd.oasis.opendocument.presentation", "application/vnd.ms-powerpoint"),
+                "rlm_desktop.ingest.presentation:extract_presentation"))  # fmt: skip
+register(Format("odt", "OpenDocument text", "ODT", "W", "#285abe", (".odt",),
+                ("application/vnd.oasis.opendocument.text",), "rlm_desktop.ingest.opendocument:extract_odt"))  # fmt: skip
+register(Format("rtf", "Rich Text document", "RTF", "R", "#285abe", (".rtf",), ("application/rtf", "text/rtf"),
+                "rlm_desktop.ingest.rtf:extract_rtf", lambda head, suffix, ct: head.startswith(b"{\\rtf")))  # fmt: skip
 register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (), (), "rlm_desktop.ingest.msg:reject_pst",
                 _is_pst, addable=False))  # fmt: skip
 register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
