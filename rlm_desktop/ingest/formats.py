@@ -107,6 +107,11 @@ def _is_pdf(head: bytes, suffix: str, content_type: str | None) -> bool:
     return b"%PDF-" in head[:1024]
 
 
+def _starts_with(head: bytes, marker: bytes) -> bool:
+    """A text signature after an optional UTF-8 BOM and blank lines, in any letter case."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[: len(marker)].upper() == marker
+
+
 def _is_ole(head: bytes, suffix: str, content_type: str | None) -> bool:
     return head.startswith(OLE_MAGIC)  # Outlook, Word, Excel, PowerPoint: containers.ole_kind looks inside
 
@@ -149,6 +154,12 @@ register(Format("odt", "OpenDocument text", "ODT", "W", "#285abe", (".odt",),
                 ("application/vnd.oasis.opendocument.text",), "rlm_desktop.ingest.opendocument:extract_odt"))  # fmt: skip
 register(Format("rtf", "Rich Text document", "RTF", "R", "#285abe", (".rtf",), ("application/rtf", "text/rtf"),
                 "rlm_desktop.ingest.rtf:extract_rtf", lambda head, suffix, ct: head.startswith(b"{\\rtf")))  # fmt: skip
+register(Format("calendar", "Calendar event", "Event", "E", "#b4463c", (".ics", ".ical", ".ifb", ".vcs"),
+                ("text/calendar", "text/x-vcalendar"), "rlm_desktop.ingest.events:extract_calendar",
+                lambda head, suffix, ct: _starts_with(head, b"BEGIN:VCALENDAR")))  # fmt: skip
+register(Format("contact", "Contact", "Contact", "C", "#3c8c8c", (".vcf", ".vcard"), ("text/vcard", "text/x-vcard"),
+                "rlm_desktop.ingest.contacts:extract_contacts",
+                lambda head, suffix, ct: _starts_with(head, b"BEGIN:VCARD")))  # fmt: skip
 register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (), (), "rlm_desktop.ingest.msg:reject_pst",
                 _is_pst, addable=False))  # fmt: skip
 register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
