@@ -112,6 +112,12 @@ def _starts_with(head: bytes, marker: bytes) -> bool:
     return head.removeprefix(b"\xef\xbb\xbf").lstrip()[: len(marker)].upper() == marker
 
 
+def _is_image(head: bytes, suffix: str, content_type: str | None) -> bool:
+    return head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")) or (
+        head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    ) or (head.startswith(b"BM") and suffix == ".bmp")  # "BM" alone is too common a start to trust
+
+
 def _is_ole(head: bytes, suffix: str, content_type: str | None) -> bool:
     return head.startswith(OLE_MAGIC)  # Outlook, Word, Excel, PowerPoint: containers.ole_kind looks inside
 
@@ -160,6 +166,10 @@ register(Format("calendar", "Calendar event", "Event", "E", "#b4463c", (".ics", 
 register(Format("contact", "Contact", "Contact", "C", "#3c8c8c", (".vcf", ".vcard"), ("text/vcard", "text/x-vcard"),
                 "rlm_desktop.ingest.contacts:extract_contacts",
                 lambda head, suffix, ct: _starts_with(head, b"BEGIN:VCARD")))  # fmt: skip
+register(Format("image", "Image", "Image", "I", "#7850b4",
+                (".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".gif", ".webp"),
+                ("image/png", "image/jpeg", "image/tiff", "image/bmp", "image/gif", "image/webp"),
+                "rlm_desktop.ingest.image:extract_image", _is_image))  # fmt: skip
 register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (), (), "rlm_desktop.ingest.msg:reject_pst",
                 _is_pst, addable=False))  # fmt: skip
 register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
