@@ -85,6 +85,11 @@ def prepare_file(path: str, hint: str | None, size: int, label: str) -> Prepared
         kind = hint or detect_kind(Source(file.name, path=file))
         if kind == "mbox":
             return Prepared(sha, kind)
+        if kind == "pst":  # opened here (in the worker) to name a damaged store; streamed by the writer
+            from rlm_desktop.ingest.pst import count_messages
+
+            count_messages(file)
+            return Prepared(sha, kind)
         with expansion_budget():  # one budget for every archive in this file, nested ones included
             extracted = extract(Source(file.name, path=file), kind)
             failures: list[tuple[str, str, str]] = []
