@@ -170,6 +170,8 @@ register(Format("image", "Image", "Image", "I", "#7850b4",
                 (".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".gif", ".webp"),
                 ("image/png", "image/jpeg", "image/tiff", "image/bmp", "image/gif", "image/webp"),
                 "rlm_desktop.ingest.image:extract_image", _is_image))  # fmt: skip
+register(Format("doc", "Word 97-2003 document", "Word 97", "W", "#285abe", (".doc", ".dot"), ("application/msword",),
+                "rlm_desktop.ingest.doc:extract_doc"))  # fmt: skip
 register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (".pst", ".ost"), ("application/vnd.ms-outlook-pst",),
                 "rlm_desktop.ingest.pst:reject_nested", _is_pst))  # fmt: skip
 register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
