@@ -8,30 +8,9 @@ from rlm_desktop.ingest.source import Source
 
 # Types we know and deliberately do not read: say so plainly instead of "unknown".
 KNOWN_UNREADABLE = {
-    ".png": "image",
-    ".jpg": "image",
-    ".jpeg": "image",
-    ".gif": "image",
-    ".bmp": "image",
-    ".tif": "image",
-    ".tiff": "image",
-    ".webp": "image",
     ".heic": "image",
     ".svg": "image",
-    ".zip": "archive",
-    ".gz": "archive",
-    ".tgz": "archive",
-    ".7z": "archive",
     ".rar": "archive",
-    ".tar": "archive",
-    ".xlsx": "spreadsheet",
-    ".xls": "spreadsheet",
-    ".ods": "spreadsheet",
-    ".pptx": "presentation",
-    ".ppt": "presentation",
-    ".odp": "presentation",
-    ".odt": "OpenDocument text",
-    ".rtf": "RTF document",
     ".mp3": "audio",
     ".wav": "audio",
     ".mp4": "video",
@@ -41,8 +20,6 @@ KNOWN_UNREADABLE = {
     ".p7s": "signature",
     ".asc": "signature",
     ".sig": "signature",
-    ".ics": "calendar",
-    ".vcf": "contact card",
 }
 
 def detect_kind(source: Source, content_type: str | None = None) -> str:
