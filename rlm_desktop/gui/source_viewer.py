@@ -31,7 +31,7 @@ EMPTY_MESSAGE = "Select a document or click a citation to see its source"
 SYNC_LOAD_BYTES = 8 * 1024 * 1024
 UNVERIFIED_MESSAGE = "Unverified citation: the quoted text was not found at these offsets"
 def _looks_like_pdf(doc: DocumentRow) -> bool:
-    if doc.kind == "pdf":
+    if doc.kind in ("pdf", "image"):  # an image's OCR words are highlighted on it like a scanned page's
         return True
     # an attachment that failed extraction may still be a PDF that MuPDF can draw
     name = str(doc.meta.get("filename") or doc.title or "").lower()

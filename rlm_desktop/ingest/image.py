@@ -93,6 +93,26 @@ def _open_frames(data: bytes, name: str) -> tuple[pymupdf.Document, dict[str, An
     return pdf, meta
 
 
+def is_image(data: bytes) -> bool:
+    """Whether `data` starts with an image signature this module reads."""
+    head = data[:16]
+    return head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM")) or (
+        head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    )
+
+
+def as_pdf(data: bytes) -> bytes:
+    """Bytes to render pages from: a PDF as it is, an image as the PDF whose pages its OCR boxes were measured
+    on (the same conversion as at ingest). The caller holds MUPDF_LOCK where it shares MuPDF across threads."""
+    if data[:1024].find(b"%PDF-") >= 0 or not is_image(data):
+        return data
+    pdf, _ = _open_frames(data, "")
+    try:
+        return pdf.tobytes()
+    finally:
+        pdf.close()
+
+
 def extract_image(source: Source) -> Extracted:
     """An image as OCR text with word boxes (kind "image")."""
     data = source.read_bytes()
