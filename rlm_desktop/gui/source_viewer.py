@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from rlm_desktop.gui import theme
 from rlm_desktop.gui.document_header import MAX_CHIPS, DocumentHeader
 from rlm_desktop.gui.pdf_page_view import PdfPageView
+from rlm_desktop.gui.sheet_grid import SheetGrid
 from rlm_desktop.gui.span_text_view import SpanTextView
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.gui.widgets import NoticeBar
@@ -101,7 +102,8 @@ class SourceViewer(QWidget):
         self.empty_label.setWordWrap(True)
         self.empty_label.setStyleSheet(f"color: {theme.MUTED.name()}; font-size: 14px; padding: 30px;")
         self.stack = QStackedWidget()
-        for widget in (self.empty_label, self.pdf_view, self.text_view):
+        self.sheet_grid = SheetGrid()  # spreadsheets: a grid with the cited cells
+        for widget in (self.empty_label, self.pdf_view, self.text_view, self.sheet_grid):
             self.stack.addWidget(widget)
 
         top = QVBoxLayout()
@@ -405,6 +407,11 @@ class SourceViewer(QWidget):
             self._text_loaded_for = doc.id
         if self._pdf_problem is not None:
             self._add_notice(self._pdf_problem, "warning")
+        if doc.kind == "spreadsheet" and doc.meta.get("sheets"):
+            self.sheet_grid.show_document(self._text, doc.meta, self._span, self._unverified)
+            self.stack.setCurrentWidget(self.sheet_grid)
+            self._sync_toolbar()
+            return
         self.stack.setCurrentWidget(self.text_view)
         if self._span:
             self.text_view.highlight(*self._span, unverified=self._unverified)
