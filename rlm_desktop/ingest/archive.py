@@ -150,7 +150,9 @@ def extract_archive(source: Source) -> Extracted:
             elif fmt == "gzip":
                 _read_gzip(fh, reader, source.name)
             else:
-                raise ExtractionError("not an archive this app reads (ZIP, 7z, tar, gzip)")
+                raise ExtractionError(
+                    f"damaged or not an archive: no ZIP, 7z, tar or gzip signature (named {source.suffix or 'without a suffix'})"
+                )
     except (ExtractionError, MemoryError):
         reader.refund()
         raise

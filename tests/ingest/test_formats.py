@@ -19,7 +19,8 @@ def test_every_extractor_in_the_table_can_be_loaded():
 def test_file_filter_offers_what_is_read_and_not_what_is_not():
     text = formats.file_filter()
     assert "*.pdf" in text and "*.docx" in text and "*.eml" in text and "*.mbox" in text and "*.msg" in text
-    assert "*.pst" not in text and text.endswith(";;All files (*)")
+    assert "*.pst" in text and "*.xlsx" in text and "*.zip" in text and "*.png" in text  # read since issue 14
+    assert "*.rar" not in text and "*.mp3" not in text and text.endswith(";;All files (*)")
 
 
 def test_labels_agree_everywhere():
