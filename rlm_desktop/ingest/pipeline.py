@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -385,6 +385,29 @@ class _Ingest:
             self._write(child, doc_id)
         return doc_id
 
+    def _pst_batch(self, path: Path, start: int) -> tuple[list[tuple[int, int, bytes | str, str]], int]:
+        """The next messages of an Outlook store, read by libpff in an extractor process."""
+        from rlm_desktop.ingest.extracted import ExtractionError
+        from rlm_desktop.ingest.pst import read_batch
+
+        future = self.extractors.submit(read_batch, str(path), start, MAILBOX_BATCH_MESSAGES, MAILBOX_BATCH_BYTES)
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self.extractors.restart()
+            raise ExtractionError(
+                f"the Outlook store crashed its reader after message {start} (damaged or hostile); "
+                "the messages before it are kept"
+            ) from None
+
+    def _pst_stream(
+        self, path: Path, first: list[tuple[int, int, bytes | str, str]]
+    ) -> Iterator[tuple[int, int, bytes | str, str]]:
+        items = first
+        while items:
+            yield from items
+            items, _ = self._pst_batch(path, items[-1][1])
+
     def _mailbox(
         self, plan: _Planned, sha: str, existing: DocumentRow | None, fmt: str = "mbox"
     ) -> tuple[str, str | None]:
@@ -415,10 +438,8 @@ class _Ingest:
                 )
                 self.report.documents_added += 1
         if fmt == "pst":
-            from rlm_desktop.ingest.pst import count_messages, iter_pst
-
-            total = count_messages(path)  # progress counts messages
-            stream = iter_pst(path, offset)
+            first, total = self._pst_batch(path, offset)  # progress counts messages
+            stream = self._pst_stream(path, first)
         else:
             total = plan.stat.st_size
             stream = ((start, end, raw, None) for start, end, raw in iter_mbox(path, offset))

@@ -2,7 +2,9 @@
 by the email extractor, so it gets the same metadata, threading and attachments as mail from an mbox.
 
 The store is streamed like an mbox (pipeline.py): messages are numbered in folder order, which libpff gives the
-same every time, and the number of the next message is the resume point after a kill. The folder path
+same every time, and the number of the next message is the resume point after a kill. libpff reads the store in
+an extractor process, a batch at a time (`read_batch`); the writer parses the rebuilt messages as it does an
+mbox's. The folder path
 (`Inbox/Legal`) goes into each message's `meta.folder`.
 """
 
@@ -87,6 +89,20 @@ def iter_pst(path: Path, start: int = 0) -> Iterator[tuple[int, int, bytes | str
                 number += 1
     finally:
         store.close()
+
+
+def read_batch(path: str, start: int, max_messages: int, max_bytes: int) -> tuple[list[tuple[int, int, bytes | str, str]], int]:
+    """Messages from number `start` on, at most `max_messages` of them or about `max_bytes`, and how many the
+    store holds. Runs in an extractor process: libpff parses the hostile part there, never in the writer."""
+    items: list[tuple[int, int, bytes | str, str]] = []
+    size = 0
+    total = count_messages(Path(path))
+    for item in iter_pst(Path(path), start):
+        items.append(item)
+        size += len(item[2])
+        if len(items) >= max_messages or size >= max_bytes:
+            break
+    return items, total
 
 
 def _text(value: bytes | str | None, prefer: str = "utf-8") -> str:

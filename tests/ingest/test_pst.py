@@ -32,9 +32,10 @@ SUBJECTS = [
 
 
 @needs_sample
-def test_every_message_of_the_store_is_an_email_with_its_folder_and_thread(tmp_path):
+@pytest.mark.parametrize("jobs", [1, None], ids=["in process", "libpff in an extractor process"])
+def test_every_message_of_the_store_is_an_email_with_its_folder_and_thread(tmp_path, jobs):
     with Case.open(tmp_path / "case.sqlite") as case:
-        report = ingest(case, [SAMPLE], jobs=1)
+        report = ingest(case, [SAMPLE], jobs=jobs)
         assert report.failed == [] and report.child_failures == []
         store, *messages = case.documents()
         assert store.kind == "mailbox" and store.meta["format"] == "pst" and store.meta["messages"] == 6
