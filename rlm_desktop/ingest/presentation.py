@@ -100,8 +100,13 @@ def _odp_slides(source: Source) -> tuple[list[tuple[str, list[str], str]], dict[
         if notes_el is not None:
             notes = "\n".join(line for line in blocks(notes_el) if line.strip())
             page.remove(notes_el)
+        title = ""
+        for frame in page.iter(f"{{{NS['draw']}}}frame"):  # the frame the layout marks as the title
+            if frame.get(f"{{{NS['presentation']}}}class") == "title":
+                title = " ".join(line for line in blocks(frame) if line.strip())
+                frame.getparent().remove(frame)
+                break
         lines = [line for line in blocks(page) if line.strip()]
-        title = lines.pop(0) if lines else ""
         slides.append((title, lines, notes))
     meta["format"] = "odp"
     return slides, meta
