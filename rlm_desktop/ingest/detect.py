@@ -43,6 +43,8 @@ def detect_kind(source: Source, content_type: str | None = None) -> str:
         return "mbox"
     if looks_like_email(head):
         return "email"
+    if (content_type or "").lower().startswith("text/") and head and b"\x00" not in head[:1024] and _mostly_text(head):
+        return "text"  # an attachment the sender called text (a script, a log) that looks like text is read as such
     if suffix in KNOWN_UNREADABLE:
         raise UnsupportedFormat(
             f"{KNOWN_UNREADABLE[suffix]} files ({suffix}) are not read: they have no text layer we extract"

@@ -60,3 +60,10 @@ def test_one_registration_adds_a_format(ledger_format, tmp_path):
     extracted = extract(Source(by_name.name, path=by_name), "ledger")
     assert extracted.text == "2024-01-02 paid 300\n2024-01-03 paid 200"
     assert "*.ledger" in formats.file_filter() and formats.short_label("ledger") == "Ledger"
+
+
+def test_text_by_content_type_when_it_looks_like_text():
+    script = Source("deploy.rb", data=b"puts 'wire the money'\n")
+    assert detect_kind(script, "text/x-ruby-script") == "text"
+    with pytest.raises(Exception, match="not read"):
+        detect_kind(Source("blob.rb", data=b"\x00\x01\x02binary"), "text/x-ruby-script")
