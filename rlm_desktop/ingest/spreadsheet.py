@@ -13,9 +13,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import zipfile
 from typing import Any
 
 from rlm_desktop.ingest.extracted import Extracted, ExtractionError
+from rlm_desktop.ingest.limits import check_zip
 from rlm_desktop.ingest.source import Source
 from rlm_desktop.ingest.text import decode_text_bytes
 
@@ -39,6 +41,12 @@ def extract_spreadsheet(source: Source) -> Extracted:
 def _workbook_sheets(source: Source) -> tuple[list[tuple[str, bool, int, int, list[list[Any]]]], str]:
     import python_calamine as calamine
 
+    if source.head(4).startswith(b"PK"):  # .xlsx/.ods: refused before inflating, like a DOCX, if it would balloon
+        try:
+            with zipfile.ZipFile(io.BytesIO(source.data) if source.data is not None else source.path) as package:
+                check_zip(package, "workbook package")
+        except zipfile.BadZipFile as exc:
+            raise ExtractionError("damaged workbook: the file is not a valid ZIP package") from exc
     try:
         if source.data is not None:
             book = calamine.CalamineWorkbook.from_filelike(io.BytesIO(source.data))

@@ -144,3 +144,15 @@ def test_garbage_named_xlsx_or_xls_fails_with_a_reason(tmp_path, damage):
     with Case.open(tmp_path / "case.sqlite") as case:
         (failure,) = ingest(case, [path], jobs=1).failed
         assert failure["error"]
+
+
+def test_a_workbook_zip_bomb_is_refused_before_inflating(tmp_path):
+    from ingest.test_bombs import write_zip_bomb
+
+    from rlm_desktop.ingest.limits import LimitExceeded
+    from rlm_desktop.ingest.spreadsheet import extract_spreadsheet
+
+    bomb = tmp_path / "bomb.xlsx"
+    write_zip_bomb(bomb, members=2, member_mib=300)
+    with pytest.raises(LimitExceeded, match="workbook package looks like a zip bomb"):
+        extract_spreadsheet(Source(bomb.name, path=bomb))
