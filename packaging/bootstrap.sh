@@ -8,10 +8,11 @@ extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 
 # Qt's xcb/offscreen plugins need these; tesseract gives OCR of scanned pages; bubblewrap isolates the REPL
-# and libseccomp2 gives its worker a seccomp filter (with Landlock, the wall where bubblewrap cannot run).
+# and libseccomp2 gives its worker a seccomp filter (with Landlock, the wall where bubblewrap cannot run);
+# antiword reads Word 97-2003 .doc files.
 apt_packages=(libgl1 libegl1 libxkbcommon0 libglib2.0-0 libfreetype6 libfontconfig1 libdbus-1-3
   libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-randr0
-              tesseract-ocr tesseract-ocr-eng bubblewrap libseccomp2)
+              tesseract-ocr tesseract-ocr-eng bubblewrap libseccomp2 antiword)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
 missing=()
 if command -v dpkg-query >/dev/null; then

@@ -15,6 +15,7 @@ from rlm_desktop.gui import theme
 
 # MuPDF is not thread-safe and an ingest may be extracting a PDF in another thread of this process: every
 # MuPDF call here takes the same lock the extractor holds.
+from rlm_desktop.ingest.image import as_pdf
 from rlm_desktop.ingest.pdf import MUPDF_LOCK
 
 ZOOM_STEPS = (0.25, 0.33, 0.5, 0.67, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
@@ -304,7 +305,7 @@ class PdfPageView(QScrollArea):
 
     def _open(self) -> None:
         """Open the document. Called with the MuPDF lock held."""
-        doc = pymupdf.open(stream=self._data, filetype="pdf")
+        doc = pymupdf.open(stream=as_pdf(self._data), filetype="pdf")  # an image: the pages its OCR boxes are on
         if doc.needs_pass:
             doc.close()
             raise ValueError("the PDF is password-protected, so its pages cannot be shown")

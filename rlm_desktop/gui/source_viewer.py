@@ -24,6 +24,7 @@ from rlm_desktop.gui.email_body import header_block_end
 from rlm_desktop.gui.find_bar import FindBar
 from rlm_desktop.gui.pdf_page_view import PdfPageView
 from rlm_desktop.gui.pdf_selection import PdfTextSelection
+from rlm_desktop.gui.sheet_grid import SheetGrid
 from rlm_desktop.gui.span_text_view import SpanTextView
 from rlm_desktop.gui.tag_bar import TagBar
 from rlm_desktop.gui.tasks import run_in_background
@@ -37,7 +38,7 @@ EMPTY_MESSAGE = "Select a document or click a citation to see its source"
 SYNC_LOAD_BYTES = 8 * 1024 * 1024
 UNVERIFIED_MESSAGE = "Unverified citation: the quoted text was not found at these offsets"
 def _looks_like_pdf(doc: DocumentRow) -> bool:
-    if doc.kind == "pdf":
+    if doc.kind in ("pdf", "image"):  # an image's OCR words are highlighted on it like a scanned page's
         return True
     # an attachment that failed extraction may still be a PDF that MuPDF can draw
     name = str(doc.meta.get("filename") or doc.title or "").lower()
@@ -123,7 +124,8 @@ class SourceViewer(QWidget):
         self.empty_label.setWordWrap(True)
         self.empty_label.setStyleSheet(f"color: {theme.MUTED.name()}; font-size: 14px; padding: 30px;")
         self.stack = QStackedWidget()
-        for widget in (self.empty_label, self.pdf_view, self.text_view):
+        self.sheet_grid = SheetGrid()  # spreadsheets: a grid with the cited cells
+        for widget in (self.empty_label, self.pdf_view, self.text_view, self.sheet_grid):
             self.stack.addWidget(widget)
 
         top = QVBoxLayout()
@@ -445,6 +447,11 @@ class SourceViewer(QWidget):
                 " deletions (red, struck through; not part of the document's text). Hover one for its author and date.",
                 "ok",
             )
+        if doc.kind == "spreadsheet" and doc.meta.get("sheets"):
+            self.sheet_grid.show_document(self._text, doc.meta, self._span, self._unverified)
+            self.stack.setCurrentWidget(self.sheet_grid)
+            self._sync_toolbar()
+            return
         self.stack.setCurrentWidget(self.text_view)
         if self._span:
             self.text_view.highlight(*self._span, unverified=self._unverified)

@@ -8,30 +8,9 @@ from rlm_desktop.ingest.source import Source
 
 # Types we know and deliberately do not read: say so plainly instead of "unknown".
 KNOWN_UNREADABLE = {
-    ".png": "image",
-    ".jpg": "image",
-    ".jpeg": "image",
-    ".gif": "image",
-    ".bmp": "image",
-    ".tif": "image",
-    ".tiff": "image",
-    ".webp": "image",
     ".heic": "image",
     ".svg": "image",
-    ".zip": "archive",
-    ".gz": "archive",
-    ".tgz": "archive",
-    ".7z": "archive",
     ".rar": "archive",
-    ".tar": "archive",
-    ".xlsx": "spreadsheet",
-    ".xls": "spreadsheet",
-    ".ods": "spreadsheet",
-    ".pptx": "presentation",
-    ".ppt": "presentation",
-    ".odp": "presentation",
-    ".odt": "OpenDocument text",
-    ".rtf": "RTF document",
     ".mp3": "audio",
     ".wav": "audio",
     ".mp4": "video",
@@ -41,8 +20,6 @@ KNOWN_UNREADABLE = {
     ".p7s": "signature",
     ".asc": "signature",
     ".sig": "signature",
-    ".ics": "calendar",
-    ".vcf": "contact card",
 }
 
 def detect_kind(source: Source, content_type: str | None = None) -> str:
@@ -52,7 +29,7 @@ def detect_kind(source: Source, content_type: str | None = None) -> str:
     suffix = source.suffix
     for fmt in formats.formats():
         if fmt.sniff is not None and fmt.sniff(head, suffix, content_type):
-            return fmt.kind
+            return fmt.refined(source)
     kind = formats.kind_for_suffix(suffix)
     if kind:
         return kind
@@ -66,6 +43,8 @@ def detect_kind(source: Source, content_type: str | None = None) -> str:
         return "mbox"
     if looks_like_email(head):
         return "email"
+    if (content_type or "").lower().startswith("text/") and head and b"\x00" not in head[:1024] and _mostly_text(head):
+        return "text"  # an attachment the sender called text (a script, a log) that looks like text is read as such
     if suffix in KNOWN_UNREADABLE:
         raise UnsupportedFormat(
             f"{KNOWN_UNREADABLE[suffix]} files ({suffix}) are not read: they have no text layer we extract"

@@ -31,12 +31,21 @@ class Format:
     sniff: Sniff | None = None  # a content signature, tried before any suffix
     addable: bool = True  # offered in the window's "Add files" filter
     needs_signature: bool = False  # the suffix alone is not enough (a ".pdf" without a PDF header is an error)
+    # "module:function" (Source -> kind) run when `sniff` matched: a container (ZIP, OLE) says what it holds
+    refine: str | None = None
 
     def load_extractor(self) -> Callable[[Any], Any]:
         if self.extractor is None:
             raise LookupError(f"documents of kind {self.kind!r} are not extracted one file at a time")
         module, _, name = self.extractor.partition(":")
         return getattr(importlib.import_module(module), name)
+
+    def refined(self, source: Any) -> str:
+        """The kind of a file whose signature matched this format (a container may hold another kind)."""
+        if self.refine is None:
+            return self.kind
+        module, _, name = self.refine.partition(":")
+        return getattr(importlib.import_module(module), name)(source)
 
 
 _FORMATS: dict[str, Format] = {}
@@ -67,9 +76,10 @@ def short_label(kind: str) -> str:
     return fmt.short if fmt else (kind.upper() if len(kind) <= 4 else kind.title())
 
 
-def kind_for_suffix(suffix: str) -> str | None:
+def kind_for_suffix(suffix: str, signed: bool = False) -> str | None:
+    """The kind a suffix names; formats that need their signature only when `signed` (the signature matched)."""
     for fmt in _FORMATS.values():
-        if suffix in fmt.suffixes and not fmt.needs_signature:
+        if suffix in fmt.suffixes and (signed or not fmt.needs_signature):
             return fmt.kind
     return None
 
@@ -97,14 +107,26 @@ def _is_pdf(head: bytes, suffix: str, content_type: str | None) -> bool:
     return b"%PDF-" in head[:1024]
 
 
-def _is_msg(head: bytes, suffix: str, content_type: str | None) -> bool:
-    return head.startswith(OLE_MAGIC) and (suffix == ".msg" or content_type == "application/vnd.ms-outlook")
+def _starts_with(head: bytes, marker: bytes) -> bool:
+    """A text signature after an optional UTF-8 BOM and blank lines, in any letter case."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[: len(marker)].upper() == marker
 
 
-def _is_docx(head: bytes, suffix: str, content_type: str | None) -> bool:
-    if head.startswith(OLE_MAGIC):  # the DOCX reader explains encrypted DOCX and old .doc files
-        return suffix in {".docx", ".doc", ".docm", ".dotx"}
-    return head.startswith(b"PK\x03\x04") and suffix in {".docx", ".docm", ".dotx", ".dotm", ""}
+def _is_image(head: bytes, suffix: str, content_type: str | None) -> bool:
+    return head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")) or (
+        head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    ) or (head.startswith(b"BM") and suffix == ".bmp")  # "BM" alone is too common a start to trust
+
+
+def _is_ole(head: bytes, suffix: str, content_type: str | None) -> bool:
+    return head.startswith(OLE_MAGIC)  # Outlook, Word, Excel, PowerPoint: containers.ole_kind looks inside
+
+
+def _is_archive(head: bytes, suffix: str, content_type: str | None) -> bool:
+    # ZIP (office packages too: containers.zip_kind looks inside), 7z, gzip, tar
+    return head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b")) or (
+        len(head) >= 262 and head[257:262] == b"ustar"
+    )
 
 
 def _is_pst(head: bytes, suffix: str, content_type: str | None) -> bool:
@@ -116,21 +138,51 @@ def _is_pst(head: bytes, suffix: str, content_type: str | None) -> bool:
 register(Format("pdf", "PDF", "PDF", "P", "#c82d2d", (".pdf",), ("application/pdf",),
                 "rlm_desktop.ingest.pdf:extract_pdf", _is_pdf, needs_signature=True))  # fmt: skip
 register(Format("msg", "Outlook message", "Outlook", "@", "#1e8296", (".msg",), ("application/vnd.ms-outlook",),
-                "rlm_desktop.ingest.msg:extract_msg", _is_msg))  # fmt: skip
+                "rlm_desktop.ingest.msg:extract_msg", _is_ole, refine="rlm_desktop.ingest.containers:ole_kind"))  # fmt: skip
 register(Format("docx", "Word document", "Word", "W", "#285abe", (".docx", ".docm", ".dotx"),
                 ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",),
-                "rlm_desktop.ingest.docx:extract_docx", _is_docx, needs_signature=True))  # fmt: skip
-register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (), (), "rlm_desktop.ingest.msg:reject_pst",
-                _is_pst, addable=False))  # fmt: skip
+                "rlm_desktop.ingest.docx:extract_docx", needs_signature=True))  # fmt: skip
+register(Format("archive", "Archive", "Archive", "Z", "#8c6e3c", (".zip", ".7z", ".tar", ".tgz", ".gz"),
+                ("application/zip", "application/x-7z-compressed", "application/x-tar", "application/gzip",
+                 "application/x-gzip", "application/x-zip-compressed"),
+                "rlm_desktop.ingest.archive:extract_archive", _is_archive,
+                refine="rlm_desktop.ingest.containers:zip_kind"))  # fmt: skip
+register(Format("spreadsheet", "Spreadsheet", "Sheet", "X", "#1e7846",
+                (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".csv", ".tsv"),
+                ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/vnd.ms-excel",
+                 "application/vnd.oasis.opendocument.spreadsheet", "text/csv", "text/tab-separated-values"),
+                "rlm_desktop.ingest.spreadsheet:extract_spreadsheet", needs_signature=False))  # fmt: skip
+register(Format("presentation", "Presentation", "Slides", "S", "#c8501e", (".pptx", ".pptm", ".odp", ".ppt"),
+                ("application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                 "application/vnd.oasis.opendocument.presentation", "application/vnd.ms-powerpoint"),
+                "rlm_desktop.ingest.presentation:extract_presentation"))  # fmt: skip
+register(Format("odt", "OpenDocument text", "ODT", "W", "#285abe", (".odt",),
+                ("application/vnd.oasis.opendocument.text",), "rlm_desktop.ingest.opendocument:extract_odt"))  # fmt: skip
+register(Format("rtf", "Rich Text document", "RTF", "R", "#285abe", (".rtf",), ("application/rtf", "text/rtf"),
+                "rlm_desktop.ingest.rtf:extract_rtf", lambda head, suffix, ct: head.startswith(b"{\\rtf")))  # fmt: skip
+register(Format("calendar", "Calendar event", "Event", "E", "#b4463c", (".ics", ".ical", ".ifb", ".vcs"),
+                ("text/calendar", "text/x-vcalendar"), "rlm_desktop.ingest.events:extract_calendar",
+                lambda head, suffix, ct: _starts_with(head, b"BEGIN:VCALENDAR")))  # fmt: skip
+register(Format("contact", "Contact", "Contact", "C", "#3c8c8c", (".vcf", ".vcard"), ("text/vcard", "text/x-vcard"),
+                "rlm_desktop.ingest.contacts:extract_contacts",
+                lambda head, suffix, ct: _starts_with(head, b"BEGIN:VCARD")))  # fmt: skip
+register(Format("image", "Image", "Image", "I", "#7850b4",
+                (".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".gif", ".webp"),
+                ("image/png", "image/jpeg", "image/tiff", "image/bmp", "image/gif", "image/webp"),
+                "rlm_desktop.ingest.image:extract_image", _is_image))  # fmt: skip
+register(Format("doc", "Word 97-2003 document", "Word 97", "W", "#285abe", (".doc", ".dot"), ("application/msword",),
+                "rlm_desktop.ingest.doc:extract_doc"))  # fmt: skip
+register(Format("pst", "Outlook data file", "PST", "O", "#6e50a0", (".pst", ".ost"), ("application/vnd.ms-outlook-pst",),
+                "rlm_desktop.ingest.pst:reject_nested", _is_pst))  # fmt: skip
 register(Format("mbox", "Mailbox", "Mailbox", "M", "#6e50a0", (".mbox", ".mbx"), ("application/mbox",)))
 register(Format("email", "Email", "Email", "@", "#1e8296", (".eml", ".emlx", ".mime"), ("message/rfc822",),
                 "rlm_desktop.ingest.mail:extract_email"))  # fmt: skip
 register(Format("html", "Web page", "HTML", "<", "#d26e14", (".html", ".htm", ".xhtml"), ("text/html",),
                 "rlm_desktop.ingest.text:extract_html"))  # fmt: skip
 register(Format("text", "Text", "Text", "T", "#646464",
-                (".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".tsv", ".log", ".json", ".xml", ".yaml",
+                (".txt", ".text", ".md", ".markdown", ".rst", ".log", ".json", ".xml", ".yaml",
                  ".yml", ".ini", ".cfg", ".conf", ".tex", ".srt", ".vtt"),
-                ("text/plain", "text/markdown", "text/csv"), "rlm_desktop.ingest.text:extract_text"))  # fmt: skip
+                ("text/plain", "text/markdown"), "rlm_desktop.ingest.text:extract_text"))  # fmt: skip
 # kinds a case holds that no single file is read as
 register(Format("mailbox", "Mailbox", "Mailbox", "M", "#6e50a0", addable=False))
 register(Format("markdown", "Markdown", "Markdown", "#", "#5a5a5a", addable=False))

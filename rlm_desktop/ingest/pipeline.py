@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -360,8 +360,8 @@ class _Ingest:
             return "unchanged", None
         if prepared.error is not None:
             return "failed", prepared.error
-        if prepared.kind == "mbox":
-            return self._mailbox(plan, prepared.sha256, existing)
+        if prepared.kind in ("mbox", "pst"):
+            return self._mailbox(plan, prepared.sha256, existing, prepared.kind)
         assert prepared.node is not None
         with case.transaction():
             doc_id = self._write(prepared.node, None)
@@ -401,8 +401,34 @@ class _Ingest:
             self._write(child, doc_id)
         return doc_id
 
-    def _mailbox(self, plan: _Planned, sha: str, existing: DocumentRow | None) -> tuple[str, str | None]:
-        """Stream an mbox in batches; each batch commits with the offset to resume from after a kill."""
+    def _pst_batch(self, path: Path, start: int) -> tuple[list[tuple[int, int, bytes | str, str]], int]:
+        """The next messages of an Outlook store, read by libpff in an extractor process."""
+        from rlm_desktop.ingest.extracted import ExtractionError
+        from rlm_desktop.ingest.pst import read_batch
+
+        future = self.extractors.submit(read_batch, str(path), start, MAILBOX_BATCH_MESSAGES, MAILBOX_BATCH_BYTES)
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self.extractors.restart()
+            raise ExtractionError(
+                f"the Outlook store crashed its reader after message {start} (damaged or hostile); "
+                "the messages before it are kept"
+            ) from None
+
+    def _pst_stream(
+        self, path: Path, first: list[tuple[int, int, bytes | str, str]]
+    ) -> Iterator[tuple[int, int, bytes | str, str]]:
+        items = first
+        while items:
+            yield from items
+            items, _ = self._pst_batch(path, items[-1][1])
+
+    def _mailbox(
+        self, plan: _Planned, sha: str, existing: DocumentRow | None, fmt: str = "mbox"
+    ) -> tuple[str, str | None]:
+        """Stream an mbox (or an Outlook store) in batches; each batch commits with the offset (the message
+        number in a store) to resume from after a kill."""
         from rlm_desktop.ingest.mbox import Skipped, iter_mbox
 
         case, path = self.case, Path(plan.key)
@@ -423,11 +449,16 @@ class _Ingest:
                     text="",
                     sha256=sha,
                     size=plan.stat.st_size,
-                    meta={"resume_offset": 0, "messages": 0, "format": "mbox", "source_path": plan.key},
+                    meta={"resume_offset": 0, "messages": 0, "format": fmt, "source_path": plan.key},
                     status="partial",
                 )
                 self.report.documents_added += 1
-        total = plan.stat.st_size
+        if fmt == "pst":
+            first, total = self._pst_batch(path, offset)  # progress counts messages
+            stream = self._pst_stream(path, first)
+        else:
+            total = plan.stat.st_size
+            stream = ((start, end, raw, None) for start, end, raw in iter_mbox(path, offset))
         batch: list[Node] = []
         failures: list[tuple[str, str, str]] = []
         batch_bytes = 0
@@ -446,10 +477,13 @@ class _Ingest:
             batch, failures, batch_bytes = [], [], 0
             self.emit(FileProgressed(str(plan.item.path), next_offset, total, count))
 
-        for start, end, raw in iter_mbox(path, offset):
-            where = f"{plan.key} › message at byte {start}"
-            if isinstance(raw, Skipped):  # too large to hold: fails with its reason, the mailbox goes on
-                failures.append((where, raw.reason, ""))
+        for start, end, raw, folder in stream:
+            if fmt == "pst":
+                where = f"{plan.key} › {folder or '(top)'} › message {start + 1}"
+            else:
+                where = f"{plan.key} › message at byte {start}"
+            if isinstance(raw, (Skipped, str)):  # too large, or damaged in the store: fails alone, the rest goes on
+                failures.append((where, raw if isinstance(raw, str) else raw.reason, ""))
                 node, error, child_failures = None, None, []
             else:
                 node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
@@ -457,7 +491,12 @@ class _Ingest:
                     failures.append((where, error or "unreadable message", ""))
                 batch_bytes += len(raw)
             if node is not None:
-                node.origin = f"message at byte {start}"
+                if fmt == "pst":  # the message rebuilt from the store is its original: keep it like an attachment
+                    node.origin = f"message {start + 1} in {folder or '(top)'}"
+                    node.extracted.meta["folder"] = folder
+                    node.data = raw
+                else:
+                    node.origin = f"message at byte {start}"
                 batch.append(node)
                 failures.extend(child_failures)
             if len(batch) >= MAILBOX_BATCH_MESSAGES or batch_bytes >= MAILBOX_BATCH_BYTES:

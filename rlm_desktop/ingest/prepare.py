@@ -7,9 +7,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlm_desktop.ingest.archive import ARCHIVE_MAX_DEPTH, expansion_budget
 from rlm_desktop.ingest.detect import detect_kind, extract
 from rlm_desktop.ingest.extracted import Blob, Extracted, ExtractionError, UnsupportedFormat
-from rlm_desktop.ingest.limits import EXTRACTOR_MEMORY_BYTES
+from rlm_desktop.ingest.limits import EXTRACTOR_MEMORY_BYTES, LimitExceeded
 from rlm_desktop.ingest.source import Source
 from rlm_desktop.store.pages import pack_boxes
 
@@ -85,9 +86,16 @@ def prepare_file(path: str, hint: str | None, size: int, label: str, password: s
         kind = hint or detect_kind(Source(file.name, path=file))
         if kind == "mbox":
             return Prepared(sha, kind)
-        extracted = extract(Source(file.name, path=file, password=password), kind)
-        failures: list[tuple[str, str, str]] = []
-        node = Node(extracted, sha, size, children=extract_children(extracted, label, 1, failures))
+        if kind == "pst":  # opened here (in the worker) to name a damaged store; streamed by the writer
+            from rlm_desktop.ingest.pst import count_messages
+
+            count_messages(file)
+            return Prepared(sha, kind)
+        with expansion_budget():  # one budget for every archive in this file, nested ones included
+            extracted = extract(Source(file.name, path=file, password=password), kind)
+            failures: list[tuple[str, str, str]] = []
+            archives = 1 if kind == "archive" else 0
+            node = Node(extracted, sha, size, children=extract_children(extracted, label, 1, failures, archives))
         compact(node)
         return Prepared(sha, kind, node, child_failures=failures)
     except Exception as exc:  # a bug or a library crash on one file must not stop the ingest
@@ -105,29 +113,33 @@ def prepare_message(
     except Exception as exc:
         return None, reason_for(exc), []
     failures: list[tuple[str, str, str]] = []
-    node = Node(
-        extracted,
-        hashlib.sha256(raw).hexdigest(),
-        len(raw),
-        children=extract_children(extracted, label, 1, failures),
-    )
+    with expansion_budget():  # zipped attachments
+        children = extract_children(extracted, label, 1, failures)
+    node = Node(extracted, hashlib.sha256(raw).hexdigest(), len(raw), children=children)
     compact(node)
     return node, None, failures
 
 
 def extract_children(
-    extracted: Extracted, label: str, depth: int, failures: list[tuple[str, str, str]]
+    extracted: Extracted, label: str, depth: int, failures: list[tuple[str, str, str]], archives: int = 0
 ) -> list[Node]:
+    """The children of `extracted` as nodes; `archives` is how many archives enclose them."""
     nodes = []
-    for number, blob in enumerate(extracted.children, 1):
+    blobs, extracted.children = extracted.children, []  # the bytes live on in the child nodes only, not twice
+    blobs.reverse()
+    number = 0
+    while blobs:  # popped as they are read, so an archive's members are not all held twice
+        blob = blobs.pop()
+        number += 1
         origin = blob.origin or f"attachment {number}"
         where = f"{label} › {blob.filename or origin}"
-        nodes.append(_child(blob, origin, where, depth, failures))
-    extracted.children = []  # the bytes live on in the child nodes only, not twice
+        nodes.append(_child(blob, origin, where, depth, failures, archives))
     return nodes
 
 
-def _child(blob: Blob, origin: str, where: str, depth: int, failures: list[tuple[str, str, str]]) -> Node:
+def _child(
+    blob: Blob, origin: str, where: str, depth: int, failures: list[tuple[str, str, str]], archives: int = 0
+) -> Node:
     sha = hashlib.sha256(blob.data).hexdigest()
     source = Source(blob.filename or "attachment", data=blob.data)
     base_meta = {"filename": blob.filename, "content_type": blob.content_type}
@@ -137,6 +149,12 @@ def _child(blob: Blob, origin: str, where: str, depth: int, failures: list[tuple
         kind = detect_kind(source, blob.content_type)
         if kind == "mbox":
             raise UnsupportedFormat("a mailbox inside an attachment is not read; save it and ingest it")
+        if kind == "archive":
+            archives += 1
+            if archives > ARCHIVE_MAX_DEPTH:
+                raise LimitExceeded(
+                    f"an archive nested {archives} deep in archives (limit {ARCHIVE_MAX_DEPTH}); not read"
+                )
         extracted = extract(source, kind)
         extracted.meta = {**base_meta, **extracted.meta}
         return Node(
@@ -144,7 +162,7 @@ def _child(blob: Blob, origin: str, where: str, depth: int, failures: list[tuple
             sha,
             len(blob.data),
             origin,
-            extract_children(extracted, where, depth + 1, failures),
+            extract_children(extracted, where, depth + 1, failures, archives),
             data=blob.data,
         )
     except Exception as exc:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pymupdf
 
+from rlm_desktop.ingest.image import as_pdf
 from rlm_desktop.sources import SourceUnavailable, source_bytes
 from rlm_desktop.store.case import Case
 
@@ -98,7 +99,7 @@ def render_citation_images(
     except KeyError:
         return [], "No page image: the document is not in the case."
     try:
-        doc = pymupdf.open(stream=data, filetype="pdf")
+        doc = pymupdf.open(stream=as_pdf(data), filetype="pdf")  # an image: the pages its OCR boxes are on
     except Exception as exc:  # a damaged original: the report still stands on the stored text
         return [], f"No page image: the original could not be opened as a PDF ({exc})."
     images: list[CitationImage] = []

@@ -19,7 +19,8 @@ def test_every_extractor_in_the_table_can_be_loaded():
 def test_file_filter_offers_what_is_read_and_not_what_is_not():
     text = formats.file_filter()
     assert "*.pdf" in text and "*.docx" in text and "*.eml" in text and "*.mbox" in text and "*.msg" in text
-    assert "*.pst" not in text and text.endswith(";;All files (*)")
+    assert "*.pst" in text and "*.xlsx" in text and "*.zip" in text and "*.png" in text  # read since issue 14
+    assert "*.rar" not in text and "*.mp3" not in text and text.endswith(";;All files (*)")
 
 
 def test_labels_agree_everywhere():
@@ -59,3 +60,10 @@ def test_one_registration_adds_a_format(ledger_format, tmp_path):
     extracted = extract(Source(by_name.name, path=by_name), "ledger")
     assert extracted.text == "2024-01-02 paid 300\n2024-01-03 paid 200"
     assert "*.ledger" in formats.file_filter() and formats.short_label("ledger") == "Ledger"
+
+
+def test_text_by_content_type_when_it_looks_like_text():
+    script = Source("deploy.rb", data=b"puts 'wire the money'\n")
+    assert detect_kind(script, "text/x-ruby-script") == "text"
+    with pytest.raises(Exception, match="not read"):
+        detect_kind(Source("blob.rb", data=b"\x00\x01\x02binary"), "text/x-ruby-script")

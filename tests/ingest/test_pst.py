@@ -1,0 +1,91 @@
+"""Outlook stores: every message an email with its folder, streamed and resumable like an mbox.
+
+No PST can be written here (no library writes one), so the store tests read the shared sample corpus's PST
+when it is beside the checkout, and skip with that reason when it is not.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from rlm_desktop.ingest import pipeline
+from rlm_desktop.ingest.pipeline import ingest
+from rlm_desktop.ingest.progress import FileProgressed
+from rlm_desktop.store.case import Case
+
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "mbox" / "ingestfile__testPST.pst"
+needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason=f"the shared sample PST is not at {SAMPLE}")
+pytest.importorskip("pypff", reason="libpff-python is not installed")
+
+SUBJECTS = [
+    "Re: Feature Generators",
+    'Re: init tokenizer fails: "Bad type in putfield/putstatic"',
+    "Feature Generators",
+    "[jira] [Resolved] (TIKA-1249) Vcard files detection",
+    "[jira] [Commented] (TIKA-1250) Process loops infintely processing a CHM file",
+    '[WEBINAR] - "Introducing Couchbase Server 2.5"',
+]
+
+
+@needs_sample
+@pytest.mark.parametrize("jobs", [1, None], ids=["in process", "libpff in an extractor process"])
+def test_every_message_of_the_store_is_an_email_with_its_folder_and_thread(tmp_path, jobs):
+    with Case.open(tmp_path / "case.sqlite") as case:
+        report = ingest(case, [SAMPLE], jobs=jobs)
+        assert report.failed == [] and report.child_failures == []
+        store, *messages = case.documents()
+        assert store.kind == "mailbox" and store.meta["format"] == "pst" and store.meta["messages"] == 6
+        assert [m.title for m in messages] == SUBJECTS and {m.kind for m in messages} == {"email"}
+        assert {m.meta["folder"] for m in messages} == {"Début du fichier de données Outlook"}
+        first = messages[0]
+        assert first.meta["from"] == ["Jörn Kottmann <kottmann@gmail.com>"]
+        assert first.meta["date"] == "2014-02-26T08:50:04+01:00"
+        assert first.meta["thread_id"] == messages[2].meta["thread_id"]  # the reply joins its question
+        assert "Feature Generators" in case.text(first.id)
+        assert ingest(case, [SAMPLE], jobs=1).unchanged == 1
+
+
+@needs_sample
+def test_a_stopped_store_ingest_resumes_without_duplicates(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "MAILBOX_BATCH_MESSAGES", 2)
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def progress(event: object) -> None:
+        if isinstance(event, FileProgressed):
+            seen.append(event.messages)
+            stop.set()  # as Ctrl-C after the first batch was committed
+
+    with Case.open(tmp_path / "case.sqlite") as case:
+        first = ingest(case, [SAMPLE], jobs=1, progress=progress, cancel=stop)
+        assert first.cancelled and seen == [2]
+        (partial,) = [d for d in case.documents() if d.kind == "mailbox"]
+        assert partial.meta["resume_offset"] == 2
+        stop.clear()
+        seen.clear()
+        again = ingest(case, [SAMPLE], jobs=1, progress=lambda e: None)
+        assert again.failed == [] and not again.cancelled
+        titles = [d.title for d in case.documents() if d.kind == "email"]
+        assert titles == SUBJECTS
+
+
+def test_a_damaged_store_fails_with_a_reason_and_the_rest_goes_on(tmp_path):
+    (tmp_path / "broken.pst").write_bytes(b"!BDN" + bytes(600))
+    (tmp_path / "note.txt").write_text("still read")
+    with Case.open(tmp_path / "case.sqlite") as case:
+        report = ingest(case, [tmp_path], jobs=1)
+        (failure,) = report.failed
+        assert failure["path"].endswith("broken.pst") and "Outlook PST/OST" in failure["error"]
+        assert report.added == 1
+
+
+def test_without_libpff_the_reason_names_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pypff", None)  # as on a machine where it is not installed
+    (tmp_path / "mail.pst").write_bytes(b"!BDN" + bytes(600))
+    with Case.open(tmp_path / "case.sqlite") as case:
+        (failure,) = ingest(case, [tmp_path / "mail.pst"], jobs=1).failed
+    assert "pip install libpff-python" in failure["error"] and "readpst" in failure["error"]
