@@ -16,7 +16,7 @@ from rlm_desktop import __version__
 from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify")
+COMMANDS = ("gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify", "bench")
 
 
 class UsageError(Exception):
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
+    from rlm_desktop.bench.command import add_parser as add_bench_parser
+
+    add_bench_parser(sub, [common, endpoint])  # `bench`: the run options of ask, and its own
     return parser
 
 
@@ -224,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": cmd_export,
             "doctor": cmd_doctor,
             "verify": cmd_verify,
+            "bench": cmd_bench,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -716,6 +720,27 @@ def cmd_verify(args: argparse.Namespace, path: Path) -> int:
             return verify_cli(case, args.run_id, reextract_all=args.reextract, as_json=args.json)
         except KeyError as exc:
             raise UsageError(str(exc).strip('"')) from None
+
+
+def cmd_bench(args: argparse.Namespace, path: Path) -> int:
+    """Benchmark the configured endpoint and models (rlm_desktop/bench): the run config as `ask` builds it."""
+    from rlm_desktop.bench.command import BenchUsageError, run_bench
+    from rlm_desktop.sandbox.isolation import IsolationRefused, check_isolation
+    from rlm_desktop.settings import load_api_key
+
+    home = resolve_home(args.home)
+    config = _run_config(args, home)
+    try:
+        check_isolation(config.isolation, config.allow_weak_isolation)
+    except IsolationRefused as exc:
+        raise UsageError(str(exc)) from None
+    api_key = os.environ.get(args.api_key_env) or load_api_key(home) or ""
+    if not api_key and not config.base_url:  # local servers (Ollama, vLLM, LM Studio) usually need no key
+        raise UsageError(f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings")
+    try:
+        return run_bench(args, home, config, api_key)
+    except BenchUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _print_tree(node: dict[str, Any], depth: int) -> None:
