@@ -144,7 +144,7 @@ def run_bench(args: argparse.Namespace, home: Path, config: Any, api_key: str) -
             signal.signal(sig, handler)
     cfg = {"root_model": config.root_model, "sub_model": config.sub_model, "endpoint": public_url(config.base_url),
            "cap_usd": config.cap_usd, "baseline": bool(args.baseline)}  # fmt: skip
-    report = build_report([s for s, _, _ in plan], results, cfg, stopped=runner.stopped.is_set())
+    report = build_report([s for s, _, _ in plan], results, cfg, runner.stopped.is_set(), runner.aborted)
     if args.html is not None:
         try:
             tmp = args.html.with_name(args.html.name + ".tmp")
@@ -162,6 +162,9 @@ def run_bench(args: argparse.Namespace, home: Path, config: Any, api_key: str) -
             print(f"HTML report: {args.html}")
     if runner.stopped.is_set():
         return EXIT_STOPPED
+    if runner.aborted:
+        print(f"rlm-desktop: error: benchmark stopped: {runner.aborted}", file=sys.stderr)
+        return EXIT_FAILED
     if results and all(r["status"] == "failed" for r in results):
         return EXIT_FAILED
     return EXIT_OK

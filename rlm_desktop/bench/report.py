@@ -54,8 +54,10 @@ def summarize(tasks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_report(suites: list[dict[str, Any]], tasks: list[dict[str, Any]], config: dict[str, Any],
-                 stopped: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The whole report: suites, config, every task, and a summary per (suite, family) plus each suite's "all"."""
+                 stopped: bool = False, aborted: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The whole report: suites, config, every task, and a summary per (suite, family) plus each suite's "all".
+
+    `stopped`: Ctrl-C ended it; `aborted`: why it gave up early (tasks kept failing)."""
     summary = []
     for suite in suites:
         mine = [t for t in tasks if t["suite"] == suite["name"]]
@@ -65,7 +67,8 @@ def build_report(suites: list[dict[str, Any]], tasks: list[dict[str, Any]], conf
                             **summarize([t for t in mine if t["family"] == family])})  # fmt: skip
         if len(families) > 1:
             summary.append({"suite": suite["name"], "family": "all", **summarize(mine)})
-    return {"suites": suites, "config": config, "stopped": stopped, "summary": summary, "tasks": tasks}
+    return {"suites": suites, "config": config, "stopped": stopped, "aborted": aborted, "summary": summary,
+            "tasks": tasks}
 
 
 def _money(value: float) -> str:
@@ -109,6 +112,9 @@ def text_table(report: dict[str, Any]) -> str:
     lines.append("accuracy: mean score (exact and regex 0/1, numbers 0.75^error, sets F1); stops: cap or limit")
     if report.get("stopped"):
         lines.append("stopped before the end: the figures cover the tasks that ran")
+    for task in report["tasks"]:
+        if task["status"] == "failed":
+            lines.append(f"failed: {task['suite']} {task['id']}: {task['error']}")
     return "\n".join(lines)
 
 
@@ -127,6 +133,10 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, list[float]
              f'role="img" aria-label="{html.escape(title)}">',
              f'<text x="0" y="16" font-size="14" font-weight="bold" fill="{_COLORS["text"]}">{html.escape(title)}</text>']  # fmt: skip
     maximum = maximum or 1.0
+    for j, (name, _, color) in enumerate(series):  # the legend, top right
+        x = left + width - 90 * (len(series) - j)
+        parts.append(f'<rect x="{x}" y="6" width="12" height="12" fill="{color}"/>'
+                     f'<text x="{x + 16}" y="16" font-size="11">{html.escape(name)}</text>')  # fmt: skip
     for tick in range(5):
         x = left + width * tick / 4
         parts.append(f'<line x1="{x:.1f}" y1="30" x2="{x:.1f}" y2="{height - 24}" stroke="{_COLORS["grid"]}"/>')
@@ -148,26 +158,30 @@ def _svg_bars(title: str, labels: list[str], series: list[tuple[str, list[float]
 
 
 def _svg_tail(title: str, values: list[float], fmt: Any) -> str:
-    """Every task's value, largest first, with the median and p90 marked: the long tail at a glance."""
+    """Every task's value, largest first, with the median (dashed) and p90 (dotted) lines: the long tail at a glance."""
     ordered = sorted(values, reverse=True)
-    left, top, width, height = 60, 30, 520, 160
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 80}" height="{top + height + 30}" '
+    left, top, width, height = 70, 44, 520, 150
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{top + height + 30}" '
              f'role="img" aria-label="{html.escape(title)}">',
              f'<text x="0" y="16" font-size="14" font-weight="bold" fill="{_COLORS["text"]}">{html.escape(title)}</text>']  # fmt: skip
     if not ordered:
         return "".join(parts) + '<text x="0" y="50" font-size="12">no tasks</text></svg>'
+    median, tail = statistics.median(ordered), p90(ordered)
+    parts.append(f'<text x="0" y="34" font-size="11" fill="{_COLORS["line"]}">median {html.escape(fmt(median))} '
+                 f'(dashed) · p90 {html.escape(fmt(tail))} (dotted) · max {html.escape(fmt(ordered[0]))}</text>')  # fmt: skip
     maximum = ordered[0] or 1.0
     step = width / len(ordered)
     for i, value in enumerate(ordered):
         h = height * value / maximum
         parts.append(f'<rect x="{left + i * step:.1f}" y="{top + height - h:.1f}" width="{max(step - 1, 0.5):.1f}" '
                      f'height="{h:.1f}" fill="{_COLORS["rlm"]}"><title>{html.escape(fmt(value))}</title></rect>')  # fmt: skip
-    for name, value in (("median", statistics.median(ordered)), ("p90", p90(ordered))):
+    for value, dash in ((median, "6 4"), (tail, "2 3")):
         y = top + height - height * value / maximum
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + width}" y2="{y:.1f}" stroke="{_COLORS["line"]}" '
-                     f'stroke-dasharray="4 3"/><text x="{left + width + 4}" y="{y + 4:.1f}" font-size="10" '
-                     f'fill="{_COLORS["line"]}">{name} {html.escape(fmt(value))}</text>')  # fmt: skip
-    parts.append(f'<text x="{left - 4}" y="{top + 8}" font-size="10" text-anchor="end">{html.escape(fmt(maximum))}</text>')
+                     f'stroke-width="1.5" stroke-dasharray="{dash}"/>')  # fmt: skip
+    for value in (maximum, 0.0):
+        y = top + height - height * value / maximum
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{html.escape(fmt(value))}</text>')
     parts.append(f'<line x1="{left}" y1="{top + height}" x2="{left + width}" y2="{top + height}" stroke="#888"/>')
     parts.append(f'<text x="{left}" y="{top + height + 16}" font-size="10">{len(ordered)} tasks, largest first</text>')
     parts.append("</svg>")

@@ -15,6 +15,7 @@ from rlm_desktop.bench.suites import Task
 DEFAULT_WINDOW = 128_000  # tokens, for a baseline model whose window is known nowhere (settings, probe, table)
 BASELINE_MARGIN = 1_000  # tokens kept free for the prompt's framing and tokenizer differences
 BASELINE_INTRO = "Answer the question using only the documents below."
+MAX_FAILURES_IN_A_ROW = 3  # then the benchmark stops: every further task would fail the same way, slowly
 
 
 def count_nodes(node: dict[str, Any], kinds: tuple[str, ...]) -> int:
@@ -56,6 +57,8 @@ class Runner:
         self.api_key = api_key
         self.progress = progress or (lambda text: None)
         self.stopped = threading.Event()
+        self.aborted: str | None = None  # why the benchmark gave up early (the endpoint keeps failing)
+        self._failures_in_a_row = 0
         self._handle: Any = None
 
     def stop(self) -> None:
@@ -86,7 +89,7 @@ class Runner:
     def run(self, case_path: Path, tasks: list[Task], suite: str, baseline: bool = False) -> list[dict[str, Any]]:
         results = []
         for number, task in enumerate(tasks, start=1):
-            if self.stopped.is_set():
+            if self.stopped.is_set() or self.aborted:
                 break
             self.progress(f"[{suite} {number}/{len(tasks)}] {task.family}: {task.question}")
             result = self.ask(case_path, task, suite)
@@ -94,6 +97,13 @@ class Runner:
                 result["baseline"] = self.baseline(case_path, task)
             results.append(result)
             self.progress(f"    score {result['score']:.2f}, {result['status']}, ${result['cost_usd']:.4f}")
+            if result["status"] == "failed":
+                self.progress(f"    error: {result['error']}")
+                self._failures_in_a_row += 1
+                if self._failures_in_a_row >= MAX_FAILURES_IN_A_ROW:  # the endpoint, the key or a model is wrong
+                    self.aborted = f"{MAX_FAILURES_IN_A_ROW} tasks in a row failed, the last with: {result['error']}"
+            else:
+                self._failures_in_a_row = 0
         return results
 
     def baseline(self, case_path: Path, task: Task) -> dict[str, Any]:

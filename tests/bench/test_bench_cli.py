@@ -66,11 +66,17 @@ def fake_model(request: dict) -> Reply:
     return Reply(repl("print(len(context))") if turn == 0 else repl(family_code(question)))
 
 
+@pytest.fixture(scope="module")
+def suite_home(tmp_path_factory):
+    """One home for the tests that run the suite: it is generated and ingested once, then taken from the cache."""
+    return tmp_path_factory.mktemp("bench") / "home"
+
+
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(suite_home, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    return tmp_path / "home"
+    return suite_home
 
 
 def bench(home, fake_openai, *flags):
@@ -103,7 +109,8 @@ def test_small_suite_table_json_html_and_baseline(home, fake_openai, capsys, tmp
     assert case.exists() and (home / "bench" / case.stem / "manifest.json").exists()
     assert cli.main(["runs", "--home", str(home), "--case", case.stem, "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
-    assert len(runs) == 8 and {r["status"] for r in runs} == {"completed"}
+    mine = [r for r in runs if r["status"] == "completed"]  # (the rejected-key test's runs may be there too)
+    assert len(mine) == 8
 
     # The baseline prompt was stuffed up to the 8,192-token window and no further (about 4 bytes a token).
     baseline_requests = [r.json for r in fake_openai.chat_requests
@@ -123,7 +130,7 @@ def test_small_suite_table_json_html_and_baseline(home, fake_openai, capsys, tmp
     captured = capsys.readouterr()
     assert code == cli.EXIT_OK and "generating" not in captured.err
     report = json.loads(captured.out)
-    assert set(report) == {"suites", "config", "stopped", "summary", "tasks"}
+    assert set(report) == {"suites", "config", "stopped", "aborted", "summary", "tasks"}
     assert report["suites"][0]["case"] == case.stem and report["suites"][0]["documents"] > 50
     assert [(t["family"], t["score"]) for t in report["tasks"]] == [("niah", 1.0), ("pairs", 0.5)]
     task = report["tasks"][0]
@@ -138,7 +145,7 @@ def test_small_suite_table_json_html_and_baseline(home, fake_openai, capsys, tmp
 def test_question_file_over_a_case(home, fake_openai, capsys, tmp_path):
     from rlm_desktop.store.case import Case
 
-    with Case.open(home / "cases" / "leak.sqlite") as case:
+    with Case.open(tmp_path / "cases" / "leak.sqlite") as case:
         case.add_text_document("memo.txt", "The meeting with the auditors is on 12 June in Geneva.\n")
     questions = tmp_path / "q.csv"
     questions.write_text(
@@ -147,7 +154,7 @@ def test_question_file_over_a_case(home, fake_openai, capsys, tmp_path):
         "Where is the meeting?,geneva|zurich,regex\n"
         "Who chairs the meeting?,Anna Berg,exact\n"
     )
-    code = bench(home, fake_openai, "--questions", str(questions), "--case", "leak", "--json")
+    code = bench(tmp_path, fake_openai, "--questions", str(questions), "--case", "leak", "--json")
     assert code == cli.EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert [t["score"] for t in report["tasks"]] == [1.0, 1.0, 0.0]
@@ -155,11 +162,12 @@ def test_question_file_over_a_case(home, fake_openai, capsys, tmp_path):
 
     yaml_file = tmp_path / "q.yaml"
     yaml_file.write_text("- question: When is the meeting?\n  answer: [12 June]\n  match: sets\n")
-    assert bench(home, fake_openai, "--questions", str(yaml_file), "--case", "leak") == cli.EXIT_USAGE
+    assert bench(tmp_path, fake_openai, "--questions", str(yaml_file), "--case", "leak") == cli.EXIT_USAGE
     assert "question 1: match 'sets' is not one of exact, regex, number, set" in capsys.readouterr().err
 
 
-def test_usage_errors(home, fake_openai, capsys):
+def test_usage_errors(tmp_path, fake_openai, capsys):
+    home = tmp_path / "home"
     assert bench(home, fake_openai, "--suite", "huge") == cli.EXIT_USAGE
     assert "unknown suite 'huge': choose from small, medium, large" in capsys.readouterr().err
     assert bench(home, fake_openai, "--tasks", "9") == cli.EXIT_USAGE
@@ -167,3 +175,18 @@ def test_usage_errors(home, fake_openai, capsys):
     assert bench(home, fake_openai, "--case", "leak") == cli.EXIT_USAGE
     assert "--case picks the case for --questions" in capsys.readouterr().err
     assert not (home / "cases").exists()  # nothing generated for a refused command
+
+
+def test_a_rejected_key_fails_three_tasks_then_stops(home, capsys, monkeypatch):
+    from tests.fake_openai import FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-1234")
+    with FakeOpenAIServer(fake_model, api_key="sk-right") as server:
+        code = cli.main(["bench", "--home", str(home), "--base-url", server.base_url, "--root-model", ROOT,
+                         "--sub-model", SUB, "--no-cap", "--allow-weak-isolation", "--tokens", str(TOKENS)])  # fmt: skip
+        asked = len(server.chat_requests)
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_FAILED
+    assert "benchmark stopped: 3 tasks in a row failed" in captured.err
+    assert captured.out.count("failed: small niah-") == 3 and asked == 3  # not the other nine tasks
+    assert "sk-wrong-key-1234" not in captured.out + captured.err
