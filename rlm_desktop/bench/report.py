@@ -233,7 +233,7 @@ th {{ background: #f2f2f2; }} td.answer {{ max-width: 360px; white-space: pre-wr
 <h1>RLM Desktop benchmark</h1>
 <p>Root model <b>{e(cfg['root_model'])}</b>, sub model <b>{e(cfg['sub_model'])}</b> at {e(cfg['endpoint'])};
 cap per task {e('none' if cfg['cap_usd'] is None else _money(cfg['cap_usd']))}.
-Suites: {e(', '.join(f"{s['name']} (seed {s['seed']}, {s['tokens']:,} tokens, {s['documents']} documents)" for s in report['suites']))}.</p>
+Suites: {e(', '.join(_suite_label(s) for s in report['suites']))}.</p>
 {stopped}
 <div class="plots">{''.join(plots)}</div>
 <h2>Summary</h2>
@@ -247,6 +247,12 @@ sets their F1. Every run is saved in its case: <code>rlm-desktop show RUN_ID --c
 <th>cost</th><th>sub-calls</th><th>wall (s)</th><th>run</th></tr>{task_rows}</table>
 </body></html>
 """
+
+
+def _suite_label(suite: dict[str, Any]) -> str:
+    if suite.get("questions"):
+        return f"{suite['name']} (questions from {suite['questions']})"
+    return f"{suite['name']} (seed {suite['seed']}, {suite['tokens']:,} tokens, {suite['documents']:,} documents)"
 
 
 def _expected(value: str | list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from rlm_desktop.bench.suites import Task
 DEFAULT_WINDOW = 128_000  # tokens, for a baseline model whose window is known nowhere (settings, probe, table)
 BASELINE_MARGIN = 1_000  # tokens kept free for the prompt's framing and tokenizer differences
 BASELINE_INTRO = "Answer the question using only the documents below."
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 MAX_FAILURES_IN_A_ROW = 3  # then the benchmark stops: every further task would fail the same way, slowly
 
 
@@ -169,7 +171,7 @@ async def _ask_directly(case_path: Path, question: str, config: Any, api_key: st
                            caps={model: caps} if caps else None) as client:  # fmt: skip
         completion = await client.complete(model, [{"role": "user", "content": prompt}], output, "baseline")
     return {
-        "answer": completion.text,
+        "answer": _THINK.sub("", completion.text).strip(),  # reasoning inline in <think> is not the answer
         "cost_usd": round(ledger.spent, 6),
         "error": None,
         "corpus_fraction": round(fraction, 4),

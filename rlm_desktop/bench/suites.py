@@ -25,6 +25,7 @@ FAMILIES = ("niah", "aggregation", "pairs", "multihop")
 MAX_TASKS = 5  # per family, planted in every corpus; a bench run asks the first N
 CHARS_PER_TOKEN = 4
 MIN_TOKENS, MAX_TOKENS = 5_000, 50_000_000
+INLINE_INGEST_TOKENS = 200_000
 GENERATOR_VERSION = 1  # bump when the corpus or tasks change: cached suites are rebuilt
 
 PLACES = ["Harbor Street", "Quarry Lane", "Juniper Court", "Foxglove Road", "Kestrel Yard", "Obsidian Row",
@@ -71,18 +72,19 @@ class Suite:
 
 
 class _Writer:
-    """Collects the corpus: messages for the mbox, PDF and text files, and a running count of characters."""
+    """Writes the corpus as it is made (messages straight to the mbox, PDF and text files) and counts its characters."""
 
     def __init__(self, root: Path, rng: random.Random):
         self.root = root
         self.rng = rng
         self.prose = Prose(rng)
-        self.messages: list[EmailMessage] = []
+        self.message_count = 0
         self.chars = 0
         self.files = 0
         self.clock = datetime(2023, 1, 2, 8, 0, tzinfo=UTC)
         for sub in ("pdfs", "notes", "invoices", "mail"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        self.mbox = (root / "mail" / "mail.mbox").open("wb")  # streamed: a 10M-token suite never sits in memory
 
     def _tick(self) -> datetime:
         self.clock += timedelta(minutes=self.rng.randrange(7, 240))
@@ -93,13 +95,17 @@ class _Writer:
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = sender, to, subject
         msg["Date"] = format_datetime(self._tick())
-        msg["Message-ID"] = f"<bench{len(self.messages)}.{self.rng.randrange(10**9)}@bench.example>"
+        msg["Message-ID"] = f"<bench{self.message_count}.{self.rng.randrange(10**9)}@bench.example>"
         msg.set_content(body)
         for filename, data in attachments:
             msg.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
         if attachments:  # the email package picks a random boundary: fix it so a seed gives the same bytes
-            msg.set_boundary(f"==bench-{len(self.messages)}==")
-        self.messages.append(msg)
+            msg.set_boundary(f"==bench-{self.message_count}==")
+        self.message_count += 1
+        self.mbox.write(b"From bench@bench.example Mon Jan  2 08:00:00 2023\n")
+        data = msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\nFrom ", b"\n>From ")
+        self.mbox.write(data if data.endswith(b"\n") else data + b"\n")
+        self.mbox.write(b"\n")
         self.chars += len(body) + len(subject) + 80
 
     def pdf_bytes(self, title: str, paragraphs: list[str]) -> bytes:
@@ -119,13 +125,8 @@ class _Writer:
     def filler(self, paragraphs: int) -> list[str]:
         return [self.prose.paragraph() for _ in range(paragraphs)]
 
-    def write_mbox(self) -> None:
-        with (self.root / "mail" / "mail.mbox").open("wb") as fh:
-            for msg in self.messages:
-                fh.write(b"From bench@bench.example Mon Jan  2 08:00:00 2023\n")
-                data = msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\nFrom ", b"\n>From ")
-                fh.write(data if data.endswith(b"\n") else data + b"\n")
-                fh.write(b"\n")
+    def close(self) -> None:
+        self.mbox.close()
 
 
 def _people(rng: random.Random, count: int) -> list[tuple[str, str]]:
@@ -151,6 +152,14 @@ def generate(root: Path, tokens: int, seed: int) -> list[Task]:
     """Write the corpus for `tokens` (about CHARS_PER_TOKEN characters each) under `root`; return its tasks."""
     rng = random.Random(f"bench:{seed}")
     w = _Writer(root, rng)
+    try:
+        return _generate(w, tokens, seed)
+    finally:
+        w.close()
+
+
+def _generate(w: _Writer, tokens: int, seed: int) -> list[Task]:
+    rng = w.rng
     people = _people(rng, 16)
     tasks: list[Task] = []
     plant: list[Any] = []  # planted documents, written in a shuffled order among the filler
@@ -219,7 +228,6 @@ def generate(root: Path, tokens: int, seed: int) -> list[Task]:
         else:
             _filler(w, fill_index, people)
         fill_index += 1
-    w.write_mbox()
     return tasks
 
 
@@ -268,8 +276,9 @@ def _filler(w: _Writer, index: int, people: list[tuple[str, str]]) -> None:
     rng = w.rng
     roll = rng.random()
     if roll < 0.6:
-        a = rng.choice(people)
-        b = rng.choice(people) if rng.random() < 0.7 else (w.prose.person(), "outside@else.example")
+        a, b = rng.sample(people, 2)
+        if rng.random() < 0.3:  # mail from outside the roster too
+            b = (w.prose.person(), "outside@else.example")
         w.email(_addr(a), _addr(b), w.prose.title(), "\n\n".join(w.filler(rng.randrange(2, 7))))
     elif roll < 0.9:
         w.pdf("pdfs", f"report-{w.files:05d}.pdf", w.prose.title(), w.filler(rng.randrange(6, 30)))
@@ -324,7 +333,9 @@ def prepare_suite(home: Path, name: str, seed: int = 1, tokens: int | None = Non
     if progress:
         progress(f"ingesting it into case {case_name!r}")
     with Case.open(path) as case:
-        report = ingest(case, [files])
+        # These files are ours, not hostile: a small suite is extracted in this process, since starting the
+        # extractor processes would take longer than the extraction; larger ones use them to run in parallel.
+        report = ingest(case, [files], jobs=1 if size <= INLINE_INGEST_TOKENS else None)
     if report.failed or report.cancelled:
         raise RuntimeError(f"the generated suite did not ingest cleanly: {report.failed[:3]}")
     with Case.open(path) as case:

@@ -90,7 +90,7 @@ def bench(home, fake_openai, *flags):
 
 def test_small_suite_table_json_html_and_baseline(home, fake_openai, capsys, tmp_path):
     html_path = tmp_path / "bench.html"
-    code = bench(home, fake_openai, "--suite", "small", "--tokens", str(TOKENS), "--tasks", "2", "--baseline",
+    code = bench(home, fake_openai, "--suite", "small", "--tokens", str(TOKENS), "--tasks", "1", "--baseline",
                  "--html", str(html_path), "--context-window", f"{ROOT}=8192")  # fmt: skip
     out = capsys.readouterr().out
     assert code == cli.EXIT_OK, out
@@ -110,12 +110,12 @@ def test_small_suite_table_json_html_and_baseline(home, fake_openai, capsys, tmp
     assert cli.main(["runs", "--home", str(home), "--case", case.stem, "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     mine = [r for r in runs if r["status"] == "completed"]  # (the rejected-key test's runs may be there too)
-    assert len(mine) == 8
+    assert len(mine) == 4
 
     # The baseline prompt was stuffed up to the 8,192-token window and no further (about 4 bytes a token).
     baseline_requests = [r.json for r in fake_openai.chat_requests
                          if r.json["messages"][0]["content"].startswith(BASELINE_INTRO)]  # fmt: skip
-    assert len(baseline_requests) == 8
+    assert len(baseline_requests) == 4
     sizes = {len(r["messages"][0]["content"]) for r in baseline_requests}
     assert all(16_000 < size < 8192 * 4 for size in sizes), sizes
 
@@ -154,9 +154,11 @@ def test_question_file_over_a_case(home, fake_openai, capsys, tmp_path):
         "Where is the meeting?,geneva|zurich,regex\n"
         "Who chairs the meeting?,Anna Berg,exact\n"
     )
-    code = bench(tmp_path, fake_openai, "--questions", str(questions), "--case", "leak", "--json")
+    page = tmp_path / "q.html"
+    code = bench(tmp_path, fake_openai, "--questions", str(questions), "--case", "leak", "--json", "--html", str(page))
     assert code == cli.EXIT_OK
     report = json.loads(capsys.readouterr().out)
+    assert f"leak (questions from {questions})" in page.read_text()
     assert [t["score"] for t in report["tasks"]] == [1.0, 1.0, 0.0]
     assert report["summary"] == [{**report["summary"][0], "suite": "leak", "family": "questions", "accuracy": 0.6667}]
 
@@ -190,3 +192,36 @@ def test_a_rejected_key_fails_three_tasks_then_stops(home, capsys, monkeypatch):
     assert "benchmark stopped: 3 tasks in a row failed" in captured.err
     assert captured.out.count("failed: small niah-") == 3 and asked == 3  # not the other nine tasks
     assert "sk-wrong-key-1234" not in captured.out + captured.err
+
+
+def test_sigterm_cancels_the_run_in_flight_and_prints_what_ran(home, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.fake_openai import FakeOpenAIServer
+
+    def slow(request: dict) -> Reply:
+        return Reply(repl("print(1)"), delay_s=30)  # the first task's first call hangs: SIGTERM comes meanwhile
+
+    with FakeOpenAIServer(slow) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rlm_desktop", "bench", "--home", str(home), "--base-url", server.base_url,
+             "--root-model", ROOT, "--sub-model", SUB, "--no-cap", "--allow-weak-isolation", "--tokens", str(TOKENS),
+             "--json"],
+            cwd=Path(__file__).resolve().parents[2], env={**os.environ, "OPENAI_API_KEY": "sk-test"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert server.wait_for_requests(1, timeout_s=60)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        assert server.wait_for_requests(1) and len(server.chat_requests) == 1  # no other task started
+    assert proc.returncode == cli.EXIT_STOPPED, err
+    report = json.loads(out)
+    assert report["stopped"] is True
+    assert [(t["id"], t["status"]) for t in report["tasks"]] == [("niah-1", "cancelled")]
