@@ -17,7 +17,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from rlm_desktop.bench.pdfwrite import layout_pages, write_pdf
+from rlm_desktop.bench.pdfwrite import KEEP, layout_pages, write_pdf
 from rlm_desktop.bench.prose import COMPANIES, FIRST_NAMES, LAST_NAMES, Prose
 
 SUITES = {"small": 100_000, "medium": 1_000_000, "large": 10_000_000}  # approximate tokens of text
@@ -240,7 +240,9 @@ def _plant(w: _Writer, item: tuple, people: list[tuple[str, str]]) -> None:
         if where == 0:
             a, b = rng.sample(people, 2)
             w.email(_addr(a), _addr(b), w.prose.title(), "\n\n".join(paragraphs))
-        elif where == 1:
+        elif where == 1:  # the code and its subject on one PDF line, so the span is one line of the page
+            kept = needle.replace(" storage unit is ", " storage" + KEEP + "unit" + KEEP + "is" + KEEP)
+            paragraphs[paragraphs.index(needle)] = kept
             w.pdf("pdfs", f"report-{w.files:05d}.pdf", w.prose.title(), paragraphs)
         else:
             w.note(f"note-{w.files:05d}.txt", "\n\n".join(paragraphs) + "\n")
