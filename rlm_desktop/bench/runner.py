@@ -158,18 +158,25 @@ def stuffed_prompt(case_path: Path, question: str, budget_tokens: int) -> tuple[
 async def _ask_directly(case_path: Path, question: str, config: Any, api_key: str) -> dict[str, Any]:
     from rlm_desktop.engine.budget import SpendLedger
     from rlm_desktop.engine.model_info import context_window
-    from rlm_desktop.engine.models import ModelClient
+    from rlm_desktop.engine.models import ContextTooLong, ModelClient
 
     model = config.root_model
     caps = config.caps(model)
     window = context_window(model, config.context_windows, caps) or DEFAULT_WINDOW
-    output = min(config.root_max_output_tokens, max(256, window // 4))
-    prompt, fraction = stuffed_prompt(case_path, question, window - output - BASELINE_MARGIN)
     ledger = SpendLedger(config.cap_usd)
     async with ModelClient(config.base_url, api_key, config.prices(), ledger, timeout_s=config.request_timeout_s,
                            max_retries=config.max_retries, stream=config.stream,
                            caps={model: caps} if caps else None) as client:  # fmt: skip
-        completion = await client.complete(model, [{"role": "user", "content": prompt}], output, "baseline")
+        for attempt in range(2):
+            output = min(config.root_max_output_tokens, max(256, window // 4))
+            prompt, fraction = stuffed_prompt(case_path, question, window - output - BASELINE_MARGIN)
+            try:
+                completion = await client.complete(model, [{"role": "user", "content": prompt}], output, "baseline")
+                break
+            except ContextTooLong as exc:  # the server's window is smaller than we knew: stuff to its size once
+                if attempt or not exc.window or exc.window >= window:
+                    raise
+                window = exc.window
     return {
         "answer": _THINK.sub("", completion.text).strip(),  # reasoning inline in <think> is not the answer
         "cost_usd": round(ledger.spent, 6),

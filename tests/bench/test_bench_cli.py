@@ -225,3 +225,15 @@ def test_sigterm_cancels_the_run_in_flight_and_prints_what_ran(home, capsys):
     report = json.loads(out)
     assert report["stopped"] is True
     assert [(t["id"], t["status"]) for t in report["tasks"]] == [("niah-1", "cancelled")]
+
+
+def test_baseline_refits_to_the_window_the_server_names(home, fake_openai, capsys):
+    fake_openai.context_window = 8_192  # refused past this with vLLM's words, which name the window
+    code = bench(home, fake_openai, "--tokens", str(TOKENS), "--tasks", "1", "--family", "niah", "--baseline",
+                 "--root-max-tokens", "1000", "--json")  # fmt: skip
+    assert code == cli.EXIT_OK
+    baseline = json.loads(capsys.readouterr().out)["tasks"][0]["baseline"]
+    sent = [r for r in fake_openai.chat_requests if r.json["messages"][0]["content"].startswith(BASELINE_INTRO)]
+    assert [r.status for r in sent] == [400, 200]  # the whole corpus first (gpt-5's published window), then refit
+    assert len(sent[1].json["messages"][0]["content"]) < 8_192 * 4
+    assert baseline["window"] == 8_192 and baseline["error"] is None and 0 < baseline["corpus_fraction"] < 1
