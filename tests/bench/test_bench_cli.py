@@ -237,3 +237,11 @@ def test_baseline_refits_to_the_window_the_server_names(home, fake_openai, capsy
     assert [r.status for r in sent] == [400, 200]  # the whole corpus first (gpt-5's published window), then refit
     assert len(sent[1].json["messages"][0]["content"]) < 8_192 * 4
     assert baseline["window"] == 8_192 and baseline["error"] is None and 0 < baseline["corpus_fraction"] < 1
+
+
+def test_a_limit_stop_is_a_result_counted_in_stops(home, fake_openai, capsys):
+    code = bench(home, fake_openai, "--tokens", str(TOKENS), "--tasks", "1", "--family", "niah", "--max-iterations", "1")
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_OK  # the benchmark ran to its end; the task's stop is its result
+    row = next(line.split() for line in out.splitlines() if line.startswith("small  niah"))
+    assert row[11] == "1"  # (its answer is what the engine made of the run at the limit, and is scored too)
