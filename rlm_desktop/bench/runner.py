@@ -110,18 +110,48 @@ class Runner:
 
     def baseline(self, case_path: Path, task: Task) -> dict[str, Any]:
         """The same question straight to the root model, the corpus stuffed up to its context window."""
+        from rlm_desktop.engine.budget import SpendLedger
+
         started = time.monotonic()
+        ledger = SpendLedger(self.config.cap_usd)  # its own cap, as the run's: the baseline is a separate question
         try:
-            outcome = asyncio.run(_ask_directly(case_path, task.question, self.config, self.api_key))
-        except Exception as exc:  # a failed baseline is a result, not the end of the benchmark
+            outcome = self._cancellable(_ask_directly(case_path, task.question, self.config, self.api_key, ledger))
+        except (asyncio.CancelledError, Exception) as exc:  # a failed baseline is a result, not the end of the run
             from rlm_desktop.redact import redact
 
-            outcome = {"answer": "", "cost_usd": 0.0, "error": redact(str(exc), (self.api_key,)),
-                       "corpus_fraction": 0.0, "prompt_tokens": 0}  # fmt: skip
+            error = "cancelled" if isinstance(exc, asyncio.CancelledError) else redact(str(exc), (self.api_key,))
+            # what was sent still counts: a cancelled or broken call's reservation is held, as in a run
+            outcome = {"answer": "", "cost_usd": round(ledger.spent, 6), "error": error, "corpus_fraction": 0.0,
+                       "prompt_tokens": 0}  # fmt: skip
         answer = outcome["answer"]
         outcome["score"] = score(task.scoring, answer, task.expected, task.question, task.universe)
         outcome["wall_s"] = round(time.monotonic() - started, 3)
         return outcome
+
+
+    def _cancellable(self, coroutine: Any) -> Any:
+        """Run `coroutine` on its own loop in a thread, the main thread waiting in short steps (it takes the
+        signals) and cancelling it when the benchmark is stopped."""
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(coroutine)
+
+        def drive() -> None:
+            try:
+                loop.run_until_complete(task)
+            except BaseException:  # noqa: S110 - kept by the task, raised by task.result() below
+                pass
+
+        thread = threading.Thread(target=drive, name="bench-baseline", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                if self.stopped.is_set() and not task.done():
+                    loop.call_soon_threadsafe(task.cancel)
+                thread.join(0.1)
+        finally:
+            thread.join()
+            loop.close()
+        return task.result()  # the coroutine's value, or its exception (CancelledError when stopped)
 
 
 def stuffed_prompt(case_path: Path, question: str, budget_tokens: int) -> tuple[str, float]:
@@ -155,15 +185,13 @@ def stuffed_prompt(case_path: Path, question: str, budget_tokens: int) -> tuple[
     return head + "".join(parts) + tail, min(1.0, used / total)
 
 
-async def _ask_directly(case_path: Path, question: str, config: Any, api_key: str) -> dict[str, Any]:
-    from rlm_desktop.engine.budget import SpendLedger
+async def _ask_directly(case_path: Path, question: str, config: Any, api_key: str, ledger: Any) -> dict[str, Any]:
     from rlm_desktop.engine.model_info import context_window
     from rlm_desktop.engine.models import ContextTooLong, ModelClient
 
     model = config.root_model
     caps = config.caps(model)
     window = context_window(model, config.context_windows, caps) or DEFAULT_WINDOW
-    ledger = SpendLedger(config.cap_usd)
     async with ModelClient(config.base_url, api_key, config.prices(), ledger, timeout_s=config.request_timeout_s,
                            max_retries=config.max_retries, stream=config.stream,
                            caps={model: caps} if caps else None) as client:  # fmt: skip

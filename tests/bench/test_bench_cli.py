@@ -194,7 +194,8 @@ def test_a_rejected_key_fails_three_tasks_then_stops(home, capsys, monkeypatch):
     assert "sk-wrong-key-1234" not in captured.out + captured.err
 
 
-def test_sigterm_cancels_the_run_in_flight_and_prints_what_ran(home, capsys):
+@pytest.mark.parametrize("hang", ["run", "baseline"])
+def test_sigterm_cancels_the_call_in_flight_and_prints_what_ran(home, hang):
     import os
     import signal
     import subprocess
@@ -204,27 +205,39 @@ def test_sigterm_cancels_the_run_in_flight_and_prints_what_ran(home, capsys):
     from tests.fake_openai import FakeOpenAIServer
 
     def slow(request: dict) -> Reply:
-        return Reply(repl("print(1)"), delay_s=30)  # the first task's first call hangs: SIGTERM comes meanwhile
+        """The first task's first root call (or its baseline) hangs: SIGTERM comes meanwhile."""
+        is_baseline = request["messages"][0]["content"].startswith(BASELINE_INTRO)
+        if is_baseline == (hang == "baseline"):
+            return Reply(repl("print(1)"), delay_s=30)
+        return fake_model(request)
 
+    flags = ["--baseline"] if hang == "baseline" else []
     with FakeOpenAIServer(slow) as server:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rlm_desktop", "bench", "--home", str(home), "--base-url", server.base_url,
              "--root-model", ROOT, "--sub-model", SUB, "--no-cap", "--allow-weak-isolation", "--tokens", str(TOKENS),
-             "--json"],
+             "--json", *flags],
             cwd=Path(__file__).resolve().parents[2], env={**os.environ, "OPENAI_API_KEY": "sk-test"},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            assert server.wait_for_requests(1, timeout_s=60)
+            assert server.wait_for_requests(1 if hang == "run" else 3, timeout_s=60)  # a run is 2 calls, then its baseline
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=20)
         finally:
             proc.kill()
-        assert server.wait_for_requests(1) and len(server.chat_requests) == 1  # no other task started
+        asked = len(server.chat_requests)
     assert proc.returncode == cli.EXIT_STOPPED, err
     report = json.loads(out)
     assert report["stopped"] is True
-    assert [(t["id"], t["status"]) for t in report["tasks"]] == [("niah-1", "cancelled")]
+    if hang == "run":
+        assert asked == 1  # no other task started
+        assert [(t["id"], t["status"]) for t in report["tasks"]] == [("niah-1", "cancelled")]
+    else:
+        assert asked == 3
+        [task] = report["tasks"]
+        assert task["status"] == "completed" and task["baseline"]["error"] == "cancelled"
+        assert task["baseline"]["cost_usd"] > 0  # the call was sent: its reservation stays counted
 
 
 def test_baseline_refits_to_the_window_the_server_names(home, fake_openai, capsys):
