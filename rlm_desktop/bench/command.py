@@ -120,6 +120,12 @@ def run_bench(args: argparse.Namespace, home: Path, config: Any, api_key: str) -
                 suite = prepare_suite(home, name, args.seed, args.tokens, progress)
             except ValueError as exc:
                 raise BenchUsageError(str(exc)) from None
+            except KeyboardInterrupt:  # nothing is marked built: the next bench starts this suite again
+                print(f"rlm-desktop: stopped while building suite {name!r}", file=sys.stderr)
+                return EXIT_STOPPED
+            except (RuntimeError, OSError) as exc:
+                print(f"rlm-desktop: error: could not build suite {name!r}: {exc}", file=sys.stderr)
+                return EXIT_FAILED
             families = args.family or list(FAMILIES)
             per_family: dict[str, int] = {}
             tasks = []

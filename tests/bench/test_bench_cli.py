@@ -258,3 +258,13 @@ def test_a_limit_stop_is_a_result_counted_in_stops(home, fake_openai, capsys):
     assert code == cli.EXIT_OK  # the benchmark ran to its end; the task's stop is its result
     row = next(line.split() for line in out.splitlines() if line.startswith("small  niah"))
     assert row[11] == "1"  # (its answer is what the engine made of the run at the limit, and is scored too)
+
+
+def test_a_suite_that_cannot_be_built_is_a_clear_failure(tmp_path, fake_openai, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bench").write_text("a file where the suites' folder goes")
+    assert bench(home, fake_openai, "--tokens", str(TOKENS)) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "rlm-desktop: error: could not build suite 'small': " in err and "Traceback" not in err
+    assert fake_openai.chat_requests == []
