@@ -217,17 +217,16 @@ def _generate(w: _Writer, tokens: int, seed: int) -> list[Task]:
 
     rng.shuffle(plant)
     target = tokens * CHARS_PER_TOKEN
-    planted_chars = 600 * len(plant)
-    filler_budget = max(target - planted_chars, 0)
-    # Spread the planted documents through the filler so none sits at an edge of the corpus.
-    every = max(1, int(filler_budget / 1800 / max(len(plant), 1)))
-    fill_index = 0
+    # Spread the planted documents evenly through the corpus (by characters written), so answers sit
+    # everywhere from the first document to the last, not bunched at one end.
+    spacing = target / (len(plant) + 1)
+    planted = 0
     while plant or w.chars < target:
-        if plant and (fill_index % every == 0 or w.chars >= target):
+        if plant and (w.chars >= spacing * (planted + 1) or w.chars >= target):
             _plant(w, plant.pop(), people)
+            planted += 1
         else:
-            _filler(w, fill_index, people)
-        fill_index += 1
+            _filler(w, people)
     return tasks
 
 
@@ -274,7 +273,7 @@ def _plant(w: _Writer, item: tuple, people: list[tuple[str, str]]) -> None:
         w.chars += sum(len(p) + 1 for p in contract)
 
 
-def _filler(w: _Writer, index: int, people: list[tuple[str, str]]) -> None:
+def _filler(w: _Writer, people: list[tuple[str, str]]) -> None:
     rng = w.rng
     roll = rng.random()
     if roll < 0.6:
