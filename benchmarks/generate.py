@@ -22,8 +22,8 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from benchmarks.docxwrite import Block, write_docx
-from benchmarks.pdfwrite import KEEP, layout_pages, write_pdf
-from benchmarks.prose import LAST_NAMES, Prose, wrap
+from rlm_desktop.bench.pdfwrite import KEEP, layout_pages, write_pdf
+from rlm_desktop.bench.prose import LAST_NAMES, Prose, wrap
 
 FULL_SCALE_CHARS = 40_000_000  # 10M tokens
 PDF_SHARE, EMAIL_SHARE, DOCX_SHARE = 0.60, 0.30, 0.10

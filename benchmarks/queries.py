@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.prose import COMMON, COMPANIES, FIRST_NAMES, LAST_NAMES, MONTHS, VOCABULARY
+from rlm_desktop.bench.prose import COMMON, COMPANIES, FIRST_NAMES, LAST_NAMES, MONTHS, VOCABULARY
 
 _WORD = re.compile(r"^[a-z]{3,}$")
 

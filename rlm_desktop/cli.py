@@ -17,7 +17,8 @@ from rlm_desktop.paths import InvalidCaseName, case_path, resolve_home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 COMMANDS = (
-    "gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify", "serve", "tag", "findings"
+    "gui", "ingest", "docs", "search", "ask", "runs", "show", "export", "doctor", "verify", "serve", "tag",
+    "findings", "bench",
 )
 
 
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", parents=[common], help="one saved run: answer, citations and its tree")
     p.add_argument("run_id", metavar="RUN_ID")
     _serve_parser(sub, common, endpoint)
+    from rlm_desktop.bench.command import add_parser as add_bench_parser
+
+    add_bench_parser(sub, [common, endpoint])  # `bench`: the run options of ask, and its own
     return parser
 
 
@@ -315,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             "serve": cmd_serve,
             "tag": cmd_tag,
             "findings": cmd_findings,
+            "bench": cmd_bench,
         }[args.command]
         return handler(args, path)
     except (UsageError, InvalidCaseName) as exc:
@@ -496,9 +501,10 @@ def _run_config(args: argparse.Namespace, home: Path):
         "max_subcalls": args.max_subcalls,
         "concurrency": args.concurrency,
         "max_wall_s": args.max_seconds,
-        "sub_base_url": args.sub_base_url or os.environ.get("RLM_SUB_BASE_URL") or None,
-        "max_in_flight": args.max_in_flight,
-        "sub_max_in_flight": args.sub_max_in_flight,
+        # ask's own options; bench and other commands that reuse this take them from settings and the environment
+        "sub_base_url": getattr(args, "sub_base_url", None) or os.environ.get("RLM_SUB_BASE_URL") or None,
+        "max_in_flight": getattr(args, "max_in_flight", None),
+        "sub_max_in_flight": getattr(args, "sub_max_in_flight", None),
     }
     overrides.update({name: value for name, value in flags.items() if value is not None})
     overrides.update(_limit_flags(args, settings))
@@ -831,6 +837,27 @@ def cmd_verify(args: argparse.Namespace, path: Path) -> int:
             return verify_cli(case, args.run_id, reextract_all=args.reextract, as_json=args.json)
         except KeyError as exc:
             raise UsageError(str(exc).strip('"')) from None
+
+
+def cmd_bench(args: argparse.Namespace, path: Path) -> int:
+    """Benchmark the configured endpoint and models (rlm_desktop/bench): the run config as `ask` builds it."""
+    from rlm_desktop.bench.command import BenchUsageError, run_bench
+    from rlm_desktop.sandbox.isolation import IsolationRefused, check_isolation
+    from rlm_desktop.settings import load_api_key
+
+    home = resolve_home(args.home)
+    config = _run_config(args, home)
+    try:
+        check_isolation(config.isolation, config.allow_weak_isolation)
+    except IsolationRefused as exc:
+        raise UsageError(str(exc)) from None
+    api_key = os.environ.get(args.api_key_env) or load_api_key(home) or ""
+    if not api_key and not config.base_url:  # local servers (Ollama, vLLM, LM Studio) usually need no key
+        raise UsageError(f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings")
+    try:
+        return run_bench(args, home, config, api_key)
+    except BenchUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _print_tree(node: dict[str, Any], depth: int) -> None:

@@ -46,7 +46,7 @@ def _column_stream(lines: list[PdfLine], x: float) -> str:
 
 def layout_pages(paragraphs: list[tuple[str, bool]], columns: int) -> list[list[list[PdfLine]]]:
     """Wrap (text, is_heading) paragraphs into pages of columns of lines."""
-    from benchmarks.prose import wrap
+    from rlm_desktop.bench.prose import wrap
 
     width = CHARS_SINGLE if columns == 1 else CHARS_COLUMN
     flat: list[PdfLine] = []

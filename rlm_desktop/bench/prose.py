@@ -1,4 +1,4 @@
-"""Deterministic, realistic-looking prose for the benchmark case: Zipf words, names, amounts and dates."""
+"""Deterministic, realistic-looking prose for generated corpora (benchmarks and `bench`): Zipf words, names, amounts and dates."""
 
 from __future__ import annotations
 
