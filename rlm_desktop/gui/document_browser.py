@@ -793,7 +793,7 @@ class DocumentBrowser(QWidget):
         marked = self.model.tree.tag_names or any(n.note for n in self.model.tree.by_id.values())
         for column, from_width in self.FIT_WIDTHS.items():
             if column == TAGS and marked:
-                from_width = 340
+                from_width = 460  # below that the titles would be cut to a few letters
             self.tree.setColumnHidden(column, from_width is None or width < from_width)
 
     def _column_menu(self, pos: Any) -> None:

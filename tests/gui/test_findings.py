@@ -259,6 +259,8 @@ def test_tags_column_filter_and_viewer_strip(qtbot, window, monkeypatch):
     index = browser.model.index_of(doc_id).siblingAtColumn(TAGS)
     assert index.data() == "key evidence"
     assert [browser.tag_combo.itemText(i) for i in range(browser.tag_combo.count())] == ["Any tag", "key evidence"]
+    window.splitter.setSizes([500, 400, 380])  # a pane wide enough for titles and tags both
+    qtbot.waitUntil(lambda: browser.width() >= 460)
     assert not browser.tree.isColumnHidden(TAGS)
 
     browser.tag_combo.setCurrentIndex(1)
