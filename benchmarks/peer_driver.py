@@ -21,7 +21,13 @@ def main() -> None:
     defaults = list(lm_handler.LMHandler.__init__.__defaults__)
     defaults[-1] = int(spec.get("concurrency", 16))
     lm_handler.LMHandler.__init__.__defaults__ = tuple(defaults)
+    # Its clients and REPL load on first use: loaded here, so run start is timed warm, as ours is (in-process)
+    import importlib
+
     from rlm import RLM
+
+    for name in ("openai", "rlm.clients.openai", "rlm.environments.local_repl"):
+        importlib.import_module(name)
 
     context: object = spec.get("context", "")
     if spec.get("context_file"):
