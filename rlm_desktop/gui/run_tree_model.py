@@ -175,6 +175,13 @@ class RunTreeModel(QAbstractItemModel):
         self._ticker = QTimer(self)
         self._ticker.setInterval(self.TICK_MS)
         self._ticker.timeout.connect(self._tick)
+        # Steps that changed since the view was last told: a burst of hundreds of sub-calls is one
+        # dataChanged per parent and column range when the event loop next turns, not one per update.
+        self._dirty: set[int] = set()
+        self._dirty_timer = QTimer(self)
+        self._dirty_timer.setSingleShot(True)
+        self._dirty_timer.setInterval(0)
+        self._dirty_timer.timeout.connect(self.flush_changes)
 
     # ---- plain-Python store --------------------------------------------------------------------------
 
@@ -187,6 +194,7 @@ class RunTreeModel(QAbstractItemModel):
         self._orphan_parent = {}
         self._running = set()
         self._ticker.stop()
+        self._dirty = set()
 
     def _new_item(self, view: NodeView, parent: _Item) -> _Item:
         self._keys += 1
@@ -288,9 +296,9 @@ class RunTreeModel(QAbstractItemModel):
         if item is not None:
             item.set_view(view)
             self._track_running(view)
-            self.dataChanged.emit(self.createIndex(item.row, 0, id=item.key),
-                self.createIndex(item.row, TIME, id=item.key),
-            )
+            self._dirty.add(item.key)
+            if not self._dirty_timer.isActive():
+                self._dirty_timer.start()
             return
         if view.id in self._orphan_parent:  # still waiting for its parent: keep the newest view
             self._orphans[self._orphan_parent[view.id]][view.id] = view
@@ -338,10 +346,30 @@ class RunTreeModel(QAbstractItemModel):
         if not self._running:
             self._ticker.stop()
             return
-        for node_id in self._running:
-            index = self.index_of(node_id, TIME)
-            if index.isValid():
-                self.dataChanged.emit(index, index, [Qt.ItemDataRole.DisplayRole])
+        items = [self._by_id[node_id] for node_id in self._running if node_id in self._by_id]
+        self._emit_ranges(items, TIME, TIME, [Qt.ItemDataRole.DisplayRole])
+
+    def flush_changes(self) -> None:
+        """Tell the view about every step changed since the last time, one range per parent."""
+        self._dirty_timer.stop()
+        keys, self._dirty = self._dirty, set()
+        items = [self._by_key[k] for k in keys if k in self._by_key]
+        self._emit_ranges(items, 0, TIME)
+
+    def _emit_ranges(self, items: list[_Item], first: int, last: int, roles: list[int] | None = None) -> None:
+        by_parent: dict[int, list[int]] = {}
+        for item in items:
+            if item.parent is not None:
+                by_parent.setdefault(item.parent.key, []).append(item.row)
+        for parent_key, rows in by_parent.items():
+            parent = self._by_key[parent_key]
+            top, bottom = min(rows), max(rows)
+            top_item, bottom_item = parent.children[top], parent.children[bottom]
+            self.dataChanged.emit(
+                self.createIndex(top, first, id=top_item.key),
+                self.createIndex(bottom, last, id=bottom_item.key),
+                roles or [],
+            )
 
     # ---- Qt model ------------------------------------------------------------------------------------
 
