@@ -102,3 +102,17 @@ def test_huge_and_damaged_images_fail_with_a_reason(tmp_path):
         failed = {f["path"].rsplit("/", 1)[1]: f["error"] for f in ingest(case, [tmp_path], jobs=1).failed}
     assert "100,000 x 100,000 pixels" in failed["bomb.png"] and "limit 150 megapixels" in failed["bomb.png"]
     assert "image" in failed["cut.jpg"]
+
+
+def test_an_image_without_text_is_found_by_its_file_name(tmp_path):
+    from rlm_desktop.corpus import Corpus
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (200, 100), "white").save(tmp_path / "in" / "blank_receipt_0042.png")
+    path = tmp_path / "case.sqlite"
+    with Case.open(path) as case:
+        ingest(case, [tmp_path / "in"], jobs=1)
+        case.checkpoint()
+    corpus = Corpus.open(path)
+    [hit] = corpus.search("blank_receipt_0042")
+    assert corpus.by_id(hit.doc_id).kind == "image" and hit.field != "text"
