@@ -192,7 +192,8 @@ class Corpus(Sequence[Document]):
     def texts(self, docs: Iterable[Document | int] | Document | int | None = None) -> Iterator[tuple[Document, str]]:
         """(document, text) for these documents (all by default) in order; the whole corpus streams from
         the case in one query, so memory stays within the cache however large the case is."""
-        if docs is not None or not self._whole:  # a subset is read document by document
+        # a subset is read document by document, and so is a corpus whose texts are all in memory already
+        if docs is not None or not self._whole or len(self._texts) >= len(self._docs):
             for doc in self._resolve_docs(docs):
                 yield doc, self.text_of(doc.id)
             return
