@@ -166,7 +166,8 @@ class AskPanel(QWidget):
                 self.notice.hide()
             return
         numbered = "".join(f"<br>{i}. {step}" for i, step in enumerate(steps, 1))
-        self.notice.setText(f"<b>Before the first question</b>{numbered}")
+        # a saved run can be read without a key, so the heading names what is needed, not "the first time"
+        self.notice.setText(f"<b>Before you can ask a question</b>{numbered}")
         self.notice.setProperty("setup", True)
         self.notice.show()
 

@@ -27,7 +27,7 @@ def test_first_launch_says_what_to_set_up_before_the_first_ask(qtbot, window, tm
     notice = window.ask_panel.notice
     qtbot.waitUntil(notice.isVisible, timeout=10_000)
     text = notice.text()
-    assert "Before the first question" in text
+    assert "Before you can ask a question" in text
     assert 'href="settings"' in text and "API key" in text and "drop files or folders" in text
     assert len(window.ask_panel.setup_steps) == 2
     window.grab().save(str(tmp_path / "first-launch.png"))
