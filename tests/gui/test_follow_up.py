@@ -7,11 +7,8 @@ import os
 
 import pytest
 from PySide6.QtCore import Qt
-from rlm_script import PRICES, ROOT, SUB, Script, repl
+from rlm_script import Script, repl
 from sample_case import build_sample_case
-
-from rlm_desktop.gui.main_window import MainWindow
-from rlm_desktop.settings import Settings
 
 FIRST = [
     repl("hits = search('Rotterdam')\nsecret_total = 40 + 2\nprint(hits[0].doc_id)"),
@@ -24,25 +21,10 @@ SECOND = [
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, fake_openai, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-follow")
+def window(tmp_path, open_window):
     home = tmp_path / "home"
     build_sample_case(home, name="follow")
-    settings = Settings(
-        base_url=fake_openai.base_url,
-        root_model=ROOT,
-        sub_model=SUB,
-        cap_usd=1.0,
-        prices=dict(p.split("=") for p in PRICES),
-    )
-    settings.save(home)
-    win = MainWindow(home, settings)
-    qtbot.addWidget(win)
-    win.resize(1280, 720)
-    win.show()
-    win.open_case("follow")
-    yield win
-    win.shutdown()
+    return open_window(home, "follow")
 
 
 def ask_and_wait(qtbot, window, question):

@@ -8,33 +8,16 @@ import time
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from rlm_script import PRICES, ROOT, SUB, Script, repl
+from rlm_script import Script, repl
 from sample_case import PDF_PHRASE, QUESTION, answer_script, write_documents
 
 from rlm_desktop.engine.events import NodeStarted, RunFinished
 from rlm_desktop.gui.main_window import MainWindow
-from rlm_desktop.settings import Settings
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, fake_openai, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-e2e")
-    home = tmp_path / "home"
-    settings = Settings(
-        base_url=fake_openai.base_url,
-        root_model=ROOT,
-        sub_model=SUB,
-        cap_usd=1.0,
-        prices=dict(p.split("=") for p in PRICES),
-    )
-    settings.save(home)
-    win = MainWindow(home, settings)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    win.open_case("e2e")
-    yield win
-    win.shutdown()
+def window(tmp_path, open_window):
+    return open_window(tmp_path / "home", "e2e", size=(1400, 900))
 
 
 def drop(window: MainWindow, target, *paths) -> None:

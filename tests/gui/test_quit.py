@@ -5,38 +5,21 @@ from __future__ import annotations
 import time
 
 import pytest
-from rlm_script import PRICES, ROOT, SUB, Script, repl
+from rlm_script import Script, repl
 from sample_case import write_documents
 
 from rlm_desktop.engine.events import NodeStarted
 from rlm_desktop.engine.runs import load_run
-from rlm_desktop.gui.main_window import MainWindow
-from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
 
 QUIT_BOUND_S = 1.5  # the target is 1 s; the bound leaves room for a loaded 2-core test machine
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, fake_openai, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-quit")
-    home = tmp_path / "home"
-    settings = Settings(
-        base_url=fake_openai.base_url,
-        root_model=ROOT,
-        sub_model=SUB,
-        cap_usd=1.0,
-        prices=dict(p.split("=") for p in PRICES),
-    )
-    settings.save(home)
-    win = MainWindow(home, settings)
-    qtbot.addWidget(win)
-    win.resize(1280, 720)
-    win.show()
-    win.open_case("quit")
+def window(tmp_path, open_window):
+    win = open_window(tmp_path / "home", "quit")
     win.ingest.jobs = 1  # extract in the ingest's thread: spawning extractor processes costs seconds here
-    yield win
-    win.shutdown()
+    return win
 
 
 def test_quit_mid_run_is_quick_and_saves_the_run_as_cancelled(qtbot, window, tmp_path, fake_openai):
