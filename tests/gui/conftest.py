@@ -21,7 +21,7 @@ def open_window(qtbot, fake_openai, monkeypatch):
     opened = []
 
     def open_(home, name, size=(1280, 720)):
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-window")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-e2e")  # a key, not a word: redaction matches its pieces
         settings = Settings(
             base_url=fake_openai.base_url,
             root_model=ROOT,
