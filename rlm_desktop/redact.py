@@ -85,6 +85,9 @@ def redact_known(text: str, known_secrets: Iterable[str | None] = ()) -> str:
 
 
 _PIECE = 8  # a word holding this many characters of a secret in a row carries part of it (a cut-off echo)
+# A piece of lowercase letters and dashes is as likely a piece of prose or a flag ("t-window" of a key
+# "sk-test-window" is in "--context-window"); a generated key's piece nearly always has a digit or capital.
+_WORDLIKE_PIECE = re.compile(r"[a-z._-]+")
 
 
 def _remove_known(text: str, known_secrets: Iterable[str | None]) -> str:
@@ -93,6 +96,7 @@ def _remove_known(text: str, known_secrets: Iterable[str | None]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):  # longest first: a key containing another
         text = text.replace(secret, REDACTED)
     pieces = {s[i : i + _PIECE] for s in secrets if len(s) > _PIECE for i in range(len(s) - _PIECE + 1)}
+    pieces = {p for p in pieces if not _WORDLIKE_PIECE.fullmatch(p)}
     found = [p for p in pieces if p in text]  # C-speed scans; words are only split when a piece is there
     if found:
         words = re.split(r"(\s+)", text)

@@ -51,6 +51,15 @@ def test_known_secrets_of_any_shape_and_ordinary_text_survive():
     assert redact(ordinary) == ordinary
 
 
+def test_a_word_like_piece_of_a_key_leaves_prose_and_flags_alone():
+    # a word-like test key shares "t-window" with a flag: the flag stays, the key and its random pieces go
+    key = "sk-test-window"
+    assert redact("use --context-window N", known_secrets=[key]) == "use --context-window N"
+    assert redact(f"bad key {key}", known_secrets=[key]) == f"bad key {REDACTED}"
+    generated = "sk-proj-Q7x2mK9pL4vR8tZ1"
+    assert redact("echo: 'mK9pL4vR...'", known_secrets=[generated]) == f"echo: {REDACTED}"
+
+
 def test_public_base_url_keeps_the_endpoint_and_drops_credentials():
     url = f"https://user:{USERINFO_SECRET}@example.com:8443/openai/v1?api-version=2024-06-01&api-key={QUERY_SECRET}"
     assert public_base_url(url) == "https://example.com:8443/openai/v1?api-version=2024-06-01"
