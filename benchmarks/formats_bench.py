@@ -92,14 +92,14 @@ def generate(root: Path, scale: float, only: set[str] | None = None) -> dict[str
             path.write_bytes(path.read_bytes() + f"\n{i}".encode())
             kinds[kind].append(path)
     folder = root / "png"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     kinds["png"] = []
     for i in range(max(1, int(500 * scale)) if not only or "png" in only else 0):
         path = folder / f"scan-{i:04}.png"
         path.write_bytes(encoded(rendered(f"Receipt {i} paid to Geneva Trust"), "PNG"))
         kinds["png"].append(path)
     folder = root / "zip"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     kinds["zip"] = []
     for i in range(max(1, int(50 * scale)) if not only or "zip" in only else 0):
         path = folder / f"bundle-{i:03}.zip"

@@ -361,7 +361,7 @@ class _Ingest:
         if prepared.error is not None:
             return "failed", prepared.error
         if prepared.kind in ("mbox", "pst"):
-            return self._mailbox(plan, prepared.sha256, existing, prepared.kind)
+            return self._mailbox(plan, prepared.sha256, existing, prepared.kind, prepared.first_batch)
         assert prepared.node is not None
         with case.transaction():
             doc_id = self._write(prepared.node, None)
@@ -417,15 +417,22 @@ class _Ingest:
             ) from None
 
     def _pst_stream(
-        self, path: Path, first: list[tuple[int, int, bytes | str, str]]
+        self, path: Path, first: list[tuple[int, int, bytes | str, str]], total: int
     ) -> Iterator[tuple[int, int, bytes | str, str]]:
         items = first
         while items:
             yield from items
+            if len(items) < MAILBOX_BATCH_MESSAGES and items[-1][1] >= total:
+                break  # that was the last message: no need to open the store again to find nothing
             items, _ = self._pst_batch(path, items[-1][1])
 
     def _mailbox(
-        self, plan: _Planned, sha: str, existing: DocumentRow | None, fmt: str = "mbox"
+        self,
+        plan: _Planned,
+        sha: str,
+        existing: DocumentRow | None,
+        fmt: str = "mbox",
+        first_batch: tuple[list[tuple[int, int, bytes | str, str]], int] | None = None,
     ) -> tuple[str, str | None]:
         """Stream an mbox (or an Outlook store) in batches; each batch commits with the offset (the message
         number in a store) to resume from after a kill."""
@@ -454,8 +461,11 @@ class _Ingest:
                 )
                 self.report.documents_added += 1
         if fmt == "pst":
-            first, total = self._pst_batch(path, offset)  # progress counts messages
-            stream = self._pst_stream(path, first)
+            if first_batch is not None and offset == 0:  # read ahead with the check (not for a resumed store)
+                first, total = first_batch
+            else:
+                first, total = self._pst_batch(path, offset)  # progress counts messages
+            stream = self._pst_stream(path, first, total)
         else:
             total = plan.stat.st_size
             stream = ((start, end, raw, None) for start, end, raw in iter_mbox(path, offset))

@@ -72,6 +72,8 @@ class Prepared:
     node: Node | None = None
     error: str | None = None
     child_failures: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, sha256)
+    # an Outlook store's first messages (pst.read_batch from message 0) and how many it holds
+    first_batch: tuple[list[tuple[int, int, bytes | str, str]], int] | None = None
 
 
 def prepare_file(path: str, hint: str | None, size: int, label: str, password: str | None = None) -> Prepared:
@@ -86,11 +88,13 @@ def prepare_file(path: str, hint: str | None, size: int, label: str, password: s
         kind = hint or detect_kind(Source(file.name, path=file))
         if kind == "mbox":
             return Prepared(sha, kind)
-        if kind == "pst":  # opened here (in the worker) to name a damaged store; streamed by the writer
-            from rlm_desktop.ingest.pst import count_messages
+        if kind == "pst":  # opened here (in the worker): a damaged store is named, and the writer, which streams
+            # the rest, starts on the first batch read ahead with it (a small store is read in this one opening)
+            from rlm_desktop.ingest import pipeline
+            from rlm_desktop.ingest.pst import read_batch
 
-            count_messages(file)
-            return Prepared(sha, kind)
+            first = read_batch(path, 0, pipeline.MAILBOX_BATCH_MESSAGES, pipeline.MAILBOX_BATCH_BYTES)
+            return Prepared(sha, kind, first_batch=first)
         with expansion_budget():  # one budget for every archive in this file, nested ones included
             extracted = extract(Source(file.name, path=file, password=password), kind)
             failures: list[tuple[str, str, str]] = []
