@@ -350,7 +350,13 @@ class _TerminalProgress:
         self.width = shutil.get_terminal_size((80, 20)).columns
 
     def __call__(self, event: Any) -> None:
-        from rlm_desktop.ingest.progress import FileProgressed, FileStarted, IngestFinished
+        from rlm_desktop.ingest.progress import (
+            FileProgressed,
+            FileStarted,
+            IngestFinished,
+            MembersProgressed,
+            members_text,
+        )
 
         if not self.enabled:
             return
@@ -359,6 +365,8 @@ class _TerminalProgress:
         elif isinstance(event, FileProgressed):
             pct = 100 * event.bytes_done // max(event.bytes_total, 1)
             self._line(None, None, f"{Path(event.path).name}: {event.messages} messages ({pct}%)")
+        elif isinstance(event, MembersProgressed):
+            self._line(None, None, f"{Path(event.path).name}: {members_text(event)}")
         elif isinstance(event, IngestFinished):
             sys.stderr.write("\r" + " " * (self.width - 1) + "\r")
             sys.stderr.flush()

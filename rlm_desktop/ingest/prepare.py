@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,39 @@ MAX_NESTING = 8  # attachments inside messages inside attachments...: deeper is 
 # for one, so offsets computed by extractors stay exact
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# Live member counts. The pipeline sets a reporter in each extractor process (a queue to the writer), called with
+# (label, members read so far, unit) at most every `interval` seconds while a file's members are read.
+MemberReporter = Callable[[str, int, str], None]
+_reporter: MemberReporter | None = None
+_interval = 0.25
+
+
+@dataclass
+class _MemberCount:
+    label: str
+    unit: str
+    count: int = 0
+    last: float = field(default_factory=time.monotonic)
+
+
+_counting: _MemberCount | None = None  # the top-level file being extracted in this process
+
+
+def set_member_reporter(reporter: MemberReporter | None, interval: float = 0.25) -> None:
+    global _reporter, _interval
+    _reporter, _interval = reporter, interval
+
+
+def _count_member() -> None:
+    counting = _counting
+    if counting is None:
+        return
+    counting.count += 1
+    if _reporter is not None and time.monotonic() - counting.last >= _interval:
+        counting.last = time.monotonic()
+        _reporter(counting.label, counting.count, counting.unit)
 
 
 def clean_text(text: str) -> str:
@@ -74,6 +109,7 @@ class Prepared:
     child_failures: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, sha256)
     # an Outlook store's first messages (pst.read_batch from message 0) and how many it holds
     first_batch: tuple[list[tuple[int, int, bytes | str, str]], int] | None = None
+    members: int = 0  # children read, nested ones included (an archive's members, a message's attachments)
 
 
 def prepare_file(path: str, hint: str | None, size: int, label: str, password: str | None = None) -> Prepared:
@@ -95,13 +131,19 @@ def prepare_file(path: str, hint: str | None, size: int, label: str, password: s
 
             first = read_batch(path, 0, pipeline.MAILBOX_BATCH_MESSAGES, pipeline.MAILBOX_BATCH_BYTES)
             return Prepared(sha, kind, first_batch=first)
-        with expansion_budget():  # one budget for every archive in this file, nested ones included
-            extracted = extract(Source(file.name, path=file, password=password), kind)
-            failures: list[tuple[str, str, str]] = []
-            archives = 1 if kind == "archive" else 0
-            node = Node(extracted, sha, size, children=extract_children(extracted, label, 1, failures, archives))
+        global _counting
+        _counting = counting = _MemberCount(label, "members" if kind == "archive" else "attachments")
+        try:
+            with expansion_budget():  # one budget for every archive in this file, nested ones included
+                extracted = extract(Source(file.name, path=file, password=password), kind)
+                failures: list[tuple[str, str, str]] = []
+                archives = 1 if kind == "archive" else 0
+                children = extract_children(extracted, label, 1, failures, archives)
+                node = Node(extracted, sha, size, children=children)
+        finally:
+            _counting = None
         compact(node)
-        return Prepared(sha, kind, node, child_failures=failures)
+        return Prepared(sha, kind, node, child_failures=failures, members=counting.count)
     except Exception as exc:  # a bug or a library crash on one file must not stop the ingest
         return Prepared(sha, error=reason_for(exc))
 
@@ -138,6 +180,7 @@ def extract_children(
         origin = blob.origin or f"attachment {number}"
         where = f"{label} › {blob.filename or origin}"
         nodes.append(_child(blob, origin, where, depth, failures, archives))
+        _count_member()
     return nodes
 
 
