@@ -463,7 +463,7 @@ class _Ingest:
                     self.emit(MembersProgressed(self.shown, storing[0], storing[1], stored=True, unit=storing[2]))
         return doc_id
 
-    def _pst_batch(self, path: Path, start: int) -> tuple[list[tuple[int, int, bytes | str, str]], int]:
+    def _pst_batch(self, path: Path, start: int) -> tuple[list[tuple[int, int, Any, str]], int]:
         """The next messages of an Outlook store, read by libpff in an extractor process."""
         from rlm_desktop.ingest.extracted import ExtractionError
         from rlm_desktop.ingest.pst import read_batch
@@ -479,8 +479,8 @@ class _Ingest:
             ) from None
 
     def _pst_stream(
-        self, path: Path, first: list[tuple[int, int, bytes | str, str]], total: int
-    ) -> Iterator[tuple[int, int, bytes | str, str]]:
+        self, path: Path, first: list[tuple[int, int, Any, str]], total: int
+    ) -> Iterator[tuple[int, int, Any, str]]:
         items = first
         while items:
             yield from items
@@ -494,7 +494,7 @@ class _Ingest:
         sha: str,
         existing: DocumentRow | None,
         fmt: str = "mbox",
-        first_batch: tuple[list[tuple[int, int, bytes | str, str]], int] | None = None,
+        first_batch: tuple[list[tuple[int, int, Any, str]], int] | None = None,
     ) -> tuple[str, str | None]:
         """Stream an mbox (or an Outlook store) in batches; each batch commits with the offset (the message
         number in a store) to resume from after a kill."""
@@ -557,16 +557,18 @@ class _Ingest:
             if isinstance(raw, (Skipped, str)):  # too large, or damaged in the store: fails alone, the rest goes on
                 failures.append((where, raw if isinstance(raw, str) else raw.reason, ""))
                 node, error, child_failures = None, None, []
+            elif isinstance(raw, tuple):  # an Outlook item, read into a node in the extractor (pst.StoreItem)
+                node, child_failures = raw
+                batch_bytes += node.size
             else:
                 node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
                 if node is None:
                     failures.append((where, error or "unreadable message", ""))
                 batch_bytes += len(raw)
             if node is not None:
-                if fmt == "pst":  # the message rebuilt from the store is its original: keep it like an attachment
+                if fmt == "pst":  # its RFC 5322 bytes came with it (node.data), kept like an attachment
                     node.origin = f"message {start + 1} in {folder or '(top)'}"
                     node.extracted.meta["folder"] = folder
-                    node.data = raw
                 else:
                     node.origin = f"message at byte {start}"
                 batch.append(node)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rlm_desktop.ingest.archive import ARCHIVE_MAX_DEPTH, expansion_budget
 from rlm_desktop.ingest.detect import detect_kind, extract
@@ -107,8 +108,8 @@ class Prepared:
     node: Node | None = None
     error: str | None = None
     child_failures: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, sha256)
-    # an Outlook store's first messages (pst.read_batch from message 0) and how many it holds
-    first_batch: tuple[list[tuple[int, int, bytes | str, str]], int] | None = None
+    # an Outlook store's first messages (pst.read_batch from message 0: pst.StoreItem) and how many it holds
+    first_batch: tuple[list[tuple[int, int, Any, str]], int] | None = None
     members: int = 0  # children read, nested ones included (an archive's members, a message's attachments)
 
 
@@ -158,12 +159,18 @@ def prepare_message(
         extracted = extract_email(Source(name, data=raw))
     except Exception as exc:
         return None, reason_for(exc), []
+    node, failures = message_node(extracted, raw, label)
+    return node, None, failures
+
+
+def message_node(extracted: Extracted, raw: bytes, label: str) -> tuple[Node, list[tuple[str, str, str]]]:
+    """A message read (from an mbox or an Outlook store) as a node, its attachments extracted as children."""
     failures: list[tuple[str, str, str]] = []
     with expansion_budget():  # zipped attachments
         children = extract_children(extracted, label, 1, failures)
     node = Node(extracted, hashlib.sha256(raw).hexdigest(), len(raw), children=children)
     compact(node)
-    return node, None, failures
+    return node, failures
 
 
 def extract_children(

@@ -10,15 +10,21 @@ mbox's. The folder path
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlm_desktop.ingest.extracted import ExtractionError, UnsupportedFormat
+from rlm_desktop.ingest.extracted import Extracted, ExtractionError, UnsupportedFormat
 from rlm_desktop.ingest.source import Source
+
+if TYPE_CHECKING:
+    from rlm_desktop.ingest.prepare import Node
 
 INSTALL_HINT = (
     "reading Outlook .pst/.ost files needs libpff-python (pip install libpff-python); "
@@ -68,16 +74,24 @@ def _folders(folder: Any, path: str) -> Iterator[tuple[Any, str]]:
         yield from _folders(sub, f"{path}/{name}" if path else name)
 
 
-def iter_pst(path: Path, start: int = 0) -> Iterator[tuple[int, int, bytes | str, str]]:
-    """(number, next number, message as RFC 5322 bytes or why it could not be read, folder), from `start`."""
+# An item of a store as read in the extractor: its number, the next number, then either why it could not be
+# read or the message as a document node (its attachments extracted) with the attachments that failed, and
+# its folder path.
+StoreItem = tuple[int, int, "str | tuple[Node, list[tuple[str, str, str]]]", str]
+
+
+def iter_pst(path: Path, start: int = 0) -> Iterator[StoreItem]:
+    """The store's messages from number `start` on, read into nodes (see StoreItem)."""
     store = open_store(path)
     try:
-        yield from _iter_store(store, start)
+        yield from _iter_store(store, start, str(path))
     finally:
         store.close()
 
 
-def _iter_store(store: Any, start: int) -> Iterator[tuple[int, int, bytes | str, str]]:
+def _iter_store(store: Any, start: int, label: str) -> Iterator[StoreItem]:
+    from rlm_desktop.ingest.prepare import message_node, reason_for  # prepare imports this module late
+
     number = 0
     for folder, folder_path in _folders(store.get_root_folder(), ""):
         count = folder.number_of_sub_messages
@@ -86,28 +100,39 @@ def _iter_store(store: Any, start: int) -> Iterator[tuple[int, int, bytes | str,
             continue
         for index in range(count):
             if number >= start:
+                item: str | tuple[Node, list[tuple[str, str, str]]]
                 try:
-                    raw: bytes | str = message_bytes(folder.get_sub_message(index))
+                    message = folder.get_sub_message(index)
                 except Exception as exc:  # noqa: BLE001 - one damaged item fails alone, the store goes on
-                    raw = f"damaged message in the store: {type(exc).__name__}: {exc}"
-                yield number, number + 1, raw, folder_path
+                    item = f"damaged message in the store: {type(exc).__name__}: {exc}"
+                else:
+                    try:
+                        extracted, raw = store_message(message)
+                    except Exception as exc:  # noqa: BLE001 - too large, or damaged: a reason, the rest goes on
+                        item = reason_for(exc) if isinstance(exc, ExtractionError) else (
+                            f"damaged message in the store: {type(exc).__name__}: {exc}"
+                        )
+                    else:
+                        where = f"{label} › {folder_path or '(top)'} › message {number + 1}"
+                        node, failures = message_node(extracted, raw, where)
+                        node.data = raw  # the message rebuilt from the store is its original: kept like an attachment
+                        item = (node, failures)
+                yield number, number + 1, item, folder_path
             number += 1
 
 
-def read_batch(
-    path: str, start: int, max_messages: int, max_bytes: int
-) -> tuple[list[tuple[int, int, bytes | str, str]], int]:
+def read_batch(path: str, start: int, max_messages: int, max_bytes: int) -> tuple[list[StoreItem], int]:
     """Messages from number `start` on, at most `max_messages` of them or about `max_bytes`, and how many the
-    store holds. Runs in an extractor process: libpff parses the hostile part there, never in the writer.
-    The store is opened once for both."""
-    items: list[tuple[int, int, bytes | str, str]] = []
+    store holds. Runs in an extractor process: libpff and the attachments' readers parse the hostile part
+    there, never in the writer. The store is opened once for both."""
+    items: list[StoreItem] = []
     size = 0
     store = open_store(Path(path))
     try:
         total = sum(folder.number_of_sub_messages for folder, _ in _folders(store.get_root_folder(), ""))
-        for item in _iter_store(store, start):
+        for item in _iter_store(store, start, path):
             items.append(item)
-            size += len(item[2])
+            size += len(item[2]) if isinstance(item[2], str) else item[2][0].size
             if len(items) >= max_messages or size >= max_bytes:
                 break
     finally:
@@ -161,18 +186,18 @@ def _encoded_field(name: str, value: str) -> str:
     return f"{name}: {value}"
 
 
-def message_bytes(message: Any) -> bytes:
-    """One store item as an RFC 5322 message: its transport headers when it came from the internet (so
-    Message-ID, References and the addresses are the real ones), else headers from its properties.
+@dataclass
+class _Parts:
+    """What one store item holds, read once from libpff: header lines (as written in the message), the
+    chosen body, and the attachments (name, bytes, content type)."""
 
-    The transport headers are kept as they arrived (only those describing the original MIME body are left
-    out), and only the body is built, with the compat32 generator: refolding every header through the modern
-    email API made rebuilding a message 25 times slower than libpff reading it."""
-    from email.mime.application import MIMEApplication
-    from email.mime.multipart import MIMEMultipart
-    from email.mime.text import MIMEText
-    from email.policy import compat32
+    header_lines: list[str]
+    plain: str
+    html: str
+    attachments: list[tuple[str, bytes, str]]
 
+
+def _parts(message: Any) -> _Parts:
     lines: list[str] = []
     names: set[str] = set()
     for name, raw in _header_fields(_text(message.transport_headers)):
@@ -186,42 +211,119 @@ def message_bytes(message: Any) -> bytes:
         lines.append(_encoded_field("From", _text(message.sender_name)))
     if "date" not in names and (when := _when(message)):
         lines.append(f"Date: {format_datetime(when)}")
-    plain = _text(message.plain_text_body)
-    html = _text(message.html_body)
-    body: Any
-    if plain and html:
-        body = MIMEMultipart("alternative", _subparts=[MIMEText(plain, "plain", "utf-8"), MIMEText(html, "html", "utf-8")])
-    else:
-        body = MIMEText(html, "html", "utf-8") if html and not plain else MIMEText(plain, "plain", "utf-8")
     attachments = []
     for index in range(message.number_of_attachments):
         attachment = message.get_attachment(index)
         name = _text(getattr(attachment, "long_filename", None)) or f"attachment-{index + 1}"
         size = attachment.size or 0
         if size > MAX_ATTACHMENT_BYTES:
-            part: Any = MIMEText(
-                f"attachment {name!r} of {size:,} bytes not read (limit {MAX_ATTACHMENT_BYTES // 2**20} MB)",
-                "plain",
-                "utf-8",
-            )
-            part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", f"{name}.not-read.txt"))
-            attachments.append(part)
+            note = f"attachment {name!r} of {size:,} bytes not read (limit {MAX_ATTACHMENT_BYTES // 2**20} MB)"
+            attachments.append((f"{name}.not-read.txt", note.encode("utf-8"), "text/plain"))
             continue
         try:
             data = attachment.read_buffer(size) if size else b""
         except Exception:  # noqa: BLE001 - embedded messages and OLE objects have no plain data stream
             data = None
-        if data is None:
-            continue
-        part = MIMEApplication(data, "octet-stream")
-        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", name) if not name.isascii() else name)
-        attachments.append(part)
-    if attachments:
-        body = MIMEMultipart("mixed", _subparts=[body, *attachments])
-    if "MIME-Version" not in body:
-        body["MIME-Version"] = "1.0"
-    rendered = body.as_bytes(policy=compat32.clone(linesep="\r\n", max_line_length=0))
-    return ("\r\n".join(lines) + "\r\n").encode("ascii") + rendered
+        if data is not None:
+            attachments.append((name, data, "application/octet-stream"))
+    return _Parts(lines, _text(message.plain_text_body), _text(message.html_body), attachments)
+
+
+def _base64_part(headers: str, data: bytes) -> bytes:
+    return (headers + "MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\n").encode(
+        "ascii"
+    ) + base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _disposition(filename: str) -> str:
+    from email.utils import encode_rfc2231, quote
+
+    if filename.isascii():
+        return f'Content-Disposition: attachment; filename="{quote(filename)}"\r\n'
+    return f"Content-Disposition: attachment; filename*={encode_rfc2231(filename, 'utf-8')}\r\n"
+
+
+def _rfc5322(parts: _Parts) -> bytes:
+    """The item as an RFC 5322 message: its header lines, then a MIME body written here with every part in
+    base64, so the boundary (it has a "-", which base64 never does) cannot occur inside a part, and the same
+    item always gives the same bytes."""
+    text = [("plain", parts.plain)] if parts.plain or not parts.html else []
+    if parts.html:
+        text.append(("html", parts.html))
+    bodies = [_base64_part(f'Content-Type: text/{kind}; charset="utf-8"\r\n', value.encode("utf-8", "replace"))
+              for kind, value in text]  # fmt: skip
+    attached = [
+        _base64_part(
+            (f'Content-Type: {ctype}; charset="utf-8"\r\n' if ctype == "text/plain" else f"Content-Type: {ctype}\r\n")
+            + _disposition(name),
+            data,
+        )
+        for name, data, ctype in parts.attachments
+    ]
+    digest = hashlib.sha256()
+    for piece in (*bodies, *attached):
+        digest.update(piece)
+    boundary = f"rlm-{digest.hexdigest()[:32]}"
+
+    def multipart(subtype: str, pieces: list[bytes]) -> bytes:
+        head = f'Content-Type: multipart/{subtype}; boundary="{boundary}-{subtype}"\r\nMIME-Version: 1.0\r\n\r\n'
+        out = [head.encode("ascii")]
+        for piece in pieces:
+            out.append(f"--{boundary}-{subtype}\r\n".encode("ascii") + piece)
+        out.append(f"--{boundary}-{subtype}--\r\n".encode("ascii"))
+        return b"".join(out)
+
+    body = bodies[0] if len(bodies) == 1 else multipart("alternative", bodies)
+    if attached:
+        body = multipart("mixed", [body, *attached])
+    return ("\r\n".join(parts.header_lines) + "\r\n").encode("ascii") + body
+
+
+def message_bytes(message: Any) -> bytes:
+    """One store item as an RFC 5322 message: its transport headers when it came from the internet (so
+    Message-ID, References and the addresses are the real ones), else headers from its properties. The
+    transport headers are kept as they arrived, less those describing the original MIME body."""
+    return _rfc5322(_parts(message))
+
+
+def store_message(message: Any) -> tuple[Extracted, bytes]:
+    """One store item as an email document, and its RFC 5322 bytes (kept as its original).
+
+    The document is built from libpff's fields as `mail.extract_email` would read those bytes (its header and
+    meta logic is shared: `mail.email_document`), without writing a MIME body and parsing it back: that round
+    trip was most of a store's ingest. tests/ingest/test_pst.py holds the two equal."""
+    from email.message import Message
+
+    from rlm_desktop.ingest import mail
+
+    parts = _parts(message)
+    raw = _rfc5322(parts)
+    mail._check_size(raw)  # the limits an mbox message has
+    msg = Message()
+    for line in parts.header_lines:
+        name, _, value = line.partition(":")
+        msg.set_raw(name, value.lstrip(" \t"))
+    walker = mail._Walker(mail.decode_header_value(mail._raw_header(msg, "subject")), False)
+    walker.charsets.append("utf-8")
+    if parts.plain and (parts.plain.encode("utf-8", "replace").strip() or not parts.html):
+        kind, body = "plain", parts.plain
+    elif parts.html:
+        kind, body = "html", parts.html
+    else:
+        kind, body = "plain", ""
+    text, problem = mail.decode_with_charset(body.encode("utf-8", "replace"), "utf-8", "part 1")
+    if problem:
+        walker.problems.append(problem)
+        walker.warnings.append(problem)
+    if kind == "html":
+        text = mail.html_to_text(text)
+    text = "\n".join(line.rstrip() for line in mail.normalise_newlines(text).split("\n")).strip("\n")
+    if text.strip():
+        walker.bodies.append(text)
+    for name, data, ctype in parts.attachments:
+        filename = mail._safe_filename(mail.decode_header_value(name, walker.problems)) or None
+        walker._add_child(filename or walker._default_name(ctype, msg), data, ctype)
+    return mail.email_document(msg, walker, []), raw
 
 
 def reject_nested(source: Source) -> None:
