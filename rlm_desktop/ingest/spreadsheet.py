@@ -131,10 +131,9 @@ def _layout(source: Source, sheets: list[tuple[str, bool, int, int, list[list[An
         start = offset
         cell = _fast_cell_text
         for row in rows:
-            cells = [cell(v) for v in row]
-            while cells and not cells[-1]:
-                cells.pop()
-            line = "\t".join(cells) + "\n"
+            # no cell's text holds a tab (they become spaces), so stripping tabs drops exactly the empty cells
+            # at the end of the row
+            line = "\t".join(map(cell, row)).rstrip("\t") + "\n"
             parts.append(line)
             offset += len(line)
         described.append(
