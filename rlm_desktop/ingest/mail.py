@@ -165,7 +165,7 @@ def _first_headers(msg: Message) -> dict[str, object]:
 
 def _repair_8bit(raw: str) -> str:
     """Headers with raw 8-bit bytes arrive surrogate-escaped: decode them as UTF-8, else cp1252."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in raw):
+    if raw.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in raw):
         return raw
     data = raw.encode("ascii", "surrogateescape")
     try:

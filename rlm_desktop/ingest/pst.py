@@ -80,6 +80,11 @@ def _folders(folder: Any, path: str) -> Iterator[tuple[Any, str]]:
 StoreItem = tuple[int, int, "str | tuple[Node, list[tuple[str, str, str]]]", str]
 
 
+def _counted_folders(store: Any) -> list[tuple[Any, str, int]]:
+    """(folder, its path, how many messages it holds), in order: libpff walks the folder tree once."""
+    return [(folder, path, folder.number_of_sub_messages) for folder, path in _folders(store.get_root_folder(), "")]
+
+
 def iter_pst(path: Path, start: int = 0) -> Iterator[StoreItem]:
     """The store's messages from number `start` on, read into nodes (see StoreItem)."""
     store = open_store(path)
@@ -89,12 +94,13 @@ def iter_pst(path: Path, start: int = 0) -> Iterator[StoreItem]:
         store.close()
 
 
-def _iter_store(store: Any, start: int, label: str) -> Iterator[StoreItem]:
+def _iter_store(
+    store: Any, start: int, label: str, folders: list[tuple[Any, str, int]] | None = None
+) -> Iterator[StoreItem]:
     from rlm_desktop.ingest.prepare import message_node, reason_for  # prepare imports this module late
 
     number = 0
-    for folder, folder_path in _folders(store.get_root_folder(), ""):
-        count = folder.number_of_sub_messages
+    for folder, folder_path, count in folders if folders is not None else _counted_folders(store):
         if number + count <= start:
             number += count
             continue
@@ -129,8 +135,9 @@ def read_batch(path: str, start: int, max_messages: int, max_bytes: int) -> tupl
     size = 0
     store = open_store(Path(path))
     try:
-        total = sum(folder.number_of_sub_messages for folder, _ in _folders(store.get_root_folder(), ""))
-        for item in _iter_store(store, start, path):
+        folders = _counted_folders(store)
+        total = sum(count for _, _, count in folders)
+        for item in _iter_store(store, start, path, folders):
             items.append(item)
             size += len(item[2]) if isinstance(item[2], str) else item[2][0].size
             if len(items) >= max_messages or size >= max_bytes:
