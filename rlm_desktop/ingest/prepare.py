@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,11 +25,11 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# Live member counts. The pipeline sets a reporter in each extractor process (a queue to the writer), called with
-# (label, members read so far, unit) at most every `interval` seconds while a file's members are read.
+# Live member counts. The pipeline sets a reporter in each extractor process (a queue to the writer), or in the
+# writer's thread when it extracts inline, called with (label, members read so far, unit) at most every
+# `interval` seconds while a file's members are read. Per thread: two ingests in one process keep their own.
 MemberReporter = Callable[[str, int, str], None]
-_reporter: MemberReporter | None = None
-_interval = 0.25
+_local = threading.local()
 
 
 @dataclass
@@ -39,22 +40,19 @@ class _MemberCount:
     last: float = field(default_factory=time.monotonic)
 
 
-_counting: _MemberCount | None = None  # the top-level file being extracted in this process
-
-
 def set_member_reporter(reporter: MemberReporter | None, interval: float = 0.25) -> None:
-    global _reporter, _interval
-    _reporter, _interval = reporter, interval
+    _local.reporter, _local.interval = reporter, interval
 
 
 def _count_member() -> None:
-    counting = _counting
+    counting: _MemberCount | None = getattr(_local, "counting", None)  # the top-level file being extracted
     if counting is None:
         return
     counting.count += 1
-    if _reporter is not None and time.monotonic() - counting.last >= _interval:
+    reporter = getattr(_local, "reporter", None)
+    if reporter is not None and time.monotonic() - counting.last >= _local.interval:
         counting.last = time.monotonic()
-        _reporter(counting.label, counting.count, counting.unit)
+        reporter(counting.label, counting.count, counting.unit)
 
 
 def clean_text(text: str) -> str:
@@ -132,8 +130,7 @@ def prepare_file(path: str, hint: str | None, size: int, label: str, password: s
 
             first = read_batch(path, 0, pipeline.MAILBOX_BATCH_MESSAGES, pipeline.MAILBOX_BATCH_BYTES)
             return Prepared(sha, kind, first_batch=first)
-        global _counting
-        _counting = counting = _MemberCount(label, "members" if kind == "archive" else "attachments")
+        _local.counting = counting = _MemberCount(label, "members" if kind == "archive" else "attachments")
         try:
             with expansion_budget():  # one budget for every archive in this file, nested ones included
                 extracted = extract(Source(file.name, path=file, password=password), kind)
@@ -142,7 +139,7 @@ def prepare_file(path: str, hint: str | None, size: int, label: str, password: s
                 children = extract_children(extracted, label, 1, failures, archives)
                 node = Node(extracted, sha, size, children=children)
         finally:
-            _counting = None
+            _local.counting = None
         compact(node)
         return Prepared(sha, kind, node, child_failures=failures, members=counting.count)
     except Exception as exc:  # a bug or a library crash on one file must not stop the ingest
