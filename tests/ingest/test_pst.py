@@ -243,3 +243,16 @@ def test_the_sample_stores_messages_are_the_documents_their_bytes_parse_to():
                 _same_as_parsed(folder.get_sub_message(index))
     finally:
         store.close()
+
+
+@needs_sample
+def test_the_same_store_at_two_paths_is_one_mailbox(tmp_path):
+    import shutil
+
+    for name in ("a.pst", "copy of a.pst"):
+        shutil.copyfile(SAMPLE, tmp_path / name)
+    with Case.open(tmp_path / "case.sqlite") as case:
+        report = ingest(case, [tmp_path / "a.pst", tmp_path / "copy of a.pst"], jobs=1)
+        assert (report.added, report.unchanged, report.failed) == (1, 1, [])
+        (box,) = case.documents(kind="mailbox")
+        assert len(case.documents(kind="email")) == 6 and box.meta["messages"] == 6
