@@ -82,6 +82,18 @@ class ConnectionResult:
     message: str
     warning: bool = False
     report: EndpointReport | None = None
+    sub_report: EndpointReport | None = None  # the sub-call endpoint's, when sub-calls have their own
+
+
+def both_endpoints(root: ConnectionResult, sub: ConnectionResult) -> ConnectionResult:
+    """One result for the root's endpoint and the sub-calls' own."""
+    return ConnectionResult(
+        root.ok and sub.ok,
+        f"Root model: {root.message} Sub-calls: {sub.message}",
+        root.warning or sub.warning,
+        root.report,
+        sub.report,
+    )
 
 
 def run_connection_test(
@@ -288,6 +300,8 @@ class SettingsDialog(QDialog):
         self.connection_timeout_s = CONNECTION_TIMEOUT_S
         self.problems: list[str] = []
         self._cached_caps: dict[str, dict] = {}
+        self._root_caps: dict[str, dict] = {}
+        self._sub_caps: dict[str, dict] | None = None  # a separate sub endpoint's, when there is one
 
         self._build()
         self._load(self.settings)
@@ -445,7 +459,7 @@ class SettingsDialog(QDialog):
 
         self.url_edit.textChanged.connect(self._url_changed)
         self.key_edit.textChanged.connect(self._update_key_where)
-        self.sub_url_edit.textChanged.connect(self.revalidate)
+        self.sub_url_edit.textChanged.connect(self._sub_url_changed)
         self.sub_key_edit.textChanged.connect(self._update_sub_key_where)
         return group
 
@@ -846,12 +860,25 @@ class SettingsDialog(QDialog):
     def _load_cached_caps(self) -> None:
         """What earlier probes of the endpoint in the form found (read again when the URL or a test changes it)."""
         url = self.url_edit.text().strip() or None
+        sub_url = self.sub_url_edit.text().strip() if self.sub_check.isChecked() else ""
         try:
-            self._cached_caps = load_caps(self.home, url)
+            self._root_caps = load_caps(self.home, url)
+            self._sub_caps = load_caps(self.home, sub_url) if sub_url and sub_url != url else None
             listed = load_endpoint(self.home, url).get("listed")
         except OSError:
-            self._cached_caps, listed = {}, None
+            self._root_caps, self._sub_caps, listed = {}, None, None
+        self._merge_caps()
         self.offer_models(listed if isinstance(listed, list) else [])
+
+    def _merge_caps(self) -> None:
+        """The caps runs will use: the root model's from its endpoint, the sub model's from its own when it has
+        one (as settings.run_config takes them)."""
+        self._cached_caps = dict(self._root_caps)
+        sub_model = self.sub_combo.currentText().strip()
+        if self._sub_caps is not None and sub_model != self.root_combo.currentText().strip():
+            self._cached_caps.pop(sub_model, None)
+            if sub_model in self._sub_caps:
+                self._cached_caps[sub_model] = self._sub_caps[sub_model]
 
     def offer_models(self, listed: list[str]) -> None:
         """The models drop-downs: what the server lists (its GET /models, as the last test found), first, then
@@ -990,6 +1017,7 @@ class SettingsDialog(QDialog):
     def _models_changed(self) -> None:
         if self._syncing:
             return
+        self._merge_caps()  # the sub model's window may come from its own server
         self._sync_price_rows()
         self.revalidate()
 
@@ -1074,6 +1102,11 @@ class SettingsDialog(QDialog):
         self.key_where.setText(where)
         self.remove_key.setEnabled(bool(self._loaded_key))
 
+    @Slot()
+    def _sub_url_changed(self) -> None:
+        self._load_cached_caps()  # the sub model's window comes from its own server
+        self.revalidate()
+
     @Slot(bool)
     def _sub_toggled(self, on: bool) -> None:
         self.sub_url_edit.setEnabled(on)
@@ -1081,6 +1114,7 @@ class SettingsDialog(QDialog):
         for widget in (self.sub_key_label, self.sub_key_row):
             widget.setVisible(on)
         self._update_sub_key_where()
+        self._load_cached_caps()
         self.revalidate()
         if on and self.isVisible():
             self.sub_url_edit.setFocus()
@@ -1144,19 +1178,27 @@ class SettingsDialog(QDialog):
             return
         base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         api_key = self.key_edit.text().strip() or os.environ.get(KEY_ENV_VAR, "")
+        # sub-calls on their own server: its model is tried there, with its own key (never the root's)
+        sub_url = settings.sub_base_url if settings.sub_base_url and settings.sub_base_url != base_url else None
+        sub_key = self.sub_key_edit.text().strip() or os.environ.get(SUB_KEY_ENV_VAR, "")
         token = self._test_token = object()
         self.test_button.setEnabled(False)
         self.test_result.setStyleSheet(f"color: {MUTED.name()};")
-        self.test_result.setText(f"Connecting to {base_url}…")
+        self.test_result.setText(f"Connecting to {base_url}{f' and {sub_url}' if sub_url else ''}…")
         self.test_result.setVisible(True)
 
         self.findings.setVisible(False)
         timeout_s, home = self.connection_timeout_s, self.home
         models = self._chosen_models()
+        root_model, sub_model = settings.root_model, settings.sub_model
         prices = dict(settings.prices)
 
         def work() -> ConnectionResult:  # must not reference `self` (see gui/tasks.py)
-            return run_connection_test(base_url, api_key, models, timeout_s, prices, home)
+            if sub_url is None:
+                return run_connection_test(base_url, api_key, models, timeout_s, prices, home)
+            root = run_connection_test(base_url, api_key, [root_model], timeout_s, prices, home)
+            sub = run_connection_test(sub_url, sub_key, [sub_model], timeout_s, prices, home)
+            return both_endpoints(root, sub)
 
         run_in_background(work, lambda result: self._connection_finished(token, result), owner=self)
 
@@ -1183,6 +1225,8 @@ class SettingsDialog(QDialog):
             settings, _ = self.form_settings()
             roles = {"root": settings.root_model, "sub": settings.sub_model}
             html = findings_html(result.report, roles, settings.context_windows)
+            if result.sub_report is not None:
+                html += findings_html(result.sub_report, roles, settings.context_windows)
             self._load_cached_caps()  # the test just cached what it found
             self._show_windows_used(settings)
         self._show_findings(html)

@@ -125,3 +125,36 @@ def test_a_window_run_sends_the_sub_key_to_the_sub_endpoint_and_the_root_key_now
             assert sent == {f"Bearer {SUB_KEY}"}
         else:  # a placeholder, not a key of ours
             assert not any(SUB_KEY in (h or "") or ROOT_KEY in (h or "") for h in sent)
+
+
+def test_test_connection_tries_the_sub_model_on_its_own_server_with_its_own_key(qtbot, tmp_path):
+    from probe_server import ProbeServer, Quirks
+
+    from rlm_desktop.engine.endpoints import load_caps
+
+    home = tmp_path / "home"
+    root_quirks = Quirks(models=["root-model"], api_key=ROOT_KEY)
+    sub_quirks = Quirks(models=["sub-model"], api_key=SUB_KEY, model_fields={"sub-model": {"max_model_len": 16384}})
+    with ProbeServer(root_quirks) as root, ProbeServer(sub_quirks) as sub:
+        Settings(root_model="root-model", sub_model="sub-model", cap_usd=None).save(home)
+        dialog = open_dialog(qtbot, home)
+        dialog.url_edit.setText(root.base_url)
+        dialog.key_edit.setText(ROOT_KEY)
+        dialog.sub_check.setChecked(True)
+        dialog.sub_url_edit.setText(sub.base_url)
+        dialog.sub_key_edit.setText(SUB_KEY)
+        with qtbot.waitSignal(dialog.connection_tested, timeout=20_000) as tested:
+            dialog.test_button.click()
+            assert f"and {sub.base_url}" in dialog.test_result.text()
+    result = tested.args[0]
+    assert result.ok, result.message
+    assert {r.json["model"] for r in root.chat_requests} == {"root-model"}
+    assert {r.json["model"] for r in sub.chat_requests} == {"sub-model"}
+    assert not any(ROOT_KEY in json.dumps(r.headers) for r in sub.requests)  # the root's key stayed home
+    said = dialog.test_result.text()
+    assert said.startswith(f"✓ Root model: Connected to {root.base_url}") and f"Sub-calls: Connected to {sub.base_url}" in said
+    dialog.grab().save(str(SHOTS / "settings_sub_endpoint_tested.png"))
+    shown = dialog.findings.toPlainText()
+    assert "Root: root-model" in shown and "Sub: sub-model" in shown
+    assert load_caps(home, sub.base_url)["sub-model"]["context_window"] == 16384  # runs use what it found
+    assert "sub-model: 16,384 tokens (reported by the server)" in dialog.windows_used.text()  # from its server
