@@ -153,6 +153,13 @@ class Case:
             return ""
         raise ValueError(NO_KEY_MESSAGE.replace("open Settings (Ctrl+,) and enter", "set $OPENAI_API_KEY or save"))
 
+    def sub_api_key(self, config: RunConfig) -> str | None:
+        """The key for sub-calls on their own endpoint ($RLM_SUB_API_KEY, else the stored sub key, else none):
+        the root's key is never sent to another host. None when sub-calls share the root's endpoint."""
+        from rlm_desktop.secrets import load_sub_key
+
+        return load_sub_key(self.home) if config.separate_sub_endpoint else None
+
     def start(
         self,
         question: str,
@@ -170,7 +177,10 @@ class Case:
             raise ValueError("the question is empty")
         config = config or self.config(**limits)
         check_isolation(config.isolation, config.allow_weak_isolation)  # IsolationRefused says what is missing
-        handle = RunHandle(self.path, question, config, self.api_key(config.base_url), follows=follows, history=history)
+        handle = RunHandle(
+            self.path, question, config, self.api_key(config.base_url), follows=follows, history=history,
+            sub_api_key=self.sub_api_key(config),
+        )  # fmt: skip
         return handle.start()
 
     def ask(self, question: str, *, follows: str | None = None, **limits: Any) -> Answer:

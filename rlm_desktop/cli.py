@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sub-api-key-env",
         metavar="VAR",
         default="RLM_SUB_API_KEY",
-        help="environment variable holding the sub endpoint's key (default RLM_SUB_API_KEY; else none: the "
-        "root's key is never sent to another endpoint)",
+        help="environment variable holding the sub endpoint's key (default RLM_SUB_API_KEY; else the sub key "
+        "saved in the window's Settings; else none: the root's key is never sent to another endpoint)",
     )
     p.add_argument("--max-in-flight", type=int, metavar="N", help="requests at once to the root's endpoint")
     p.add_argument("--sub-max-in-flight", type=int, metavar="N", help="requests at once to the sub endpoint")
@@ -350,7 +350,13 @@ class _TerminalProgress:
         self.width = shutil.get_terminal_size((80, 20)).columns
 
     def __call__(self, event: Any) -> None:
-        from rlm_desktop.ingest.progress import FileProgressed, FileStarted, IngestFinished
+        from rlm_desktop.ingest.progress import (
+            FileProgressed,
+            FileStarted,
+            IngestFinished,
+            MembersProgressed,
+            members_text,
+        )
 
         if not self.enabled:
             return
@@ -359,6 +365,8 @@ class _TerminalProgress:
         elif isinstance(event, FileProgressed):
             pct = 100 * event.bytes_done // max(event.bytes_total, 1)
             self._line(None, None, f"{Path(event.path).name}: {event.messages} messages ({pct}%)")
+        elif isinstance(event, MembersProgressed):
+            self._line(None, None, f"{Path(event.path).name}: {members_text(event)}")
         elif isinstance(event, IngestFinished):
             sys.stderr.write("\r" + " " * (self.width - 1) + "\r")
             sys.stderr.flush()
@@ -565,6 +573,7 @@ def _limit_flags(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
 def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.engine.handle import RunHandle
     from rlm_desktop.redact import redact_record
+    from rlm_desktop.secrets import load_sub_key
     from rlm_desktop.settings import load_api_key
 
     home = resolve_home(args.home)
@@ -585,8 +594,9 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
             raise UsageError(
                 f"no API key: set ${args.api_key_env} (or --api-key-env VAR), or save one in settings"
             )
-    # Sub-calls on their own endpoint get their own key, or none: the root's key never goes to another host.
-    sub_key = os.environ.get(args.sub_api_key_env, "") if config.separate_sub_endpoint else None
+    # Sub-calls on their own endpoint get their own key (the variable, else the one saved in the window's
+    # settings), or none: the root's key never goes to another host.
+    sub_key = load_sub_key(home, args.sub_api_key_env) if config.separate_sub_endpoint else None
     handle = RunHandle(path, args.question, config, api_key, follows=args.follow, sub_api_key=sub_key)
     progress = _AskProgress(enabled=sys.stderr.isatty())
     handle.subscribe(progress)

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 CREDENTIALS_FILE = "credentials.json"
 KEY_ENV_VAR = "OPENAI_API_KEY"
+SUB_KEY_ENV_VAR = "RLM_SUB_API_KEY"
+SUB_CREDENTIALS_FILE = "sub-credentials.json"
 NO_KEY_MESSAGE = "No API key: open Settings (Ctrl+,) and enter the key for your endpoint"
 
 
@@ -164,6 +166,21 @@ def load_key(home: Path, env_var: str = KEY_ENV_VAR) -> str | None:
 
     key = os.environ.get(env_var) or KeyStore(home).get()
     remember_secret(key)  # whatever this process stores, prints or exports from now on is redacted of it
+    return key
+
+
+def sub_key_store(home: Path) -> KeyStore:
+    """Where the key of a separate sub-call endpoint is kept: like the API key, under its own name and file."""
+    return KeyStore(home, name="sub-api-key", file_name=SUB_CREDENTIALS_FILE)
+
+
+def load_sub_key(home: Path, env_var: str = SUB_KEY_ENV_VAR) -> str:
+    """The key for a separate sub-call endpoint: the environment variable, then the stored sub key; "" when
+    there is none (the root's key is never sent to another host)."""
+    from rlm_desktop.redact import remember_secret
+
+    key = os.environ.get(env_var) or sub_key_store(home).get() or ""
+    remember_secret(key)
     return key
 
 

@@ -437,7 +437,9 @@ def _start(case: Case, q: Question, follows: str | None, history: Any, config: A
         key = case.api_key(config.base_url)
     except (IsolationRefused, ValueError) as exc:
         raise ServeError(500, str(exc), "server_not_ready") from None
-    handle = RunHandle(case.path, q.text, config, key, follows=follows, history=history)
+    handle = RunHandle(
+        case.path, q.text, config, key, follows=follows, history=history, sub_api_key=case.sub_api_key(config)
+    )
     handle.subscribe(on_event)
     try:
         return handle.start()

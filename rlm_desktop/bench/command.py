@@ -135,7 +135,10 @@ def run_bench(args: argparse.Namespace, home: Path, config: Any, api_key: str) -
                     tasks.append(task)
             plan.append((suite.describe(), suite.case_path, tasks))
 
-    runner = Runner(config, api_key, progress)
+    from rlm_desktop.secrets import load_sub_key
+
+    sub_key = load_sub_key(home) if config.separate_sub_endpoint else None  # never the root's key there
+    runner = Runner(config, api_key, progress, sub_api_key=sub_key)
 
     def stop(signum: int, frame: object) -> None:
         runner.stop()

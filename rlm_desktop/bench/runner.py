@@ -54,9 +54,16 @@ def task_result(task: Task, suite: str, record: dict[str, Any], wall_s: float) -
 class Runner:
     """Asks tasks one after another; `stop()` (Ctrl-C) cancels the run in flight and ends the benchmark."""
 
-    def __init__(self, config: Any, api_key: str, progress: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        config: Any,
+        api_key: str,
+        progress: Callable[[str], None] | None = None,
+        sub_api_key: str | None = None,  # a separate sub endpoint's key: the root's is never sent there
+    ):
         self.config = config
         self.api_key = api_key
+        self.sub_api_key = sub_api_key
         self.progress = progress or (lambda text: None)
         self.stopped = threading.Event()
         self.aborted: str | None = None  # why the benchmark gave up early (the endpoint keeps failing)
@@ -73,7 +80,7 @@ class Runner:
         from rlm_desktop.engine.handle import RunHandle
         from rlm_desktop.redact import redact_record
 
-        handle = RunHandle(case_path, task.question, self.config, self.api_key)
+        handle = RunHandle(case_path, task.question, self.config, self.api_key, sub_api_key=self.sub_api_key)
         self._handle = handle
         started = time.monotonic()
         try:
@@ -85,7 +92,7 @@ class Runner:
             record = handle.wait()
         finally:
             self._handle = None
-        record = redact_record(record, (self.api_key,))
+        record = redact_record(record, (self.api_key, self.sub_api_key))
         return task_result(task, suite, record, time.monotonic() - started)
 
     def run(self, case_path: Path, tasks: list[Task], suite: str, baseline: bool = False) -> list[dict[str, Any]]:

@@ -313,7 +313,9 @@ class AskPanel(QWidget):
         follows = self.follow_target
         session = self._session_for(follows)
         try:
-            handle = self.bridge.start(self.case.path, text, config, key, follows=follows, session=session)
+            handle = self.bridge.start(
+                self.case.path, text, config, key, follows=follows, session=session, sub_api_key=self._sub_key(config)
+            )
         except (ValueError, LookupError) as exc:
             if session.last_run_id is None:  # a thread made for this question only
                 self.sessions.remove(session)
@@ -381,6 +383,13 @@ class AskPanel(QWidget):
             raise ValueError(missing)
         # a local server (vLLM, Ollama) needs no key; the client still wants a non-empty string
         return run_config(settings, home=self.home), load_key(self.home) or "no-key"
+
+    def _sub_key(self, config) -> str | None:
+        """The key for sub-calls on their own endpoint ($RLM_SUB_API_KEY, else the stored one, else none): never
+        the root's key, which goes only to the root's host. None when sub-calls share the root's endpoint."""
+        from rlm_desktop.secrets import load_sub_key
+
+        return load_sub_key(self.home) if config.separate_sub_endpoint else None
 
     def _refuse(self, message: str, settings_link: bool = False) -> None:
         html = message.replace("&", "&amp;").replace("<", "&lt;")

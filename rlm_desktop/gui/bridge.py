@@ -56,12 +56,15 @@ class RunBridge(QObject):
         api_key: str,
         follows: str | None = None,
         session: ThreadSession | None = None,
+        sub_api_key: str | None = None,
     ) -> RunHandle:
         """Start a run (a follow-up of `follows`, on a thread's `session`); raises ValueError for a usage error
         (bad limits, a cap without a price, a run to follow that is gone)."""
         if self.running:
             raise RuntimeError("a run is already going; stop it first")
-        handle = RunHandle(case_path, question, config, api_key, follows=follows, session=session)
+        handle = RunHandle(
+            case_path, question, config, api_key, follows=follows, session=session, sub_api_key=sub_api_key
+        )
         handle.subscribe(self._enqueue)
         handle.start()
         self.handle = handle

@@ -36,6 +36,8 @@ from rlm_desktop.ingest.progress import (
     IngestFinished,
     IngestReport,
     IngestStarted,
+    MembersProgressed,
+    members_text,
 )
 from rlm_desktop.store.case import Case
 
@@ -50,7 +52,7 @@ class IngestController(QObject):
     A second `start` while one runs is refused (returns False and emits `refused` with the reason).
     """
 
-    # IngestStarted | FileStarted | FileProgressed | FileFinished | IngestFinished
+    # IngestStarted | FileStarted | FileProgressed | MembersProgressed | FileFinished | IngestFinished
     event_received = Signal(object)
     finished = Signal(object)  # IngestReport, or the exception that stopped the ingest
     refused = Signal(str)
@@ -135,6 +137,7 @@ class IngestPanel(QWidget):
         self._done = 0
         self._current = ""
         self._messages: FileProgressed | None = None
+        self._members: MembersProgressed | None = None  # an archive's members (a message's attachments) so far
         self._new_failures: list[dict[str, str]] = []
         self._started_at = 0.0
         self._timer = QTimer(self, singleShot=True, interval=RENDER_INTERVAL_MS)
@@ -300,9 +303,11 @@ class IngestPanel(QWidget):
             self.cancel_button.setText("Cancel")
             self.cancel_button.setEnabled(True)
         elif isinstance(event, FileStarted):
-            self._current, self._messages = event.path, None
+            self._current, self._messages, self._members = event.path, None, None
         elif isinstance(event, FileProgressed):
             self._messages = event
+        elif isinstance(event, MembersProgressed):
+            self._members = event
         elif isinstance(event, FileFinished):
             self._done = event.index + 1
             if event.status == "failed":
@@ -323,6 +328,8 @@ class IngestPanel(QWidget):
                 event = self._messages
                 share = f" ({event.bytes_done * 100 // event.bytes_total}%)" if event.bytes_total else ""
                 text += f" — {event.messages:,} messages{share}"
+            if self._members is not None and self._members.path == self._current:
+                text += f" — {members_text(self._members)}"
             metrics = self.current_label.fontMetrics()
             width = max(self.width() - 24, 200)  # the label may still be hidden, so ask the panel
             self.current_label.setText(metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, width))

@@ -43,7 +43,7 @@ from rlm_desktop.engine.model_info import ModelCaps, context_window, known_conte
 from rlm_desktop.engine.pricing import DEFAULT_PRICES, PRICES_TAKEN, Price
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.gui.theme import MUTED, STATUS_COLOURS, UNVERIFIED, VERIFIED
-from rlm_desktop.secrets import KEY_ENV_VAR, KeyStore
+from rlm_desktop.secrets import KEY_ENV_VAR, SUB_KEY_ENV_VAR, KeyStore, sub_key_store
 from rlm_desktop.settings import (
     MAX_OUTPUT_TOKENS,
     OUTPUT_CHARS_RANGE,
@@ -82,6 +82,18 @@ class ConnectionResult:
     message: str
     warning: bool = False
     report: EndpointReport | None = None
+    sub_report: EndpointReport | None = None  # the sub-call endpoint's, when sub-calls have their own
+
+
+def both_endpoints(root: ConnectionResult, sub: ConnectionResult) -> ConnectionResult:
+    """One result for the root's endpoint and the sub-calls' own."""
+    return ConnectionResult(
+        root.ok and sub.ok,
+        f"Root model: {root.message} Sub-calls: {sub.message}",
+        root.warning or sub.warning,
+        root.report,
+        sub.report,
+    )
 
 
 def run_connection_test(
@@ -281,11 +293,15 @@ class SettingsDialog(QDialog):
                 self.load_problem = f"{exc}. Saving will replace it."
         self.key_store = KeyStore(self.home)
         self._loaded_key = self.key_store.get() or ""
+        self.sub_key_store = sub_key_store(self.home)
+        self._loaded_sub_key = self.sub_key_store.get() or ""
         self._syncing = False
         self._test_token: object | None = None  # the connection test whose answer is awaited
         self.connection_timeout_s = CONNECTION_TIMEOUT_S
         self.problems: list[str] = []
         self._cached_caps: dict[str, dict] = {}
+        self._root_caps: dict[str, dict] = {}
+        self._sub_caps: dict[str, dict] | None = None  # a separate sub endpoint's, when there is one
 
         self._build()
         self._load(self.settings)
@@ -343,7 +359,11 @@ class SettingsDialog(QDialog):
             "The OpenAI-compatible server to use, usually ending in /v1. Leave empty for OpenAI itself."
         )
         self.url_edit.setClearButtonEnabled(True)
-        form.addRow("&Base URL:", self.url_edit)
+        self.in_flight_spin = self._in_flight_spin("the root model's endpoint")
+        self.test_button = QPushButton("&Test connection")  # on the URL's row: it tests that endpoint
+        url_row = self._url_row(self.url_edit, self.in_flight_spin)
+        url_row.layout().addWidget(self.test_button)
+        form.addRow("&Base URL:", url_row)
 
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
@@ -374,7 +394,45 @@ class SettingsDialog(QDialog):
         key_label.setBuddy(self.key_edit)
         form.addRow(key_label, key_field)
 
-        self.test_button = QPushButton("&Test connection")
+        # Sub-calls (llm_query, rlm_query) on a server of their own, e.g. a local vLLM beside a hosted root
+        # model: its URL, its own key (stored like the API key; the root's key never goes to that host) and
+        # its own limit of requests at once.
+        self.sub_check = QCheckBox("&Own server:")
+        self.sub_check.setToolTip(
+            "Send sub-calls (llm_query, rlm_query) to another OpenAI-compatible server than the root model's, "
+            "with its own key. The root's key is never sent there."
+        )
+        self.sub_check.toggled.connect(self._sub_toggled)
+        self.sub_url_edit = QLineEdit()
+        self.sub_url_edit.setPlaceholderText("e.g. http://gpu-box:8000/v1 (else the Base URL above)")
+        self.sub_url_edit.setToolTip("The OpenAI-compatible server for sub-calls, usually ending in /v1")
+        self.sub_url_edit.setClearButtonEnabled(True)
+        self.sub_in_flight_spin = self._in_flight_spin("the sub-call endpoint")
+        self.sub_url_row = self._url_row(self.sub_url_edit, self.sub_in_flight_spin)
+        self.sub_url_row.layout().insertWidget(0, self.sub_check)
+        form.addRow("Sub-calls:", self.sub_url_row)
+        self.sub_key_edit = QLineEdit()
+        self.sub_key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.sub_key_edit.setPlaceholderText("the sub endpoint's own key (a local server often needs none)")
+        self.show_sub_key = QToolButton()
+        self.show_sub_key.setText("Show")
+        self.show_sub_key.setCheckable(True)
+        self.show_sub_key.setToolTip("Show or hide the sub endpoint's key")
+        self.show_sub_key.toggled.connect(self._toggle_sub_key_visible)
+        self.remove_sub_key = QToolButton()
+        self.remove_sub_key.setText("Remove key")
+        self.remove_sub_key.setToolTip("Delete the stored sub endpoint key now")
+        self.remove_sub_key.clicked.connect(self.remove_stored_sub_key)
+        self.sub_key_row = QWidget()
+        sub_key_layout = QHBoxLayout(self.sub_key_row)
+        sub_key_layout.setContentsMargins(0, 0, 0, 0)
+        sub_key_layout.addWidget(self.sub_key_edit, 1)
+        sub_key_layout.addWidget(self.show_sub_key)
+        sub_key_layout.addWidget(self.remove_sub_key)
+        self.sub_key_label = QLabel("Sub &key:")
+        self.sub_key_label.setBuddy(self.sub_key_edit)
+        form.addRow(self.sub_key_label, self.sub_key_row)
+
         self.test_button.setToolTip(
             "Ask the server for its models and try the root and sub model with a few tiny calls: which "
             "output-limit parameter they take, streaming, token usage, reasoning, context window. Runs use "
@@ -386,11 +444,7 @@ class SettingsDialog(QDialog):
         self.test_result.setObjectName("connectionResult")
         self.test_result.setWordWrap(True)
         self.test_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        test_row = QHBoxLayout()
-        test_row.setContentsMargins(0, 0, 0, 0)
-        test_row.addWidget(self.test_button, 0, Qt.AlignmentFlag.AlignTop)
-        test_row.addWidget(self.test_result, 1)
-        form.addRow("", test_row)
+        form.addRow("", self.test_result)
         self.test_result.setVisible(False)  # no empty gap until there is something to say
         # A browser rather than a label: it wraps long server messages inside its own height, which a
         # word-wrapped label in a dialog layout does not report reliably (the form below got squeezed).
@@ -405,7 +459,30 @@ class SettingsDialog(QDialog):
 
         self.url_edit.textChanged.connect(self._url_changed)
         self.key_edit.textChanged.connect(self._update_key_where)
+        self.sub_url_edit.textChanged.connect(self._sub_url_changed)
+        self.sub_key_edit.textChanged.connect(self._update_sub_key_where)
         return group
+
+    def _in_flight_spin(self, which: str) -> QSpinBox:
+        box = QSpinBox()
+        box.setRange(0, 1024)
+        box.setSpecialValueText("no limit")  # 0: as many as the run's concurrency sends
+        box.setToolTip(f"Requests sent to {which} at the same time, over all runs of this window; no limit: "
+                       "as many as the concurrency sends")  # fmt: skip
+        box.valueChanged.connect(self.revalidate)
+        return box
+
+    @staticmethod
+    def _url_row(edit: QLineEdit, in_flight: QSpinBox) -> QWidget:
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(edit, 1)
+        label = QLabel("At once:")
+        label.setBuddy(in_flight)
+        layout.addWidget(label)
+        layout.addWidget(in_flight)
+        return row
 
     def _models_group(self) -> QGroupBox:
         group = QGroupBox("Models && prices")
@@ -605,10 +682,17 @@ class SettingsDialog(QDialog):
     def _set_tab_order(self) -> None:
         chain = [
             self.url_edit,
+            self.in_flight_spin,
+            self.test_button,
             self.key_edit,
             self.show_key,
             self.remove_key,
-            self.test_button,
+            self.sub_check,
+            self.sub_url_edit,
+            self.sub_in_flight_spin,
+            self.sub_key_edit,
+            self.show_sub_key,
+            self.remove_sub_key,
             self.root_combo,
             self.sub_combo,
             self.price_table,
@@ -642,6 +726,13 @@ class SettingsDialog(QDialog):
             self.load_notice.setVisible(True)
         self.url_edit.setText(settings.base_url or "")
         self.key_edit.setText(self._loaded_key)
+        sub_url = settings.sub_base_url if isinstance(settings.sub_base_url, str) else ""
+        self.sub_url_edit.setText(sub_url.strip())
+        self.sub_key_edit.setText(self._loaded_sub_key)
+        for box, value in ((self.in_flight_spin, settings.max_in_flight), (self.sub_in_flight_spin, settings.sub_max_in_flight)):
+            box.setValue(value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0)
+        self.sub_check.setChecked(bool(sub_url.strip()))
+        self._sub_toggled(self.sub_check.isChecked())
         self._syncing = True
         self.root_combo.setEditText(str(settings.root_model or ""))
         self.sub_combo.setEditText(str(settings.sub_model or ""))
@@ -719,9 +810,16 @@ class SettingsDialog(QDialog):
                 continue
             cached = self.price_table.item(row, COL_MODEL).data(_CACHED_ROLE)
             prices[model] = price_text(Price(rate_in, rate_out, cached))
+        sub_url = self.sub_url_edit.text().strip() if self.sub_check.isChecked() else ""
+        if sub_url:  # empty (even ticked) is the root's endpoint, as the placeholder says; else the same checks
+            checked = validate(dataclasses.replace(Settings(), base_url=sub_url, cap_usd=None))  # as the root's URL
+            problems.extend(f"Sub-call endpoint: {p}" for p in checked if p.startswith("Endpoint URL"))
         settings = dataclasses.replace(
             self.settings,
             base_url=self.url_edit.text().strip() or None,
+            sub_base_url=sub_url or None,
+            max_in_flight=self.in_flight_spin.value() or None,
+            sub_max_in_flight=(self.sub_in_flight_spin.value() or None) if sub_url else self.settings.sub_max_in_flight,
             root_model=self.root_combo.currentText().strip(),
             sub_model=self.sub_combo.currentText().strip(),
             cap_usd=round(self.cap_amount.value(), 2) if self.cap_check.isChecked() else None,
@@ -762,12 +860,25 @@ class SettingsDialog(QDialog):
     def _load_cached_caps(self) -> None:
         """What earlier probes of the endpoint in the form found (read again when the URL or a test changes it)."""
         url = self.url_edit.text().strip() or None
+        sub_url = self.sub_url_edit.text().strip() if self.sub_check.isChecked() else ""
         try:
-            self._cached_caps = load_caps(self.home, url)
+            self._root_caps = load_caps(self.home, url)
+            self._sub_caps = load_caps(self.home, sub_url) if sub_url and sub_url != url else None
             listed = load_endpoint(self.home, url).get("listed")
         except OSError:
-            self._cached_caps, listed = {}, None
+            self._root_caps, self._sub_caps, listed = {}, None, None
+        self._merge_caps()
         self.offer_models(listed if isinstance(listed, list) else [])
+
+    def _merge_caps(self) -> None:
+        """The caps runs will use: the root model's from its endpoint, the sub model's from its own when it has
+        one (as settings.run_config takes them)."""
+        self._cached_caps = dict(self._root_caps)
+        sub_model = self.sub_combo.currentText().strip()
+        if self._sub_caps is not None and sub_model != self.root_combo.currentText().strip():
+            self._cached_caps.pop(sub_model, None)
+            if sub_model in self._sub_caps:
+                self._cached_caps[sub_model] = self._sub_caps[sub_model]
 
     def offer_models(self, listed: list[str]) -> None:
         """The models drop-downs: what the server lists (its GET /models, as the last test found), first, then
@@ -906,6 +1017,7 @@ class SettingsDialog(QDialog):
     def _models_changed(self) -> None:
         if self._syncing:
             return
+        self._merge_caps()  # the sub model's window may come from its own server
         self._sync_price_rows()
         self.revalidate()
 
@@ -991,6 +1103,57 @@ class SettingsDialog(QDialog):
         self.remove_key.setEnabled(bool(self._loaded_key))
 
     @Slot()
+    def _sub_url_changed(self) -> None:
+        self._load_cached_caps()  # the sub model's window comes from its own server
+        self.revalidate()
+
+    @Slot(bool)
+    def _sub_toggled(self, on: bool) -> None:
+        self.sub_url_edit.setEnabled(on)
+        self.sub_in_flight_spin.setEnabled(on)
+        for widget in (self.sub_key_label, self.sub_key_row):
+            widget.setVisible(on)
+        self._update_sub_key_where()
+        self._load_cached_caps()
+        self.revalidate()
+        if on and self.isVisible():
+            self.sub_url_edit.setFocus()
+
+    @Slot(bool)
+    def _toggle_sub_key_visible(self, visible: bool) -> None:
+        self.sub_key_edit.setEchoMode(QLineEdit.EchoMode.Normal if visible else QLineEdit.EchoMode.Password)
+        self.show_sub_key.setText("Hide" if visible else "Show")
+
+    @Slot()
+    def _update_sub_key_where(self) -> None:
+        """Where the sub key lives, as the key field's tooltip (no extra line: the dialog must fit 720 px)."""
+        typed = self.sub_key_edit.text().strip()
+        backend = self.sub_key_store.backend
+        if not typed and not self._loaded_sub_key:
+            where = f"No sub endpoint key stored. A key you enter is kept in the {backend}."
+        elif typed == self._loaded_sub_key:
+            where = f"Stored in the {backend}."
+        elif not typed:
+            where = f"Save removes the sub endpoint key from the {backend}."
+        else:
+            where = f"Save stores this key in the {backend}."
+        if os.environ.get(SUB_KEY_ENV_VAR):
+            where += f" ${SUB_KEY_ENV_VAR} is set and is used before this key."
+        self.sub_key_edit.setToolTip(where + " It is sent only to the sub-call endpoint, never the root's key.")
+        self.remove_sub_key.setEnabled(bool(self._loaded_sub_key))
+
+    @Slot()
+    def remove_stored_sub_key(self) -> None:
+        try:
+            self.sub_key_store.delete()
+        except OSError as exc:
+            QMessageBox.warning(self, "Key not removed", f"Could not remove the stored sub endpoint key: {exc}")
+            return
+        self._loaded_sub_key = ""
+        self.sub_key_edit.clear()
+        self._update_sub_key_where()
+
+    @Slot()
     def remove_stored_key(self) -> None:
         try:
             self.key_store.delete()
@@ -1015,19 +1178,27 @@ class SettingsDialog(QDialog):
             return
         base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         api_key = self.key_edit.text().strip() or os.environ.get(KEY_ENV_VAR, "")
+        # sub-calls on their own server: its model is tried there, with its own key (never the root's)
+        sub_url = settings.sub_base_url if settings.sub_base_url and settings.sub_base_url != base_url else None
+        sub_key = self.sub_key_edit.text().strip() or os.environ.get(SUB_KEY_ENV_VAR, "")
         token = self._test_token = object()
         self.test_button.setEnabled(False)
         self.test_result.setStyleSheet(f"color: {MUTED.name()};")
-        self.test_result.setText(f"Connecting to {base_url}…")
+        self.test_result.setText(f"Connecting to {base_url}{f' and {sub_url}' if sub_url else ''}…")
         self.test_result.setVisible(True)
 
         self.findings.setVisible(False)
         timeout_s, home = self.connection_timeout_s, self.home
         models = self._chosen_models()
+        root_model, sub_model = settings.root_model, settings.sub_model
         prices = dict(settings.prices)
 
         def work() -> ConnectionResult:  # must not reference `self` (see gui/tasks.py)
-            return run_connection_test(base_url, api_key, models, timeout_s, prices, home)
+            if sub_url is None:
+                return run_connection_test(base_url, api_key, models, timeout_s, prices, home)
+            root = run_connection_test(base_url, api_key, [root_model], timeout_s, prices, home)
+            sub = run_connection_test(sub_url, sub_key, [sub_model], timeout_s, prices, home)
+            return both_endpoints(root, sub)
 
         run_in_background(work, lambda result: self._connection_finished(token, result), owner=self)
 
@@ -1054,6 +1225,8 @@ class SettingsDialog(QDialog):
             settings, _ = self.form_settings()
             roles = {"root": settings.root_model, "sub": settings.sub_model}
             html = findings_html(result.report, roles, settings.context_windows)
+            if result.sub_report is not None:
+                html += findings_html(result.sub_report, roles, settings.context_windows)
             self._load_cached_caps()  # the test just cached what it found
             self._show_windows_used(settings)
         self._show_findings(html)
@@ -1093,6 +1266,8 @@ class SettingsDialog(QDialog):
             return
         settings, _ = self.form_settings()
         key = self.key_edit.text().strip()
+        # the sub key is kept while sub-calls share the root's endpoint: ticking the box again finds it
+        sub_key = self.sub_key_edit.text().strip()
         try:
             if key != self._loaded_key:
                 if key:
@@ -1100,6 +1275,12 @@ class SettingsDialog(QDialog):
                 else:
                     self.key_store.delete()
                 self._loaded_key = key
+            if sub_key != self._loaded_sub_key:
+                if sub_key:
+                    self.sub_key_store.set(sub_key)
+                else:
+                    self.sub_key_store.delete()
+                self._loaded_sub_key = sub_key
             settings.save(self.home)
         except OSError as exc:
             QMessageBox.critical(self, "Settings not saved", f"Could not save the settings: {exc}")

@@ -103,8 +103,17 @@ def file_filter() -> str:
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
+# Containers and images whose own signature is at byte 0: a PDF stored uncompressed inside one (a ZIP made
+# with no compression, a tar) shows "%PDF-" in the first KB without the file being a PDF.
+_OTHER_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", OLE_MAGIC, b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b", b"!BDN",
+                     b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*", b"RIFF")  # fmt: skip
+
+
 def _is_pdf(head: bytes, suffix: str, content_type: str | None) -> bool:
-    return b"%PDF-" in head[:1024]
+    at = head.find(b"%PDF-", 0, 1024)  # readers accept the header anywhere in the first KB (junk before it)
+    if at <= 0:
+        return at == 0
+    return not head.startswith(_OTHER_SIGNATURES) and not (len(head) >= 262 and head[257:262] == b"ustar")
 
 
 def _starts_with(head: bytes, marker: bytes) -> bool:

@@ -136,18 +136,36 @@ def decode_with_charset(data: bytes, charset: str | None, label: str) -> tuple[s
 # -- headers -----------------------------------------------------------------------------------------
 
 
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_SPACES = re.compile(r"\s+")
+
+
+def _unfold(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value) if not isinstance(value, str) else value
+    return _FOLD.sub("", text).replace("\r", "").replace("\n", " ")
+
+
 def _raw_header(msg: Message, name: str) -> str | None:
     """The header's raw (undecoded, unfolded) value, without going through the header registry."""
     for key, value in msg.raw_items():
         if key.lower() == name.lower():
-            text = str(value) if not isinstance(value, str) else value
-            return re.sub(r"\r?\n(?=[ \t])", "", text).replace("\r", "").replace("\n", " ")
+            return _unfold(value)
     return None
+
+
+def _first_headers(msg: Message) -> dict[str, object]:
+    """Each header's first raw value by lower-case name: one pass for the ten headers a document needs."""
+    found: dict[str, object] = {}
+    for key, value in msg.raw_items():
+        found.setdefault(key.lower(), value)
+    return found
 
 
 def _repair_8bit(raw: str) -> str:
     """Headers with raw 8-bit bytes arrive surrogate-escaped: decode them as UTF-8, else cp1252."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in raw):
+    if raw.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in raw):
         return raw
     data = raw.encode("ascii", "surrogateescape")
     try:
@@ -160,7 +178,7 @@ def decode_header_value(raw: str | None, problems: list[str] | None = None) -> s
     """Decode RFC 2047 encoded words (tolerating bad charsets and raw 8-bit text) and unfold."""
     if raw is None:
         return ""
-    raw = _repair_8bit(re.sub(r"\r?\n(?=[ \t])", "", raw))
+    raw = _repair_8bit(_FOLD.sub("", raw))
     try:
         chunks = decode_header(raw)
     except Exception:
@@ -176,11 +194,14 @@ def decode_header_value(raw: str | None, problems: list[str] | None = None) -> s
             if problem and problems is not None:
                 problems.append(problem)
             pieces.append(text)
-    return re.sub(r"\s+", " ", "".join(pieces)).strip()
+    return _SPACES.sub(" ", "".join(pieces)).strip()
 
 
 def _addresses(msg: Message, name: str, problems: list[str]) -> list[str]:
-    raw = _raw_header(msg, name)
+    return _address_list(_raw_header(msg, name), problems)
+
+
+def _address_list(raw: str | None, problems: list[str]) -> list[str]:
     if raw is None:
         return []
     raw = _repair_8bit(raw)
@@ -574,25 +595,36 @@ def extract_email(source: Source) -> Extracted:
     _check_size(raw)
     data, unicode_file, warnings = _prepare(raw, source)
     msg = BytesParser(policy=policy.compat32).parsebytes(data)
-    problems: list[str] = []
+    walker = _Walker(decode_header_value(_raw_header(msg, "subject")), unicode_file)
+    walker.walk(msg)
+    return email_document(msg, walker, warnings)
 
-    subject = decode_header_value(_raw_header(msg, "subject"), problems)
-    from_ = _addresses(msg, "from", problems)
-    to = _addresses(msg, "to", problems)
-    cc = _addresses(msg, "cc", problems)
-    bcc = _addresses(msg, "bcc", problems)
-    date_raw = decode_header_value(_raw_header(msg, "date")) or None
+
+def email_document(msg: Message, walker: _Walker, warnings: list[str]) -> Extracted:
+    """The email document from a message's headers (`msg`, a compat32 message: only its headers are read here)
+    and what was found in its parts (`walker`): the header block and bodies as text, addresses, dates, ids
+    and threading in meta, attachments as children. pst.py builds one from a store's fields the same way."""
+    problems: list[str] = []
+    warnings = list(warnings)
+    first = _first_headers(msg)
+
+    def header(name: str) -> str | None:
+        return _unfold(first.get(name))
+
+    subject = decode_header_value(header("subject"), problems)
+    from_ = _address_list(header("from"), problems)
+    to = _address_list(header("to"), problems)
+    cc = _address_list(header("cc"), problems)
+    bcc = _address_list(header("bcc"), problems)
+    date_raw = decode_header_value(header("date")) or None
     date = _parse_date(date_raw)
     if date_raw and date is None:
         warnings.append(f"the Date header could not be understood: {date_raw!r}")
     elif not date_raw:
         warnings.append("the message has no Date header")
-    message_id = (_message_ids(_raw_header(msg, "message-id")) or [None])[0]
-    in_reply_to = (_message_ids(_raw_header(msg, "in-reply-to")) or [None])[0]
-    references = _message_ids(_raw_header(msg, "references"))
-
-    walker = _Walker(subject, unicode_file)
-    walker.walk(msg)
+    message_id = (_message_ids(header("message-id")) or [None])[0]
+    in_reply_to = (_message_ids(header("in-reply-to")) or [None])[0]
+    references = _message_ids(header("references"))
     problems.extend(walker.problems)
     warnings.extend(walker.warnings)
     if not msg.keys():

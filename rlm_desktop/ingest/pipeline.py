@@ -13,11 +13,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from rlm_desktop.ingest import prepare
 from rlm_desktop.ingest.limits import EXTRACTOR_MEMORY_BYTES, limit_memory
 from rlm_desktop.ingest.prepare import Node, Prepared, prepare_file, prepare_message, reason_for
 from rlm_desktop.ingest.progress import (
@@ -29,6 +31,7 @@ from rlm_desktop.ingest.progress import (
     IngestFinished,
     IngestReport,
     IngestStarted,
+    MembersProgressed,
     ProgressCallback,
 )
 from rlm_desktop.store import queries
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 MAILBOX_BATCH_MESSAGES = 200
 MAILBOX_BATCH_BYTES = 8 * 1024 * 1024
 POOL_MIN_FILES = 8  # below this, starting worker processes costs more than it saves
+MEMBER_PROGRESS_INTERVAL = 0.25  # seconds between member counts of one file (read in a worker, then stored)
 # Formats read in the ingesting process when there are few files: plain text cannot hide a decompression bomb,
 # and an mbox is only sniffed there (its messages are streamed by the writer). Anything else (PDF, DOCX, mail
 # with attachments) is extracted in a memory-limited worker process even for one file.
@@ -168,13 +172,43 @@ class _Extractors:
         self.jobs = jobs
         self.inline = inline  # extract in this process (no memory limit): only for plain text, or when asked
         self.pool: ProcessPoolExecutor | None = None
+        self.context = multiprocessing.get_context("spawn")
+        self.members: Any = None  # a queue of (label, members read, unit) from the workers, made with the pool
+        self.latest: dict[str, tuple[int, str]] = {}  # the last member count of each file being extracted
 
     def __enter__(self) -> _Extractors:
+        if self.inline:
+            prepare.set_member_reporter(self._note, MEMBER_PROGRESS_INTERVAL)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.inline:
+            prepare.set_member_reporter(None)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.members is not None:
+            self.members.close()
+            self.members.join_thread()
+
+    def _note(self, label: str, members: int, unit: str) -> None:
+        self.latest[label] = (members, unit)
+
+    def member_count(self, label: str) -> tuple[int, str] | None:
+        """The last count of members read for the file `label` (what the workers sent so far)."""
+        if self.members is not None:
+            import queue
+
+            try:
+                while True:
+                    self._note(*self.members.get_nowait())
+            except queue.Empty:
+                pass
+        return self.latest.get(label)
+
+    def _initargs(self) -> tuple[object, ...]:
+        if self.members is None:
+            self.members = self.context.Queue()
+        return (os.getpid(), self.members, MEMBER_PROGRESS_INTERVAL)
 
     def submit(self, fn: Callable[..., Prepared], *args: object) -> Future[Prepared]:
         if self.inline:
@@ -183,10 +217,7 @@ class _Extractors:
             return future
         if self.pool is None:
             self.pool = ProcessPoolExecutor(
-                self.jobs,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(os.getpid(),),
+                self.jobs, mp_context=self.context, initializer=_init_worker, initargs=self._initargs()
             )
         return self.pool.submit(fn, *args)
 
@@ -198,10 +229,7 @@ class _Extractors:
     def isolated(self, fn: Callable[..., Prepared], *args: object) -> Prepared | None:
         """Run one call in a process of its own; None if that process crashed too."""
         with ProcessPoolExecutor(
-            1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(os.getpid(),),
+            1, mp_context=self.context, initializer=_init_worker, initargs=self._initargs()
         ) as solo:
             try:
                 return solo.submit(fn, *args).result()
@@ -209,8 +237,9 @@ class _Extractors:
                 return None
 
 
-def _init_worker(parent_pid: int) -> None:
-    """Prepare an extractor process: quiet, memory-limited, and gone as soon as the ingest that started it is."""
+def _init_worker(parent_pid: int, members: Any = None, interval: float = MEMBER_PROGRESS_INTERVAL) -> None:
+    """Prepare an extractor process: quiet, memory-limited, and gone as soon as the ingest that started it is;
+    it sends the member counts of long files to `members` (a queue the writer reads while it waits)."""
     # A bomb the format checks miss (a PDF stream, a nested archive) gets MemoryError here, failing its file
     # with a reason instead of swapping the machine to a halt.
     limit_memory(EXTRACTOR_MEMORY_BYTES)
@@ -226,6 +255,8 @@ def _init_worker(parent_pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if members is not None:
+        prepare.set_member_reporter(lambda label, count, unit: members.put((label, count, unit)), interval)
 
 
 @dataclass
@@ -266,6 +297,8 @@ class _Ingest:
         self.extractors = extractors
         self.planned: dict[int, _Planned] = {}
         self.next_plan = 0
+        self.shown = ""  # the file being written, as given
+        self.storing: list[Any] | None = None  # [members written, total, unit, last sent] for a file's children
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
@@ -302,7 +335,7 @@ class _Ingest:
                 break
             self.plan_ahead(index + window)
             plan = self.planned.pop(index)
-            shown = str(item.path)
+            shown = self.shown = str(item.path)
             self.emit(FileStarted(shown, index, total))
             try:
                 status, error = self._one(plan)
@@ -324,9 +357,24 @@ class _Ingest:
             if plan.future is not None:
                 plan.future.cancel()
 
+    def _wait(self, plan: _Planned) -> None:
+        """Wait for the file's extraction, passing on how many of its members the extractor has read."""
+        assert plan.future is not None
+        sent = None
+        while True:
+            done, _ = wait([plan.future], timeout=MEMBER_PROGRESS_INTERVAL)
+            latest = self.extractors.member_count(plan.key)
+            if latest is not None and latest != sent:
+                sent = latest
+                self.emit(MembersProgressed(self.shown, latest[0], unit=latest[1]))
+            if done:
+                break
+        self.extractors.latest.pop(plan.key, None)
+
     def _result(self, plan: _Planned) -> Prepared:
         assert plan.future is not None
         try:
+            self._wait(plan)
             return plan.future.result()
         except BrokenProcessPool:
             # some file crashed a worker; retry this one alone so only the guilty file fails
@@ -361,12 +409,20 @@ class _Ingest:
         if prepared.error is not None:
             return "failed", prepared.error
         if prepared.kind in ("mbox", "pst"):
-            return self._mailbox(plan, prepared.sha256, existing, prepared.kind)
+            return self._mailbox(plan, prepared.sha256, existing, prepared.kind, prepared.first_batch)
         assert prepared.node is not None
-        with case.transaction():
-            doc_id = self._write(prepared.node, None)
-            self._record_child_failures(prepared.child_failures)
-            self._point_path(plan, doc_id)
+        members = _count_nodes(prepared.node) - 1
+        unit = "members" if prepared.kind == "archive" else "attachments"
+        self.storing = [0, members, unit, time.monotonic()] if members else None
+        try:
+            with case.transaction():
+                doc_id = self._write(prepared.node, None)
+                self._record_child_failures(prepared.child_failures)
+                self._point_path(plan, doc_id)
+        finally:
+            self.storing = None
+        if members:
+            self.emit(MembersProgressed(self.shown, members, members, stored=True, unit=unit))
         return ("updated" if plan.row else "added"), None
 
     def _record_child_failures(self, failures: list[tuple[str, str, str]]) -> None:
@@ -399,9 +455,15 @@ class _Ingest:
         self.report.documents_added += 1
         for child in node.children:
             self._write(child, doc_id)
+            storing = self.storing
+            if storing is not None:
+                storing[0] += 1
+                if time.monotonic() - storing[3] >= MEMBER_PROGRESS_INTERVAL and storing[0] < storing[1]:
+                    storing[3] = time.monotonic()
+                    self.emit(MembersProgressed(self.shown, storing[0], storing[1], stored=True, unit=storing[2]))
         return doc_id
 
-    def _pst_batch(self, path: Path, start: int) -> tuple[list[tuple[int, int, bytes | str, str]], int]:
+    def _pst_batch(self, path: Path, start: int) -> tuple[list[tuple[int, int, Any, str]], int]:
         """The next messages of an Outlook store, read by libpff in an extractor process."""
         from rlm_desktop.ingest.extracted import ExtractionError
         from rlm_desktop.ingest.pst import read_batch
@@ -417,15 +479,22 @@ class _Ingest:
             ) from None
 
     def _pst_stream(
-        self, path: Path, first: list[tuple[int, int, bytes | str, str]]
-    ) -> Iterator[tuple[int, int, bytes | str, str]]:
+        self, path: Path, first: list[tuple[int, int, Any, str]], total: int
+    ) -> Iterator[tuple[int, int, Any, str]]:
         items = first
         while items:
             yield from items
+            if len(items) < MAILBOX_BATCH_MESSAGES and items[-1][1] >= total:
+                break  # that was the last message: no need to open the store again to find nothing
             items, _ = self._pst_batch(path, items[-1][1])
 
     def _mailbox(
-        self, plan: _Planned, sha: str, existing: DocumentRow | None, fmt: str = "mbox"
+        self,
+        plan: _Planned,
+        sha: str,
+        existing: DocumentRow | None,
+        fmt: str = "mbox",
+        first_batch: tuple[list[tuple[int, int, Any, str]], int] | None = None,
     ) -> tuple[str, str | None]:
         """Stream an mbox (or an Outlook store) in batches; each batch commits with the offset (the message
         number in a store) to resume from after a kill."""
@@ -454,8 +523,11 @@ class _Ingest:
                 )
                 self.report.documents_added += 1
         if fmt == "pst":
-            first, total = self._pst_batch(path, offset)  # progress counts messages
-            stream = self._pst_stream(path, first)
+            if first_batch is not None and offset == 0:  # read ahead with the check (not for a resumed store)
+                first, total = first_batch
+            else:
+                first, total = self._pst_batch(path, offset)  # progress counts messages
+            stream = self._pst_stream(path, first, total)
         else:
             total = plan.stat.st_size
             stream = ((start, end, raw, None) for start, end, raw in iter_mbox(path, offset))
@@ -485,16 +557,18 @@ class _Ingest:
             if isinstance(raw, (Skipped, str)):  # too large, or damaged in the store: fails alone, the rest goes on
                 failures.append((where, raw if isinstance(raw, str) else raw.reason, ""))
                 node, error, child_failures = None, None, []
+            elif isinstance(raw, tuple):  # an Outlook item, read into a node in the extractor (pst.StoreItem)
+                node, child_failures = raw
+                batch_bytes += node.size
             else:
                 node, error, child_failures = prepare_message(raw, f"message-{start}.eml", where)
                 if node is None:
                     failures.append((where, error or "unreadable message", ""))
                 batch_bytes += len(raw)
             if node is not None:
-                if fmt == "pst":  # the message rebuilt from the store is its original: keep it like an attachment
+                if fmt == "pst":  # its RFC 5322 bytes came with it (node.data), kept like an attachment
                     node.origin = f"message {start + 1} in {folder or '(top)'}"
                     node.extracted.meta["folder"] = folder
-                    node.data = raw
                 else:
                     node.origin = f"message at byte {start}"
                 batch.append(node)
@@ -505,3 +579,7 @@ class _Ingest:
                     return "cancelled", None
         flush(total, last=True)
         return ("updated" if plan.row and plan.row.doc_id != container_id else "added"), None
+
+
+def _count_nodes(node: Node) -> int:
+    return 1 + sum(_count_nodes(child) for child in node.children)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rlm_desktop.ingest.archive import ARCHIVE_MAX_DEPTH, expansion_budget
 from rlm_desktop.ingest.detect import detect_kind, extract
@@ -19,6 +23,36 @@ MAX_NESTING = 8  # attachments inside messages inside attachments...: deeper is 
 # for one, so offsets computed by extractors stay exact
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# Live member counts. The pipeline sets a reporter in each extractor process (a queue to the writer), or in the
+# writer's thread when it extracts inline, called with (label, members read so far, unit) at most every
+# `interval` seconds while a file's members are read. Per thread: two ingests in one process keep their own.
+MemberReporter = Callable[[str, int, str], None]
+_local = threading.local()
+
+
+@dataclass
+class _MemberCount:
+    label: str
+    unit: str
+    count: int = 0
+    last: float = field(default_factory=time.monotonic)
+
+
+def set_member_reporter(reporter: MemberReporter | None, interval: float = 0.25) -> None:
+    _local.reporter, _local.interval = reporter, interval
+
+
+def _count_member() -> None:
+    counting: _MemberCount | None = getattr(_local, "counting", None)  # the top-level file being extracted
+    if counting is None:
+        return
+    counting.count += 1
+    reporter = getattr(_local, "reporter", None)
+    if reporter is not None and time.monotonic() - counting.last >= _local.interval:
+        counting.last = time.monotonic()
+        reporter(counting.label, counting.count, counting.unit)
 
 
 def clean_text(text: str) -> str:
@@ -72,6 +106,9 @@ class Prepared:
     node: Node | None = None
     error: str | None = None
     child_failures: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, sha256)
+    # an Outlook store's first messages (pst.read_batch from message 0: pst.StoreItem) and how many it holds
+    first_batch: tuple[list[tuple[int, int, Any, str]], int] | None = None
+    members: int = 0  # children read, nested ones included (an archive's members, a message's attachments)
 
 
 def prepare_file(path: str, hint: str | None, size: int, label: str, password: str | None = None) -> Prepared:
@@ -86,18 +123,25 @@ def prepare_file(path: str, hint: str | None, size: int, label: str, password: s
         kind = hint or detect_kind(Source(file.name, path=file))
         if kind == "mbox":
             return Prepared(sha, kind)
-        if kind == "pst":  # opened here (in the worker) to name a damaged store; streamed by the writer
-            from rlm_desktop.ingest.pst import count_messages
+        if kind == "pst":  # opened here (in the worker): a damaged store is named, and the writer, which streams
+            # the rest, starts on the first batch read ahead with it (a small store is read in this one opening)
+            from rlm_desktop.ingest import pipeline
+            from rlm_desktop.ingest.pst import read_batch
 
-            count_messages(file)
-            return Prepared(sha, kind)
-        with expansion_budget():  # one budget for every archive in this file, nested ones included
-            extracted = extract(Source(file.name, path=file, password=password), kind)
-            failures: list[tuple[str, str, str]] = []
-            archives = 1 if kind == "archive" else 0
-            node = Node(extracted, sha, size, children=extract_children(extracted, label, 1, failures, archives))
+            first = read_batch(path, 0, pipeline.MAILBOX_BATCH_MESSAGES, pipeline.MAILBOX_BATCH_BYTES)
+            return Prepared(sha, kind, first_batch=first)
+        _local.counting = counting = _MemberCount(label, "members" if kind == "archive" else "attachments")
+        try:
+            with expansion_budget():  # one budget for every archive in this file, nested ones included
+                extracted = extract(Source(file.name, path=file, password=password), kind)
+                failures: list[tuple[str, str, str]] = []
+                archives = 1 if kind == "archive" else 0
+                children = extract_children(extracted, label, 1, failures, archives)
+                node = Node(extracted, sha, size, children=children)
+        finally:
+            _local.counting = None
         compact(node)
-        return Prepared(sha, kind, node, child_failures=failures)
+        return Prepared(sha, kind, node, child_failures=failures, members=counting.count)
     except Exception as exc:  # a bug or a library crash on one file must not stop the ingest
         return Prepared(sha, error=reason_for(exc))
 
@@ -112,12 +156,18 @@ def prepare_message(
         extracted = extract_email(Source(name, data=raw))
     except Exception as exc:
         return None, reason_for(exc), []
+    node, failures = message_node(extracted, raw, label)
+    return node, None, failures
+
+
+def message_node(extracted: Extracted, raw: bytes, label: str) -> tuple[Node, list[tuple[str, str, str]]]:
+    """A message read (from an mbox or an Outlook store) as a node, its attachments extracted as children."""
     failures: list[tuple[str, str, str]] = []
     with expansion_budget():  # zipped attachments
         children = extract_children(extracted, label, 1, failures)
     node = Node(extracted, hashlib.sha256(raw).hexdigest(), len(raw), children=children)
     compact(node)
-    return node, None, failures
+    return node, failures
 
 
 def extract_children(
@@ -134,6 +184,7 @@ def extract_children(
         origin = blob.origin or f"attachment {number}"
         where = f"{label} › {blob.filename or origin}"
         nodes.append(_child(blob, origin, where, depth, failures, archives))
+        _count_member()
     return nodes
 
 

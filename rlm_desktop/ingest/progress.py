@@ -30,6 +30,26 @@ class FileProgressed:
 
 
 @dataclass(frozen=True)
+class MembersProgressed:
+    """Inside a file that holds others (an archive's members, a message's attachments, nested ones counted too):
+    how many were read so far in the extractor (`stored` False, `total` unknown), then how many of `total` are
+    written to the case (`stored` True). Sent for files that take a while, at most a few times a second."""
+
+    path: str
+    members: int
+    total: int | None = None
+    stored: bool = False
+    unit: str = "members"  # "members" (archive) or "attachments"
+
+
+def members_text(event: MembersProgressed) -> str:
+    """"1,204 members read" while extracting, "300 of 1,204 members stored" while writing."""
+    if event.stored and event.total is not None:
+        return f"{event.members:,} of {event.total:,} {event.unit} stored"
+    return f"{event.members:,} {event.unit} read"
+
+
+@dataclass(frozen=True)
 class FileFinished:
     path: str
     index: int
@@ -43,7 +63,7 @@ class IngestFinished:
     report: IngestReport
 
 
-IngestEvent = IngestStarted | FileStarted | FileProgressed | FileFinished | IngestFinished
+IngestEvent = IngestStarted | FileStarted | FileProgressed | MembersProgressed | FileFinished | IngestFinished
 ProgressCallback = Callable[[IngestEvent], None]
 
 

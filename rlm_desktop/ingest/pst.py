@@ -10,16 +10,21 @@ mbox's. The folder path
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rlm_desktop.ingest.extracted import ExtractionError, UnsupportedFormat
+from rlm_desktop.ingest.extracted import Extracted, ExtractionError, UnsupportedFormat
 from rlm_desktop.ingest.source import Source
+
+if TYPE_CHECKING:
+    from rlm_desktop.ingest.prepare import Node
 
 INSTALL_HINT = (
     "reading Outlook .pst/.ost files needs libpff-python (pip install libpff-python); "
@@ -69,39 +74,76 @@ def _folders(folder: Any, path: str) -> Iterator[tuple[Any, str]]:
         yield from _folders(sub, f"{path}/{name}" if path else name)
 
 
-def iter_pst(path: Path, start: int = 0) -> Iterator[tuple[int, int, bytes | str, str]]:
-    """(number, next number, message as RFC 5322 bytes or why it could not be read, folder), from `start`."""
+# An item of a store as read in the extractor: its number, the next number, then either why it could not be
+# read or the message as a document node (its attachments extracted) with the attachments that failed, and
+# its folder path.
+StoreItem = tuple[int, int, "str | tuple[Node, list[tuple[str, str, str]]]", str]
+
+
+def _counted_folders(store: Any) -> list[tuple[Any, str, int]]:
+    """(folder, its path, how many messages it holds), in order: libpff walks the folder tree once."""
+    return [(folder, path, folder.number_of_sub_messages) for folder, path in _folders(store.get_root_folder(), "")]
+
+
+def iter_pst(path: Path, start: int = 0) -> Iterator[StoreItem]:
+    """The store's messages from number `start` on, read into nodes (see StoreItem)."""
     store = open_store(path)
     try:
-        number = 0
-        for folder, folder_path in _folders(store.get_root_folder(), ""):
-            count = folder.number_of_sub_messages
-            if number + count <= start:
-                number += count
-                continue
-            for index in range(count):
-                if number >= start:
-                    try:
-                        raw: bytes | str = message_bytes(folder.get_sub_message(index))
-                    except Exception as exc:  # noqa: BLE001 - one damaged item fails alone, the store goes on
-                        raw = f"damaged message in the store: {type(exc).__name__}: {exc}"
-                    yield number, number + 1, raw, folder_path
-                number += 1
+        yield from _iter_store(store, start, str(path))
     finally:
         store.close()
 
 
-def read_batch(path: str, start: int, max_messages: int, max_bytes: int) -> tuple[list[tuple[int, int, bytes | str, str]], int]:
+def _iter_store(
+    store: Any, start: int, label: str, folders: list[tuple[Any, str, int]] | None = None
+) -> Iterator[StoreItem]:
+    from rlm_desktop.ingest.prepare import message_node, reason_for  # prepare imports this module late
+
+    number = 0
+    for folder, folder_path, count in folders if folders is not None else _counted_folders(store):
+        if number + count <= start:
+            number += count
+            continue
+        for index in range(count):
+            if number >= start:
+                item: str | tuple[Node, list[tuple[str, str, str]]]
+                try:
+                    message = folder.get_sub_message(index)
+                except Exception as exc:  # noqa: BLE001 - one damaged item fails alone, the store goes on
+                    item = f"damaged message in the store: {type(exc).__name__}: {exc}"
+                else:
+                    try:
+                        extracted, raw = store_message(message)
+                    except Exception as exc:  # noqa: BLE001 - too large, or damaged: a reason, the rest goes on
+                        item = reason_for(exc) if isinstance(exc, ExtractionError) else (
+                            f"damaged message in the store: {type(exc).__name__}: {exc}"
+                        )
+                    else:
+                        where = f"{label} › {folder_path or '(top)'} › message {number + 1}"
+                        node, failures = message_node(extracted, raw, where)
+                        node.data = raw  # the message rebuilt from the store is its original: kept like an attachment
+                        item = (node, failures)
+                yield number, number + 1, item, folder_path
+            number += 1
+
+
+def read_batch(path: str, start: int, max_messages: int, max_bytes: int) -> tuple[list[StoreItem], int]:
     """Messages from number `start` on, at most `max_messages` of them or about `max_bytes`, and how many the
-    store holds. Runs in an extractor process: libpff parses the hostile part there, never in the writer."""
-    items: list[tuple[int, int, bytes | str, str]] = []
+    store holds. Runs in an extractor process: libpff and the attachments' readers parse the hostile part
+    there, never in the writer. The store is opened once for both."""
+    items: list[StoreItem] = []
     size = 0
-    total = count_messages(Path(path))
-    for item in iter_pst(Path(path), start):
-        items.append(item)
-        size += len(item[2])
-        if len(items) >= max_messages or size >= max_bytes:
-            break
+    store = open_store(Path(path))
+    try:
+        folders = _counted_folders(store)
+        total = sum(count for _, _, count in folders)
+        for item in _iter_store(store, start, path, folders):
+            items.append(item)
+            size += len(item[2]) if isinstance(item[2], str) else item[2][0].size
+            if len(items) >= max_messages or size >= max_bytes:
+                break
+    finally:
+        store.close()
     return items, total
 
 
@@ -128,52 +170,167 @@ def _when(message: Any) -> datetime | None:
     return None
 
 
-def message_bytes(message: Any) -> bytes:
-    """One store item as an RFC 5322 message: its transport headers when it came from the internet (so
-    Message-ID, References and the addresses are the real ones), else headers from its properties."""
-    out = EmailMessage(policy=SMTP)
-    headers = _text(message.transport_headers)
-    if headers.strip():
-        from email.parser import HeaderParser
+_FIELD_START = re.compile(r"\r?\n(?![ \t])")
+_FIELD_NAME = re.compile(r"[!-9;-~]+:")
 
-        parsed = HeaderParser().parsestr(headers.strip() + "\n\n")
-        for key, value in parsed.items():
-            if key.lower() not in _BODY_HEADERS:
-                out[key] = value.replace("\r", "").replace("\n", " ")
-    if "Subject" not in out:
-        out["Subject"] = _text(message.subject)
-    if "From" not in out and message.sender_name:
-        out["From"] = _text(message.sender_name)
-    if "Date" not in out and (when := _when(message)):
-        out["Date"] = format_datetime(when)
-    plain = _text(message.plain_text_body)
-    html = _text(message.html_body)
-    if plain:
-        out.set_content(plain)
-        if html:
-            out.add_alternative(html, subtype="html")
-    elif html:
-        out.set_content(html, subtype="html")
-    else:
-        out.set_content("")
+
+def _header_fields(headers: str) -> list[tuple[str, str]]:
+    """The fields of a header block as (name, raw text with its folding), in order; stray lines dropped."""
+    fields = []
+    for field in _FIELD_START.split(headers.strip("\r\n")):
+        if _FIELD_NAME.match(field):
+            fields.append((field[: field.index(":")], field.replace("\r\n", "\n").replace("\n", "\r\n")))
+    return fields
+
+
+def _encoded_field(name: str, value: str) -> str:
+    """`Name: value`, with the value as RFC 2047 encoded words when it is not ASCII."""
+    value = value.replace("\r", " ").replace("\n", " ")
+    if not value.isascii():
+        from email.header import Header
+
+        value = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {value}"
+
+
+@dataclass
+class _Parts:
+    """What one store item holds, read once from libpff: header lines (as written in the message), the
+    chosen body, and the attachments (name, bytes, content type)."""
+
+    header_lines: list[str]
+    plain: str
+    html: str
+    attachments: list[tuple[str, bytes, str]]
+
+
+def _parts(message: Any) -> _Parts:
+    lines: list[str] = []
+    names: set[str] = set()
+    for name, raw in _header_fields(_text(message.transport_headers)):
+        if name.lower() in _BODY_HEADERS:
+            continue
+        names.add(name.lower())
+        lines.append(raw if raw.isascii() else _encoded_field(name, raw.partition(":")[2].strip()))
+    if "subject" not in names:
+        lines.append(_encoded_field("Subject", _text(message.subject)))
+    if "from" not in names and message.sender_name:
+        lines.append(_encoded_field("From", _text(message.sender_name)))
+    if "date" not in names and (when := _when(message)):
+        lines.append(f"Date: {format_datetime(when)}")
+    attachments = []
     for index in range(message.number_of_attachments):
         attachment = message.get_attachment(index)
         name = _text(getattr(attachment, "long_filename", None)) or f"attachment-{index + 1}"
         size = attachment.size or 0
         if size > MAX_ATTACHMENT_BYTES:
-            out.add_attachment(
-                f"attachment {name!r} of {size:,} bytes not read (limit {MAX_ATTACHMENT_BYTES // 2**20} MB)",
-                filename=f"{name}.not-read.txt",
-            )
+            note = f"attachment {name!r} of {size:,} bytes not read (limit {MAX_ATTACHMENT_BYTES // 2**20} MB)"
+            attachments.append((f"{name}.not-read.txt", note.encode("utf-8"), "text/plain"))
             continue
         try:
             data = attachment.read_buffer(size) if size else b""
         except Exception:  # noqa: BLE001 - embedded messages and OLE objects have no plain data stream
             data = None
-        if data is None:
-            continue
-        out.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
-    return out.as_bytes()
+        if data is not None:
+            attachments.append((name, data, "application/octet-stream"))
+    return _Parts(lines, _text(message.plain_text_body), _text(message.html_body), attachments)
+
+
+def _base64_part(headers: str, data: bytes) -> bytes:
+    return (headers + "MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\n").encode(
+        "ascii"
+    ) + base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _disposition(filename: str) -> str:
+    from email.utils import encode_rfc2231, quote
+
+    if filename.isascii():
+        return f'Content-Disposition: attachment; filename="{quote(filename)}"\r\n'
+    return f"Content-Disposition: attachment; filename*={encode_rfc2231(filename, 'utf-8')}\r\n"
+
+
+def _rfc5322(parts: _Parts) -> bytes:
+    """The item as an RFC 5322 message: its header lines, then a MIME body written here with every part in
+    base64, so the boundary (it has a "-", which base64 never does) cannot occur inside a part, and the same
+    item always gives the same bytes."""
+    text = [("plain", parts.plain)] if parts.plain or not parts.html else []
+    if parts.html:
+        text.append(("html", parts.html))
+    bodies = [_base64_part(f'Content-Type: text/{kind}; charset="utf-8"\r\n', value.encode("utf-8", "replace"))
+              for kind, value in text]  # fmt: skip
+    attached = [
+        _base64_part(
+            (f'Content-Type: {ctype}; charset="utf-8"\r\n' if ctype == "text/plain" else f"Content-Type: {ctype}\r\n")
+            + _disposition(name),
+            data,
+        )
+        for name, data, ctype in parts.attachments
+    ]
+    digest = hashlib.sha256()
+    for piece in (*bodies, *attached):
+        digest.update(piece)
+    boundary = f"rlm-{digest.hexdigest()[:32]}"
+
+    def multipart(subtype: str, pieces: list[bytes]) -> bytes:
+        head = f'Content-Type: multipart/{subtype}; boundary="{boundary}-{subtype}"\r\nMIME-Version: 1.0\r\n\r\n'
+        out = [head.encode("ascii")]
+        for piece in pieces:
+            out.append(f"--{boundary}-{subtype}\r\n".encode("ascii") + piece)
+        out.append(f"--{boundary}-{subtype}--\r\n".encode("ascii"))
+        return b"".join(out)
+
+    body = bodies[0] if len(bodies) == 1 else multipart("alternative", bodies)
+    if attached:
+        body = multipart("mixed", [body, *attached])
+    return ("\r\n".join(parts.header_lines) + "\r\n").encode("ascii") + body
+
+
+def message_bytes(message: Any) -> bytes:
+    """One store item as an RFC 5322 message: its transport headers when it came from the internet (so
+    Message-ID, References and the addresses are the real ones), else headers from its properties. The
+    transport headers are kept as they arrived, less those describing the original MIME body."""
+    return _rfc5322(_parts(message))
+
+
+def store_message(message: Any) -> tuple[Extracted, bytes]:
+    """One store item as an email document, and its RFC 5322 bytes (kept as its original).
+
+    The document is built from libpff's fields as `mail.extract_email` would read those bytes (its header and
+    meta logic is shared: `mail.email_document`), without writing a MIME body and parsing it back: that round
+    trip was most of a store's ingest. tests/ingest/test_pst.py holds the two equal."""
+    from email.message import Message
+
+    from rlm_desktop.ingest import mail
+
+    parts = _parts(message)
+    raw = _rfc5322(parts)
+    mail._check_size(raw)  # the limits an mbox message has
+    msg = Message()
+    for line in parts.header_lines:
+        name, _, value = line.partition(":")
+        msg.set_raw(name, value.lstrip(" \t"))
+    walker = mail._Walker(mail.decode_header_value(mail._raw_header(msg, "subject")), False)
+    walker.charsets.append("utf-8")
+    if parts.plain and (parts.plain.encode("utf-8", "replace").strip() or not parts.html):
+        kind, body = "plain", parts.plain
+    elif parts.html:
+        kind, body = "html", parts.html
+    else:
+        kind, body = "plain", ""
+    text, problem = mail.decode_with_charset(body.encode("utf-8", "replace"), "utf-8", "part 1")
+    if problem:
+        walker.problems.append(problem)
+        walker.warnings.append(problem)
+    if kind == "html":
+        text = mail.html_to_text(text)
+    text = "\n".join(line.rstrip() for line in mail.normalise_newlines(text).split("\n")).strip("\n")
+    if text.strip():
+        walker.bodies.append(text)
+    for name, data, ctype in parts.attachments:
+        filename = mail._safe_filename(mail.decode_header_value(name, walker.problems)) or None
+        walker._add_child(filename or walker._default_name(ctype, msg), data, ctype)
+    return mail.email_document(msg, walker, []), raw
 
 
 def reject_nested(source: Source) -> None:

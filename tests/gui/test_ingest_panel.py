@@ -221,3 +221,24 @@ def test_screenshot_after_an_ingest_with_a_failure(qtbot, controller, panel, tmp
     SHOTS.mkdir(exist_ok=True)
     panel.grab().save(str(SHOTS / "ingest.png"))
     assert len(panel.failure_rows()) >= 1
+
+
+def test_panel_counts_an_archives_members_as_they_are_stored(qtbot, controller, panel, tmp_path):
+    from ingest.test_member_progress import make_bundle
+
+    from rlm_desktop.ingest.progress import MembersProgressed
+
+    members = make_bundle(tmp_path / "bundle.zip", mails=4)
+    shown: list[str] = []
+
+    def look(event: object) -> None:  # queued after the panel's own handler: its state already holds the event
+        if isinstance(event, MembersProgressed) and event.stored and event.members == event.total:
+            panel._render()
+            shown.append(panel.current_label.text())
+
+    controller.event_received.connect(look)
+    with qtbot.waitSignal(controller.finished, timeout=60_000) as done:
+        controller.start(tmp_path / "case.sqlite", [tmp_path / "bundle.zip"])
+    assert done.args[0].added == 1
+    qtbot.waitUntil(lambda: bool(shown))
+    assert "bundle.zip" in shown[0] and f"{members} of {members} members stored" in shown[0]

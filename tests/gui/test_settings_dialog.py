@@ -420,9 +420,11 @@ def test_tab_goes_through_the_form_in_reading_order(qtbot, tmp_path):
     dialog = open_dialog(qtbot, tmp_path)
     expected = [
         dialog.url_edit,
+        dialog.in_flight_spin,
+        dialog.test_button,  # on the URL's row
         dialog.key_edit,
-        dialog.show_key,
-        dialog.test_button,  # "Remove key" is disabled while no key is stored
+        dialog.show_key,  # "Remove key" is disabled while no key is stored
+        dialog.sub_check,  # the sub URL and its limit are disabled, its key hidden, until it is ticked
         dialog.root_combo,
         dialog.sub_combo,
         dialog.price_table,

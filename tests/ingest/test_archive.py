@@ -108,6 +108,24 @@ def test_content_decides_not_the_name(tmp_path):
         assert {d.title: d.kind for d in case.documents()}["a.txt"] == "text"
 
 
+def test_an_archive_holding_an_uncompressed_pdf_first_is_an_archive(tmp_path):
+    """A stored (uncompressed) ZIP or a tar puts the PDF's "%PDF-" header in the file's first KB, where a PDF
+    reader accepts it: the container's own signature at byte 0 decides. A PDF with junk before its header is
+    still a PDF."""
+    pdf = pdf_bytes(["Statement: balance 42 CHF"])
+    (tmp_path / "stored.zip").write_bytes(zip_bytes({"1.pdf": pdf, "note.txt": b"two members"}, zipfile.ZIP_STORED))
+    with tarfile.open(tmp_path / "bundle.tar", "w") as tar:
+        info = tarfile.TarInfo("1.pdf")
+        info.size = len(pdf)
+        tar.addfile(info, io.BytesIO(pdf))
+    (tmp_path / "junk first.pdf").write_bytes(b"\r\n\x00 mail gateway banner\r\n" + pdf)
+    kinds = {p.name: detect_kind(Source(p.name, path=p)) for p in tmp_path.iterdir()}
+    assert kinds == {"stored.zip": "archive", "bundle.tar": "archive", "junk first.pdf": "pdf"}
+    with Case.open(tmp_path / "case.sqlite") as case:
+        assert ingest(case, [tmp_path / "stored.zip"], jobs=1).failed == []
+        assert tree(case)["1.pdf"] == ("pdf", "stored.zip") and tree(case)["note.txt"] == ("text", "stored.zip")
+
+
 def test_an_office_file_renamed_is_still_what_it_is(tmp_path):
     from builders import make_docx
 

@@ -89,3 +89,170 @@ def test_without_libpff_the_reason_names_what_to_install(tmp_path, monkeypatch):
     with Case.open(tmp_path / "case.sqlite") as case:
         (failure,) = ingest(case, [tmp_path / "mail.pst"], jobs=1).failed
     assert "pip install libpff-python" in failure["error"] and "readpst" in failure["error"]
+
+
+KILL_DRIVER = """
+import sys
+from rlm_desktop.ingest import pipeline
+from rlm_desktop.ingest.progress import FileProgressed
+from rlm_desktop.store.case import Case
+pipeline.MAILBOX_BATCH_MESSAGES = 2
+def on_event(event):
+    if isinstance(event, FileProgressed):
+        print("batch", event.messages, flush=True)
+        sys.stdin.readline()  # hold here, the batch committed, until the test kills this process
+pipeline.ingest(Case.open(sys.argv[1]), [sys.argv[2]], progress=on_event)
+print("DONE", flush=True)
+"""
+
+
+@needs_sample
+def test_a_store_ingest_killed_mid_store_resumes_like_an_mbox(tmp_path):
+    import signal
+    import sqlite3
+    import subprocess
+
+    case_path = tmp_path / "case.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_DRIVER, str(case_path), str(SAMPLE)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().split() == ["batch", "2"]  # libpff read it in an extractor process
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    conn = sqlite3.connect(case_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    with Case.open(case_path) as case:
+        (box,) = case.documents(kind="mailbox")
+        assert box.status == "partial" and box.meta["resume_offset"] == 2 and box.meta["messages"] == 2
+        assert [d.title for d in case.documents(kind="email")] == SUBJECTS[:2]
+        report = ingest(case, [SAMPLE])
+        assert report.added == 1 and report.failed == []
+        assert [d.title for d in case.documents(kind="email")] == SUBJECTS  # the rest once, none twice
+        assert case.document(box.id).status == "complete"
+        assert ingest(case, [SAMPLE]).unchanged == 1
+
+
+class Attachment:
+    """What the rebuild reads of a pypff attachment."""
+
+    def __init__(self, name: str | None, data: bytes, size: int | None = None):
+        self.long_filename, self.size, self._data = name, len(data) if size is None else size, data
+
+    def read_buffer(self, size: int) -> bytes:
+        return self._data[:size]
+
+
+class StoreItem:
+    """What the rebuild reads of a pypff message (no library writes a PST to get real ones from)."""
+
+    transport_headers: str | None = (
+        "Received: from mx.example.org\r\n by mail.example.org; Tue, 4 Mar 2014 10:00:00 +0000\r\n"
+        "From: =?utf-8?q?J=C3=B6rn?= <j@example.org>\r\nTo: a@example.org,\r\n b@example.org\r\n"
+        "Message-ID: <two@example.org>\r\nIn-Reply-To: <one@example.org>\r\n"
+        "Content-Type: multipart/mixed; boundary=gone\r\nDate: Tue, 4 Mar 2014 10:00:00 +0000\r\n\r\n"
+    )
+    subject = "Überweisung nach Zürich"
+    sender_name = "Jörn"
+    plain_text_body: bytes | None = "Bitte 500 CHF überweisen.\r\n".encode()
+    html_body: bytes | None = None
+    delivery_time = None
+    client_submit_time = None
+    creation_time = None
+
+    def __init__(self, **fields):
+        self.attachments = [Attachment("Beleg März.pdf", b"%PDF-1.4 receipt"), Attachment("notes.txt", b"row four")]
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    @property
+    def number_of_attachments(self) -> int:
+        return len(self.attachments)
+
+    def get_attachment(self, index: int) -> Attachment:
+        return self.attachments[index]
+
+
+def test_a_rebuilt_store_message_keeps_non_ascii_headers_and_its_attachments():
+    """The rebuild on an object with pypff's message attributes: its transport headers' body fields dropped, a
+    non-ASCII subject encoded, the attachments kept byte for byte."""
+    from rlm_desktop.ingest.mail import extract_email
+    from rlm_desktop.ingest.pst import message_bytes
+    from rlm_desktop.ingest.source import Source
+
+    raw = message_bytes(StoreItem())
+    assert raw.isascii() and b"boundary=gone" not in raw
+    extracted = extract_email(Source("message.eml", data=raw))
+    meta = extracted.meta
+    assert meta["subject"] == "Überweisung nach Zürich" and meta["from"] == ["Jörn <j@example.org>"]
+    assert meta["to"] == ["a@example.org", "b@example.org"] and meta["in_reply_to"] == "<one@example.org>"
+    assert meta["date"] == "2014-03-04T10:00:00+00:00" and "Bitte 500 CHF überweisen." in extracted.text
+    assert [(c.filename, c.data) for c in extracted.children] == [
+        ("Beleg März.pdf", b"%PDF-1.4 receipt"),
+        ("notes.txt", b"row four"),
+    ]
+
+
+def _same_as_parsed(item) -> None:
+    """The document built from the store's fields is the one extract_email reads from the item's bytes."""
+    from rlm_desktop.ingest.mail import extract_email
+    from rlm_desktop.ingest.pst import store_message
+    from rlm_desktop.ingest.source import Source
+
+    direct, raw = store_message(item)
+    parsed = extract_email(Source("message.eml", data=raw))
+    assert (direct.kind, direct.title, direct.text, direct.meta, direct.warnings) == (
+        parsed.kind, parsed.title, parsed.text, parsed.meta, parsed.warnings
+    )  # fmt: skip
+    assert [(c.filename, c.data, c.content_type, c.origin) for c in direct.children] == [
+        (c.filename, c.data, c.content_type, c.origin) for c in parsed.children
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"plain_text_body": None, "html_body": b"<p>Only <b>HTML</b> here &amp; there</p>"},
+        {"html_body": b"<p>The HTML rendering</p>"},
+        {"plain_text_body": b"  \r\n", "html_body": "<p>caf\u00e9 in HTML</p>".encode()},
+        {"plain_text_body": None, "html_body": None},
+        {"transport_headers": None, "sender_name": "Outlook Only", "subject": "RE: no headers"},
+        {"transport_headers": "Subject: caf\u00e9 raw 8-bit\r\nFrom: x@example.org\r\nX-Odd: a\r\n\tb\r\n"},
+        {"attachments": [Attachment(None, b"no name"), Attachment("big.iso", b"", size=2**27),
+                         Attachment("../../etc/passwd", b"path in a name")]},  # fmt: skip
+    ],
+    ids=["plain", "html only", "plain and html", "blank plain", "no body", "no transport headers",
+         "raw 8-bit header", "odd attachments"],  # fmt: skip
+)
+def test_a_store_message_is_the_document_its_bytes_parse_to(fields):
+    _same_as_parsed(StoreItem(**fields))
+
+
+@needs_sample
+def test_the_sample_stores_messages_are_the_documents_their_bytes_parse_to():
+    from rlm_desktop.ingest.pst import _folders, open_store
+
+    store = open_store(SAMPLE)
+    try:
+        for folder, _ in _folders(store.get_root_folder(), ""):
+            for index in range(folder.number_of_sub_messages):
+                _same_as_parsed(folder.get_sub_message(index))
+    finally:
+        store.close()
+
+
+@needs_sample
+def test_the_same_store_at_two_paths_is_one_mailbox(tmp_path):
+    import shutil
+
+    for name in ("a.pst", "copy of a.pst"):
+        shutil.copyfile(SAMPLE, tmp_path / name)
+    with Case.open(tmp_path / "case.sqlite") as case:
+        report = ingest(case, [tmp_path / "a.pst", tmp_path / "copy of a.pst"], jobs=1)
+        assert (report.added, report.unchanged, report.failed) == (1, 1, [])
+        (box,) = case.documents(kind="mailbox")
+        assert len(case.documents(kind="email")) == 6 and box.meta["messages"] == 6

@@ -156,3 +156,14 @@ def test_a_workbook_zip_bomb_is_refused_before_inflating(tmp_path):
     write_zip_bomb(bomb, members=2, member_mib=300)
     with pytest.raises(LimitExceeded, match="workbook package looks like a zip bomb"):
         extract_spreadsheet(Source(bomb.name, path=bomb))
+
+
+def test_the_fast_cell_path_writes_every_value_as_the_general_one():
+    import datetime as dt
+
+    from rlm_desktop.ingest.spreadsheet import _cell_text, _fast_cell_text
+
+    values = ["", "plain", "tab\there", "line\nbreak\r", 0.0, -3.0, 1047.29, 1e16, float("nan"), float("inf"),
+              7235143.499999999, True, False, 12, None, dt.date(2024, 3, 1), dt.datetime(2024, 3, 1, 9, 30),
+              dt.datetime(2024, 3, 1), dt.time(8, 15), dt.timedelta(hours=2)]  # fmt: skip
+    assert [_fast_cell_text(v) for v in values] == [_cell_text(v) for v in values]
