@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from rlm_desktop.engine.budget import SpendLedger, upper_bound_cost
+from rlm_desktop.engine.chat_http import ChatTransport
 from rlm_desktop.engine.model_info import ModelCaps, default_token_param, requires_new_token_param
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
 from rlm_desktop.engine.tokens import count_message_tokens, count_tokens, quick_count
@@ -452,14 +453,19 @@ def error_chain(exc: BaseException) -> list[BaseException]:
 
 def never_reached(exc: BaseException) -> bool:
     """True when the request cannot have reached the server: refused, unresolvable, connect timeout."""
-    names = ("ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror")
-    return any(type(item).__name__ in names for item in error_chain(exc))
+    names = (
+        "ConnectError", "ConnectTimeout", "ConnectionRefusedError", "gaierror",  # httpx (the SDK), the socket
+        "ClientConnectorError", "ConnectionTimeoutError",  # aiohttp (chat_http.py), subclasses included
+    )
+    return any(cls.__name__ in names for item in error_chain(exc) for cls in type(item).__mro__)
 
 
 def _transport_error(exc: BaseException) -> bool:
-    """An HTTP transport failure from the SDK's HTTP stack (raised raw while a stream is read)."""
+    """An HTTP transport failure (aiohttp's or the SDK's HTTP stack's, raised raw once a request went out)."""
     module = type(exc).__module__
-    return isinstance(exc, openai.APIConnectionError | OSError) or module.startswith(("httpx", "httpcore", "h11", "anyio"))
+    return isinstance(exc, openai.APIConnectionError | OSError) or module.startswith(
+        ("aiohttp", "httpx", "httpcore", "h11", "anyio")
+    )
 
 
 def transport_cause(exc: BaseException) -> str | None:
@@ -508,11 +514,6 @@ def _httpx_module(client: object) -> Any:
         if cls.__name__ == "AsyncClient" and cls.__module__.split(".")[0].startswith("httpx"):
             return sys.modules[cls.__module__.split(".")[0]]
     raise RuntimeError(f"the OpenAI SDK's HTTP client is not httpx: {type(client).__mro__}")
-
-
-def _read_started(exc: BaseException) -> bool:
-    """True for a failure while reading a reply (its request had gone out): a read error, or a broken body."""
-    return type(exc).__name__ in ("ReadError", "RemoteProtocolError")
 
 
 def http_client(timeout_s: float) -> openai.DefaultAsyncHttpxClient:
@@ -574,11 +575,19 @@ class ModelClient:
         self._headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
         self._headers["Authorization"] = f"Bearer {self._client.api_key}"
         self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
-        self._httpx = _httpx_module(self._http)
+        self._chat = ChatTransport(
+            self._url,
+            self._headers,
+            timeout_s,
+            shared_ssl_context(),
+            self._client._make_status_error_from_response,
+            _httpx_module(self._http),
+        )
         self._models: dict[str, _ModelState] = {}
         self._random = random.Random()
 
     async def aclose(self) -> None:
+        await self._chat.aclose()
         await self._client.close()
 
     async def __aenter__(self) -> ModelClient:
@@ -743,10 +752,13 @@ class ModelClient:
                 content_type = response.headers.get("content-type", "")
                 if "text/event-stream" in content_type:
                     reader = reader or _StreamReader(None)  # a server that streams unasked
-                    lines = response.aiter_lines()
-                    async for line in lines:
+                    batches = response.line_batches()
+                    async for batch in batches:
                         deadline.reschedule(loop.time() + self.timeout_s)
-                        reader.line(line)
+                        for line in batch:
+                            reader.line(line)
+                            if reader.done:
+                                break
                         if reader.done:
                             break
                     if reader.done:
@@ -754,7 +766,7 @@ class ModelClient:
                         # call opens a new one. A server that keeps the stream open after [DONE] is left.
                         with contextlib.suppress(TimeoutError):
                             async with asyncio.timeout(DRAIN_S):
-                                async for _ in lines:
+                                async for _ in batches:
                                     pass
                     if not state.stream:
                         state.stream = True  # it only streams: ask for it from now on
@@ -776,31 +788,15 @@ class ModelClient:
             ) from None
         return _reply_from_json(data)
 
-    @contextlib.asynccontextmanager
-    async def _post(self, body: dict[str, Any]):
-        """POST a chat request on the SDK's HTTP client, with the SDK's headers and its errors.
+    def _post(self, body: dict[str, Any]):
+        """POST a chat request with the SDK's headers; an error status raises the SDK's own error class.
 
-        The SDK's own request path (`chat.completions.create`) costs about 1.5 ms of event-loop time per call
-        (building options, a type-driven transform of every message, response wrappers): with 16 sub-calls in
-        flight that time is the fan-out's bottleneck (issue 15). The body here is plain JSON of plain strings,
-        so nothing the SDK would transform is lost. Errors are the SDK's own classes, built by the SDK from the
-        response, so everything that reads them (retries, status words, context complaints) is unchanged.
+        Not through the SDK's request path (`chat.completions.create`: options, a type-driven transform of every
+        message, response wrappers, about 1.5 ms of event-loop time per call) nor its httpx stack (1.6-1.9 ms
+        more): with 16 sub-calls in flight that time was the fan-out's bottleneck (issue 15). The body here is
+        plain JSON of plain strings, so nothing the SDK would transform is lost; see chat_http.py.
         """
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        try:
-            async with self._http.stream(
-                "POST", self._url, content=data, headers=self._headers, timeout=self.timeout_s
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise self._client._make_status_error_from_response(response)
-                yield response
-        except self._httpx.TimeoutException as exc:
-            raise openai.APITimeoutError(request=exc.request) from exc
-        except self._httpx.TransportError as exc:
-            if _read_started(exc):
-                raise  # cut off mid-reply: raised raw, as the SDK raises it while a stream is read
-            raise openai.APIConnectionError(request=exc.request) from exc
+        return self._chat.post(json.dumps(body, ensure_ascii=False).encode("utf-8"))
 
     def _adjust(self, model: str, state: _ModelState, detail: str) -> str | None:
         """Change one request parameter a server refused; a description of the change, or None."""
