@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rlm_desktop.corpus import Corpus
@@ -101,12 +102,12 @@ class Attributor:
             cache.popitem(last=False)
         return found
 
-    def scan(self, pattern: re.Pattern[str]) -> list[tuple[int, re.Match[str]]]:
+    def scan(self, pattern: _Phrase) -> list[tuple[int, _Found]]:
         """Matches of `pattern` in whole texts, lowest doc ids first: the fallback when FTS cannot help."""
         if not self._scan_ready:
             self.corpus.load_all_texts()
             self._scan_ready = True
-        found: list[tuple[int, re.Match[str]]] = []
+        found: list[tuple[int, _Found]] = []
         docs = 0
         for doc_id in sorted(self._members):
             hits = []
@@ -231,8 +232,64 @@ def _rank(span: SourceSpan, continuing: int | None) -> tuple[int, int, int, int]
     return (-span.length, 0 if span.doc_id == continuing else 1, span.doc_id, span.start)
 
 
-def _whitespace_pattern(piece: str) -> re.Pattern[str]:
-    return re.compile(r"\s+".join(re.escape(part) for part in piece.split()))
+class _Found:
+    """Where a phrase was found (the `start()` of a regex match)."""
+
+    __slots__ = ("_start", "_end")
+
+    def __init__(self, start: int, end: int):
+        self._start, self._end = start, end
+
+    def start(self) -> int:
+        return self._start
+
+    def end(self) -> int:
+        return self._end
+
+
+class _Phrase:
+    """A piece's words with a run of one or more whitespace characters between each two, as the regular
+    expression `word\\s+word...` matches them (`\\s` and str.isspace() are the same set), found with str.find.
+
+    Compiling that expression for each probe cost more than all its searches (every sub-call prompt has its
+    own probes: about 0.1 ms a probe, half of the provenance of a short prompt; issue 15)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, piece: str):
+        self.parts = piece.split()
+
+    def _end_at(self, text: str, i: int, endpos: int) -> int:
+        """The end of the phrase starting at text[i] (its first word is there), or -1."""
+        j = i + len(self.parts[0])
+        for part in self.parts[1:]:
+            k = j
+            while k < endpos and text[k].isspace():
+                k += 1
+            if k == j or not text.startswith(part, k, endpos):
+                return -1
+            j = k + len(part)
+        return j
+
+    def finditer(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[_Found]:
+        """Non-overlapping occurrences within text[pos:endpos], left to right (as `re.finditer`)."""
+        endpos = len(text) if endpos is None else min(endpos, len(text))
+        first = self.parts[0]
+        i = text.find(first, pos, endpos)
+        while i != -1:
+            end = self._end_at(text, i, endpos)
+            if end != -1:
+                yield _Found(i, end)
+                i = text.find(first, end, endpos)
+            else:
+                i = text.find(first, i + 1, endpos)
+
+    def search(self, text: str, pos: int = 0, endpos: int | None = None) -> _Found | None:
+        return next(self.finditer(text, pos, endpos), None)
+
+
+def _whitespace_pattern(piece: str) -> _Phrase:
+    return _Phrase(piece)
 
 
 def _common_prefix(a: str, i: int, b: str, j: int, limit: int) -> int:
