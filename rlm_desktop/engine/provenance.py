@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import re
 import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from rlm_desktop.corpus import Corpus
@@ -388,6 +391,56 @@ def _backward(a: str, i: int, b: str, j: int, left: int) -> tuple[int, int, bool
     while i < end and a[i].isspace():
         i, j = i + 1, j + 1
     return i, j, normalized
+
+
+class AttributionQueue:
+    """Attributes prompts on one worker thread in batches: the prompts a loop turn asked for go as one job.
+
+    A sub-call's provenance runs beside its model call. Handing each prompt to the thread alone (a future, a
+    queue put, a thread wake-up, a loop wake-up) cost about as much as attributing a short prompt; a wave of
+    sub-calls starts in one loop turn, so its prompts share one hand-over each way. Only from the loop's thread.
+    """
+
+    def __init__(self, attributor: Attributor, pool: Executor, loop: asyncio.AbstractEventLoop):
+        self.attributor, self.pool, self.loop = attributor, pool, loop
+        self._pending: list[tuple[str, asyncio.Future[list[SourceSpan]]]] = []
+
+    def spans(self, prompt: str) -> asyncio.Future[list[SourceSpan]]:
+        """A future of `prompt`'s source spans (or of the error attributing it raised)."""
+        future: asyncio.Future[list[SourceSpan]] = self.loop.create_future()
+        if not self._pending:
+            self.loop.call_soon(self._submit)  # after this turn, with the wave's other prompts
+        self._pending.append((prompt, future))
+        return future
+
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            self.pool.submit(self._work, batch)
+        except RuntimeError as exc:  # the pool was shut down: the run is over
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+
+    def _work(self, batch: list[tuple[str, asyncio.Future[list[SourceSpan]]]]) -> None:
+        results: list[tuple[asyncio.Future[list[SourceSpan]], list[SourceSpan] | None, Exception | None]] = []
+        for prompt, future in batch:
+            try:
+                results.append((future, self.attributor.attribute(prompt), None))
+            except Exception as exc:
+                results.append((future, None, exc))
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for these any more
+            self.loop.call_soon_threadsafe(_deliver, results)
+
+
+def _deliver(results) -> None:
+    for future, spans, error in results:
+        if future.done():  # cancelled while it waited
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(spans)
 
 
 _attributors: weakref.WeakKeyDictionary[Corpus, Attributor] = weakref.WeakKeyDictionary()
