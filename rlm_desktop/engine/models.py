@@ -376,7 +376,9 @@ class _StreamReader:
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.on_delta = on_delta
-        self.last_pass = 0.0
+        # The first text is passed on once the reply has taken DELTA_INTERVAL_S, like every later one: a reply
+        # streamed whole within that time (most sub-calls) is passed on once, at its end, not twice.
+        self.last_pass = time.monotonic()
         self.done = False
 
     def line(self, line: str) -> None:
