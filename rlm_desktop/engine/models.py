@@ -376,9 +376,7 @@ class _StreamReader:
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.on_delta = on_delta
-        # The first text is passed on once the reply has taken DELTA_INTERVAL_S, like every later one: a reply
-        # streamed whole within that time (most sub-calls) is passed on once, at its end, not twice.
-        self.last_pass = time.monotonic()
+        self.last_pass = 0.0  # the first piece's text is passed on at once
         self.done = False
 
     def line(self, line: str) -> None:
@@ -421,7 +419,12 @@ class _StreamReader:
                             self.reply.tool_calls.append(str(name))
             if choice.get("finish_reason"):
                 self.reply.finish_reason = choice["finish_reason"]
-        self._pass_on(force=False)
+
+    def pass_on(self) -> None:
+        """Pass the text so far on, at most every DELTA_INTERVAL_S: called once per piece of the body read,
+        so a reply that came in one piece is passed on once, complete, by `finish`."""
+        if not self.done:
+            self._pass_on(force=False)
 
     def _pass_on(self, force: bool) -> None:
         if self.on_delta is None:
@@ -763,6 +766,7 @@ class ModelClient:
                                 break
                         if reader.done:
                             break
+                        reader.pass_on()
                     if reader.done:
                         # Read the stream's end too, so its connection goes back to the pool: otherwise every
                         # call opens a new one. A server that keeps the stream open after [DONE] is left.
