@@ -380,8 +380,10 @@ class _StreamReader:
         self.done = False
 
     def line(self, line: str) -> None:
+        # Called once per streamed token, so it is kept lean: JSON decodes objects to exactly `dict` and text to
+        # exactly `str`, so those type checks stand for the Mapping/str checks of whole replies (_reply_from_json).
         line = line.strip()
-        if not line or line.startswith(":") or not line.startswith("data:"):
+        if not line.startswith("data:"):
             return  # keep-alive comments (": OPENROUTER PROCESSING"), event names, blank separators
         data = line[5:].strip()
         if data == "[DONE]":
@@ -391,34 +393,39 @@ class _StreamReader:
             chunk = json.loads(data)
         except json.JSONDecodeError:
             raise _BadReply(f"the stream carried a chunk that is not JSON: {data[:120]!r}") from None
-        if not isinstance(chunk, Mapping):
+        if type(chunk) is not dict:
             return
-        if "error" in chunk and not chunk.get("choices"):
+        choices = chunk.get("choices")
+        if "error" in chunk and not choices:
             raise _BadReply(f"the stream ended with an error: {error_detail(chunk, 'an error')}", retryable=True,
                             billed_maybe=True)
-        if chunk.get("usage") is not None:
-            self.reply.usage = chunk["usage"]
-        if isinstance(chunk.get("model"), str):
-            self.reply.model = chunk["model"]
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, Mapping):
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.reply.usage = usage
+        model = chunk.get("model")
+        if type(model) is str:
+            self.reply.model = model
+        for choice in choices or ():
+            if type(choice) is not dict:
                 continue
             delta = choice.get("delta") or choice.get("message") or {}
-            if isinstance(delta, Mapping):
-                if delta.get("content"):
-                    self.content.append(_text_of(delta["content"]))
+            if type(delta) is dict:
+                content = delta.get("content")
+                if content:
+                    self.content.append(content if type(content) is str else _text_of(content))
                 thought = delta.get("reasoning_content") or delta.get("reasoning")
                 if thought:
-                    self.reasoning.append(_text_of(thought))
+                    self.reasoning.append(thought if type(thought) is str else _text_of(thought))
                 if delta.get("refusal"):
                     self.reply.refusal = (self.reply.refusal or "") + _text_of(delta["refusal"])
                 for call in delta.get("tool_calls") or ():
-                    if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
+                    if type(call) is dict and type(call.get("function")) is dict:
                         name = call["function"].get("name")
                         if name:
                             self.reply.tool_calls.append(str(name))
-            if choice.get("finish_reason"):
-                self.reply.finish_reason = choice["finish_reason"]
+            finish = choice.get("finish_reason")
+            if finish:
+                self.reply.finish_reason = finish
 
     def pass_on(self) -> None:
         """Pass the text so far on, at most every DELTA_INTERVAL_S: called once per piece of the body read,
