@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
+import orjson
 
 from rlm_desktop.engine.budget import SpendLedger, upper_bound_cost
 from rlm_desktop.engine.chat_http import ChatTransport
@@ -269,6 +270,15 @@ def _context_complaint(detail: str, body: object) -> tuple[int | None, int | Non
     return number(window), number(prompt)
 
 
+def _json_loads(text: str) -> Any:
+    """orjson where it reads the text (2-3x json's speed: this runs for every streamed token), else json's reading,
+    so what is accepted (NaN, integers past 64 bits) and the errors raised stay json's."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 class _BadReply(Exception):
     """A 200 whose body is not a usable chat completion; `retryable` when a retry may help."""
 
@@ -390,7 +400,7 @@ class _StreamReader:
             self.done = True
             return
         try:
-            chunk = json.loads(data)
+            chunk = _json_loads(data)
         except json.JSONDecodeError:
             raise _BadReply(f"the stream carried a chunk that is not JSON: {data[:120]!r}") from None
         if type(chunk) is not dict:
@@ -794,7 +804,7 @@ class ModelClient:
         if not text.strip():
             raise _BadReply("the server answered 200 with an empty body", retryable=True)
         try:
-            data = json.loads(text)
+            data = _json_loads(text)
         except json.JSONDecodeError:
             raise _BadReply(
                 f"the server answered 200 with {_describe_text_body(text)} ({content_type or 'no content type'})"

@@ -249,3 +249,17 @@ def test_sse_without_its_content_type_is_still_read(fake_openai):
     fake_openai.queue(Reply(raw_body=body, raw_content_type="text/plain"))
     result, ledger, _ = call(fake_openai.base_url)
     assert result.text == "plain text SSE" and result.usage_reported and ledger.billed == pytest.approx(MINI.cost(9, 3))
+
+
+def test_replies_are_read_as_json_reads_them():
+    """The fast JSON reader gives way to json's where they differ: NaN, integers past 64 bits, its errors."""
+    import json
+    import math
+
+    from rlm_desktop.engine.models import _json_loads
+
+    assert _json_loads('{"choices": [{"delta": {"content": "é"}}]}') == {"choices": [{"delta": {"content": "é"}}]}
+    assert math.isnan(_json_loads('{"x": NaN}')["x"])
+    assert _json_loads('{"n": 123456789012345678901234567890}')["n"] == 123456789012345678901234567890
+    with pytest.raises(json.JSONDecodeError):
+        _json_loads("{not json")
