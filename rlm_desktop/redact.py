@@ -128,19 +128,27 @@ _VERBATIM = frozenset({"quote", "prompt", "question", "answer"})
 
 def redact_record(value: Any, known_secrets: Iterable[str | None] = (), *, _field: str = "") -> Any:
     """A copy of a run record (or any JSON value) with every string redacted; `base_url`s made public."""
-    known = tuple(known_secrets)
+    return _redact_value(value, tuple(known_secrets), _field)
+
+
+_PLAIN = (int, float, bool, type(None))  # nothing to redact: kept as they are without a call each
+
+
+def _redact_value(value: Any, known: tuple[str | None, ...], field: str) -> Any:
     if isinstance(value, str):
-        if _field == "base_url":
+        if field == "base_url":
             return public_base_url(value)
-        return redact_known(value, known) if _field in _VERBATIM else redact(value, known)
+        return redact_known(value, known) if field in _VERBATIM else redact(value, known)
     if isinstance(value, dict):
         verbatim_text = value.get("kind") == "llm_query"  # its `text` is the prompt
         return {
-            key: redact_record(item, known, _field="prompt" if verbatim_text and key == "text" else key)
+            key: item
+            if item.__class__ in _PLAIN
+            else _redact_value(item, known, "prompt" if verbatim_text and key == "text" else key)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact_record(item, known, _field=_field) for item in value]
+        return [item if item.__class__ in _PLAIN else _redact_value(item, known, field) for item in value]
     return value
 
 
