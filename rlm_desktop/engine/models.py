@@ -820,7 +820,9 @@ class ModelClient:
         more): with 16 sub-calls in flight that time was the fan-out's bottleneck (issue 15). The body here is
         plain JSON of plain strings, so nothing the SDK would transform is lost; see chat_http.py.
         """
-        return self._chat.post(json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        # orjson: the same JSON (compact, UTF-8 as json.dumps(ensure_ascii=False) would send it) in a fraction of
+        # the time; a root call's body is its whole conversation, encoded anew every iteration.
+        return self._chat.post(orjson.dumps(body))
 
     def _adjust(self, model: str, state: _ModelState, detail: str) -> str | None:
         """Change one request parameter a server refused; a description of the change, or None."""
