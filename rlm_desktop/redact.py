@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -53,6 +54,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str, tuple[str, ...]]] = [  # (pattern, r
     ),
 ]
 
+_TRIGGERS = tuple(t for _, _, triggers in _PATTERNS for t in triggers)
+
 _known: set[str] = set()
 _known_lock = threading.Lock()
 
@@ -70,6 +73,11 @@ def redact(text: str, known_secrets: Iterable[str | None] = ()) -> str:
         return text
     text = _remove_known(text, known_secrets)
     lower = text.lower()
+    for trigger in _TRIGGERS:
+        if trigger in lower:
+            break
+    else:
+        return text  # most strings of a run record have no trigger at all: one pass over them, not eight
     for pattern, replacement, triggers in _PATTERNS:
         if any(t in lower for t in triggers):  # most text has none of them: skip the regex scan
             text = pattern.sub(replacement, text)
@@ -90,13 +98,25 @@ _PIECE = 8  # a word holding this many characters of a secret in a row carries p
 _WORDLIKE_PIECE = re.compile(r"[a-z._-]+")
 
 
-def _remove_known(text: str, known_secrets: Iterable[str | None]) -> str:
-    with _known_lock:
-        secrets = {*_known, *(s for s in known_secrets if s and len(s) >= _MIN_SECRET)}
-    for secret in sorted(secrets, key=len, reverse=True):  # longest first: a key containing another
-        text = text.replace(secret, REDACTED)
+@functools.lru_cache(maxsize=64)
+def _secret_table(secrets: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The secrets longest first (a key containing another goes first), and every piece of them: a run saves
+    thousands of strings, each once checked against the same few secrets."""
+    ordered = tuple(sorted(secrets, key=len, reverse=True))
     pieces = {s[i : i + _PIECE] for s in secrets if len(s) > _PIECE for i in range(len(s) - _PIECE + 1)}
     pieces = {p for p in pieces if not _WORDLIKE_PIECE.fullmatch(p)}
+    return ordered, tuple(pieces)
+
+
+def _remove_known(text: str, known_secrets: Iterable[str | None]) -> str:
+    extra = [s for s in known_secrets if s and len(s) >= _MIN_SECRET]
+    if not _known and not extra:
+        return text
+    with _known_lock:
+        secrets = frozenset((*_known, *extra))
+    ordered, pieces = _secret_table(secrets)
+    for secret in ordered:
+        text = text.replace(secret, REDACTED)
     found = [p for p in pieces if p in text]  # C-speed scans; words are only split when a piece is there
     if found:
         words = re.split(r"(\s+)", text)
@@ -112,19 +132,27 @@ _VERBATIM = frozenset({"quote", "prompt", "question", "answer"})
 
 def redact_record(value: Any, known_secrets: Iterable[str | None] = (), *, _field: str = "") -> Any:
     """A copy of a run record (or any JSON value) with every string redacted; `base_url`s made public."""
-    known = tuple(known_secrets)
+    return _redact_value(value, tuple(known_secrets), _field)
+
+
+_PLAIN = (int, float, bool, type(None))  # nothing to redact: kept as they are without a call each
+
+
+def _redact_value(value: Any, known: tuple[str | None, ...], field: str) -> Any:
     if isinstance(value, str):
-        if _field == "base_url":
+        if field == "base_url":
             return public_base_url(value)
-        return redact_known(value, known) if _field in _VERBATIM else redact(value, known)
+        return redact_known(value, known) if field in _VERBATIM else redact(value, known)
     if isinstance(value, dict):
         verbatim_text = value.get("kind") == "llm_query"  # its `text` is the prompt
         return {
-            key: redact_record(item, known, _field="prompt" if verbatim_text and key == "text" else key)
+            key: item
+            if item.__class__ in _PLAIN
+            else _redact_value(item, known, "prompt" if verbatim_text and key == "text" else key)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact_record(item, known, _field=_field) for item in value]
+        return [item if item.__class__ in _PLAIN else _redact_value(item, known, field) for item in value]
     return value
 
 

@@ -7,7 +7,7 @@ reservation: **billed** (the provider reported usage: its real cost), **held** (
 unknown: a timeout, a reset or a 5xx after sending, or a reply without usage; the whole
 reservation stays counted against the cap, shown apart from what was billed) or
 **released** (it never reached the server: $0). Amounts are kept as exact fractions so
-float rounding cannot let a sum slip past the cap either.
+float rounding cannot let a sum slip past the cap either (whole units of 2**-1100 USD: every float is one).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from rlm_desktop.engine.pricing import Price
 
@@ -59,6 +58,24 @@ def upper_bound_cost(
     return (input_tokens * input_rate + max_output_tokens * price.output_per_m) / 1_000_000
 
 
+# Amounts are kept exactly, as whole multiples of 2**-1100 USD: every float is one (the smallest is 2**-1074), so
+# sums and comparisons are exact, as with fractions, and cost a few integer operations instead of a gcd each.
+_SCALE_BITS = 1100
+_ONE = 1 << _SCALE_BITS
+
+
+def _units(amount: float) -> int:
+    """`amount` USD exactly, in units of 2**-1100 USD."""
+    numerator, denominator = amount.as_integer_ratio()
+    if _ONE % denominator:  # only a binary fraction (every float and int) is a whole number of units
+        raise ValueError(f"amount must be a float, got {amount!r}")
+    return numerator * (_ONE // denominator)
+
+
+def _usd(units: int) -> float:
+    return units / _ONE  # integer true division rounds correctly, as float() of the exact fraction
+
+
 class CapReached(Exception):
     """Reserving this call's worst-case cost would pass the spending cap; nothing was sent."""
 
@@ -88,7 +105,7 @@ class Reservation:
     id: int
     label: str
     amount: float
-    _exact: Fraction = field(repr=False)
+    _exact: int = field(repr=False)  # the amount in exact units (_units)
     closed: bool = False
 
 
@@ -127,13 +144,13 @@ class SpendLedger:
     def __init__(self, cap_usd: float | None, on_change: Callable[[LedgerSnapshot], None] | None = None):
         if cap_usd is not None and (not math.isfinite(cap_usd) or cap_usd < 0):
             raise ValueError(f"cap must be a finite amount >= 0, got {cap_usd!r}")
-        self._cap = None if cap_usd is None else Fraction(cap_usd)
+        self._cap = None if cap_usd is None else _units(cap_usd)
         self._cap_usd = cap_usd
         self._lock = threading.Lock()
-        self._billed = Fraction(0)
-        self._held = Fraction(0)
-        self._held_estimate = Fraction(0)
-        self._reserved = Fraction(0)
+        self._billed = 0
+        self._held = 0
+        self._held_estimate = 0
+        self._reserved = 0
         self._open: dict[int, Reservation] = {}
         self._ids = itertools.count(1)
         self._version = 0
@@ -185,22 +202,22 @@ class SpendLedger:
     def spent(self) -> float:
         """Billed + held: what the cap counts."""
         with self._lock:
-            return float(self._billed + self._held)
+            return _usd(self._billed + self._held)
 
     @property
     def billed(self) -> float:
         with self._lock:
-            return float(self._billed)
+            return _usd(self._billed)
 
     @property
     def held(self) -> float:
         with self._lock:
-            return float(self._held)
+            return _usd(self._held)
 
     @property
     def reserved(self) -> float:
         with self._lock:
-            return float(self._reserved)
+            return _usd(self._reserved)
 
     @property
     def remaining(self) -> float | None:
@@ -226,11 +243,11 @@ class SpendLedger:
         """Set aside `amount` USD or raise CapReached if it would pass the cap."""
         if not math.isfinite(amount) or amount < 0:
             raise ValueError(f"reservation must be a finite amount >= 0, got {amount!r}")
-        exact = Fraction(amount)
+        exact = _units(amount)
         with self._lock:
             spent = self._billed + self._held
             if self._cap is not None and spent + self._reserved + exact > self._cap:
-                raise CapReached(float(self._cap), float(spent), float(self._reserved), amount, label)
+                raise CapReached(_usd(self._cap), _usd(spent), _usd(self._reserved), amount, label)
             reservation = Reservation(next(self._ids), label, amount, exact)
             self._open[reservation.id] = reservation
             self._reserved += exact
@@ -246,7 +263,7 @@ class SpendLedger:
         """
         if not math.isfinite(actual_cost) or actual_cost < 0:
             raise ValueError(f"cost must be a finite amount >= 0, got {actual_cost!r}")
-        self._close(reservation, Fraction(actual_cost))
+        self._close(reservation, _units(actual_cost))
 
     def hold(self, reservation: Reservation, estimate: float | None = None) -> None:
         """Close a call whose cost is unknown at its full reservation, counted against the cap as *held*.
@@ -259,7 +276,7 @@ class SpendLedger:
 
     def release(self, reservation: Reservation) -> None:
         """Close a call that never reached the server (connection refused, DNS failure): it cost nothing."""
-        self._close(reservation, Fraction(0), counted=False)
+        self._close(reservation, 0, counted=False)
 
     # The older name: a cancelled or failed call whose cost is unknown is held, never dropped.
     release_as_charged = hold
@@ -267,7 +284,7 @@ class SpendLedger:
     def _close(
         self,
         reservation: Reservation,
-        charge: Fraction,
+        charge: int,
         *,
         held: bool = False,
         estimate: float | None = None,
@@ -280,13 +297,13 @@ class SpendLedger:
             self._reserved -= reservation._exact
             if held:
                 self._held += charge
-                self._held_estimate += min(charge, Fraction(estimate)) if estimate is not None else charge
+                self._held_estimate += min(charge, _units(estimate)) if estimate is not None else charge
             else:
                 self._billed += charge
             if counted:
                 self._calls += 1
             if charge > reservation._exact:
-                self._anomalies.append(Anomaly(reservation.label, reservation.amount, float(charge)))
+                self._anomalies.append(Anomaly(reservation.label, reservation.amount, _usd(charge)))
             self._closes += 1
             waiters, self._close_waiters = self._close_waiters, []
             snap = self._changed()
@@ -297,19 +314,19 @@ class SpendLedger:
     def _remaining(self) -> float | None:
         if self._cap is None:
             return None
-        return max(0.0, float(self._cap - self._billed - self._held - self._reserved))
+        return max(0.0, _usd(self._cap - self._billed - self._held - self._reserved))
 
     def _snapshot(self) -> LedgerSnapshot:
         return LedgerSnapshot(
             self._version,
             self._cap_usd,
-            float(self._billed + self._held),
-            float(self._reserved),
+            _usd(self._billed + self._held),
+            _usd(self._reserved),
             self._remaining(),
             self._calls,
-            float(self._billed),
-            float(self._held),
-            float(self._held_estimate),
+            _usd(self._billed),
+            _usd(self._held),
+            _usd(self._held_estimate),
         )
 
     def _changed(self) -> LedgerSnapshot:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import re
 import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from rlm_desktop.corpus import Corpus
@@ -101,12 +105,12 @@ class Attributor:
             cache.popitem(last=False)
         return found
 
-    def scan(self, pattern: re.Pattern[str]) -> list[tuple[int, re.Match[str]]]:
+    def scan(self, pattern: _Phrase) -> list[tuple[int, _Found]]:
         """Matches of `pattern` in whole texts, lowest doc ids first: the fallback when FTS cannot help."""
         if not self._scan_ready:
             self.corpus.load_all_texts()
             self._scan_ready = True
-        found: list[tuple[int, re.Match[str]]] = []
+        found: list[tuple[int, _Found]] = []
         docs = 0
         for doc_id in sorted(self._members):
             hits = []
@@ -231,8 +235,64 @@ def _rank(span: SourceSpan, continuing: int | None) -> tuple[int, int, int, int]
     return (-span.length, 0 if span.doc_id == continuing else 1, span.doc_id, span.start)
 
 
-def _whitespace_pattern(piece: str) -> re.Pattern[str]:
-    return re.compile(r"\s+".join(re.escape(part) for part in piece.split()))
+class _Found:
+    """Where a phrase was found (the `start()` of a regex match)."""
+
+    __slots__ = ("_start", "_end")
+
+    def __init__(self, start: int, end: int):
+        self._start, self._end = start, end
+
+    def start(self) -> int:
+        return self._start
+
+    def end(self) -> int:
+        return self._end
+
+
+class _Phrase:
+    """A piece's words with a run of one or more whitespace characters between each two, as the regular
+    expression `word\\s+word...` matches them (`\\s` and str.isspace() are the same set), found with str.find.
+
+    Compiling that expression for each probe cost more than all its searches (every sub-call prompt has its
+    own probes: about 0.1 ms a probe, half of the provenance of a short prompt; issue 15)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, piece: str):
+        self.parts = piece.split()
+
+    def _end_at(self, text: str, i: int, endpos: int) -> int:
+        """The end of the phrase starting at text[i] (its first word is there), or -1."""
+        j = i + len(self.parts[0])
+        for part in self.parts[1:]:
+            k = j
+            while k < endpos and text[k].isspace():
+                k += 1
+            if k == j or not text.startswith(part, k, endpos):
+                return -1
+            j = k + len(part)
+        return j
+
+    def finditer(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[_Found]:
+        """Non-overlapping occurrences within text[pos:endpos], left to right (as `re.finditer`)."""
+        endpos = len(text) if endpos is None else min(endpos, len(text))
+        first = self.parts[0]
+        i = text.find(first, pos, endpos)
+        while i != -1:
+            end = self._end_at(text, i, endpos)
+            if end != -1:
+                yield _Found(i, end)
+                i = text.find(first, end, endpos)
+            else:
+                i = text.find(first, i + 1, endpos)
+
+    def search(self, text: str, pos: int = 0, endpos: int | None = None) -> _Found | None:
+        return next(self.finditer(text, pos, endpos), None)
+
+
+def _whitespace_pattern(piece: str) -> _Phrase:
+    return _Phrase(piece)
 
 
 def _common_prefix(a: str, i: int, b: str, j: int, limit: int) -> int:
@@ -331,6 +391,56 @@ def _backward(a: str, i: int, b: str, j: int, left: int) -> tuple[int, int, bool
     while i < end and a[i].isspace():
         i, j = i + 1, j + 1
     return i, j, normalized
+
+
+class AttributionQueue:
+    """Attributes prompts on one worker thread in batches: the prompts a loop turn asked for go as one job.
+
+    A sub-call's provenance runs beside its model call. Handing each prompt to the thread alone (a future, a
+    queue put, a thread wake-up, a loop wake-up) cost about as much as attributing a short prompt; a wave of
+    sub-calls starts in one loop turn, so its prompts share one hand-over each way. Only from the loop's thread.
+    """
+
+    def __init__(self, attributor: Attributor, pool: Executor, loop: asyncio.AbstractEventLoop):
+        self.attributor, self.pool, self.loop = attributor, pool, loop
+        self._pending: list[tuple[str, asyncio.Future[list[SourceSpan]]]] = []
+
+    def spans(self, prompt: str) -> asyncio.Future[list[SourceSpan]]:
+        """A future of `prompt`'s source spans (or of the error attributing it raised)."""
+        future: asyncio.Future[list[SourceSpan]] = self.loop.create_future()
+        if not self._pending:
+            self.loop.call_soon(self._submit)  # after this turn, with the wave's other prompts
+        self._pending.append((prompt, future))
+        return future
+
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            self.pool.submit(self._work, batch)
+        except RuntimeError as exc:  # the pool was shut down: the run is over
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+
+    def _work(self, batch: list[tuple[str, asyncio.Future[list[SourceSpan]]]]) -> None:
+        results: list[tuple[asyncio.Future[list[SourceSpan]], list[SourceSpan] | None, Exception | None]] = []
+        for prompt, future in batch:
+            try:
+                results.append((future, self.attributor.attribute(prompt), None))
+            except Exception as exc:
+                results.append((future, None, exc))
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for these any more
+            self.loop.call_soon_threadsafe(_deliver, results)
+
+
+def _deliver(results) -> None:
+    for future, spans, error in results:
+        if future.done():  # cancelled while it waited
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(spans)
 
 
 _attributors: weakref.WeakKeyDictionary[Corpus, Attributor] = weakref.WeakKeyDictionary()

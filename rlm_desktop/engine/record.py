@@ -24,9 +24,10 @@ _NODE_KEYS = (
 _CITATION_KEYS = ("marker", "doc_id", "path", "title", "start", "end", "quote", "verified", "page", "rects")
 
 
-def node_dict(node: Any) -> dict[str, Any]:
+def node_dict(node: Any, children: bool = True) -> dict[str, Any]:
     """The CONTRACTS NODE object of a step, live (engine/tree.py's Node) or saved (NodeRecord): both have
-    these attributes; kind-specific details go alongside the fixed keys."""
+    these attributes; kind-specific details go alongside the fixed keys. Without `children` the step alone
+    (a run saves each step in its own row, and a step with a thousand sub-calls is saved many times)."""
     out: dict[str, Any] = {
         "id": node.id,
         "kind": node.kind,
@@ -39,8 +40,9 @@ def node_dict(node: Any) -> dict[str, Any]:
         "ended": node.ended,
         "text": node.text,
         "spans": [{"doc_id": d, "start": s, "end": e} for d, s, e in node.spans],
-        "children": [node_dict(c) for c in node.children],
     }
+    if children:
+        out["children"] = [node_dict(c) for c in node.children]
     for key, value in node.detail.items():
         out.setdefault(key, value)
     return out

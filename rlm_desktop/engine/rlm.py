@@ -295,9 +295,10 @@ class _Run:
         self.levels = 0
         self.attributor_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-provenance")
         self.corpus = Corpus.open(case_path)  # host side: verification, provenance, metadata
-        from rlm_desktop.engine.provenance import Attributor
+        from rlm_desktop.engine.provenance import AttributionQueue, Attributor
 
         self.attributor = Attributor(self.corpus)
+        self.attribution = AttributionQueue(self.attributor, self.attributor_pool, self.loop)
 
     # ---- events, cost and saving -------------------------------------------------------------------
 
@@ -609,9 +610,7 @@ class _Run:
         node = self.tree.add(parent, "llm_query", model=cfg.sub_model, text=prompt, prompt=prompt)
         index = self.subcall_counts[parent.id] = self.subcall_counts.get(parent.id, 0) + 1
         self.started_node(node)
-        spans_future = asyncio.get_running_loop().run_in_executor(
-            self.attributor_pool, self.attributor.attribute, prompt
-        )
+        spans_future = self.attribution.spans(prompt)
         try:
             async with self.semaphore:
                 completion, parsed, _ = await self.complete_reply(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlm_desktop.engine.record import node_dict
 from rlm_desktop.engine.tree import Node
 from rlm_desktop.redact import redact_record
 from rlm_desktop.store import runs as stored
@@ -55,8 +56,7 @@ class RunStore:
         steps = []
         for node in nodes:
             seq = self._seq.setdefault(node.id, len(self._seq))
-            data = node.to_json()
-            data.pop("children")
+            data = node_dict(node, children=False)
             steps.append((node.id, node.parent.id if node.parent else None, seq, redact_record(data)))
         save_run(self.case, redact_record(header), steps)
 

@@ -48,18 +48,18 @@ def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str 
             },
             pk="run_id",
         )
-        rows = [
-            {
-                "run_id": header["run_id"],
-                "node_id": node_id,
-                "parent_id": parent_id,
-                "seq": seq,
-                "data": json.dumps(data, ensure_ascii=False),
-            }
-            for node_id, parent_id, seq, data in nodes
-        ]
-        if rows:
-            case.db["run_nodes"].upsert_all(rows, pk=("run_id", "node_id"))
+        # Plain executemany, not sqlite-utils' upsert_all: a run with many sub-calls saves thousands of steps, and
+        # its per-row work (column checks, value conversion, an insert then an update) was most of a save.
+        run_id = header["run_id"]
+        case.conn.executemany(
+            "INSERT INTO run_nodes (run_id, node_id, parent_id, seq, data) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, node_id) DO UPDATE SET parent_id = excluded.parent_id, seq = excluded.seq,"
+            " data = excluded.data",
+            [
+                (run_id, node_id, parent_id, seq, json.dumps(data, ensure_ascii=False))
+                for node_id, parent_id, seq, data in nodes
+            ],
+        )
 
 
 def run_rows(case: Case) -> list[RunRow]:

@@ -247,3 +247,19 @@ def test_waiting_for_room_gives_up_after_its_timeout():
         return asyncio.get_running_loop().time() - started
 
     assert 0.04 <= asyncio.run(scenario()) < 1.0
+
+
+def test_exact_units_add_and_compare_as_fractions_do():
+    """The ledger's integer units are exact: sums, differences and comparisons agree with Fraction arithmetic,
+    down to the smallest float and up to the largest."""
+    import random
+
+    from rlm_desktop.engine.budget import _units, _usd
+
+    rng = random.Random(15)
+    values = [0.0, 5e-324, 1.7e308, 0.1, 0.2, 0.3, 3] + [rng.random() * 10 ** rng.randint(-12, 4) for _ in range(3000)]
+    for a, b in zip(values, values[1:] + values[:1], strict=True):
+        assert _usd(_units(a) + _units(b)) == float(Fraction(a) + Fraction(b))
+        assert _usd(_units(a) - _units(b)) == float(Fraction(a) - Fraction(b))
+        assert (_units(a) > _units(b)) == (Fraction(a) > Fraction(b))
+    assert _units(0.1) + _units(0.2) != _units(0.3)  # kept exact, never rounded to a float on the way

@@ -249,3 +249,19 @@ def test_sse_without_its_content_type_is_still_read(fake_openai):
     fake_openai.queue(Reply(raw_body=body, raw_content_type="text/plain"))
     result, ledger, _ = call(fake_openai.base_url)
     assert result.text == "plain text SSE" and result.usage_reported and ledger.billed == pytest.approx(MINI.cost(9, 3))
+
+
+def test_replies_are_read_as_json_reads_them():
+    """The fast JSON reader gives way to json's where orjson refuses (NaN, its errors). An integer past 64 bits
+    comes as a float: as a token count it is not one, so such usage is refused and the call held, not billed."""
+    import json
+    import math
+
+    from rlm_desktop.engine.models import _json_loads
+
+    assert _json_loads('{"choices": [{"delta": {"content": "é"}}]}') == {"choices": [{"delta": {"content": "é"}}]}
+    assert math.isnan(_json_loads('{"x": NaN}')["x"])
+    huge = _json_loads('{"prompt_tokens": 123456789012345678901234567890, "completion_tokens": 5}')
+    assert read_usage(huge) is None
+    with pytest.raises(json.JSONDecodeError):
+        _json_loads("{not json")

@@ -378,3 +378,28 @@ def test_speed_and_thread_use(synthetic):
     assert per_prompt < 0.25, f"{per_prompt * 1000:.0f} ms per prompt"  # ~10 ms here; generous for slow CI
     assert all(results[k] == attributor.attribute(prompts[k]) for k in range(len(prompts)))
     assert all(len(results[k]) >= 10 for k in range(len(prompts)))
+
+
+def test_phrase_search_finds_what_the_whitespace_regex_finds():
+    """The str.find phrase matcher (no regex compiled per probe) agrees with `word\\s+word...` everywhere."""
+    import random
+    import re
+
+    from rlm_desktop.engine.provenance import _Phrase
+
+    rng = random.Random(15)
+    words = ["ab", "a", "b", "ba", "abab", "é", "x.y", "(b)"]
+    spaces = [" ", "  ", "\n", "\t ", "\u00a0", "\u2003", ""]
+    for _ in range(3000):
+        text = "".join(rng.choice(words) + rng.choice(spaces) for _ in range(rng.randint(0, 30)))
+        piece = " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
+        regex = re.compile(r"\s+".join(re.escape(part) for part in piece.split()))
+        pos = rng.randint(0, max(0, len(text) - 1))
+        endpos = rng.choice([None, rng.randint(pos, len(text) + 3)])
+        expected = [
+            (m.start(), m.end())
+            for m in (regex.finditer(text, pos) if endpos is None else regex.finditer(text, pos, endpos))
+        ]
+        assert [(m.start(), m.end()) for m in _Phrase(piece).finditer(text, pos, endpos)] == expected
+        first = _Phrase(piece).search(text, pos, endpos)
+        assert (first.start() if first else None) == (expected[0][0] if expected else None)

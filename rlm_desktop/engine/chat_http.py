@@ -1,0 +1,136 @@
+"""Chat requests on aiohttp: about a quarter of the CPU per request of the SDK's httpx stack (issue 15).
+
+With 16 or more sub-calls in flight the engine's own CPU per call decides how close a fan-out comes to the
+model's latency: httpx's pure-Python HTTP/1.1 parser, connection pool and stream layers cost 1.6-1.9 ms per
+request on the standard machine, aiohttp (C parser) 0.3-0.5 ms. aiohttp is the SDK's own optional transport
+(`openai[aiohttp]`). Everything else about a request stays the SDK's: its headers, and its error classes
+built by the SDK from the response (`ChatTransport.post` hands an error status over as an httpx response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+# Headers that describe the body as it came over the wire; the body handed on is already decoded.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+# As the SDK's default client: many connections (a fan-out of hundreds), idle ones closed after 5 s.
+MAX_CONNECTIONS = 1000
+KEEPALIVE_S = 5.0
+
+
+class ChatResponse:
+    """A successful reply being read: its headers, its body whole, or its lines as they come."""
+
+    def __init__(self, response: aiohttp.ClientResponse):
+        self._response = response
+        self.headers = response.headers  # case-insensitive
+
+    async def aread(self) -> bytes:
+        return await self._response.read()
+
+    async def line_batches(self) -> AsyncIterator[list[str]]:
+        """The body's lines (without their ends), a list per piece received: one deadline reset per piece."""
+        pending = b""
+        async for piece in self._response.content.iter_any():
+            pending += piece
+            lines = pending.splitlines(keepends=True)  # \n, \r\n and \r, as SSE allows
+            pending = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+            if lines:
+                # A line is split from its bytes before it is decoded: UTF-8 never puts a line end inside
+                # a character, so a character cut between two pieces is whole again here.
+                yield [line.decode("utf-8", "replace") for line in lines]
+        if pending:
+            yield [pending.decode("utf-8", "replace")]
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), as the SDK's client."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not proxies or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+class ChatTransport:
+    """POSTs JSON bodies to one URL on a pooled aiohttp session (one per event loop, made on first use).
+
+    Errors keep the shapes the engine reads: an error status is the SDK's error class (`make_status_error`
+    builds it from an httpx response holding the same status, headers and body); a failure to connect is
+    `openai.APIConnectionError` or `openai.APITimeoutError` from aiohttp's connector error; anything that
+    breaks once the request may have gone out is aiohttp's own error, raised as it is.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        ssl_context: ssl.SSLContext,
+        make_status_error: Callable[[Any], Exception],
+        httpx: Any,
+    ):
+        self.url = url
+        self.headers = headers
+        self.timeout_s = timeout_s
+        self.ssl_context = ssl_context
+        self.make_status_error = make_status_error
+        self.httpx = httpx  # the SDK's HTTP library (httpx, or httpx2 in newer SDKs): its errors take its types
+        self.proxy = _proxy_for(url)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _session_here(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self.ssl_context, limit=MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+            )
+            # Our own deadlines (ModelClient._send) bound the whole call or each streamed piece; aiohttp's
+            # only bounds the connect, so a refused or unreachable host fails as one that was never reached.
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s)
+            # trust_env stays off: it would also read ~/.netrc, which aiohttp refuses beside our Authorization
+            # header; the environment's proxy is passed explicitly instead (_proxy_for).
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+            self._loop = loop
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def post(self, data: bytes) -> AsyncIterator[ChatResponse]:
+        import openai  # the SDK's exception classes (imported with the engine already)
+
+        try:
+            async with self._session_here().post(
+                self.url, data=data, headers=self.headers, proxy=self.proxy, allow_redirects=True
+            ) as response:
+                if not 200 <= response.status < 300:
+                    body = await response.read()
+                    raise self.make_status_error(self._as_httpx(response, body))
+                yield ChatResponse(response)
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise openai.APITimeoutError(request=self._request()) from exc
+        except aiohttp.ClientConnectorError as exc:  # refused, unresolvable, TLS handshake, proxy connect
+            raise openai.APIConnectionError(request=self._request()) from exc
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            with contextlib.suppress(RuntimeError):  # its loop is gone: nothing left to close on it
+                await session.close()
+
+    def _request(self) -> Any:
+        return self.httpx.Request("POST", self.url)
+
+    def _as_httpx(self, response: aiohttp.ClientResponse, body: bytes) -> Any:
+        headers: list[tuple[str, Any]] = [
+            (k, v) for k, v in response.headers.items() if k.lower() not in _WIRE_HEADERS
+        ]
+        return self.httpx.Response(response.status, headers=headers, content=body, request=self._request())
