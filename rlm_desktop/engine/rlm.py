@@ -280,7 +280,8 @@ class _Run:
 
         self.client = client(config.base_url, api_key, config.max_in_flight)
         self.sub_client = (
-            client(config.sub_base_url, api_key if sub_api_key is None else sub_api_key, config.sub_max_in_flight)
+            # never the root's key: another host (a local vLLM, a gateway) must not receive it
+            client(config.sub_base_url, sub_api_key or "", config.sub_max_in_flight)
             if config.separate_sub_endpoint
             else self.client
         )
@@ -1139,7 +1140,8 @@ async def run_rlm(
     follows: a run of the case this question follows up (its thread's questions, answers and verified
     citations open the conversation and are `history` in the REPL); KeyError when there is no such run.
     keeper: the thread's REPL to reuse and keep (the window); without one the REPL is fresh and closed after.
-    sub_api_key: the key for `config.sub_base_url` when sub-calls have their own endpoint (default: api_key).
+    sub_api_key: the key for `config.sub_base_url` when sub-calls have their own endpoint (default: none; the
+    root's key is never sent to another endpoint).
     history: without `follows`, earlier turns that are not runs of the case (a chat client's conversation, in
     `serve`), shown like a thread's: dicts with `question`, `answer`, `citations` and `run_id` None.
     """

@@ -72,3 +72,17 @@ def test_ask_takes_a_sub_endpoint_and_sends_the_root_key_nowhere_else(servers, t
     assert record["status"] == "completed"
     assert len(sub.chat_requests) == 12 and sub.max_in_flight <= 2
     assert not any(ROOT_KEY in json.dumps(r.headers) for r in sub.requests)  # no key given: none sent
+
+
+def test_the_engine_never_falls_back_to_the_root_key_for_another_endpoint(servers, case_path):
+    # a caller that forgets the sub key (the window, serve and bench once did) sends none, not the root's
+    root, sub = servers
+    sub.api_key = None  # a local server that needs no key
+    config = RunConfig(
+        root_model=ROOT, sub_model=SUB, base_url=root.base_url, sub_base_url=sub.base_url, cap_usd=1.0,
+        price_args=PRICES, max_retries=0,
+    )
+    record = asyncio.run(run_rlm(case_path, "q", config, ROOT_KEY))
+    assert record["status"] == "completed", record.get("error")
+    assert len(sub.chat_requests) == 12
+    assert not any(ROOT_KEY in json.dumps(r.headers) for r in sub.requests)
