@@ -286,8 +286,9 @@ class MainWindow(QMainWindow):
         for widget in (self.browser, self.viewer, self.history, self.ask_panel, self.findings):
             widget.set_case(case)
         self._fill_case_combo()
-        self._refresh_case_views(documents=False)
-        self.ingest_panel.show_case(name, case.count_documents(), len(case.failures()))
+        docs = case.count_documents()  # once: it scans the documents table
+        self._refresh_case_views(documents=False, docs=docs)
+        self.ingest_panel.show_case(name, docs, len(case.failures()))
         self.setWindowTitle(f"{name} — RLM Desktop")
         if self.settings.last_case != name:
             self.settings.last_case = name
@@ -328,14 +329,14 @@ class MainWindow(QMainWindow):
         if name and name != self.case_name:
             self.open_case(name)
 
-    def _refresh_case_views(self, documents: bool = True) -> None:
+    def _refresh_case_views(self, documents: bool = True, docs: int | None = None) -> None:
         if self.case is None:
             return
         if documents:
             self.browser.refresh_in_background()
             self.findings.refresh()  # verified again: an ingest may have replaced a document's text
         self.history.refresh()
-        docs = self.case.count_documents()
+        docs = self.case.count_documents() if docs is None else docs
         runs = self.history.model.run_count()  # just refreshed from the case
         failures = len(self.case.failures())
         text = f"{self.case_name}: {_count(docs, 'document')} · {_count(runs, 'run')}"
