@@ -242,6 +242,7 @@ class DocumentBrowser(QWidget):
         self._case: Case | None = None
         self._generation = 0  # a background refresh older than the newest one is dropped
         self._reading = 0  # documents of the case being read in the background (0: none)
+        self.big_case = False  # more than SYNC_TREE_MAX documents: read (and counted) off the GUI thread
         self.model = DocumentTreeModel(None, self)
         self.proxy = DocumentFilterProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -424,7 +425,8 @@ class DocumentBrowser(QWidget):
         # documents took seconds of reading and parsing, and the window must not stop for that.
         # (the highest id is instant; counting scans the table, texts and all)
         self._reading = (case.conn.execute("SELECT max(id) FROM documents").fetchone()[0] or 0) if case else 0
-        if self._reading <= SYNC_TREE_MAX:
+        self.big_case = self._reading > SYNC_TREE_MAX
+        if not self.big_case:
             self._reading = 0
         self.model.refresh(None if self._reading else case)
         self._after_refresh()

@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.home = home
         self.settings = settings or Settings.load(home)
         self.case: Case | None = None
+        self._doc_count: int | None = None  # the open case's documents, once counted
         self.case_name: str | None = None
         self._shut_down = False
         self._password_ingest = False  # the running ingest reads a file with the password the user typed
@@ -286,9 +287,10 @@ class MainWindow(QMainWindow):
         for widget in (self.browser, self.viewer, self.history, self.ask_panel, self.findings):
             widget.set_case(case)
         self._fill_case_combo()
-        docs = case.count_documents()  # once: it scans the documents table
-        self._refresh_case_views(documents=False, docs=docs)
-        self.ingest_panel.show_case(name, docs, len(case.failures()))
+        self._doc_count = None
+        self._refresh_case_views(documents=False)
+        if self._doc_count is not None:  # a big case's count comes from a worker thread, then shows
+            self.ingest_panel.show_case(name, self._doc_count, len(case.failures()))
         self.setWindowTitle(f"{name} — RLM Desktop")
         if self.settings.last_case != name:
             self.settings.last_case = name
@@ -329,15 +331,44 @@ class MainWindow(QMainWindow):
         if name and name != self.case_name:
             self.open_case(name)
 
-    def _refresh_case_views(self, documents: bool = True, docs: int | None = None) -> None:
+    def _refresh_case_views(self, documents: bool = True) -> None:
         if self.case is None:
             return
         if documents:
             self.browser.refresh_in_background()
             self.findings.refresh()  # verified again: an ingest may have replaced a document's text
+            self._doc_count = None
         self.history.refresh()
-        docs = self.case.count_documents() if docs is None else docs
+        if self._doc_count is None:
+            if self.browser.big_case:  # counting scans the documents table, texts and all: 30-100 ms at 20,000
+                case, path, opened = self.case, self.case.path, self.ingest_panel
+
+                def count() -> int:
+                    with Case.open(path) as c:
+                        return c.count_documents()
+
+                def counted(docs: int) -> None:
+                    if self.case is case:
+                        fresh = self._doc_count is None and not documents
+                        self._doc_count = docs
+                        self._show_counts(docs)
+                        if fresh:
+                            opened.show_case(self.case_name, docs, len(case.failures()))
+
+                run_in_background(count, counted, owner=self)
+                self._show_counts(None)
+                return
+            self._doc_count = self.case.count_documents()
+        self._show_counts(self._doc_count)
+
+    def _show_counts(self, docs: int | None) -> None:
+        """The case line (documents, runs, unreadable files); `docs` None while they are being counted."""
+        if self.case is None:
+            return
         runs = self.history.model.run_count()  # just refreshed from the case
+        if docs is None:
+            self.case_label.setText(f"{self.case_name}: counting documents… · {_count(runs, 'run')}  ")
+            return
         failures = len(self.case.failures())
         text = f"{self.case_name}: {_count(docs, 'document')} · {_count(runs, 'run')}"
         if failures:
