@@ -39,8 +39,8 @@ RIGHT_COLUMN_SHARES = (0.31, 0.39, 0.30)
 class AskPanel(QWidget):
     """Ask a question of the open case and watch the run; all engine work goes through a RunBridge.
 
-    Every question runs in a thread (`RemoteSession`: a `ThreadSession` in a child process): "Ask a follow-up" continues the thread of the run shown,
-    whose REPL stays alive between its questions (closed when the thread is idle, the case changes or the app
+    Every question runs in a thread (`RemoteSession`: its engine and REPL in a child process): "Ask a follow-up"
+    continues the thread of the run shown, whose REPL stays alive between its questions (closed when the thread is idle, the case changes or the app
     quits), so the model's variables carry over.
     """
 
@@ -65,8 +65,8 @@ class AskPanel(QWidget):
         self._shown_question = ""
         self._running = False
         self.sessions: list[RemoteSession] = []  # newest last
-        # a thread's engine runs in a child process (engine/remote.py); after the first question one is kept
-        # started ahead, so a new thread's question does not wait for a process to start
+        # a thread's engine runs in a child process (engine/remote.py); the next new thread's is started while
+        # the user types a question, so Ask does not wait for its imports
         self._spare: RemoteSession | None = None
         self._quitting = False
         self.bridge = RunBridge(self)
