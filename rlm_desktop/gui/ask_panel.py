@@ -40,8 +40,8 @@ class AskPanel(QWidget):
     """Ask a question of the open case and watch the run; all engine work goes through a RunBridge.
 
     Every question runs in a thread (`RemoteSession`: its engine and REPL in a child process): "Ask a follow-up"
-    continues the thread of the run shown, whose REPL stays alive between its questions (closed when the thread is idle, the case changes or the app
-    quits), so the model's variables carry over.
+    continues the thread of the run shown, whose REPL stays alive between its questions (closed when the thread is
+    idle, the case changes or the app quits), so the model's variables carry over.
     """
 
     citation_activated = Signal(object)
