@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 STOP_KILL_S = 5.0  # a Stop the child has not honoured by then ends the child (its run is saved as far as it got)
 CLOSE_WAIT_S = 3.0
+REPL_REPORT_S = 1.0  # how often the child tells whether the thread's REPL is still alive (it closes when idle)
 
 
 def engine_argv() -> list[str]:
@@ -253,6 +254,17 @@ def serve(conn: Connection, idle_close_s: float) -> None:
             error = f"{type(handle.error).__name__}: {handle.error}"
         send(("ended", handle.run_id, handle.record, error, repl_pid()))
 
+    stopped = threading.Event()
+
+    def report_repl() -> None:  # an idle thread's REPL closes by itself: the window's follow-up bar says so
+        last = repl_pid()
+        while not stopped.wait(REPL_REPORT_S):
+            now = repl_pid()
+            if now != last:
+                last = now
+                send(("repl", now is not None, now))
+
+    threading.Thread(target=report_repl, name="rlm-repl-report", daemon=True).start()
     while True:
         try:
             message = conn.recv()
@@ -277,6 +289,7 @@ def serve(conn: Connection, idle_close_s: float) -> None:
                 found.cancel()
         elif kind == "close":
             break
+    stopped.set()
     for handle in list(handles.values()):
         handle.cancel()
     for handle in list(handles.values()):

@@ -42,7 +42,7 @@ def case_path(tmp_path):
 
 @pytest.fixture
 def session():
-    session = RemoteSession(idle_close_s=60)
+    session = RemoteSession(idle_close_s=1)  # a thread's REPL outlives its run, then closes when idle
     yield session
     session.close()
 
@@ -89,6 +89,10 @@ def test_a_thread_in_a_child_process_sends_its_events_and_keeps_its_repl(fake_op
     doc_id = first["citations"][0]["doc_id"]
     assert f"kept: {doc_id}" in script.root_requests[1]["messages"][-1]["content"]  # run 1's variable
     assert session.repl_pid == repl_pid
+    # idle, the thread's REPL closes by itself, and the window hears of it (its follow-up bar says so)
+    _wait_until(lambda: session.repl_pid is None, 15)
+    assert not os.path.exists(f"/proc/{repl_pid}") or _zombie(repl_pid)
+    assert session.alive  # the thread's engine stays for its next question
 
 
 def test_stop_ends_a_remote_run_at_once_and_it_is_saved_cancelled(fake_openai, case_path, session):
@@ -148,6 +152,14 @@ def _wait_until(predicate, timeout_s: float) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         threading.Event().wait(0.02)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _walk(node):
