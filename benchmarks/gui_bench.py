@@ -22,7 +22,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT_DIR / "tests"))
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from rlm_script import PRICES, ROOT, SUB, repl  # noqa: E402
 
@@ -37,13 +37,20 @@ OUT = ROOT_DIR / "benchmarks" / "out"
 
 
 def spin_until(predicate, timeout_s: float) -> bool:
+    """Run the event loop until `predicate()` holds, as the app waits: blocked in the loop, checking every 10 ms
+    (polling processEvents kept the GUI thread always busy, and a busy thread waits longer for a core when the
+    machine is shared)."""
+    if predicate():
+        return True
     deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-        time.sleep(0.001)
-    return True
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: loop.quit() if predicate() or time.monotonic() > deadline else None)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    return predicate()
 
 
 def settle(ms: int = 200) -> None:

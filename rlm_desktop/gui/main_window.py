@@ -57,6 +57,7 @@ from rlm_desktop.store.case import Case
 REPORT_FORMATS = FORMAT_LABELS
 MAIN_SHARES = (0.27, 0.39, 0.34)  # documents, viewer, ask panel
 QUIT_BUDGET_S = 0.6  # what closing the window may wait for background work (the target is quitting in 1 s)
+_DRAG_EVENTS = frozenset((QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop))
 
 SHORTCUTS = [
     ("Ctrl+Enter", "Ask the question"),
@@ -451,7 +452,8 @@ class MainWindow(QMainWindow):
         """Files dropped anywhere in the window are ingested, even over the text boxes that would otherwise
         paste their URLs as text."""
         kind = event.type()
-        is_drag = kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop)
+        # every event of every widget passes here: the cheapest test first (a set of the three drag types)
+        is_drag = kind in _DRAG_EVENTS
         if is_drag and isinstance(watched, QWidget) and watched.window() is self and _local_paths(event):
             if kind == QEvent.Type.Drop:
                 self.ingest_paths(_local_paths(event))
