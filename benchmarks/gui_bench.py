@@ -3,7 +3,9 @@ and how fast Stop ends a run, measured with a 10 ms heartbeat timer on the real 
 
     python -m benchmarks.gui_bench [--scale 0.1] [--subcalls 300]
 
-Target: no stall over 50 ms; Stop ends the run within 250 ms.
+Targets (issue 15): during the ingest and a run of 300 sub-calls the GUI thread stalls at most 30 ms, p99
+under 16 ms; opening a 20,000-document case never stalls it 50 ms; Stop ends the run within 250 ms. An idle
+window's heartbeat is printed too: on a shared machine it is the floor under every figure.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT_DIR / "tests"))
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from rlm_script import PRICES, ROOT, SUB, repl  # noqa: E402
 
@@ -35,13 +37,20 @@ OUT = ROOT_DIR / "benchmarks" / "out"
 
 
 def spin_until(predicate, timeout_s: float) -> bool:
+    """Run the event loop until `predicate()` holds, as the app waits: blocked in the loop, checking every 10 ms
+    (polling processEvents kept the GUI thread always busy, and a busy thread waits longer for a core when the
+    machine is shared)."""
+    if predicate():
+        return True
     deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-        time.sleep(0.001)
-    return True
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: loop.quit() if predicate() or time.monotonic() > deadline else None)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    return predicate()
 
 
 def settle(ms: int = 200) -> None:
@@ -108,15 +117,18 @@ def measure_run(window: MainWindow, server: ServerProcess, subcalls: int) -> dic
     )
     beat.start()
     started = time.perf_counter()
+    cpu = time.thread_time()  # the GUI thread's own CPU: unlike the stalls, hardly moved by other load
     window.ask_panel.ask("Summarise every document")
     spin_until(lambda: bool(finished), 900)
     beat.stop()
+    cpu = time.thread_time() - cpu
     status = finished[0].status if finished else "timeout"
     return {
         "status": status,
         "seconds": round(time.perf_counter() - started, 1),
         "nodes": len(nodes),
         "tree_rows": window.ask_panel.tree.model.rowCount(),
+        "gui_thread_cpu_s": round(cpu, 2),
         **beat.summary(),
     }
 
@@ -153,6 +165,64 @@ def measure_stop(window: MainWindow, server: ServerProcess, rounds: int = 5) -> 
     return {"median_ms": round(latencies[len(latencies) // 2], 1), "max_ms": round(latencies[-1], 1)}
 
 
+def write_mailbox(path: Path, messages: int) -> None:
+    """An mbox of `messages` short emails in threads of five (In-Reply-To/References), 30 senders."""
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(messages):
+            thread, turn = divmod(i, 5)
+            root = f"<t{thread}.0@bench.example>"
+            day = 1 + i % 28
+            out.write(
+                f"From sender{i % 30}@bench.example Mon Jan {day:2d} 10:00:00 2024\n"
+                f"From: Sender {i % 30} <sender{i % 30}@bench.example>\n"
+                f"To: Team {thread % 7} <team{thread % 7}@bench.example>\n"
+                f"Subject: {'Re: ' if turn else ''}Shipment {thread} status\n"
+                f"Date: Mon, {day:02d} Jan 2024 10:{turn:02d}:00 +0000\n"
+                f"Message-ID: <t{thread}.{turn}@bench.example>\n"
+                + (f"In-Reply-To: <t{thread}.{turn - 1}@bench.example>\nReferences: {root}\n" if turn else "")
+                + f"\nThe containers of shipment {thread} moved on day {day}; note {i}.\n\n"
+            )
+
+
+def measure_case_open(window: MainWindow, home: Path, tmp: Path, documents: int) -> dict:
+    """Open a case of `documents` emails (built beforehand by `ingest`, not timed) with the heartbeat running:
+    the GUI thread's longest stall while the document tree is read and shown, and when it was shown."""
+    import subprocess
+
+    name = f"open{documents}"
+    mbox = tmp / f"{name}.mbox"
+    write_mailbox(mbox, documents)
+    subprocess.run(
+        [sys.executable, "-m", "rlm_desktop", "ingest", str(mbox), "--home", str(home), "--case", name, "--json"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    previous = window.case_name
+    beat = Heartbeat(10)
+    beat.start()
+    started = time.perf_counter()
+    QTimer.singleShot(30, lambda: window.open_case(name))
+    shown = spin_until(lambda: window.browser.model.tree.document_count >= documents, 120)
+    shown_s = time.perf_counter() - started - 0.03
+    settle(300)  # the first paint of the tree, the rest of the event loop's turn
+    beat.stop()
+    result = {"documents": window.browser.model.tree.document_count, "shown_after_s": round(shown_s, 2), **beat.summary()}
+    if not shown:
+        result["error"] = "the documents were not shown within 120 s"
+    if previous:
+        window.open_case(previous)
+    return result
+
+
+def measure_idle(seconds: float = 3.0) -> dict:
+    """The heartbeat with nothing running: what the shared machine alone costs the GUI thread."""
+    beat = Heartbeat(10)
+    beat.start()
+    settle(int(seconds * 1000))
+    beat.stop()
+    return beat.summary()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -162,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--subcalls", type=int, default=300, help="sub-calls in the busy run (default 300)")
     parser.add_argument("--no-stream", action="store_true", help="ask for whole replies (streaming is the default)")
+    parser.add_argument(
+        "--open-documents", type=int, default=20_000, help="documents in the case whose opening is timed (default 20,000)"
+    )
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication([])
     configure_gui_thread()  # as the app does
@@ -176,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         window = make_window(Path(tmp) / "home", server, stream=not args.no_stream)
         results["stream"] = not args.no_stream
         settle()
+        results["idle"] = measure_idle()
+        print("idle window:", json.dumps(results["idle"]), flush=True)
+        results["case_open"] = measure_case_open(window, Path(tmp) / "home", Path(tmp), args.open_documents)
+        print("case open:", json.dumps(results["case_open"]), flush=True)
         results["ingest"] = measure_ingest(window, data_root / "data")
         print("ingest:", json.dumps(results["ingest"]), flush=True)
         results["run"] = measure_run(window, server, args.subcalls)
@@ -186,12 +263,21 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
     app.processEvents()
     OUT.mkdir(exist_ok=True)
+    run, ingest, opened = results["run"], results["ingest"], results["case_open"]
+    checks = {
+        "busy run: stall max < 30 ms": run["max_ms"] < 30,
+        "busy run: stall p99 < 16 ms": run["p99_ms"] < 16,
+        "ingest: stall max < 30 ms": ingest["max_ms"] < 30,
+        "ingest: stall p99 < 16 ms": ingest["p99_ms"] < 16,
+        f"opening a {opened['documents']:,}-document case: stall max < 50 ms": opened["max_ms"] < 50,
+        "Stop: median < 250 ms": results["stop"]["median_ms"] < 250,
+    }
+    results["checks"] = checks
     (OUT / "gui.json").write_text(json.dumps(results, indent=2))
-    worst = max(results["ingest"]["max_ms"], results["run"]["max_ms"])
-    print(
-        f"worst main-thread stall {worst} ms (target < 50 ms); stop median {results['stop']['median_ms']} ms"
-    )
-    return 0
+    print(f"idle window (the machine alone): stall max {results['idle']['max_ms']} ms, p99 {results['idle']['p99_ms']} ms")
+    for label, ok in checks.items():
+        print(f"{'PASS' if ok else 'MISS'}  {label}")
+    return 0 if all(checks.values()) else 1
 
 
 if __name__ == "__main__":

@@ -2,7 +2,12 @@
 
 import sys
 
-from rlm_desktop.frozen import SANDBOX_WORKER_FLAG, restore_library_path, run_sandbox_worker
+from rlm_desktop.frozen import (
+    ENGINE_WORKER_FLAG,
+    SANDBOX_WORKER_FLAG,
+    restore_library_path,
+    run_sandbox_worker,
+)
 
 
 def _entry() -> int:
@@ -12,6 +17,12 @@ def _entry() -> int:
     if sys.argv[1:2] == [SANDBOX_WORKER_FLAG]:
         del sys.argv[1]
         return run_sandbox_worker()
+    if sys.argv[1:2] == [ENGINE_WORKER_FLAG]:  # the window's question threads run their engine in a child
+        del sys.argv[1]
+        restore_library_path()
+        from rlm_desktop.engine.remote import _main_and_leave
+
+        _main_and_leave()
     # Ingest extracts in spawned processes; in a bundle they are this executable again with
     # multiprocessing's arguments, which freeze_support() recognises (it returns at once otherwise).
     import multiprocessing

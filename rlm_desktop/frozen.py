@@ -9,6 +9,8 @@ from pathlib import Path
 # The bundle has no Python to run `python worker.py` with: the app's own executable starts the REPL worker
 # when this is its first argument (rlm_desktop/__main__.py dispatches it before argparse).
 SANDBOX_WORKER_FLAG = "--sandbox-worker"
+# ... and the engine of a window's question thread (rlm_desktop/engine/remote.py) when this one is.
+ENGINE_WORKER_FLAG = "--engine-worker"
 
 
 def is_frozen() -> bool:

@@ -99,7 +99,18 @@ class RunHandle:
                 logging.getLogger(__name__).exception("run event subscriber failed")
 
     def start(self) -> RunHandle:
-        self.config.check()  # usage errors surface in the caller's thread, before any thread starts
+        self.check()
+        if self.session is not None:
+            self.session.submit(self._in_session)
+            return self
+        self._thread = threading.Thread(target=self._main, name=f"rlm-run-{self.run_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def check(self) -> None:
+        """Raise ValueError for a usage error (bad limits, a run to follow that is not in the case): in the
+        caller's thread, before any thread or process starts."""
+        self.config.check()
         if self.follows is not None:  # a run to follow that is not in the case is a usage error, here too
             from rlm_desktop.store.case import Case
             from rlm_desktop.store.runs import run_row
@@ -109,12 +120,6 @@ class RunHandle:
                     run_row(case, self.follows)
                 except KeyError as exc:
                     raise ValueError(str(exc).strip('"')) from None
-        if self.session is not None:
-            self.session.submit(self._in_session)
-            return self
-        self._thread = threading.Thread(target=self._main, name=f"rlm-run-{self.run_id}", daemon=True)
-        self._thread.start()
-        return self
 
     def _coroutine(self, keeper: ReplKeeper | None = None) -> Coroutine[Any, Any, dict[str, Any]]:
         return run_rlm(

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from rlm_desktop.engine.events import RunFinished
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.record import RunRecord
-from rlm_desktop.engine.session import ThreadSession
+from rlm_desktop.engine.remote import RemoteSession
 from rlm_desktop.gui.answer_view import AnswerView
 from rlm_desktop.gui.bridge import RunBridge
 from rlm_desktop.gui.cost_meter import CostMeter
@@ -39,9 +39,9 @@ RIGHT_COLUMN_SHARES = (0.31, 0.39, 0.30)
 class AskPanel(QWidget):
     """Ask a question of the open case and watch the run; all engine work goes through a RunBridge.
 
-    Every question runs in a thread (`ThreadSession`): "Ask a follow-up" continues the thread of the run shown,
-    whose REPL stays alive between its questions (closed when the thread is idle, the case changes or the app
-    quits), so the model's variables carry over.
+    Every question runs in a thread (`RemoteSession`: its engine and REPL in a child process): "Ask a follow-up"
+    continues the thread of the run shown, whose REPL stays alive between its questions (closed when the thread is
+    idle, the case changes or the app quits), so the model's variables carry over.
     """
 
     citation_activated = Signal(object)
@@ -64,7 +64,11 @@ class AskPanel(QWidget):
         self._follow_question = ""
         self._shown_question = ""
         self._running = False
-        self.sessions: list[ThreadSession] = []  # newest last
+        self.sessions: list[RemoteSession] = []  # newest last
+        # a thread's engine runs in a child process (engine/remote.py); the next new thread's is started while
+        # the user types a question, so Ask does not wait for its imports
+        self._spare: RemoteSession | None = None
+        self._quitting = False
         self.bridge = RunBridge(self)
         self.setup_steps: list[str] = []  # what a first launch still lacks before Ask can work
 
@@ -145,6 +149,7 @@ class AskPanel(QWidget):
         for keys in ("Ctrl+Return", "Ctrl+Enter"):
             QShortcut(QKeySequence(keys), self.question, activated=lambda: self.ask())
 
+        self.question.textChanged.connect(self._warm_up)
         self.bridge.run_event.connect(self._on_event)
         self.bridge.run_ended.connect(self._on_ended)
         self._set_running(False)
@@ -263,14 +268,24 @@ class AskPanel(QWidget):
                 pass
         return run_id
 
-    def _session_of(self, run_id: str) -> ThreadSession | None:
+    def _warm_up(self) -> None:
+        """The user is typing a question: start the engine process a new thread will need (about a second of
+        imports) now, while they type, rather than after they press Ask."""
+        if self._spare is None and self.case is not None and not self._quitting:
+            self._spare = RemoteSession()
+
+    def _session_of(self, run_id: str) -> RemoteSession | None:
         """The live thread whose newest run is `run_id` (its REPL holds that run's variables)."""
         return next((s for s in reversed(self.sessions) if not s.closed and s.last_run_id == run_id), None)
 
-    def _session_for(self, follows: str | None) -> ThreadSession:
+    def _session_for(self, follows: str | None) -> RemoteSession:
         session = self._session_of(follows) if follows is not None else None
         if session is None:
-            session = ThreadSession()
+            session, self._spare = self._spare, None
+            if session is None or session.closed or not session.alive:
+                if session is not None:
+                    run_in_background(session.close, owner=self)
+                session = RemoteSession()
             self.sessions.append(session)
             while len(self.sessions) > MAX_LIVE_THREADS:  # the oldest thread's REPL goes first
                 old = self.sessions.pop(0)
@@ -282,7 +297,13 @@ class AskPanel(QWidget):
 
     def close_threads(self, wait: bool = True) -> None:
         """Close every thread's REPL (case change, quit); `wait=False` does it off the GUI thread."""
+        self._quitting = self._quitting or wait  # closing for good (quit): no engine is started ahead any more
         sessions, self.sessions = self.sessions, []
+        if self._spare is not None:
+            sessions.append(self._spare)
+            self._spare = None
+        for session in sessions:
+            session.request_close()  # all end together: quitting waits for the slowest, not for their sum
         for session in sessions:
             if wait:
                 session.close()

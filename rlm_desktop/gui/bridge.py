@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
+from rlm_desktop.engine.events import RunFinished
 from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.engine.remote import RemoteRunHandle, RemoteSession
 from rlm_desktop.engine.rlm import RunConfig
 from rlm_desktop.engine.session import ThreadSession
 from rlm_desktop.gui.tasks import run_in_background
@@ -31,12 +34,18 @@ class RunBridge(QObject):
     # freeze the window. Events wait in a queue and are handed on in slices of at most this many ms,
     # with the event loop (painting, input, Stop) running between slices.
     SLICE_MS = 12
+    # ... and they are taken in at most once per frame: each batch costs the window a fixed price (the tree's
+    # layout and repaint, the cost meter), so a run's 300 events a second arrive as 20 batches, not 300.
+    # The run's end is taken in at once (Stop shows without waiting for the frame).
+    FRAME_MS = 50
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.handle: RunHandle | None = None
         self._queue: deque[object] = deque()
         self._wake_pending = threading.Event()
+        self._urgent = False  # the run's end is queued: no waiting for the next frame
+        self._next_drain = 0.0  # perf_counter time before which events wait for the next frame
         self._drain_timer = QTimer(self)
         self._drain_timer.setSingleShot(True)
         self._drain_timer.setInterval(0)
@@ -55,16 +64,22 @@ class RunBridge(QObject):
         config: RunConfig,
         api_key: str,
         follows: str | None = None,
-        session: ThreadSession | None = None,
+        session: ThreadSession | RemoteSession | None = None,
         sub_api_key: str | None = None,
     ) -> RunHandle:
-        """Start a run (a follow-up of `follows`, on a thread's `session`); raises ValueError for a usage error
-        (bad limits, a cap without a price, a run to follow that is gone)."""
+        """Start a run (a follow-up of `follows`, on a thread's `session`: a RemoteSession runs it in its child
+        process); raises ValueError for a usage error (bad limits, a cap without a price, a run to follow that
+        is gone)."""
         if self.running:
             raise RuntimeError("a run is already going; stop it first")
-        handle = RunHandle(
-            case_path, question, config, api_key, follows=follows, session=session, sub_api_key=sub_api_key
-        )
+        if isinstance(session, RemoteSession):
+            handle: RunHandle = RemoteRunHandle(
+                case_path, question, config, api_key, follows=follows, session=session, sub_api_key=sub_api_key
+            )
+        else:
+            handle = RunHandle(
+                case_path, question, config, api_key, follows=follows, session=session, sub_api_key=sub_api_key
+            )
         handle.subscribe(self._enqueue)
         handle.start()
         self.handle = handle
@@ -79,20 +94,31 @@ class RunBridge(QObject):
     def _enqueue(self, event: object) -> None:
         """On the engine thread: queue the event and wake the GUI thread once per batch, not per event."""
         self._queue.append(event)
-        if not self._wake_pending.is_set():
+        urgent = isinstance(event, RunFinished)
+        if urgent:
+            self._urgent = True
+        if urgent or not self._wake_pending.is_set():
             self._wake_pending.set()
             self._wake.emit()
 
     @Slot()
     def _drain(self) -> None:
+        wait_ms = (self._next_drain - time.perf_counter()) * 1000
+        if wait_ms >= 1 and not self._urgent:
+            if not self._drain_timer.isActive():
+                self._drain_timer.start(math.ceil(wait_ms))  # this frame had its batch: the next one takes these
+            return
+        self._drain_timer.stop()
         self._wake_pending.clear()  # events queued from now on wake us again (or are taken in this slice)
+        self._urgent = False
         deadline = time.perf_counter() + self.SLICE_MS / 1000
         while self._queue:
             self.run_event.emit(self._queue.popleft())
             if time.perf_counter() > deadline:
                 break
+        self._next_drain = time.perf_counter() + self.FRAME_MS / 1000
         if self._queue:
-            self._drain_timer.start()  # the rest after the event loop has had its turn
+            self._drain_timer.start(self.FRAME_MS)  # the rest in the next frame, the event loop having had its turn
 
     def flush(self) -> None:
         """Deliver everything queued now (tests and shutdown)."""

@@ -304,7 +304,7 @@ class RunPanel(QWidget):
             self.follow.setChecked(False)  # the user picked a step: stop moving the selection under them
             self._refresh_detail()
         else:
-            self._refresh_timer.start()
+            self._refresh_soon()
 
     def _on_data_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
         node_id = self.detail.node_id
@@ -318,7 +318,13 @@ class RunPanel(QWidget):
             if node is not None:
                 self.detail.set_header(node, self.model.data(self.model.index_of(node.id, TIME)) or "")
             return
-        self._refresh_timer.start()
+        self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        # at most one redraw per interval, and at least one: restarting the timer on every change (a debounce)
+        # kept the pane on the run's first step for as long as the newest step kept moving
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
 
     def _on_model_reset(self) -> None:
         self._update_count()

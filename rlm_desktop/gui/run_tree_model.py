@@ -49,6 +49,8 @@ STATUS_TEXT = {
 LABEL_CHARS = 60
 _TOP = QModelIndex()  # the invisible root, as a default argument
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+# made once: an enum `|` is slow Python, and the view asks for every row it lays out
+_ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
 
 def _first_line(text: str, limit: int = LABEL_CHARS) -> str:
@@ -410,7 +412,7 @@ class RunTreeModel(QAbstractItemModel):
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        return _ROW_FLAGS
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
         if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(HEADERS):

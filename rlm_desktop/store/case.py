@@ -33,17 +33,19 @@ def _private_file(path: Path) -> None:
     version is tightened; a read-only file system (the sandbox's view) is left alone.
     """
     make_private_dirs(path.parent)
+    # Never open (and close) an existing case file here: closing any descriptor of a file drops every POSIX
+    # lock this process holds on it, so SQLite connections open elsewhere in the process would lose theirs and
+    # another process (the window's engine child) could then write under them and corrupt the file.
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))  # a new file: nobody holds it yet
+    except FileExistsError:
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            pass
     except OSError:
         return  # not writable here: SQLite reports what matters when it opens the file
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
     for suffix in ("-wal", "-shm"):
         try:
             os.chmod(path.with_name(path.name + suffix), 0o600)

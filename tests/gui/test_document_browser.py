@@ -305,3 +305,31 @@ def test_recipient_box_filters_and_columns_follow_the_pane(browser, qtbot):
     browser.resize(380, 520)
     qtbot.waitUntil(lambda: browser.tree.isColumnHidden(TO))
     assert not browser.tree.isColumnHidden(DATE)
+
+
+def test_a_big_case_is_read_off_the_gui_thread_and_then_shown_whole(qtbot, case, monkeypatch):
+    """Past SYNC_TREE_MAX documents the tree is built on a worker thread: the browser says it is reading, the
+    collector is paused only meanwhile, and the tree then shows as a small case's would."""
+    import gc
+
+    from rlm_desktop.gui import document_browser
+
+    monkeypatch.setattr(document_browser, "SYNC_TREE_MAX", 2)  # the sample's 6 documents count as many
+    widget = DocumentBrowser()
+    qtbot.addWidget(widget)
+    widget.resize(380, 520)
+    widget.show()
+    widget.set_case(case)
+    assert widget.big_case
+    if widget.model.tree.document_count == 0:  # the worker may already be done: either way the same end
+        assert widget.empty_label.text() == "Reading the case's documents…"
+        assert widget.stack.currentWidget() is widget.empty_label
+    qtbot.waitUntil(lambda: widget.model.tree.document_count == 6, timeout=10_000)
+    assert widget.count_label.text() == "6 documents, 1 thread"
+    assert widget.stack.currentWidget() is widget.tree
+    assert gc.isenabled()
+    assert find_row(widget.proxy, "Blue Heron shipment —").isValid()  # the emails' thread, as at once
+    old = widget.model.tree
+    widget.refresh_in_background()  # an ingest's refresh replaces the tree; the old one is taken apart
+    qtbot.waitUntil(lambda: widget.model.tree is not old, timeout=10_000)
+    assert widget.model.tree.document_count == 6 and old.by_id == {} and old.root.children == []

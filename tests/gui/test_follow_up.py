@@ -44,7 +44,9 @@ def test_a_follow_up_in_the_window_keeps_the_threads_repl(qtbot, window, fake_op
     first = ask_and_wait(qtbot, window, "When did the shipment leave?")
     (session,) = panel.sessions
     assert session.repl_alive and session.last_run_id == first["run_id"]
-    worker = session.keeper.sandbox.pid
+    worker = session.repl_pid  # the REPL worker, in the thread's engine process (not the window's)
+    assert worker is not None and _parent_of(worker) != os.getpid()
+    engine = session.pid
 
     assert panel.follow_button.isVisible() and panel.follow_button.isEnabled()
     qtbot.mouseClick(panel.follow_button, Qt.MouseButton.LeftButton)
@@ -61,7 +63,7 @@ def test_a_follow_up_in_the_window_keeps_the_threads_repl(qtbot, window, fake_op
     assert "It left on 4 May 2023 [c1]." in opening  # the first answer, in the follow-up's root request
     output = script.root_requests[1]["messages"][-1]["content"]
     assert "kept 42 1 It left on 4 May 2023 [c1]." in output  # run 1's variable, read in run 2
-    assert panel.sessions == [session] and session.keeper.sandbox.pid == worker
+    assert panel.sessions == [session] and session.repl_pid == worker
     assert not panel.follow_bar.isVisible() and panel.follow_target is None
     assert panel.thread_label.isVisible() and "When did the shipment leave?" in panel.thread_label.full_text
     window.open_run(first["run_id"])
@@ -77,8 +79,13 @@ def test_a_follow_up_in_the_window_keeps_the_threads_repl(qtbot, window, fake_op
 
     # another case: the thread's REPL is closed (its worker process is gone)
     window.open_case("other")
-    qtbot.waitUntil(lambda: session.closed and session.keeper.sandbox is None, timeout=10_000)
-    qtbot.waitUntil(lambda: not _alive(worker), timeout=10_000)
+    qtbot.waitUntil(lambda: session.closed and session.repl_pid is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not _alive(worker) and not _alive(engine), timeout=10_000)
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().split(")")[-1].split()[1])
 
 
 def _alive(pid: int) -> bool:

@@ -349,3 +349,17 @@ def test_thinking_is_folded_away_and_never_run(qtbot, tmp_path):
     panel.grab().save(str(tmp_path / "thinking.png"))
     sub = next(n for n in panel.model.views() if n.kind == "llm_query")
     assert panel.model.data(panel.model.index_of(sub.id, 4)).startswith("~")  # estimated cost marked
+
+
+def test_the_detail_keeps_up_with_the_newest_step_while_steps_keep_coming(qtbot):
+    panel = make_panel(qtbot)
+    panel.apply(RunStarted("r", "q", view("n0", None, "root", "q")))
+    panel.apply(NodeStarted("r", view("i1", "n0", "iteration", detail={"number": 1})))
+    panel.apply(NodeStarted("r", view("c1", "i1", "code", "llm_query_batched(chunks)")))
+    shown = []
+    for j in range(25):
+        panel.apply(NodeStarted("r", view(f"s{j}", "c1", "llm_query", f"Summarise chunk {j}", model="gpt-5-mini")))
+        qtbot.wait(40)  # a new step every 40 ms, more often than the pane redraws
+        shown.append(panel.detail.node_id)
+    # the pane moved along with the run (several sub-calls shown in turn), not waiting for a lull
+    assert len({s for s in shown if s and s.startswith("s")}) >= 3, shown

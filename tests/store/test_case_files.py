@@ -49,3 +49,28 @@ def test_settings_in_a_new_home_create_it_private(tmp_path):
     home = tmp_path / "home"
     Settings().save(home)
     assert mode(home) == 0o700 and mode(home / "settings.json") == 0o600
+
+
+
+def test_opening_a_case_again_keeps_the_locks_other_connections_hold(tmp_path):
+    """Closing any descriptor of a file drops all of a process's POSIX locks on it. Opening a second Case in a
+    process (the window does, while its engine child writes the same file) must not release the first one's
+    shared lock: without it another process closing its connection believes it is the last one, checkpoints
+    and deletes the WAL under the first, and the case is corrupted."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "locks.sqlite"
+    holder = Case.open(path)
+    try:
+        holder.conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        holder.conn.execute("INSERT INTO t VALUES (1)")  # something in the WAL
+        Case.open(path).close()  # another connection of this process comes and goes
+        probe = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute('SELECT count(*) FROM t')\nc.close()\n"
+        subprocess.run([sys.executable, "-c", probe, str(path)], check=True, timeout=30)
+        # the other process saw a connection still open here, so it left the WAL (and this one's data) alone
+        assert os.path.exists(f"{path}-wal")
+        assert holder.conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        assert holder.conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+    finally:
+        holder.close()
