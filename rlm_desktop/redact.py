@@ -93,9 +93,17 @@ def redact_known(text: str, known_secrets: Iterable[str | None] = ()) -> str:
 
 
 _PIECE = 8  # a word holding this many characters of a secret in a row carries part of it (a cut-off echo)
-# A piece of lowercase letters and dashes is as likely a piece of prose or a flag ("t-window" of a key
-# "sk-test-window" is in "--context-window"); a generated key's piece nearly always has a digit or capital.
+# ... unless the run is only lowercase letters and dashes: as likely a piece of prose or a flag ("t-window" of a
+# key "sk-test-window" is in "--context-window"), so such a run must be longer to count. A generated key's
+# 8-character runs nearly all carry a digit or a capital.
 _WORDLIKE_PIECE = re.compile(r"[a-z._-]+")
+_WORDLIKE_RUN = 12
+
+
+def _pieces(secret: str) -> set[str]:
+    short = {secret[i : i + _PIECE] for i in range(len(secret) - _PIECE + 1)}
+    long = {secret[i : i + _WORDLIKE_RUN] for i in range(len(secret) - _WORDLIKE_RUN + 1)}
+    return {p for p in short if not _WORDLIKE_PIECE.fullmatch(p)} | {p for p in long if _WORDLIKE_PIECE.fullmatch(p)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,8 +111,7 @@ def _secret_table(secrets: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, 
     """The secrets longest first (a key containing another goes first), and every piece of them: a run saves
     thousands of strings, each once checked against the same few secrets."""
     ordered = tuple(sorted(secrets, key=len, reverse=True))
-    pieces = {s[i : i + _PIECE] for s in secrets if len(s) > _PIECE for i in range(len(s) - _PIECE + 1)}
-    pieces = {p for p in pieces if not _WORDLIKE_PIECE.fullmatch(p)}
+    pieces = {p for s in secrets if len(s) > _PIECE for p in _pieces(s)}
     return ordered, tuple(pieces)
 
 
