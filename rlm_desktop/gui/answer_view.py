@@ -20,7 +20,7 @@ UNVERIFIED_TIP = "unverified: the quote was not found at these offsets"
 UNKNOWN_TIP = "unknown marker: no citation was registered under this name"
 LINK = "#1d5fbf"
 BANNERS = {
-    "running": ("Working on it… the answer appears here when the run ends.", "#e8f0fc", "#1d4f9c"),
+    "running": ("Working on it…", "#e8f0fc", "#1d4f9c"),
     "cancelled": ("Stopped by you", "#f0f0f0", "#444444"),
     "cap_reached": ("Spending cap reached — partial answer", "#fff1dc", "#8a4b00"),
     "limit_reached": ("Limit reached — partial answer", "#fff1dc", "#8a4b00"),
@@ -149,7 +149,7 @@ class AnswerView(QWidget):
     def _html(self) -> str:
         if not self.answer.strip():
             message = {
-                "running": "Working on it… the answer appears here when the run ends.",
+                "running": "The answer appears here when the run ends; its steps fill the tree below as they happen.",
                 "cancelled": "You stopped the run before it wrote an answer; its steps so far are in the tree.",
             }.get(self.status, "The run ended without an answer.")
             return f"<p style='color:{theme.MUTED.name()}'><i>{html.escape(message)}</i></p>"
