@@ -356,7 +356,9 @@ class Corpus(Sequence[Document]):
     def search(self, query: str, k: int = 20) -> list[Hit]:
         """Ranked hits for what a user typed (words, names, "phrases", AND/OR/NOT, NEAR, prefix*), best
         first: documents whose names match (title, file, path, subject, from, to, cc), then one hit per
-        matching passage of text (BM25). See store/fts.search."""
+        matching passage of text (BM25). A query matching very many passages is ranked among its first 2,000
+        matches in case order; a stop-word search ("of", "the and") is not ranked at all: its first matches in
+        case order, with score 0. See store/fts.search."""
         subset = None if self._whole else self.ids
         matches = search_case(self._conn, query, k, subset)
         hits = []
