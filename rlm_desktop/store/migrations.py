@@ -142,6 +142,11 @@ def migrate(db: sqlite3.Connection) -> list[str]:
             db.execute("ROLLBACK")
             raise
         applied.append(name)
+    if VACUUM_AFTER & set(applied):
+        try:
+            db.execute("VACUUM")
+        except sqlite3.OperationalError:
+            pass  # no room for the copy VACUUM writes, or a transaction open: the case is smaller next time
     return applied
 
 
@@ -300,5 +305,33 @@ def m007_run_threads(db: sqlite3.Connection) -> None:
         -- the user's own name for a run (null: the question stands for it)
         ALTER TABLE runs ADD COLUMN label TEXT;
         CREATE INDEX runs_follows ON runs(follows);
+        """,
+    )
+
+
+VACUUM_AFTER = {"m008_lean_case"}
+"""Migrations that free much of a case: the file is rewritten (VACUUM) after them so it shrinks on disk."""
+
+
+@migration
+def m008_lean_case(db: sqlite3.Connection) -> None:
+    # Issue 15: a 100M-token case was 5.35x its text. Word boxes took 24 bytes a word (a quarter of the file):
+    # they are repacked at about 3.5 (store/pages.py). The index on every document's hash served only the
+    # lookup of top-level files by content (attachments are never looked up by it): it now holds those alone.
+    # The REPL's catalogue (corpus.py) reads kinds, parents and sizes of current documents from a covering
+    # index instead of their rows, which hold their text.
+    from rlm_desktop.store.pages import pack_boxes, unpack_first_format
+
+    # every box before this migration is in the first format (an older app wrote them all)
+    db.create_function("rlm_repack_boxes", 1, lambda data: pack_boxes(unpack_first_format(data)))
+    db.execute("UPDATE pages SET boxes = rlm_repack_boxes(boxes) WHERE length(boxes) > 0")
+    run_script(
+        db,
+        """
+        DROP INDEX IF EXISTS documents_sha256;
+        CREATE INDEX documents_top_sha256 ON documents(sha256) WHERE parent_id IS NULL;
+        -- the documents a REPL sees (store/queries.CURRENT) and what its catalogue shows, without reading their rows
+        CREATE INDEX documents_current ON documents(id, kind, parent_id, chars, superseded_by)
+            WHERE superseded_by IS NULL AND kind != 'mailbox';
         """,
     )
