@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import sys
@@ -17,6 +16,7 @@ from urllib.parse import quote
 
 from rlm_desktop.store import queries
 from rlm_desktop.store.fts import search as search_case
+from rlm_desktop.store.metadata import decode_meta
 from rlm_desktop.store.names import FIELDS
 
 
@@ -98,7 +98,7 @@ class Document:
     @property
     def meta(self) -> dict[str, Any]:
         if self._meta is None:
-            self._meta = json.loads((self._names or self._get_names())[1])
+            self._meta = decode_meta((self._names or self._get_names())[1])
         return self._meta
 
     @property

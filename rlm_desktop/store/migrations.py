@@ -222,6 +222,7 @@ def m005_search_names(db: sqlite3.Connection) -> None:
     import json
     import posixpath
 
+    from rlm_desktop.store.metadata import decode_meta
     from rlm_desktop.store.names import SCHEMA, rebuild_names
     from rlm_desktop.store.titles import choose_title
 
@@ -233,7 +234,7 @@ def m005_search_names(db: sqlite3.Connection) -> None:
         "SELECT id, title, meta FROM documents WHERE superseded_by IS NULL AND kind IN ('pdf', 'docx')"
     ).fetchall()
     for doc_id, title, meta_json in rows:
-        meta = json.loads(meta_json or "{}")
+        meta = decode_meta(meta_json)  # text here, unless written by a newer app into an older case (tests)
         raw = meta.get("title")
         if not isinstance(raw, str) or " ".join(raw.split()) != " ".join(title.split()):
             continue  # the title did not come from the metadata
@@ -316,15 +317,19 @@ VACUUM_AFTER = {"m008_lean_case"}
 @migration
 def m008_lean_case(db: sqlite3.Connection) -> None:
     # Issue 15: a 100M-token case was 5.35x its text. Word boxes took 24 bytes a word (a quarter of the file):
-    # they are repacked at about 3.5 (store/pages.py). The index on every document's hash served only the
+    # they are repacked at about 3.5 (store/pages.py); metadata is compressed (store/metadata.py). The index on every document's hash served only the
     # lookup of top-level files by content (attachments are never looked up by it): it now holds those alone.
     # The REPL's catalogue (corpus.py) reads kinds, parents and sizes of current documents from a covering
     # index instead of their rows, which hold their text.
+    from rlm_desktop.store.metadata import encode_meta
     from rlm_desktop.store.pages import pack_boxes, unpack_first_format
 
     # every box before this migration is in the first format (an older app wrote them all)
     db.create_function("rlm_repack_boxes", 1, lambda data: pack_boxes(unpack_first_format(data)))
     db.execute("UPDATE pages SET boxes = rlm_repack_boxes(boxes) WHERE length(boxes) > 0")
+    # metadata compressed (store/metadata.py): an email's headers as JSON were 300 MB at 100M tokens
+    db.create_function("rlm_pack_meta", 2, encode_meta)
+    db.execute("UPDATE documents SET meta = rlm_pack_meta(meta, kind) WHERE typeof(meta) = 'text' AND kind != 'mailbox'")
     run_script(
         db,
         """

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 
 Entry = tuple[str, int | None, int]
 """kind, parent id, chars: what a document's entry in the REPL's catalogue holds."""
-Names = tuple[str, str, str | None]
-"""title, metadata (JSON text), the alphabetically first of its paths."""
+Names = tuple[str, str | bytes, str | None]
+"""title, metadata as stored (store/metadata.py), the alphabetically first of its paths."""
 
 CURRENT = "superseded_by IS NULL AND kind != 'mailbox'"
 """The documents a REPL sees: current ones, mailbox containers left out (index documents_current, m008)."""
