@@ -7,7 +7,7 @@ import sqlite3
 import sys
 import weakref
 from bisect import bisect_right
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +123,19 @@ class Document:
         return f"Document(id={self.id}, kind={self.kind!r}, title={self.title!r}, chars={self.chars})"
 
 
+@dataclass(frozen=True)
+class Overview:
+    """A corpus in figures: how many documents of each kind, their sizes in characters, their date range."""
+
+    documents: int
+    kinds: Counter[str]
+    total_chars: int
+    median_chars: int
+    largest_chars: int
+    first_date: str | None
+    last_date: str | None
+
+
 TEXT_CACHE_BYTES = 256 * 1024 * 1024
 """Texts kept in memory, most recently used first. A 10M-token case fits; a 100M-token one (400M characters)
 does not, so a whole-corpus pass streams its texts from the case instead of holding them all (issue 15)."""
@@ -170,6 +183,18 @@ class Corpus(Sequence[Document]):
         corpus = cls(conn)
         corpus._load_catalogue(None if doc_ids is None else list(doc_ids))
         return corpus
+
+    def subset(self, doc_ids: Iterable[int]) -> Corpus:
+        """These documents of this corpus (KeyError for any it does not hold), on the same connection: do not
+        close it, close this one."""
+        wanted = sorted({int(i) for i in doc_ids})
+        missing = [i for i in wanted if self._position(i) is None]
+        if missing:
+            raise KeyError(f"no such documents in this context: {missing[:10]}")
+        part = Corpus(self._conn, self.cache_bytes)
+        part._set_runs(_runs_of(wanted))
+        part._whole = False
+        return part
 
     def _load_catalogue(self, doc_ids: list[int] | None) -> None:
         self._set_runs(queries.current_id_runs(self._conn))
@@ -268,6 +293,34 @@ class Corpus(Sequence[Document]):
         if self._whole:
             return queries.current_chars(self._conn)
         return sum(d.chars for d in self)
+
+    def overview(self) -> Overview:
+        """What the documents are, in figures (the opening summary a run shows its root model): for the whole
+        case from indexes and the emails table, without making a Document for each of them."""
+        if not self._whole:
+            docs = list(self)
+            chars = sorted(d.chars for d in docs)
+            dates = sorted(d for d in (doc.meta.get("date") or doc.meta.get("creation_date") for doc in docs) if d)
+            return Overview(
+                len(docs),
+                Counter(d.kind for d in docs),
+                sum(chars),
+                chars[len(chars) // 2] if chars else 0,
+                chars[-1] if chars else 0,
+                dates[0] if dates else None,
+                dates[-1] if dates else None,
+            )
+        kinds, total, median, largest = queries.current_figures(self._conn)
+        dates = [d for d in queries.current_email_date_range(self._conn) if d]
+        for meta in queries.current_other_metas(self._conn):
+            found = decode_meta(meta)
+            date = found.get("date") or found.get("creation_date")
+            if date:
+                dates.append(date)
+        dates.sort()
+        return Overview(
+            len(self), Counter(kinds), total, median, largest, dates[0] if dates else None, dates[-1] if dates else None
+        )
 
     def by_id(self, doc_id: int) -> Document:
         try:

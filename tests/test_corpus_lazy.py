@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import re
+from collections import Counter
+from dataclasses import fields as dataclass_fields
 
 import pytest
 from builders import make_mbox
@@ -123,3 +125,24 @@ def test_grep_and_search_give_the_same_spans_as_over_the_texts(case_path, small_
     hits = context.search("manifest")
     assert hits and all(context.by_id(h.doc_id).text[h.start : h.end].lower() == "manifest" for h in hits)
     assert context.grep("ask the harbour master") == []  # only in the superseded notes.txt
+
+
+def test_the_overview_gives_the_figures_a_walk_over_every_document_gives(case_path, small_blocks):
+    context = Corpus.open(case_path)
+
+    def walked(docs):
+        chars = sorted(d.chars for d in docs)
+        dates = sorted(d for d in (x.meta.get("date") or x.meta.get("creation_date") for x in docs) if d)
+        kinds = Counter(d.kind for d in docs)
+        return (len(docs), kinds, sum(chars), chars[len(chars) // 2], chars[-1], dates[0], dates[-1])
+
+    def figures(overview):
+        return tuple(getattr(overview, f.name) for f in dataclass_fields(overview))
+
+    whole = context.overview()
+    assert figures(whole) == walked(list(context))
+    assert whole.kinds["email"] >= 9 and whole.first_date < whole.last_date
+    some = [context[1].id, context[4].id, context[-1].id]
+    assert figures(context.subset(some).overview()) == walked([context.by_id(i) for i in some])
+    with pytest.raises(KeyError):
+        context.subset([10_000])

@@ -31,6 +31,33 @@ def current_chars(conn: sqlite3.Connection) -> int:
     return conn.execute(f"SELECT COALESCE(SUM(chars), 0) FROM documents WHERE {CURRENT}").fetchone()[0]
 
 
+def current_figures(conn: sqlite3.Connection) -> tuple[dict[str, int], int, int, int]:
+    """Documents of each kind, total, median and largest size in characters, of the documents a REPL sees."""
+    kinds = dict(conn.execute(f"SELECT kind, COUNT(*) FROM documents WHERE {CURRENT} GROUP BY kind").fetchall())
+    count = sum(kinds.values())
+    total, largest = conn.execute(
+        f"SELECT COALESCE(SUM(chars), 0), COALESCE(MAX(chars), 0) FROM documents WHERE {CURRENT}"
+    ).fetchone()
+    row = conn.execute(
+        f"SELECT chars FROM documents WHERE {CURRENT} ORDER BY chars LIMIT 1 OFFSET ?", (count // 2,)
+    ).fetchone()
+    return kinds, total, row[0] if row else 0, largest
+
+
+def current_email_date_range(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The first and last date of the current emails (their `date` metadata, kept in the emails table)."""
+    return conn.execute(
+        "SELECT MIN(e.date), MAX(e.date) FROM emails e JOIN documents d ON d.id = e.doc_id"
+        " WHERE e.date IS NOT NULL AND e.date != '' AND d.superseded_by IS NULL AND d.kind != 'mailbox'"
+    ).fetchone()
+
+
+def current_other_metas(conn: sqlite3.Connection) -> Iterator[str | bytes]:
+    """The stored metadata of the documents a REPL sees other than emails (whose dates are in their table)."""
+    for (meta,) in conn.execute(f"SELECT meta FROM documents WHERE {CURRENT} AND kind != 'email'"):
+        yield meta
+
+
 def entries(conn: sqlite3.Connection, first: int, last: int) -> dict[int, Entry]:
     """Kind, parent and size of the documents a REPL sees with ids first..last (from the covering index
     documents_current, without reading the documents' rows)."""
