@@ -62,7 +62,9 @@ def search(db: sqlite3.Connection, query: str, limit: int = 20, doc_ids: list[in
 
     `query` is what a user typed (store/search_query.py). Documents whose names match (title, file name,
     path, author, an email's subject, from, to, cc) come first, one hit per document, then passages of
-    text, best first by BM25; names take at most half of `limit` when there are text hits to show.
+    text, best first by BM25; names take at most half of `limit` when there are text hits to show. A query
+    matching more than RANK_CANDIDATES rows is ranked among its first ones in case order, and a stop-word
+    search (COMMON_SHARE) gives its first matches unranked (`ranked` False, score 0).
     """
     fts = parse_query(query).fts
     names = search_names(db, fts, limit, doc_ids, parsed=True)
