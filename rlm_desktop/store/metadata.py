@@ -34,7 +34,7 @@ def encode_meta(text: str, kind: str) -> str | bytes:
     """What to store for a document's metadata, given as JSON text."""
     if kind == "mailbox" or len(text) < _SMALL:
         return text
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
     return bytes([_FORMAT]) + packer.compress(text.encode("utf-8", "surrogatepass")) + packer.flush()
 
 

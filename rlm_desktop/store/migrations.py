@@ -317,8 +317,9 @@ VACUUM_AFTER = {"m008_lean_case"}
 @migration
 def m008_lean_case(db: sqlite3.Connection) -> None:
     # Issue 15: a 100M-token case was 5.35x its text. Word boxes took 24 bytes a word (a quarter of the file):
-    # they are repacked at about 3.5 (store/pages.py); metadata is compressed (store/metadata.py). The index on every document's hash served only the
-    # lookup of top-level files by content (attachments are never looked up by it): it now holds those alone.
+    # they are repacked at about 8, as precise (store/pages.py). Metadata is compressed (store/metadata.py). The
+    # index on every document's hash served only the lookup of top-level files by content (attachments are never
+    # looked up by it): it now holds those alone.
     # The REPL's catalogue (corpus.py) reads kinds, parents and sizes of current documents from a covering
     # index instead of their rows, which hold their text.
     from rlm_desktop.store.metadata import encode_meta
@@ -329,7 +330,9 @@ def m008_lean_case(db: sqlite3.Connection) -> None:
     db.execute("UPDATE pages SET boxes = rlm_repack_boxes(boxes) WHERE length(boxes) > 0")
     # metadata compressed (store/metadata.py): an email's headers as JSON were 300 MB at 100M tokens
     db.create_function("rlm_pack_meta", 2, encode_meta)
-    db.execute("UPDATE documents SET meta = rlm_pack_meta(meta, kind) WHERE typeof(meta) = 'text' AND kind != 'mailbox'")
+    db.execute(
+        "UPDATE documents SET meta = rlm_pack_meta(meta, kind) WHERE typeof(meta) = 'text' AND kind != 'mailbox'"
+    )
     run_script(
         db,
         """

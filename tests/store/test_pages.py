@@ -36,12 +36,12 @@ def test_page_for_offset():
     assert [page_for_offset(PAGES, o) for o in (0, 15, 16, 17, 21, 99)] == [1, 1, None, 2, 2, None]
 
 
-def test_packing_round_trips_to_a_hundredth_of_a_point():
+def test_packing_round_trips_as_float32():
     boxes = [(0, 5, 10.25, 10.5, 40.0, 20.75), (2_000_000, 2_000_009, 0.1, 0.2, 599.9, 799.9), (7, 9, -3.3, -1, 0, 0)]
     back = unpack_boxes(pack_boxes(boxes))
     assert [b[:2] for b in back] == [(0, 5), (2_000_000, 2_000_009), (7, 9)]
     assert all(
-        a == pytest.approx(b, abs=0.005)
+        a == pytest.approx(b, abs=1e-3)
         for x, y in zip(boxes, back, strict=True)
         for a, b in zip(x, y, strict=True)
     )
@@ -54,7 +54,7 @@ def test_packing_round_trips_to_a_hundredth_of_a_point():
         unpack_boxes(b"\x00" * 25)
 
 
-def test_a_page_of_words_packs_in_a_few_bytes_a_word():
+def test_a_page_of_words_packs_in_a_third_of_the_room():
     # 40 lines of 12 words, as a text layer has them: same height on a line, words a few points apart
     boxes, at = [], 0
     for line in range(40):
@@ -65,10 +65,10 @@ def test_a_page_of_words_packs_in_a_few_bytes_a_word():
             at += 6 + word % 4
             x += width + 3.1
     data = pack_boxes(boxes)
-    assert len(data) < 4 * len(boxes)  # the first format took 24 bytes a word
+    assert len(data) < 10 * len(boxes)  # the first format took 24 bytes a word
     back = unpack_boxes(data)
     assert [b[:2] for b in back] == [b[:2] for b in boxes]
-    assert all(a == pytest.approx(b, abs=0.005) for x, y in zip(boxes, back, strict=True) for a, b in zip(x, y, strict=True))
+    assert all(a == pytest.approx(b, abs=1e-3) for x, y in zip(boxes, back, strict=True) for a, b in zip(x, y, strict=True))
 
 
 def test_boxes_in_the_first_format_still_read():
