@@ -26,9 +26,9 @@ def case_path(tmp_path_factory):
     make_mbox(folder / "mail" / "box.mbox", 7)
     path = root / "case.sqlite"
     with Case.open(path) as case:
-        ingest(case, [folder])
+        ingest(case, [folder], jobs=1)
         (folder / "notes.txt").write_text("Call notes, second version: the manifest was late.\n", encoding="utf-8")
-        ingest(case, [folder])  # the first notes.txt is superseded, leaving a gap in the ids
+        ingest(case, [folder], jobs=1)  # the first notes.txt is superseded, leaving a gap in the ids
         case.checkpoint()
     return path
 

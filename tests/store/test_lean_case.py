@@ -38,7 +38,7 @@ def old_template(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(migrations, "MIGRATIONS", BEFORE)
         with Case.open(path) as case:
-            ingest(case, [folder])
+            ingest(case, [folder], jobs=1)
             with case.transaction():
                 for rowid, boxes in case.conn.execute("SELECT rowid, boxes FROM pages").fetchall():
                     case.conn.execute("UPDATE pages SET boxes = ? WHERE rowid = ?", (first_format(boxes), rowid))
@@ -92,7 +92,7 @@ def test_the_migration_converts_boxes_and_indexes_and_shrinks_the_file(old_case)
         assert "COVERING INDEX documents_current" in str(plan)
         # the same file again is recognised by its hash through the new index: nothing is added
         count = case.count_documents()
-        ingest(case, [folder])
+        ingest(case, [folder], jobs=1)
         assert case.count_documents() == count
     assert path.stat().st_size < size_before  # VACUUM after the migration gave the space back
 
