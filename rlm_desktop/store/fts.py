@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlm_desktop.store.search_query import SYNTAX_HELP, InvalidQuery, parse_query
@@ -104,7 +105,7 @@ def _best_rows(
     limit: int,
     join: str = "",
     where: str = "",
-    params: list[object] = (),  # type: ignore[assignment]
+    params: Sequence[object] = (),
 ) -> tuple[list[tuple[int, float]], bool]:
     """(rowid, score) of the best `limit` rows of the FTS5 `table` matching `fts` (with an optional join and
     filter on it), best first, and whether they were ranked. Never ranks more than RANK_CANDIDATES rows.
@@ -114,12 +115,8 @@ def _best_rows(
     whose first `limit` matches are the answer, unranked; any other query is ranked among those first ones.
     """
     base = f"FROM {table}{join} WHERE {table} MATCH ?{where}"
-    first = [
-        r[0]
-        for r in _run(
-            db, query, f"SELECT {table}.rowid {base} ORDER BY {table}.rowid LIMIT ?", [fts, *params, RANK_CANDIDATES]
-        )
-    ]
+    probe = f"SELECT {table}.rowid {base} ORDER BY {table}.rowid LIMIT ?"
+    first = [r[0] for r in _run(db, query, probe, [fts, *params, RANK_CANDIDATES])]
     bound, bound_params = "", []
     if len(first) >= RANK_CANDIDATES:
         if not where and len(first) / (first[-1] - first[0] + 1) >= COMMON_SHARE:
@@ -144,7 +141,9 @@ def _current(db: sqlite3.Connection, doc_ids: set[int]) -> set[int]:
     if not doc_ids:
         return set()
     marks = ",".join("?" * len(doc_ids))
-    rows = db.execute(f"SELECT id FROM documents WHERE id IN ({marks}) AND superseded_by IS NULL", list(doc_ids))
+    rows = db.execute(
+        f"SELECT id FROM documents WHERE id IN ({marks}) AND superseded_by IS NULL", list(doc_ids)
+    )
     return {r[0] for r in rows}
 
 
@@ -163,10 +162,8 @@ def search_names(
     if not best:
         return []
     marks = ",".join("?" * len(best))
-    names = {
-        row[0]: row[1:]
-        for row in db.execute(f"SELECT id, doc_id, field, value FROM doc_names WHERE id IN ({marks})", [r for r, _ in best])
-    }
+    rows = db.execute(f"SELECT id, doc_id, field, value FROM doc_names WHERE id IN ({marks})", [r for r, _ in best])
+    names = {row[0]: row[1:] for row in rows}
     current = _current(db, {names[r][0] for r, _ in best if r in names})
     matches: dict[int, FtsMatch] = {}
     for rowid, score in best:
@@ -194,7 +191,8 @@ def search_chunks(
         return []
     rowids = [r for r, _ in best]
     marks = ",".join("?" * len(rowids))
-    chunks = {r[0]: r[1:] for r in db.execute(f"SELECT id, doc_id, char_start FROM chunks WHERE id IN ({marks})", rowids)}
+    rows = db.execute(f"SELECT id, doc_id, char_start FROM chunks WHERE id IN ({marks})", rowids)
+    chunks = {r[0]: r[1:] for r in rows}
     # highlight() only for the rows shown: one pass over the range they span (a rowid IN (...) would start
     # the query again for each, expanding a prefix each time), CASE keeping the others unread
     marked = dict(
@@ -213,7 +211,9 @@ def search_chunks(
             continue
         doc_id, chunk_start = chunks[rowid]
         start, end, plain = _first_highlight(marked[rowid])
-        matches.append(FtsMatch(doc_id, chunk_start + start, chunk_start + end, score, chunk_start, plain, "text", ranked))
+        matches.append(
+            FtsMatch(doc_id, chunk_start + start, chunk_start + end, score, chunk_start, plain, "text", ranked)
+        )
     return matches
 
 
