@@ -60,12 +60,11 @@ def run_ingest_child(case_path: Path, data_dir: Path, workdir: Path, profile: bo
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from rlm_desktop.corpus import Corpus
-    from rlm_desktop.store.case import Case
-
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"scale": args.scale, "seed": args.seed, "mix": args.mix}
+    if args.existing:
+        return measure_existing(args, workdir, results)
     manifest = None if args.regenerate else _data_is_current(workdir, args.scale, args.seed, args.mix)
     if manifest is None:
         print(f"generating scale {args.scale} ({args.mix} mix) into {workdir / 'data'} ...", flush=True)
@@ -80,17 +79,78 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     mboxes = sorted((data_dir / "mbox").glob("*.mbox"))
     results["input_bytes"] = sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file())
 
-    print("baselines ...", flush=True)
-    results["bare_pdf"] = bare_pdf(pdfs)
-    results["bare_mbox"] = bare_mbox(mboxes)
+    earlier = _earlier_results(workdir) if args.reuse_baselines else {}
+    if "bare_pdf" in earlier and "bare_mbox" in earlier:
+        print("baselines: reusing the earlier run's", flush=True)
+        results["bare_pdf"], results["bare_mbox"] = earlier["bare_pdf"], earlier["bare_mbox"]
+    else:
+        print("baselines ...", flush=True)
+        results["bare_pdf"] = bare_pdf(pdfs)
+        results["bare_mbox"] = bare_mbox(mboxes)
 
     print("ingesting in a child process ...", flush=True)
     case_path = workdir / "bench.rlmcase"
     results["ingest"] = run_ingest_child(case_path, data_dir, workdir, args.profile)
+    return measure_case(args, case_path, data_dir, needles, results)
+
+
+def _earlier_results(workdir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((workdir / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def measure_existing(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Measure the case an earlier run ingested, without generating or ingesting again (a 100M ingest takes
+    14 minutes): its ingest figures and baselines come from that run's files; the case is opened as the app
+    would (migrating it if it is older), then measured."""
+    from rlm_desktop.store.case import Case
+
+    case_path = workdir / "bench.rlmcase"
+    earlier = workdir / "results.json"
+    if not case_path.exists() or not (workdir / "ingest_child.json").exists() or not earlier.exists():
+        raise SystemExit(f"--existing needs a case measured before in {workdir} (bench.rlmcase, results.json)")
+    before = json.loads(earlier.read_text())
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    for key in ("manifest", "input_bytes", "bare_pdf", "bare_mbox", "generate_seconds"):
+        if key in before:
+            results[key] = before[key]
+    results["ingest"] = json.loads((workdir / "ingest_child.json").read_text())
+    results["existing_case"] = True
+    started = time.perf_counter()
+    with Case.open(case_path) as case:  # an older case is migrated here, as the app would on opening it
+        results["open_and_migrate_seconds"] = time.perf_counter() - started
+        case.checkpoint()
+    return measure_case(args, case_path, workdir / "data", manifest["needles"], results)
+
+
+def case_tables(case_path: Path, top: int = 12) -> list[dict[str, Any]]:
+    """The largest tables and indexes of the case file (SQLite's dbstat), in MB."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{case_path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT name, SUM(pgsize), SUM(unused) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT ?", (top,)
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []  # an SQLite built without dbstat
+    finally:
+        conn.close()
+    return [{"name": n, "mb": size / 2**20, "unused_mb": unused / 2**20} for n, size, unused in rows]
+
+
+def measure_case(
+    args: argparse.Namespace, case_path: Path, data_dir: Path, needles: list[dict[str, Any]], results: dict[str, Any]
+) -> dict[str, Any]:
+    from rlm_desktop.corpus import Corpus
+    from rlm_desktop.store.case import Case
+
     results["case_bytes"] = sum(
         Path(str(case_path) + s).stat().st_size for s in ("", "-wal") if Path(str(case_path) + s).exists()
     )
-
+    results["case_tables"] = case_tables(case_path)
     print("searching ...", flush=True)
     case = Case.open(case_path)
     try:
@@ -346,6 +406,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="run the ingest under cProfile (slower)")
     parser.add_argument("--mix", choices=["default", "mail"], default=None, help="share of PDFs, mail and DOCX")
     parser.add_argument("--worker", action="store_true", help="also start the REPL worker on the case and grep")
+    parser.add_argument(
+        "--reuse-baselines",
+        action="store_true",
+        help="take the bare-library baselines from the work folder's earlier results (at 100M they take 14 minutes)",
+    )
+    parser.add_argument(
+        "--existing",
+        action="store_true",
+        help="measure the case an earlier run left in the work folder (migrated if older), without generating or "
+        "ingesting; ingest figures are that run's",
+    )
     args = parser.parse_args(argv)
     args.reference = None
     if str(args.scale).lower() == "100m":
@@ -361,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     results["table"] = print_table(rows)
     results["targets_passed"] = all(passed for *_, passed in rows if passed is not None)
+    if results.get("case_tables"):
+        print(
+            "\nlargest parts of the case: "
+            + "; ".join(f"{t['name']} {t['mb']:.0f} MB" for t in results["case_tables"][:8])
+        )
+    if "open_and_migrate_seconds" in results:
+        print(f"existing case opened (and migrated if older) in {_fmt_s(results['open_and_migrate_seconds'])}")
     slow = results["fts_case"]["slowest"][:5]
     print(
         "\nslowest FTS queries (Case.search): "

@@ -16,6 +16,7 @@ import sqlite_utils
 
 from rlm_desktop.paths import make_private_dirs
 from rlm_desktop.store.fts import FtsMatch, chunk_bounds, search
+from rlm_desktop.store.metadata import decode_meta, encode_meta
 from rlm_desktop.store.migrations import migrate, text_sha256
 from rlm_desktop.store.names import index_names, unindex_names
 from rlm_desktop.store.pages import Page, pack_boxes, unpack_boxes
@@ -189,6 +190,11 @@ class Case:
     ) -> int:
         """Insert one document with its pages, chunks and FTS rows. Call inside `transaction()`."""
         meta = dict(meta or {})
+        if kind == "email":
+            meta.pop("thread_id", None)  # the case decides the thread
+            thread_id = self._thread_of(meta)
+            if thread_id is not None:
+                meta["thread_id"] = thread_id  # stored with the rest: no second write of the metadata
         cur = self.conn.execute(
             "INSERT INTO documents (kind, title, parent_id, origin, sha256, size, chars, pages, meta, text,"
             " status, added_at, text_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -201,7 +207,7 @@ class Case:
                 size,
                 len(text),
                 len(pages) if pages else None,
-                _json(meta),
+                encode_meta(_json(meta), kind),
                 text,
                 status,
                 now_iso(),
@@ -254,24 +260,32 @@ class Case:
             )
         self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
 
-    def _register_email(self, doc_id: int, meta: dict[str, Any]) -> None:
-        """Give the message a thread id: its thread's root id when known, else the subject's thread."""
+    def _thread_of(self, meta: dict[str, Any]) -> str | None:
+        """A message's thread id: its thread's root id when known, else the subject's thread; None when it has
+        neither (its own thread, named after its id)."""
         thread_key = meta.get("thread_key")
         subject_norm = meta.get("subject_norm") or None
-        thread_id = None
         if thread_key:
             row = self.conn.execute(
                 "SELECT thread_id FROM emails WHERE message_id = ? AND thread_id IS NOT NULL LIMIT 1",
                 (thread_key,),
             ).fetchone()
-            thread_id = row[0] if row else thread_key
-        elif subject_norm:
+            return row[0] if row else thread_key
+        if subject_norm:
             row = self.conn.execute(
                 "SELECT thread_id FROM emails WHERE subject_norm = ? LIMIT 1", (subject_norm,)
             ).fetchone()
-            thread_id = row[0] if row else f"subject:{subject_norm}"
-        else:
-            thread_id = f"doc:{doc_id}"
+            return row[0] if row else f"subject:{subject_norm}"
+        return None
+
+    def _register_email(self, doc_id: int, meta: dict[str, Any]) -> None:
+        """Record the message in the emails table, with the thread id insert_document gave it (or its own)."""
+        thread_id = meta.get("thread_id")
+        if thread_id is None:
+            thread_id = meta["thread_id"] = f"doc:{doc_id}"
+            self.conn.execute(
+                "UPDATE documents SET meta = ? WHERE id = ?", (encode_meta(_json(meta), "email"), doc_id)
+            )
         sender = meta.get("from")
         if isinstance(sender, list):
             sender = sender[0] if sender else None
@@ -283,22 +297,19 @@ class Case:
                 meta.get("message_id"),
                 meta.get("in_reply_to"),
                 thread_id,
-                subject_norm,
+                meta.get("subject_norm") or None,
                 sender,
                 meta.get("date"),
             ),
         )
-        meta["thread_id"] = thread_id
-        self.conn.execute(
-            "UPDATE documents SET meta = json_set(meta, '$.thread_id', ?) WHERE id = ?", (thread_id, doc_id)
-        )
 
     def update_meta(self, doc_id: int, **values: Any) -> None:
-        meta = self.document(doc_id).meta
+        doc = self.document(doc_id)
+        meta = doc.meta
         meta.update(values)
         self.conn.execute(
             "UPDATE documents SET meta = ? WHERE id = ?",
-            (_json(meta), doc_id),
+            (encode_meta(_json(meta), doc.kind), doc_id),
         )
 
     def set_status(self, doc_id: int, status: str) -> None:
@@ -397,7 +408,7 @@ class Case:
 
     def _row(self, row: tuple[Any, ...], paths: tuple[str, ...] | None = None) -> DocumentRow:
         values = list(row)
-        values[9] = json.loads(values[9])
+        values[9] = decode_meta(values[9])
         if paths is None:
             paths = tuple(
                 r[0]

@@ -142,6 +142,11 @@ def migrate(db: sqlite3.Connection) -> list[str]:
             db.execute("ROLLBACK")
             raise
         applied.append(name)
+    if VACUUM_AFTER & set(applied):
+        try:
+            db.execute("VACUUM")
+        except sqlite3.OperationalError:
+            pass  # no room for the copy VACUUM writes, or a transaction open: the case is smaller next time
     return applied
 
 
@@ -217,6 +222,7 @@ def m005_search_names(db: sqlite3.Connection) -> None:
     import json
     import posixpath
 
+    from rlm_desktop.store.metadata import decode_meta
     from rlm_desktop.store.names import SCHEMA, rebuild_names
     from rlm_desktop.store.titles import choose_title
 
@@ -228,7 +234,7 @@ def m005_search_names(db: sqlite3.Connection) -> None:
         "SELECT id, title, meta FROM documents WHERE superseded_by IS NULL AND kind IN ('pdf', 'docx')"
     ).fetchall()
     for doc_id, title, meta_json in rows:
-        meta = json.loads(meta_json or "{}")
+        meta = decode_meta(meta_json)  # text here, unless written by a newer app into an older case (tests)
         raw = meta.get("title")
         if not isinstance(raw, str) or " ".join(raw.split()) != " ".join(title.split()):
             continue  # the title did not come from the metadata
@@ -300,5 +306,40 @@ def m007_run_threads(db: sqlite3.Connection) -> None:
         -- the user's own name for a run (null: the question stands for it)
         ALTER TABLE runs ADD COLUMN label TEXT;
         CREATE INDEX runs_follows ON runs(follows);
+        """,
+    )
+
+
+VACUUM_AFTER = {"m008_lean_case"}
+"""Migrations that free much of a case: the file is rewritten (VACUUM) after them so it shrinks on disk."""
+
+
+@migration
+def m008_lean_case(db: sqlite3.Connection) -> None:
+    # Issue 15: a 100M-token case was 5.35x its text. Word boxes took 24 bytes a word (a quarter of the file):
+    # they are repacked at about 8, as precise (store/pages.py). Metadata is compressed (store/metadata.py). The
+    # index on every document's hash served only the lookup of top-level files by content (attachments are never
+    # looked up by it): it now holds those alone.
+    # The REPL's catalogue (corpus.py) reads kinds, parents and sizes of current documents from a covering
+    # index instead of their rows, which hold their text.
+    from rlm_desktop.store.metadata import encode_meta
+    from rlm_desktop.store.pages import pack_boxes, unpack_first_format
+
+    # every box before this migration is in the first format (an older app wrote them all)
+    db.create_function("rlm_repack_boxes", 1, lambda data: pack_boxes(unpack_first_format(data)))
+    db.execute("UPDATE pages SET boxes = rlm_repack_boxes(boxes) WHERE length(boxes) > 0")
+    # metadata compressed (store/metadata.py): an email's headers as JSON were 300 MB at 100M tokens
+    db.create_function("rlm_pack_meta", 2, encode_meta)
+    db.execute(
+        "UPDATE documents SET meta = rlm_pack_meta(meta, kind) WHERE typeof(meta) = 'text' AND kind != 'mailbox'"
+    )
+    run_script(
+        db,
+        """
+        DROP INDEX IF EXISTS documents_sha256;
+        CREATE INDEX documents_top_sha256 ON documents(sha256) WHERE parent_id IS NULL;
+        -- the documents a REPL sees (store/queries.CURRENT) and what its catalogue shows, without reading their rows
+        CREATE INDEX documents_current ON documents(id, kind, parent_id, chars, superseded_by)
+            WHERE superseded_by IS NULL AND kind != 'mailbox';
         """,
     )

@@ -8,10 +8,11 @@ superseded or deleted, so only current documents are found.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
+
+from rlm_desktop.store.metadata import decode_meta
 
 # field name in the index -> how a hit on it is described ("matched its file path")
 FIELDS = {
@@ -88,7 +89,7 @@ def index_names(conn: sqlite3.Connection, doc_id: int) -> None:
         return
     kind, title, meta_json, _ = row
     try:
-        meta = json.loads(meta_json or "{}")
+        meta = decode_meta(meta_json)
     except ValueError:
         meta = {}
     paths = [r[0] for r in conn.execute("SELECT path FROM paths WHERE doc_id = ?", (doc_id,))]
@@ -108,7 +109,7 @@ def rebuild_names(conn: sqlite3.Connection) -> None:
         docs = conn.execute("SELECT id, kind, title, meta FROM documents WHERE superseded_by IS NULL ORDER BY id")
         for doc_id, kind, title, meta_json in docs.fetchall():
             try:
-                meta = json.loads(meta_json or "{}")
+                meta = decode_meta(meta_json)
             except ValueError:
                 meta = {}
             fields = name_fields(kind, title, meta if isinstance(meta, dict) else {}, paths.get(doc_id, []))

@@ -6,26 +6,76 @@ Only the standard library: the sandboxed worker imports this, and must load noth
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import Any
 
-CatalogueRow = tuple[int, str, str, int | None, dict[str, Any], int, str | None]  # id, kind, title, parent, meta, chars, path
+Entry = tuple[str, int | None, int]
+"""kind, parent id, chars: what a document's entry in the REPL's catalogue holds."""
+Names = tuple[str, str | bytes, str | None]
+"""title, metadata as stored (store/metadata.py), the alphabetically first of its paths."""
+
+CURRENT = "superseded_by IS NULL AND kind != 'mailbox'"
+"""The documents a REPL sees: current ones, mailbox containers left out (index documents_current, m008)."""
 
 
-def catalogue(conn: sqlite3.Connection) -> Iterator[CatalogueRow]:
-    """The current documents a REPL sees (mailbox containers left out), in id order, each with the
-    alphabetically first of its paths."""
-    paths: dict[int, str] = {}
-    for path, doc_id in conn.execute("SELECT path, doc_id FROM paths ORDER BY path DESC"):
-        paths[doc_id] = path
+def current_id_runs(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    """(first, last) id of each run of consecutive ids of the documents a REPL sees, in id order: a case
+    of any size opens with one index scan and a handful of rows (gaps-and-islands in SQL)."""
+    return conn.execute(
+        "SELECT MIN(id), MAX(id) FROM (SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS run"
+        f" FROM documents WHERE {CURRENT}) GROUP BY run ORDER BY 1"
+    ).fetchall()
+
+
+def current_chars(conn: sqlite3.Connection) -> int:
+    return conn.execute(f"SELECT COALESCE(SUM(chars), 0) FROM documents WHERE {CURRENT}").fetchone()[0]
+
+
+def current_figures(conn: sqlite3.Connection) -> tuple[dict[str, int], int, int, int]:
+    """Documents of each kind, total, median and largest size in characters, of the documents a REPL sees."""
+    kinds = dict(conn.execute(f"SELECT kind, COUNT(*) FROM documents WHERE {CURRENT} GROUP BY kind").fetchall())
+    count = sum(kinds.values())
+    total, largest = conn.execute(
+        f"SELECT COALESCE(SUM(chars), 0), COALESCE(MAX(chars), 0) FROM documents WHERE {CURRENT}"
+    ).fetchone()
+    row = conn.execute(
+        f"SELECT chars FROM documents WHERE {CURRENT} ORDER BY chars LIMIT 1 OFFSET ?", (count // 2,)
+    ).fetchone()
+    return kinds, total, row[0] if row else 0, largest
+
+
+def current_email_date_range(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The first and last date of the current emails (their `date` metadata, kept in the emails table)."""
+    return conn.execute(
+        "SELECT MIN(e.date), MAX(e.date) FROM emails e JOIN documents d ON d.id = e.doc_id"
+        " WHERE e.date IS NOT NULL AND e.date != '' AND d.superseded_by IS NULL AND d.kind != 'mailbox'"
+    ).fetchone()
+
+
+def current_other_metas(conn: sqlite3.Connection) -> Iterator[str | bytes]:
+    """The stored metadata of the documents a REPL sees other than emails (whose dates are in their table)."""
+    for (meta,) in conn.execute(f"SELECT meta FROM documents WHERE {CURRENT} AND kind != 'email'"):
+        yield meta
+
+
+def entries(conn: sqlite3.Connection, first: int, last: int) -> dict[int, Entry]:
+    """Kind, parent and size of the documents a REPL sees with ids first..last (from the covering index
+    documents_current, without reading the documents' rows)."""
     rows = conn.execute(
-        "SELECT id, kind, title, parent_id, meta, chars FROM documents"
-        " WHERE superseded_by IS NULL AND kind != 'mailbox' ORDER BY id"
+        f"SELECT id, kind, parent_id, chars FROM documents WHERE id BETWEEN ? AND ? AND {CURRENT}", (first, last)
     )
-    for doc_id, kind, title, parent_id, meta, chars in rows:
-        yield doc_id, kind, title, parent_id, json.loads(meta), chars, paths.get(doc_id)
+    return {i: (k, p, c) for i, k, p, c in rows}
+
+
+def names(conn: sqlite3.Connection, first: int, last: int) -> dict[int, Names]:
+    """Title, metadata and first path of the documents with ids first..last."""
+    paths = dict(
+        conn.execute(
+            "SELECT doc_id, MIN(path) FROM paths WHERE doc_id BETWEEN ? AND ? GROUP BY doc_id", (first, last)
+        ).fetchall()
+    )
+    rows = conn.execute("SELECT id, title, meta FROM documents WHERE id BETWEEN ? AND ?", (first, last))
+    return {i: (t, m, paths.get(i)) for i, t, m in rows}
 
 
 def document_text(conn: sqlite3.Connection, doc_id: int) -> str | None:
@@ -35,9 +85,7 @@ def document_text(conn: sqlite3.Connection, doc_id: int) -> str | None:
 
 def current_texts(conn: sqlite3.Connection) -> Iterator[tuple[int, str]]:
     """(id, text) of every current document but mailbox containers."""
-    yield from conn.execute(
-        "SELECT id, text FROM documents WHERE superseded_by IS NULL AND kind != 'mailbox' ORDER BY id"
-    )
+    yield from conn.execute(f"SELECT id, text FROM documents WHERE {CURRENT} ORDER BY id")
 
 
 def page_ranges(conn: sqlite3.Connection, doc_id: int) -> list[tuple[int, int]]:

@@ -5,7 +5,6 @@ m005 fills the index and mends junk titles in a case written before it."""
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 
 import docx
@@ -18,6 +17,7 @@ from rlm_desktop.ingest.pipeline import ingest
 from rlm_desktop.store import migrations
 from rlm_desktop.store.case import Case
 from rlm_desktop.store.fts import InvalidQuery
+from rlm_desktop.store.metadata import decode_meta
 
 ISSUE_QUERIES = ["stefan@datenfreihafen.org", "FAA-2020-0686", "O'Brien", "$50,000", "U.S.", "C++"]
 TEXT = (
@@ -211,7 +211,7 @@ def test_migration_m005_indexes_names_and_mends_titles_of_an_existing_case(tmp_p
         (mail,) = case.documents(kind="email")
         assert [(h.doc_id, h.field) for h in case.search("stefan@datenfreihafen.org")][0] == (mail.id, "from")
     raw = sqlite3.connect(path)
-    meta = json.loads(raw.execute("SELECT meta FROM documents WHERE title = 'greek.pdf'").fetchone()[0])
+    meta = decode_meta(raw.execute("SELECT meta FROM documents WHERE title = 'greek.pdf'").fetchone()[0])
     assert meta["title"].startswith("C:\\")  # the metadata as extracted is untouched
     raw.close()
 
