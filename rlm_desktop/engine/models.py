@@ -539,6 +539,16 @@ def _httpx_module(client: object) -> Any:
     raise RuntimeError(f"the OpenAI SDK's HTTP client is not httpx: {type(client).__mro__}")
 
 
+def warm_up() -> None:
+    """Build what every process's first model request builds once (the TLS context, the SDK's HTTP client
+    classes and their async backend: about 125 ms), ahead of time: the window's engine child does it while the
+    user is still typing, so a run's first request goes out without it."""
+    shared_ssl_context()
+    client = http_client(1.0)
+    with contextlib.suppress(Exception):
+        asyncio.run(client.aclose())  # closing loads the async backend the first request would
+
+
 def http_client(timeout_s: float) -> openai.DefaultAsyncHttpxClient:
     """The SDK's default HTTP client (its limits and redirects), on the process's one TLS context."""
     return openai.DefaultAsyncHttpxClient(verify=shared_ssl_context(), timeout=timeout_s)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.engine.models import warm_up
 from rlm_desktop.engine.rlm import RunConfig
 from rlm_desktop.engine.session import IDLE_CLOSE_S, ThreadSession
 from rlm_desktop.frozen import ENGINE_WORKER_FLAG, is_frozen
@@ -234,6 +235,8 @@ class RemoteSession:
 
 def serve(conn: Connection, idle_close_s: float) -> None:
     """Be the engine of one question thread until told to close or the window's process goes away."""
+    # the HTTP stack's one-time set-up now, while the user types, not in the first run's first request
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     session = ThreadSession(idle_close_s)
     handles: dict[str, RunHandle] = {}
     lock = threading.Lock()

@@ -350,3 +350,19 @@ def test_price_overrides_flow_into_costs(fake_openai):
 
     assert asyncio.run(main()).cost_usd == pytest.approx(2.0)
     assert Price(2, 4).cost(1_000_000, 0) == ledger.spent
+
+
+def test_warm_up_builds_the_processs_tls_context_ahead_of_the_first_request():
+    # the window's engine child calls it while the user types; a run's first request then reuses the context
+    import subprocess
+    import sys
+
+    script = (
+        "from rlm_desktop.engine import models\n"
+        "assert models.shared_ssl_context.cache_info().currsize == 0\n"
+        "models.warm_up()\n"
+        "assert models.shared_ssl_context.cache_info().currsize == 1\n"
+        "import sys; assert 'anyio._backends._asyncio' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
