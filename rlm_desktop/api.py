@@ -156,9 +156,9 @@ class Case:
     def sub_api_key(self, config: RunConfig) -> str | None:
         """The key for sub-calls on their own endpoint ($RLM_SUB_API_KEY, else the stored sub key, else none):
         the root's key is never sent to another host. None when sub-calls share the root's endpoint."""
-        from rlm_desktop.secrets import load_sub_key
+        from rlm_desktop.secrets import run_sub_key
 
-        return load_sub_key(self.home) if config.separate_sub_endpoint else None
+        return run_sub_key(self.home, config)
 
     def start(
         self,

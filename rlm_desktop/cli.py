@@ -573,7 +573,7 @@ def _limit_flags(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
 def cmd_ask(args: argparse.Namespace, path: Path) -> int:
     from rlm_desktop.engine.handle import RunHandle
     from rlm_desktop.redact import redact_record
-    from rlm_desktop.secrets import load_sub_key
+    from rlm_desktop.secrets import run_sub_key
     from rlm_desktop.settings import load_api_key
 
     home = resolve_home(args.home)
@@ -596,7 +596,7 @@ def cmd_ask(args: argparse.Namespace, path: Path) -> int:
             )
     # Sub-calls on their own endpoint get their own key (the variable, else the one saved in the window's
     # settings), or none: the root's key never goes to another host.
-    sub_key = load_sub_key(home, args.sub_api_key_env) if config.separate_sub_endpoint else None
+    sub_key = run_sub_key(home, config, args.sub_api_key_env)
     handle = RunHandle(path, args.question, config, api_key, follows=args.follow, sub_api_key=sub_key)
     progress = _AskProgress(enabled=sys.stderr.isatty())
     handle.subscribe(progress)

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 CREDENTIALS_FILE = "credentials.json"
@@ -182,6 +183,12 @@ def load_sub_key(home: Path, env_var: str = SUB_KEY_ENV_VAR) -> str:
     key = os.environ.get(env_var) or sub_key_store(home).get() or ""
     remember_secret(key)
     return key
+
+
+def run_sub_key(home: Path, config: Any, env_var: str = SUB_KEY_ENV_VAR) -> str | None:
+    """What a run with `config` (a RunConfig) gives as its sub key: the sub endpoint's own key when sub-calls
+    have their own endpoint, None when they share the root's (every caller: window, ask, API, serve, bench)."""
+    return load_sub_key(home, env_var) if config.separate_sub_endpoint else None
 
 
 def api_key_status(home: Path, base_url: str | None = None) -> str | None:

@@ -135,10 +135,9 @@ def run_bench(args: argparse.Namespace, home: Path, config: Any, api_key: str) -
                     tasks.append(task)
             plan.append((suite.describe(), suite.case_path, tasks))
 
-    from rlm_desktop.secrets import load_sub_key
+    from rlm_desktop.secrets import run_sub_key
 
-    sub_key = load_sub_key(home) if config.separate_sub_endpoint else None  # never the root's key there
-    runner = Runner(config, api_key, progress, sub_api_key=sub_key)
+    runner = Runner(config, api_key, progress, sub_api_key=run_sub_key(home, config))
 
     def stop(signum: int, frame: object) -> None:
         runner.stop()

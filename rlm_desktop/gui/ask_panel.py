@@ -408,9 +408,9 @@ class AskPanel(QWidget):
     def _sub_key(self, config) -> str | None:
         """The key for sub-calls on their own endpoint ($RLM_SUB_API_KEY, else the stored one, else none): never
         the root's key, which goes only to the root's host. None when sub-calls share the root's endpoint."""
-        from rlm_desktop.secrets import load_sub_key
+        from rlm_desktop.secrets import run_sub_key
 
-        return load_sub_key(self.home) if config.separate_sub_endpoint else None
+        return run_sub_key(self.home, config)
 
     def _refuse(self, message: str, settings_link: bool = False) -> None:
         html = message.replace("&", "&amp;").replace("<", "&lt;")

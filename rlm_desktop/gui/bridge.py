@@ -72,14 +72,8 @@ class RunBridge(QObject):
         is gone)."""
         if self.running:
             raise RuntimeError("a run is already going; stop it first")
-        if isinstance(session, RemoteSession):
-            handle: RunHandle = RemoteRunHandle(
-                case_path, question, config, api_key, follows=follows, session=session, sub_api_key=sub_api_key
-            )
-        else:
-            handle = RunHandle(
-                case_path, question, config, api_key, follows=follows, session=session, sub_api_key=sub_api_key
-            )
+        kind = RemoteRunHandle if isinstance(session, RemoteSession) else RunHandle
+        handle = kind(case_path, question, config, api_key, follows=follows, session=session, sub_api_key=sub_api_key)
         handle.subscribe(self._enqueue)
         handle.start()
         self.handle = handle
