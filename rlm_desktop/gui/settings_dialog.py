@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QStyledItemDelegate,
@@ -41,8 +43,10 @@ from PySide6.QtWidgets import (
 from rlm_desktop.engine.endpoints import load_caps, load_endpoint
 from rlm_desktop.engine.model_info import ModelCaps, context_window, known_context_window
 from rlm_desktop.engine.pricing import DEFAULT_PRICES, PRICES_TAKEN, Price
+from rlm_desktop.gui.screen_fit import FRAME_ALLOWANCE, available_geometry
 from rlm_desktop.gui.tasks import run_in_background
 from rlm_desktop.gui.theme import MUTED, STATUS_COLOURS, UNVERIFIED, VERIFIED
+from rlm_desktop.gui.widgets import WrappedLabel
 from rlm_desktop.secrets import KEY_ENV_VAR, SUB_KEY_ENV_VAR, KeyStore, sub_key_store
 from rlm_desktop.settings import (
     MAX_OUTPUT_TOKENS,
@@ -198,23 +202,29 @@ def _short_findings(model: ModelReport, context_windows: dict[str, int]) -> dict
 _FINDING_TOPICS = ("status", "listed", "output limit", "streaming", "usage", "reasoning", "context window", "probe cost")
 
 
-def findings_html(report: EndpointReport, roles: dict[str, str], context_windows: dict[str, int]) -> str:
-    """A small table, one column per model, of what the probe found, in plain words; notes below it."""
-    if not report.models:
+def findings_html(
+    reports: Sequence[EndpointReport], roles: dict[str, str], context_windows: dict[str, int]
+) -> str:
+    """A small table, one column per model, of what the probes found, in plain words; notes below it.
+
+    Sub-calls on their own server are a second report: its model is a column of the same table, so the
+    two endpoints' findings read side by side and the dialog stays short enough for a 720 px screen."""
+    models = [m for report in reports for m in report.models]
+    if not models:
         return ""
     header = "".join(
         "<th align='left'>"
         + _html((" and ".join(r for r, name in roles.items() if name == m.model) or "model").capitalize())
         + f": {_html(m.model)}</th>"
-        for m in report.models
+        for m in models
     )
-    found = [_short_findings(m, context_windows) for m in report.models]
+    found = [_short_findings(m, context_windows) for m in models]
     rows = []
     for topic in _FINDING_TOPICS:
         if not any(topic in f for f in found):
             continue
         cells = []
-        for model, f in zip(report.models, found, strict=True):
+        for model, f in zip(models, found, strict=True):
             text = f.get(topic, "")
             colour = None
             if topic == "status":
@@ -225,7 +235,7 @@ def findings_html(report: EndpointReport, roles: dict[str, str], context_windows
             cells.append(f"<td{style}>{_html(text)}</td>")
         rows.append(f"<tr><td style='color: {MUTED.name()}'>{_html(topic)}</td>{''.join(cells)}</tr>")
     by_note: dict[str, list[str]] = {}  # the same refusal from both models is said once
-    for m in report.models:
+    for m in models:
         for note in m.notes:
             by_note.setdefault(note, []).append(m.model)
     notes = [f"<li>{_html(', '.join(models))}: {_html(note)}</li>" for note, models in by_note.items()]
@@ -296,6 +306,7 @@ class SettingsDialog(QDialog):
         self.sub_key_store = sub_key_store(self.home)
         self._loaded_sub_key = self.sub_key_store.get() or ""
         self._syncing = False
+        self._sized = False  # sized to the form on first show
         self._test_token: object | None = None  # the connection test whose answer is awaited
         self.connection_timeout_s = CONNECTION_TIMEOUT_S
         self.problems: list[str] = []
@@ -342,11 +353,25 @@ class SettingsDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
+        # the form scrolls above the buttons when the screen is too short for it (a 1280x720 laptop with both
+        # endpoints' findings shown): Save and Cancel stay in view, and nothing is squeezed
+        self.body = QWidget()
+        self.body.setObjectName("settingsBody")
+        body = QVBoxLayout(self.body)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(self.load_notice)
+        body.addWidget(endpoint)
+        body.addLayout(columns)
+        self.body_scroll = QScrollArea()
+        self.body_scroll.setObjectName("settingsScroll")
+        self.body_scroll.setWidgetResizable(True)
+        self.body_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.body_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.body_scroll.setWidget(self.body)
+
         outer = QVBoxLayout(self)
-        outer.addWidget(self.load_notice)
-        outer.addWidget(endpoint)
-        outer.addLayout(columns)
-        outer.addWidget(self.problems_label)
+        outer.addWidget(self.body_scroll)
+        outer.addWidget(self.problems_label)  # beside Save, which they disable: never scrolled out of view
         outer.addWidget(self.buttons)
         self._set_tab_order()
 
@@ -440,9 +465,8 @@ class SettingsDialog(QDialog):
         )
         self.test_button.clicked.connect(self.test_connection)
         self.test_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        self.test_result = QLabel()
+        self.test_result = WrappedLabel()
         self.test_result.setObjectName("connectionResult")
-        self.test_result.setWordWrap(True)
         self.test_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow("", self.test_result)
         self.test_result.setVisible(False)  # no empty gap until there is something to say
@@ -1224,9 +1248,8 @@ class SettingsDialog(QDialog):
                 self.offer_models(result.report.listed)
             settings, _ = self.form_settings()
             roles = {"root": settings.root_model, "sub": settings.sub_model}
-            html = findings_html(result.report, roles, settings.context_windows)
-            if result.sub_report is not None:
-                html += findings_html(result.sub_report, roles, settings.context_windows)
+            reports = [r for r in (result.report, result.sub_report) if r is not None]
+            html = findings_html(reports, roles, settings.context_windows)
             self._load_cached_caps()  # the test just cached what it found
             self._show_windows_used(settings)
         self._show_findings(html)
@@ -1243,21 +1266,44 @@ class SettingsDialog(QDialog):
         self.findings.setFixedHeight(min(int(document.size().height()) + 6, FINDINGS_MAX_HEIGHT))
 
     def _fit_height(self) -> None:
-        """Grow to fit what was added (never shrink): wrapped labels need their height for this width.
+        """Grow to show the whole form (never shrink), up to the screen's height: past it the form scrolls.
 
-        The layout's minimum ignores height-for-width, so without this the result's two wrapped lines
-        would be taken from the price table below.
+        The layout's minimum ignores height-for-width, so wrapped labels (the result's two lines, the
+        problems) are measured for this width; without this they would be taken from the price table below.
         """
-        layout = self.layout()
+        needed = self._needed_height()
+        area = available_geometry(self)
+        if area is not None and not area.isEmpty():
+            needed = min(needed, area.height() - FRAME_ALLOWANCE.height())
+        if self.isVisible() and needed > self.height():
+            self.resize(self.width(), needed)
+
+    def _needed_height(self) -> int:
+        """The dialog's height that shows the whole form without scrolling, at the current width."""
+        layout = self.body.layout()
         layout.activate()
-        needed = self.minimumSizeHint().height()
-        width = self.width() - layout.contentsMargins().left() - layout.contentsMargins().right()
+        margins = self.layout().contentsMargins()
+        width = self.body_scroll.viewport().width() or self.width() - margins.left() - margins.right()
+        form = layout.minimumSize().height()
         for index in range(layout.count()):
             item = layout.itemAt(index)
             if not item.isEmpty() and item.hasHeightForWidth():
-                needed += max(0, item.heightForWidth(width) - item.minimumSize().height())
-        if self.isVisible() and needed > self.height():
-            self.resize(self.width(), needed)
+                form += max(0, item.heightForWidth(width) - item.minimumSize().height())
+        spacing = self.layout().spacing()
+        below = self.buttons.sizeHint().height()
+        if not self.problems_label.isHidden():
+            below += spacing + self.problems_label.heightForWidth(self.width() - margins.left() - margins.right())
+        return margins.top() + form + spacing + below + margins.bottom()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Open as tall as the form needs (a scroll area alone would ask for a small box), within the screen."""
+        super().showEvent(event)
+        if not self._sized:
+            self._sized = True
+            self.body_scroll.setMinimumWidth(
+                self.body.minimumSizeHint().width() + self.body_scroll.verticalScrollBar().sizeHint().width()
+            )
+            self._fit_height()
 
     # ---- saving -------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Small generic widgets: a wrapping flow layout, a notice bar, a label and a link button that elide their text."""
+"""Small generic widgets: a wrapping flow layout, a notice bar, a wrapped label, a label and a link button that
+elide their text."""
 
 from __future__ import annotations
 
@@ -138,6 +139,23 @@ class NoticeBar(QLabel):
         self.plain_text = ""
         self.setText("")
         self.hide()
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label that asks for the height its text needs at its own width.
+
+    QLabel's size hint for wrapped text guesses a narrow width and asks for the lines that would take, so a
+    layout with height to spare hands it several empty lines and centres the text between blank bands."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        hint = super().sizeHint()
+        if self.width() > 0 and self.text():
+            hint.setHeight(self.heightForWidth(self.width()))
+        return hint
 
 
 class ElidedLabel(QLabel):

@@ -158,3 +158,79 @@ def test_test_connection_tries_the_sub_model_on_its_own_server_with_its_own_key(
     assert "Root: root-model" in shown and "Sub: sub-model" in shown
     assert load_caps(home, sub.base_url)["sub-model"]["context_window"] == 16384  # runs use what it found
     assert "sub-model: 16,384 tokens (reported by the server)" in dialog.windows_used.text()  # from its server
+
+
+SMALL_SCREEN_CHECK = r"""
+import json, sys
+from pathlib import Path
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from rlm_desktop.engine.model_info import ModelCaps
+from rlm_desktop.engine.probe import EndpointReport, ModelReport
+from rlm_desktop.gui.settings_dialog import ConnectionResult, SettingsDialog, both_endpoints, connection_result
+from rlm_desktop.settings import Settings
+
+home = Path(sys.argv[1])
+Settings(root_model="root-model", sub_model="sub-model", sub_base_url="http://127.0.0.1:9/v1").save(home)
+def report(url, model, note):
+    caps = ModelCaps(token_param="max_tokens", streaming=True, stream_usage=False, usage_reported=True)
+    found = ModelReport(model, caps, answered=True, latency_s=0.2, calls=4, notes=[note])
+    return EndpointReport(url, reachable=True, listed=[model], models=[found])
+root = report("http://127.0.0.1:8/v1", "root-model", "refused stream_options (HTTP 422: extra inputs are not permitted)")
+sub = report("http://127.0.0.1:9/v1", "sub-model", "refused max_completion_tokens (HTTP 400: unrecognized argument)")
+dialog = SettingsDialog(home)
+dialog.show()
+app.processEvents()
+dialog._show_connection_result(
+    both_endpoints(connection_result(root, root.base_url, 15), connection_result(sub, sub.base_url, 15))
+)
+for _ in range(5):
+    app.processEvents()
+dialog.grab().save(sys.argv[2])
+body, scroll = dialog.body, dialog.body_scroll
+print(json.dumps({
+    "screen": app.primaryScreen().availableGeometry().height(),
+    "dialog": dialog.height(),
+    "body": body.height(),
+    "body_min": body.minimumSizeHint().height(),
+    "scroll_max": scroll.verticalScrollBar().maximum(),
+    "save_bottom": dialog.ok_button.mapTo(dialog, dialog.ok_button.rect().bottomLeft()).y(),
+    "save_top": dialog.ok_button.mapTo(dialog, dialog.ok_button.rect().topLeft()).y(),
+    "problems_bottom": dialog.problems_label.mapTo(dialog, dialog.problems_label.rect().bottomLeft()).y(),
+    "problems": dialog.problems_label.isVisible(),
+    "findings": dialog.findings.toPlainText(),
+    "result_height": dialog.test_result.height(),
+    "result_needs": dialog.test_result.heightForWidth(dialog.test_result.width()),
+}))
+"""
+
+
+def test_with_both_endpoints_tested_the_dialog_fits_a_720_pixel_screen_and_its_form_scrolls(tmp_path):
+    """On a 1280x720 screen the form with both endpoints' findings is taller than the screen: the dialog
+    stays within it, Save stays in view, the form scrolls instead of being squeezed, and the two models'
+    findings read side by side in one table."""
+    import subprocess
+    import sys
+
+    screen = tmp_path / "screen.json"
+    screen.write_text(json.dumps({"screens": [{"name": "laptop", "x": 0, "y": 0, "width": 1280, "height": 720,
+                                               "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
+    shot = SHOTS / "settings_both_endpoints_720.png"
+    SHOTS.mkdir(exist_ok=True)
+    env = {**__import__("os").environ, "QT_QPA_PLATFORM": f"offscreen:configfile={screen}"}
+    done = subprocess.run(
+        [sys.executable, "-c", SMALL_SCREEN_CHECK, str(tmp_path / "home"), str(shot)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["screen"] == 720
+    assert seen["dialog"] <= 720 - FRAME_ALLOWANCE.height()
+    assert seen["save_bottom"] < seen["dialog"] and seen["problems_bottom"] <= seen["save_top"]  # in view
+    assert seen["problems"]  # no price for the models: what to fix shows beside the disabled Save
+    assert seen["body"] >= seen["body_min"] and seen["scroll_max"] > 0  # not squeezed: it scrolls
+    assert seen["result_height"] == seen["result_needs"]  # no blank bands around the two-line result
+    cells = [line.strip() for line in seen["findings"].splitlines()]  # a table reads a cell a line
+    at = cells.index("Root: root-model")
+    assert cells[at + 1] == "Sub: sub-model"  # one table, a column per endpoint's model
+    assert cells.count("status") == 1 and cells.count("✓ answered in 0.2 s") == 2  # one row for both
