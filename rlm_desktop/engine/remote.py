@@ -11,7 +11,8 @@ over a socket pair: the parent sends `("run", run_id, kwargs)`, `("cancel", run_
 child sends `("event", run_id, event)` (the frozen dataclasses of `events.py`), `("ended", run_id, record,
 error, repl)` and `("repl", alive, pid)`. The API key travels in the run message only, never in the child's
 arguments or environment. The engine saves the run every half second as it goes, so a child that dies (or is
-killed because it did not stop) leaves its trajectory in the case, read back as a failed run.
+killed because it did not stop) leaves its trajectory in the case; the parent then ends the run there, `failed`
+(or `cancelled` when a Stop needed the kill), its cost counting what its calls in flight had reserved.
 """
 
 from __future__ import annotations
@@ -29,12 +30,17 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from rlm_desktop.engine.events import CostChanged, RunEvent, RunFinished
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.models import warm_up
+from rlm_desktop.engine.record import RunRecord
 from rlm_desktop.engine.rlm import RunConfig
+from rlm_desktop.engine.runs import load_run
 from rlm_desktop.engine.session import IDLE_CLOSE_S, ThreadSession
 from rlm_desktop.frozen import ENGINE_WORKER_FLAG, is_frozen
 from rlm_desktop.redact import redact
+from rlm_desktop.store.case import Case
+from rlm_desktop.store.runs import end_abandoned_run
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ class RemoteRunHandle(RunHandle):
             raise ValueError("a remote run needs its RemoteSession")
         super().__init__(case_path, question, config, api_key, follows=follows, sub_api_key=sub_api_key)
         self.remote = session
+        self.last_cost: CostChanged | None = None  # newer than the run's last save, if its child dies
 
     def start(self) -> RemoteRunHandle:
         self.check()  # usage errors in the caller's thread, as in-process
@@ -91,6 +98,11 @@ class RemoteRunHandle(RunHandle):
         if not self.done:
             self.remote.cancel(self.run_id)
 
+    def _emit(self, event: RunEvent) -> None:
+        if isinstance(event, CostChanged):
+            self.last_cost = event
+        super()._emit(event)
+
     def _ended(self, record: dict[str, Any] | None, error: str | None) -> None:
         if self.done:
             return
@@ -104,8 +116,9 @@ class RemoteSession:
     """The window's side of one question thread run in a child process (the interface of `ThreadSession`
     the window uses: `last_run_id`, `repl_alive`, `closed`, `close()`)."""
 
-    def __init__(self, idle_close_s: float = IDLE_CLOSE_S):
+    def __init__(self, idle_close_s: float = IDLE_CLOSE_S, stop_kill_s: float = STOP_KILL_S):
         self.idle_close_s = idle_close_s
+        self.stop_kill_s = stop_kill_s
         self.last_run_id: str | None = None
         self.repl_pid: int | None = None  # the kept REPL worker's pid (in the child), when there is one
         self._closed = False
@@ -160,14 +173,14 @@ class RemoteSession:
     def cancel(self, run_id: str) -> None:
         self._send(("cancel", run_id))
         # the engine stops within milliseconds; one that does not is ended with its process
-        timer = threading.Timer(STOP_KILL_S, self._kill_if_running, args=(run_id,))
+        timer = threading.Timer(self.stop_kill_s, self._kill_if_running, args=(run_id,))
         timer.daemon = True
         timer.start()
 
     def _kill_if_running(self, run_id: str) -> None:
         handle = self._handles.get(run_id)
         if handle is not None and not handle.done and self.alive:
-            log.warning("run %s did not stop within %.0f s: ending its engine process", run_id, STOP_KILL_S)
+            log.warning("run %s did not stop within %g s: ending its engine process", run_id, self.stop_kill_s)
             self._proc.kill()
 
     def _read(self) -> None:
@@ -200,14 +213,43 @@ class RemoteSession:
         code = self._proc.returncode
         for run_id, handle in list(self._handles.items()):
             self._handles.pop(run_id, None)
-            reason = (
-                f"stopped: the engine process did not stop within {STOP_KILL_S:g} s and was ended"
-                if handle.cancel_requested_at is not None
-                else f"the engine process ended unexpectedly (exit code {code})"
-            )
-            handle._ended(None, reason + "; the run is saved as far as it got")
+            if handle.cancel_requested_at is not None:
+                reason = f"stopped: the engine process did not stop within {self.stop_kill_s:g} s and was ended"
+                self._end_abandoned(handle, "cancelled", reason + "; the run is saved as far as it got")
+            else:
+                reason = f"the engine process ended unexpectedly (exit code {code})"
+                self._end_abandoned(handle, "failed", reason + "; the run is saved as far as it got")
         with contextlib.suppress(OSError):
             self._conn.close()
+
+    @staticmethod
+    def _end_abandoned(handle: RemoteRunHandle, status: str, reason: str) -> None:
+        """End a run its child left unfinished, in the case and for the window: its status and reason saved,
+        its cost brought up to the last the child reported, with what its calls in flight had reserved
+        counted as held (the server may bill them). A Stop that needed the kill ends `cancelled`, as the user
+        asked, with the events a stopped run sends; a crash ends `failed`, with the reason as its error."""
+        cost = handle.last_cost
+        record = None
+        try:
+            with Case.open(handle.case_path) as case:
+                end_abandoned_run(
+                    case,
+                    handle.run_id,
+                    status,
+                    reason,
+                    (cost.billed_usd, cost.held_usd, cost.held_estimate_usd) if cost is not None else None,
+                    cost.reserved_usd if cost is not None else 0.0,
+                )
+                if status == "cancelled":
+                    record = load_run(case, handle.run_id)
+        except Exception:  # the window still learns the run ended; the case says what it could save
+            log.exception("run %s: could not record how it ended", handle.run_id)
+        if record is None:
+            handle._ended(None, reason)
+            return
+        handle._emit(RunRecord.from_dict(record).cost_event())
+        handle._emit(RunFinished(handle.run_id, status, record))
+        handle._ended(record, None)
 
     def request_close(self) -> None:
         """Tell the child to cancel its run, close its REPL and end, without waiting (see `close`)."""

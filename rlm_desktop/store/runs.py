@@ -62,6 +62,48 @@ def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str 
         )
 
 
+def end_abandoned_run(
+    case: Case,
+    run_id: str,
+    status: str,
+    error: str,
+    cost: tuple[float, float, float] | None = None,
+    in_flight_usd: float = 0.0,
+) -> bool:
+    """Close a run its engine process left `running` when it died or was killed: `status` and `error` into
+    its row and record. `cost` is the engine's last (billed, held, held estimate) totals, newer than its
+    last save; `in_flight_usd`, what its calls in flight had reserved, is counted as held: a server may
+    bill a request the engine never saw end, and a cost is never dropped. False when the run had ended."""
+    with case.transaction():
+        row = case.conn.execute(
+            "SELECT record FROM runs WHERE run_id = ? AND status = 'running'", (run_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        record = json.loads(row[0])
+        billed = float(record.get("cost_billed_usd", record.get("cost_usd")) or 0.0)
+        held = float(record.get("cost_held_usd") or 0.0)
+        estimate = float(record.get("cost_held_estimate_usd") or 0.0)
+        if cost is not None and sum(cost[:2]) >= billed + held:
+            billed, held, estimate = cost
+        held += in_flight_usd
+        ended = now_iso()
+        record.update(
+            status=status,
+            error=error,
+            ended=ended,
+            cost_usd=billed + held,
+            cost_billed_usd=billed,
+            cost_held_usd=held,
+            cost_held_estimate_usd=estimate,
+        )
+        case.conn.execute(
+            "UPDATE runs SET status = ?, ended = ?, cost_usd = ?, updated = ?, record = ? WHERE run_id = ?",
+            (status, ended, billed + held, ended, json.dumps(record, ensure_ascii=False), run_id),
+        )
+    return True
+
+
 def run_rows(case: Case) -> list[RunRow]:
     """Every run, newest first (without their records)."""
     return [

@@ -3,6 +3,8 @@ between questions, Stop ends it, a killed child leaves its run saved, and the ke
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -122,6 +124,7 @@ def test_a_killed_engine_process_ends_the_run_with_a_reason_and_leaves_it_saved(
     with Case.open(case_path) as case:
         saved = load_run(case, handle.run_id)
         assert saved["status"] == "failed"  # the process that ran it is gone
+        assert "ended unexpectedly (exit code -9)" in saved["error"]  # the reason is saved with it
         kinds = [n["kind"] for n in _walk(saved["tree"])]
         assert kinds.count("iteration") >= 1 and "code" in kinds  # its trajectory as far as it got
 
@@ -187,3 +190,49 @@ def _children_tree(pid: int) -> list[int]:
             except (OSError, ValueError):
                 pass
     return found
+
+
+def test_a_stop_the_engine_does_not_honour_ends_its_process_and_the_run_is_saved_cancelled_with_its_cost(
+    fake_openai, case_path
+):
+    """A child that cannot act on Stop (here: frozen with SIGSTOP while a sub-call is in flight) is killed
+    after `stop_kill_s`. The run then ends as the user asked, `cancelled`, in the window's events and in the
+    case, and what its call in flight had reserved is counted as held: the server may bill it."""
+    script = Script([repl("print(llm_query_batched(['a quick one', 'a slow one']))")])
+
+    def handler(request):
+        reply = script(request)
+        slow = request["model"] == SUB and "slow" in request["messages"][-1]["content"]
+        return dataclasses.replace(reply, delay_s=30) if slow else reply
+
+    session = RemoteSession(idle_close_s=1, stop_kill_s=0.5)
+    try:
+        fake_openai.handler = handler
+        handle, events = ask(session, case_path, fake_openai, "A run whose engine freezes")
+        # the quick sub-call settled: the cost the child sent counts the slow one's reservation
+        _wait_until(lambda: handle.last_cost is not None and handle.last_cost.reserved_usd > 0, 30)
+        reserved = handle.last_cost.reserved_usd
+        time.sleep(0.7)  # past the engine's half-second save: the steps so far are in the case
+        os.kill(session.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        handle.cancel()
+        record = handle.wait(10)
+        assert 0.5 <= time.monotonic() - started < 5
+        assert not session.alive
+        assert record["status"] == "cancelled" and "did not stop within 0.5 s" in record["error"]
+        finished = [e for e in events if isinstance(e, RunFinished)]
+        assert len(finished) == 1 and finished[0].status == "cancelled"
+        assert isinstance(events[-2], CostChanged) and events[-2].held_usd >= reserved
+        with Case.open(case_path) as case:
+            saved = load_run(case, handle.run_id)
+            summary = next(r for r in list_runs(case) if r.run_id == handle.run_id)
+        assert saved["status"] == summary.status == "cancelled"
+        assert saved["cost_held_usd"] >= reserved > 0
+        assert saved["cost_usd"] == pytest.approx(saved["cost_billed_usd"] + saved["cost_held_usd"])
+        assert saved["cost_billed_usd"] > 0 and summary.cost_usd == pytest.approx(saved["cost_usd"])
+        kinds = [n["kind"] for n in _walk(saved["tree"])]
+        assert "code" in kinds  # its trajectory as far as it got
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(session.pid, signal.SIGCONT)
+        session.close()
