@@ -438,6 +438,8 @@ class _Run:
             "cost_billed_usd": round(self.ledger.billed, 8),
             "cost_held_usd": round(self.ledger.held, 8),
             "cost_held_estimate_usd": round(self.ledger.snapshot().held_estimate, 8),
+            # calls in flight at this save: if the process dies before they settle, they count as held
+            "cost_reserved_usd": round(self.ledger.reserved, 8) if self.status == "running" else 0.0,
             "cap_usd": self.config.cap_usd,
             "usage": self.usage,
             "started": self.started,

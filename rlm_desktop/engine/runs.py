@@ -84,7 +84,7 @@ def list_runs(case: Case) -> list[RunSummary]:
             r.question,
             "failed" if _interrupted(r.status, r.pid) else r.status,
             r.started,
-            r.cost_usd,
+            r.cost_usd + r.reserved_usd if _interrupted(r.status, r.pid) else r.cost_usd,
             r.follows,
             r.label,
         )
@@ -193,6 +193,10 @@ def load_run(case: Case, run_id: str) -> dict[str, Any]:
     if _interrupted(row.status, row.pid):
         record["status"] = "failed"
         record["error"] = "interrupted: the process running it ended before the run finished"
+        # its calls in flight may have been billed: held at what they had reserved, as a stopped call is
+        reserved = float(record.pop("cost_reserved_usd", 0.0) or 0.0)
+        record["cost_held_usd"] = float(record.get("cost_held_usd") or 0.0) + reserved
+        record["cost_usd"] = float(record.get("cost_usd") or 0.0) + reserved
     steps = list(node_rows(case, row.run_id))
     nodes = {node_id: {**data, "children": []} for node_id, _, data in steps}
     root = None

@@ -22,6 +22,7 @@ class RunRow:
     record: dict[str, Any] | None = None  # the saved header (the run record without its tree)
     follows: str | None = None  # the previous run of its thread
     label: str | None = None  # the user's name for it
+    reserved_usd: float = 0.0  # what its calls in flight had reserved at its last save (a running run's)
 
 
 def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str | None, int, dict[str, Any]]]) -> None:
@@ -72,8 +73,9 @@ def end_abandoned_run(
 ) -> bool:
     """Close a run its engine process left `running` when it died or was killed: `status` and `error` into
     its row and record. `cost` is the engine's last (billed, held, held estimate) totals, newer than its
-    last save; `in_flight_usd`, what its calls in flight had reserved, is counted as held: a server may
-    bill a request the engine never saw end, and a cost is never dropped. False when the run had ended."""
+    last save; what its calls in flight had reserved (`in_flight_usd`, or as its last save recorded them if
+    more) is counted as held: a server may bill a request the engine never saw end, and a cost is never
+    dropped. False when the run had ended."""
     with case.transaction():
         row = case.conn.execute(
             "SELECT record FROM runs WHERE run_id = ? AND status = 'running'", (run_id,)
@@ -86,7 +88,7 @@ def end_abandoned_run(
         estimate = float(record.get("cost_held_estimate_usd") or 0.0)
         if cost is not None and sum(cost[:2]) >= billed + held:
             billed, held, estimate = cost
-        held += in_flight_usd
+        held += max(in_flight_usd, float(record.pop("cost_reserved_usd", 0.0) or 0.0))
         ended = now_iso()
         record.update(
             status=status,
@@ -109,10 +111,12 @@ def run_rows(case: Case) -> list[RunRow]:
     return [
         RunRow(
             r["run_id"], r["question"], r["status"], r["started"], r["cost_usd"], r["pid"],
-            follows=r["follows"], label=r["label"],
+            follows=r["follows"], label=r["label"], reserved_usd=r["reserved"] or 0.0,
         )
         for r in case.db["runs"].rows_where(
-            select="run_id, question, status, started, cost_usd, pid, follows, label", order_by="started desc"
+            select="run_id, question, status, started, cost_usd, pid, follows, label,"
+            " CASE status WHEN 'running' THEN json_extract(record, '$.cost_reserved_usd') END AS reserved",
+            order_by="started desc",
         )
     ]
 

@@ -19,7 +19,7 @@ from rlm_desktop.engine.events import CostChanged, NodeFinished, NodeStarted, Ru
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.pricing import PriceTable
 from rlm_desktop.engine.rlm import RunConfig, run_rlm
-from rlm_desktop.engine.runs import load_run
+from rlm_desktop.engine.runs import list_runs, load_run
 from rlm_desktop.sandbox.host import WORKER_SCRIPT
 from rlm_desktop.store.case import Case
 
@@ -184,7 +184,12 @@ def test_a_killed_ask_process_leaves_a_readable_partial_run(fake_openai, case_pa
     with Case.open(home / "cases" / "default.sqlite") as case:
         (run_id,) = [r[0] for r in case.conn.execute("SELECT run_id FROM runs")]
         record = load_run(case, run_id)
-    assert record["status"] == "failed" and "interrupted" in record["error"]
+        (summary,) = list_runs(case)
+        billed_at_save = json.loads(case.conn.execute("SELECT record FROM runs").fetchone()[0])["cost_usd"]
+    assert record["status"] == summary.status == "failed" and "interrupted" in record["error"]
+    # the sub-call in flight when it died may be billed: its reservation is held, in the run and the list
+    assert record["cost_held_usd"] > 0 and record["cost_usd"] > billed_at_save
+    assert summary.cost_usd == pytest.approx(record["cost_usd"])
     kinds = [n["kind"] for n in _walk(record["tree"])]
     assert kinds.count("iteration") == 2 and "code" in kinds
     assert "sk-secret-test" not in json.dumps(record)
