@@ -516,6 +516,11 @@ class DocumentBrowser(QWidget):
         shown = html.escape(text.strip())
         if not hits:
             self.hits_header.setText(f"No documents contain <b>{shown}</b>.")
+        elif any(not m.ranked for m in matches):  # a stop-word search (store/fts.py COMMON_SHARE)
+            self.hits_header.setText(
+                f"The first {len(hits)} hits for <b>{shown}</b>, in case order: it is in too many passages"
+                " to rank. Add a rarer word to find the best."
+            )
         elif len(hits) >= SEARCH_LIMIT:
             self.hits_header.setText(f"The best {len(hits)} hits for <b>{shown}</b> (refine to see others)")
         else:

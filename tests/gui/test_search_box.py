@@ -65,3 +65,26 @@ def test_an_email_address_finds_the_mail_by_its_sender(browser, case):
     hits = browser.run_search(sender)
     assert mail.id in {h.doc_id for h in hits}
     assert any("by its sender" in h.html for h in hits)
+
+
+def test_a_word_in_too_many_passages_to_rank_says_its_hits_are_the_first_not_the_best(
+    qtbot, tmp_path, monkeypatch
+):
+    from rlm_desktop.store import fts
+
+    monkeypatch.setattr(fts, "RANK_CANDIDATES", 5)  # a small case stands for one where "the" is everywhere
+    with Case.open(tmp_path / "c.sqlite") as case:
+        for i in range(30):
+            case.add_text_document(f"note {i}", f"the report of day {i}" + (" ledger" if i % 10 == 0 else ""))
+        widget = DocumentBrowser()
+        qtbot.addWidget(widget)
+        widget.resize(420, 560)
+        widget.set_case(case)
+        widget.show()
+        hits = widget.run_search("the")
+        said = widget.hits_header.text()
+        assert hits and "The first" in said and "in case order" in said and "too many passages" in said
+        SHOTS.mkdir(exist_ok=True)
+        widget.grab().save(str(SHOTS / "search_unranked.png"))
+        widget.run_search("ledger")  # three passages: ranked, said as before
+        assert widget.hits_header.text().startswith("3 hits for")
