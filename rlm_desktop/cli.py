@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_gui(args, home)
         path = case_path(home, args.case or "default")
+        if args.command not in ("doctor", "bench"):
+            _say_if_upgrading(path)
         handler = {
             "ingest": cmd_ingest,
             "docs": cmd_docs,
@@ -332,6 +334,20 @@ def main(argv: list[str] | None = None) -> int:
 def _print_json(value: Any) -> None:
     json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
+
+
+def _say_if_upgrading(path: Path) -> None:
+    """A big case written by an older version is upgraded when opened, which can take minutes: say so first,
+    rather than look hung."""
+    from rlm_desktop.store.migrations import slow_upgrade
+
+    if slow_upgrade(path):
+        print(
+            f"rlm-desktop: upgrading case {path.stem!r} to this version's format: once, and a large case takes"
+            " a few minutes…",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _open_existing(path: Path):

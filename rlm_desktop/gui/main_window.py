@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMessageBox,
+    QProgressDialog,
     QSplitter,
     QTabWidget,
     QToolBar,
@@ -53,6 +54,7 @@ from rlm_desktop.paths import case_path, list_cases
 from rlm_desktop.reports import FORMAT_LABELS
 from rlm_desktop.settings import Settings
 from rlm_desktop.store.case import Case
+from rlm_desktop.store.migrations import slow_upgrade
 
 REPORT_FORMATS = FORMAT_LABELS
 MAIN_SHARES = (0.27, 0.39, 0.34)  # documents, viewer, ask panel
@@ -109,6 +111,8 @@ class MainWindow(QMainWindow):
         self.case_name: str | None = None
         self._shut_down = False
         self._password_ingest = False  # the running ingest reads a file with the password the user typed
+        self.upgrading: str | None = None  # the case whose pending migrations run in the background
+        self.upgrade_dialog: QProgressDialog | None = None
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
         self.resize(first_size(self))  # 1400x900, or less on a smaller screen
@@ -281,6 +285,11 @@ class MainWindow(QMainWindow):
                 self, "Ingest running", "Wait for the ingest to finish or cancel it first."
             )
             return
+        if self.upgrading is not None:
+            return  # one case at a time: the dialog says which is being upgraded
+        if slow_upgrade(path):
+            self._upgrade_then_open(name, path)
+            return
         case = Case.open(path)
         if self.case is not None:
             self.case.close()
@@ -309,6 +318,46 @@ class MainWindow(QMainWindow):
         if path.exists():
             QMessageBox.information(self, "New case", f"A case called {name.strip()!r} exists; opening it.")
         self.open_case(name.strip())
+
+    def _upgrade_then_open(self, name: str, path: Path) -> None:
+        """Apply a big case's pending migrations off the GUI thread (minutes for m008 on a 100M-token case),
+        with a notice the user cannot mistake for a hang, then open it."""
+        self.upgrading = name
+        dialog = QProgressDialog(
+            f"Upgrading case “{name}” to this version's format.\n"
+            "This happens once; a large case takes a few minutes.",
+            "",
+            0,
+            0,
+            self,
+        )
+        dialog.setObjectName("caseUpgrade")
+        dialog.setWindowTitle("Upgrading case")
+        dialog.setCancelButton(None)  # a migration is one transaction: stopping it halfway is not offered
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(0)
+        dialog.show()
+        self.upgrade_dialog = dialog
+
+        def work() -> None:  # must not reference `self` (see gui/tasks.py)
+            Case.open(path).close()
+
+        run_in_background(
+            work, lambda _: self._upgraded(name, None), lambda exc: self._upgraded(name, exc), owner=self
+        )
+
+    def _upgraded(self, name: str, error: BaseException | None) -> None:
+        self.upgrading = None
+        if self.upgrade_dialog is not None:
+            self.upgrade_dialog.close()
+            self.upgrade_dialog.deleteLater()
+            self.upgrade_dialog = None
+        if error is not None:
+            QMessageBox.critical(
+                self, "Case not upgraded", f"The case “{name}” could not be upgraded; it is unchanged.\n\n{error}"
+            )
+            return
+        self.open_case(name)
 
     def _fill_case_combo(self) -> None:
         names = sorted(set(list_cases(self.home)) | ({self.case_name} if self.case_name else set()))
