@@ -289,7 +289,9 @@ class PidsCgroup:
 
 
 def _sweep_stale(base: str) -> None:
-    """Remove empty cgroups left by app processes that died before closing their sandboxes."""
+    """Remove cgroups left by app processes that died before closing their sandboxes, killing what is still
+    inside: a worker, or a bubblewrap caught mid-setup, whose host is gone has nobody to serve and would
+    otherwise sleep forever (one such orphan was seen after a killed `ask`)."""
     try:
         names = [n for n in os.listdir(base) if n.startswith("rlm-desktop-")]
     except OSError:
@@ -300,8 +302,7 @@ def _sweep_stale(base: str) -> None:
         except (IndexError, ValueError):
             continue
         if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(base, name))  # fails, as it should, while anything is inside
+            PidsCgroup(os.path.join(base, name)).kill_all()
 
 
 def descendants(root_pid: int) -> list[int]:

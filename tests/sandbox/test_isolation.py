@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -226,3 +227,34 @@ def test_auto_falls_back_when_a_modes_walls_cannot_be_built(tmp_path, monkeypatc
     sandbox, result = asyncio.run(scenario())
     assert sandbox.mode == "landlock" and result.output == "walled\n"
     assert any("unshare: no mount namespace here" in w for w in sandbox.warnings)
+
+
+def test_a_dead_apps_leftover_sandbox_processes_are_killed_when_the_next_sandbox_starts():
+    """A host killed outright (SIGKILL, a crash) cannot close its sandbox: what is left in its cgroup has
+    nobody to serve. The next sandbox's start kills it and removes the cgroup; a live app's cgroup stays."""
+    base, why = iso.pids_cgroup_base()
+    if base is None:
+        pytest.skip(f"no writable pids cgroup here: {why}")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that is no longer running stands for the dead host
+    stale = os.path.join(base, f"rlm-desktop-{gone.pid}-1")
+    live_owner = subprocess.Popen(["sleep", "60"])
+    live = os.path.join(base, f"rlm-desktop-{live_owner.pid}-1")
+    leftover = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    kept = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        for path, proc in ((stale, leftover), (live, kept)):
+            os.mkdir(path)
+            with open(os.path.join(path, "cgroup.procs"), "w", encoding="ascii") as f:
+                f.write(str(proc.pid))
+        cgroup = iso.PidsCgroup.create(limit=5)
+        assert cgroup is not None
+        cgroup.kill_all()
+        assert leftover.wait(5) == -signal.SIGKILL and not os.path.exists(stale)
+        assert kept.poll() is None and os.path.exists(live)  # its app is alive: not touched
+    finally:
+        for proc in (leftover, kept, live_owner):
+            proc.kill()
+            proc.wait()
+        iso.PidsCgroup(live).kill_all()
+        iso.PidsCgroup(stale).kill_all()
