@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
-import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import py7zr
 import pytest
 from builders import make_email, pdf_bytes
-from ingest.test_bombs import MIB, PEAK_RSS_LIMIT, write_zip_bomb
+from ingest.test_bombs import MIB, ingest_within_memory_limit, write_zip_bomb
 
 from rlm_desktop.ingest import archive as archive_module
 from rlm_desktop.ingest.detect import detect_kind
@@ -205,21 +202,7 @@ def test_archive_bombs_fail_with_a_reason_in_bounded_memory(tmp_path):
     )
     (folder / "note.txt").write_text("Call the bank on Monday.\n", encoding="utf-8")
     home = tmp_path / "home"
-    probe = (
-        "import json, resource, sys\n"
-        "from rlm_desktop.cli import main\n"
-        f"code = main(['ingest', {str(folder)!r}, '--json', '--home', {str(home)!r}])\n"
-        "peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-        "print(json.dumps({'code': code, 'peak_kib': peak}), file=sys.stderr)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
-    measured = json.loads(proc.stderr.strip().splitlines()[-1])
-    report = json.loads(proc.stdout)
-    assert measured["code"] == 0
-    peak = measured["peak_kib"] * 1024
-    print(f"peak RSS of the ingest: {peak / MIB:.0f} MiB")
-    assert peak < PEAK_RSS_LIMIT
+    report = ingest_within_memory_limit(folder, home)
     failed = {Path(f["path"]).name: f["error"] for f in report["failed"]}
     assert list(failed) == ["bomb.zip"] and "decompression bomb" in failed["bomb.zip"]
     (inner,) = report["attachment_failures"]
