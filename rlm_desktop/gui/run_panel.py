@@ -311,7 +311,11 @@ class RunPanel(QWidget):
         if node_id is None:
             return
         current = self.tree.currentIndex()
-        if not current.isValid() or top_left.internalId() != current.internalId():
+        if (
+            not current.isValid()
+            or current.parent() != top_left.parent()
+            or not top_left.row() <= current.row() <= bottom_right.row()
+        ):
             return
         if top_left.column() == TIME and bottom_right.column() == TIME:
             node = self.model.node(current)
