@@ -247,7 +247,7 @@ class RunPanel(QWidget):
     def _on_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
         if not self._count_timer.isActive():  # a burst of inserts relabels the count once
             self._count_timer.start()
-        if parent.isValid():
+        if parent.isValid() and not self.tree.isExpanded(parent):  # open already: nothing to look up
             node = self.model.node(parent)
             if node is not None and node.kind in AUTO_EXPAND_KINDS and node.id not in self._collapsed_by_user:
                 self._programmatic += 1

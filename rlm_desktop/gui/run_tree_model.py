@@ -65,8 +65,8 @@ _STATUS_FOREGROUND = {
 }
 
 
-def _cell(column: int) -> QStandardItem:
-    cell = QStandardItem()
+def _cell(column: int, text: str) -> QStandardItem:
+    cell = QStandardItem(text)
     cell.setFlags(_ROW_FLAGS)
     if column >= TOKENS:
         cell.setTextAlignment(_RIGHT)
@@ -243,10 +243,10 @@ class RunTreeModel(QStandardItemModel):
         self._keys += 1
         item = _Item(self._keys, view, parent, len(parent.children))
         self._by_id[view.id] = item
-        item.cells = [_cell(column) for column in _ALL]
-        item.cells[STEP].setData(view.id, NODE_ID_ROLE)
         item.shown = [None] * len(HEADERS)
-        self._fill(item)
+        item.cells = cells = [_cell(column, self._display(item, column)) for column in _ALL]
+        cells[STEP].setData(view.id, NODE_ID_ROLE)
+        self._fill(item)  # the rest: tooltips, the status icon and colour, the view
         return item
 
     def __len__(self) -> int:
@@ -296,7 +296,7 @@ class RunTreeModel(QStandardItemModel):
             shown[column] = value
             cell = cells[column]
             changed = True
-            if old is None or old[0] != text:
+            if old is not None and old[0] != text:  # a new cell was made with its text
                 cell.setText(text)
             if old is not None and old[1:] == value[1:]:
                 continue
