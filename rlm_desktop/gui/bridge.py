@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from rlm_desktop.engine.events import RunFinished
+from rlm_desktop.engine.events import CostChanged, NodeFinished, NodeUpdated, RunFinished
 from rlm_desktop.engine.handle import RunHandle
 from rlm_desktop.engine.remote import RemoteRunHandle, RemoteSession
 from rlm_desktop.engine.rlm import RunConfig
@@ -21,9 +21,11 @@ from rlm_desktop.gui.tasks import run_in_background
 class RunBridge(QObject):
     """Starts runs and re-emits their frozen events on the GUI thread; never touches a widget itself.
 
-    `run_event` carries RunStarted, NodeStarted/Updated/Finished, CostChanged, CallRetriedEvent and RunFinished.
-    `run_ended` fires once per run after its thread is over, with the handle (its `.error` set if the engine
-    raised instead of finishing with a record).
+    `run_event` carries RunStarted, NodeStarted/Updated/Finished, CostChanged, CallRetriedEvent and RunFinished,
+    in their order; while the window is behind, an update of a step that a later queued update or finish of that
+    step supersedes, and a cost snapshot that a later one supersedes, are skipped (every step still comes with its
+    NodeStarted and its NodeFinished). `run_ended` fires once per run after its thread is over, with the handle
+    (its `.error` set if the engine raised instead of finishing with a record).
     """
 
     run_event = Signal(object)
@@ -42,7 +44,8 @@ class RunBridge(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.handle: RunHandle | None = None
-        self._queue: deque[object] = deque()
+        self._queue: deque[object] = deque()  # appended on the engine thread, taken on the GUI thread
+        self._backlog: deque[object] = deque()  # the GUI thread's own: taken but not yet handed on
         self._wake_pending = threading.Event()
         self._urgent = False  # the run's end is queued: no waiting for the next frame
         self._next_drain = 0.0  # perf_counter time before which events wait for the next frame
@@ -105,19 +108,50 @@ class RunBridge(QObject):
         self._drain_timer.stop()
         self._wake_pending.clear()  # events queued from now on wake us again (or are taken in this slice)
         self._urgent = False
+        self._take()
         deadline = time.perf_counter() + self.SLICE_MS / 1000
-        while self._queue:
-            self.run_event.emit(self._queue.popleft())
+        while self._backlog:
+            self.run_event.emit(self._backlog.popleft())
             if time.perf_counter() > deadline:
                 break
         self._next_drain = time.perf_counter() + self.FRAME_MS / 1000
-        if self._queue:
+        if self._backlog or self._queue:
             self._drain_timer.start(self.FRAME_MS)  # the rest in the next frame, the event loop having had its turn
+
+    def _take(self) -> None:
+        """Move the queued events to the backlog and drop what later ones there supersede: a busy run's bursts
+        of hundreds of events queue up faster than a frame's slice hands them on, and most of a step's updates
+        (and most cost snapshots) would be drawn only to be overwritten a moment later."""
+        queue, backlog = self._queue, self._backlog
+        if not queue:
+            return
+        while queue:
+            backlog.append(queue.popleft())
+        kept: list[object] = []
+        later: set[tuple[str, str]] = set()  # steps with an update or finish further on
+        cost_later: set[str] = set()  # runs with a cost snapshot further on
+        for event in reversed(backlog):
+            if isinstance(event, NodeUpdated | NodeFinished):
+                key = (event.run_id, event.node.id)
+                if isinstance(event, NodeUpdated) and key in later:
+                    continue
+                later.add(key)
+            elif isinstance(event, CostChanged):
+                if event.run_id in cost_later:
+                    continue
+                cost_later.add(event.run_id)
+            kept.append(event)
+        if len(kept) < len(backlog):
+            kept.reverse()
+            self._backlog = deque(kept)
 
     def flush(self) -> None:
         """Deliver everything queued now (tests and shutdown)."""
-        while self._queue:
-            self.run_event.emit(self._queue.popleft())
+        self._take()
+        while self._backlog or self._queue:
+            while self._backlog:
+                self.run_event.emit(self._backlog.popleft())
+            self._take()
 
     def _relay_end(self, handle: RunHandle) -> None:
         self.flush()  # the run's last events come before the news that it ended

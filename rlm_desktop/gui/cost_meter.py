@@ -52,8 +52,9 @@ class CostBar(QWidget):
         return QSize(220, 12)
 
     def set_values(self, spent: float, reserved: float, cap: float | None, held: float = 0.0) -> None:
-        self.spent, self.reserved, self.cap, self.held = spent, reserved, cap, held
-        self.update()
+        if (self.spent, self.reserved, self.cap, self.held) != (spent, reserved, cap, held):
+            self.spent, self.reserved, self.cap, self.held = spent, reserved, cap, held
+            self.update()
 
     def fraction(self) -> tuple[float, float]:
         """(spent, spent + reserved) as fractions of the cap, each within 0..1."""
@@ -141,6 +142,10 @@ class CostMeter(QWidget):
         self._ticker = QTimer(self)
         self._ticker.setInterval(TICK_MS)
         self._ticker.timeout.connect(self._show_numbers)
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(0)
+        self._redraw.timeout.connect(self._show_numbers)
         self.reset(None)
 
     # ---- public API ----------------------------------------------------------------------------------
@@ -182,7 +187,11 @@ class CostMeter(QWidget):
             self.prompt_tokens = event.prompt_tokens
             self.completion_tokens = event.completion_tokens
             self._elapsed_base, self._elapsed_at = event.elapsed_s, time.monotonic()
-            self._show_numbers()
+            if self.running:  # a burst of sub-calls is drawn once, when the event loop next turns
+                if not self._redraw.isActive():
+                    self._redraw.start()
+            else:
+                self._show_numbers()
         elif isinstance(event, RunStarted):
             if not self.running:
                 self._elapsed_base = 0.0
@@ -213,6 +222,7 @@ class CostMeter(QWidget):
         self.stop_requested.emit()
 
     def _show_numbers(self) -> None:
+        self._redraw.stop()
         billed = theme.money(self.billed_usd if (self.billed_usd or self.held_usd) else self.spent_usd)
         held = ""
         held_tip = ""
@@ -237,11 +247,16 @@ class CostMeter(QWidget):
                 f"<span style='color:{theme.MUTED.name()}'>no cap</span>"
             )
             tip = f"No spending cap is set for this run: {billed} billed{held_tip}"
-        self.amount_label.setText(amount)
-        self.amount_label.setToolTip(tip)
+        # setting the same text again still relays the label out and repaints it
+        if amount != self.amount_label.text():
+            self.amount_label.setText(amount)
+        if tip != self.bar.toolTip():
+            self.amount_label.setToolTip(tip)
+            self.bar.setToolTip(tip)
         self.bar.set_values(self.spent_usd, self.reserved_usd, self.cap_usd, self.held_usd)
-        self.bar.setToolTip(tip)
-        self.detail_label.setText(
+        detail = (
             f"{self.prompt_tokens:,} in / {self.completion_tokens:,} out tokens  ·  "
             f"{self.calls:,} call{'s' if self.calls != 1 else ''}  ·  {elapsed_text(self.elapsed_s)} elapsed"
         )
+        if detail != self.detail_label.text():
+            self.detail_label.setText(detail)

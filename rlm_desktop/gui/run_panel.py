@@ -118,6 +118,11 @@ class RunPanel(QWidget):
         self._refresh_timer.setInterval(120)
         self._refresh_timer.timeout.connect(self._refresh_detail)
 
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(0)
+        self._count_timer.timeout.connect(self._update_count)
+
         self._follow_timer = QTimer(self)
         self._follow_timer.setSingleShot(True)
         self._follow_timer.setInterval(60)
@@ -240,8 +245,9 @@ class RunPanel(QWidget):
         self._refresh_detail()
 
     def _on_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
-        self._update_count()
-        if parent.isValid():
+        if not self._count_timer.isActive():  # a burst of inserts relabels the count once
+            self._count_timer.start()
+        if parent.isValid() and not self.tree.isExpanded(parent):  # open already: nothing to look up
             node = self.model.node(parent)
             if node is not None and node.kind in AUTO_EXPAND_KINDS and node.id not in self._collapsed_by_user:
                 self._programmatic += 1
@@ -311,7 +317,11 @@ class RunPanel(QWidget):
         if node_id is None:
             return
         current = self.tree.currentIndex()
-        if not current.isValid() or top_left.internalId() != current.internalId():
+        if (
+            not current.isValid()
+            or current.parent() != top_left.parent()
+            or not top_left.row() <= current.row() <= bottom_right.row()
+        ):
             return
         if top_left.column() == TIME and bottom_right.column() == TIME:
             node = self.model.node(current)
@@ -331,8 +341,11 @@ class RunPanel(QWidget):
         self._refresh_detail()
 
     def _update_count(self) -> None:
+        self._count_timer.stop()
         count = len(self.model)
-        self.count_label.setText(f"{count:,} step{'s' if count != 1 else ''}" if count else "")
+        text = f"{count:,} step{'s' if count != 1 else ''}" if count else ""
+        if text != self.count_label.text():
+            self.count_label.setText(text)
 
     # ---- detail pane ---------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 from rlm_desktop.engine.events import (
     NodeFinished,
@@ -47,10 +48,31 @@ STATUS_TEXT = {
     "limit_reached": "limit reached",
 }
 LABEL_CHARS = 60
-_TOP = QModelIndex()  # the invisible root, as a default argument
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 # made once: an enum `|` is slow Python, and the view asks for every row it lays out
 _ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+
+_ALL = range(len(HEADERS))
+_TIME_ONLY = range(TIME, TIME + 1)
+_TIP = Qt.ItemDataRole.ToolTipRole
+_FOREGROUND = Qt.ItemDataRole.ForegroundRole
+_STATUS_FOREGROUND = {
+    "error": theme.UNVERIFIED,
+    "failed": theme.UNVERIFIED,
+    "stopped": theme.MUTED,
+    "cancelled": theme.MUTED,
+}
+
+
+def _cell(column: int, text: str) -> QStandardItem:
+    cell = QStandardItem(text)
+    cell.setFlags(_ROW_FLAGS)
+    if column >= TOKENS:
+        cell.setTextAlignment(_RIGHT)
+    if column in (MODEL, TIME):
+        cell.setForeground(theme.MUTED)
+    return cell
 
 
 def _first_line(text: str, limit: int = LABEL_CHARS) -> str:
@@ -134,9 +156,9 @@ def _timestamp(iso: str | None) -> float | None:
 
 
 class _Item:
-    """One row: the latest view of a node, its place among its siblings, and parsed times."""
+    """One row: the latest view of a node, its place among its siblings, parsed times and its six cells."""
 
-    __slots__ = ("key", "view", "parent", "children", "row", "started_ts", "ended_ts", "label")
+    __slots__ = ("key", "view", "parent", "children", "row", "started_ts", "ended_ts", "label", "cells", "shown")
 
     def __init__(self, key: int, view: NodeView | None, parent: _Item | None, row: int):
         self.key = key
@@ -144,6 +166,8 @@ class _Item:
         self.children: list[_Item] = []
         self.row = row
         self.view: NodeView | None = None
+        self.cells: list[QStandardItem] = []
+        self.shown: list[Any] = []  # what the cells hold now, per column: (text, icon status, tooltip)
         if view is not None:
             self.set_view(view)
 
@@ -157,17 +181,28 @@ class _Item:
         self.label = step_label(view)
 
 
-class RunTreeModel(QAbstractItemModel):
-    """Rows grow with the run (insertRows, dataChanged); the model is reset only by clear/load/new run,
-    so whatever the user expanded stays expanded while the run goes on."""
+class RunTreeModel(QStandardItemModel):
+    """Rows grow with the run (rows appended, dataChanged); the model is reset only by clear/load/new run,
+    so whatever the user expanded stays expanded while the run goes on.
+
+    The cells are Qt's own items (a QStandardItemModel): the view lays out and paints the tree without calling
+    into Python. With a Python model every paint and every relayout after an insert asked Python for each
+    visible cell's roles and each row's index, parent and children, thousands of calls a frame that grew with
+    the tree (a busy run's frame cost 14-30 ms in them, 4-6 ms with Qt's items). The nodes stay in a
+    plain-Python store; a step's cells are rewritten only where their text changed."""
 
     TICK_MS = 1000
 
     def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
+        super().__init__(0, len(HEADERS), parent)
+        for column, (title, tip) in enumerate(zip(HEADERS, HEADER_TIPS, strict=True)):
+            header = QStandardItem(title)
+            header.setToolTip(tip)
+            if column >= TOKENS:
+                header.setTextAlignment(_RIGHT)
+            self.setHorizontalHeaderItem(column, header)
         self._keys = 0
         self._root = _Item(0, None, None, 0)  # invisible: its children are the top-level rows
-        self._by_key: dict[int, _Item] = {0: self._root}
         self._by_id: dict[str, _Item] = {}
         self._orphans: dict[str, dict[str, NodeView]] = {}  # parent id -> views waiting for that parent
         self._orphan_parent: dict[str, str] = {}
@@ -177,9 +212,10 @@ class RunTreeModel(QAbstractItemModel):
         self._ticker = QTimer(self)
         self._ticker.setInterval(self.TICK_MS)
         self._ticker.timeout.connect(self._tick)
-        # Steps that changed since the view was last told: a burst of hundreds of sub-calls is one
-        # dataChanged per parent and column range when the event loop next turns, not one per update.
-        self._dirty: set[int] = set()
+        # Steps whose cells changed since the view was last told: their cells are rewritten with the model's
+        # signals blocked, and a burst of hundreds of sub-calls is one dataChanged per parent and column range
+        # when the event loop next turns, not one per cell.
+        self._dirty: set[str] = set()
         self._dirty_timer = QTimer(self)
         self._dirty_timer.setSingleShot(True)
         self._dirty_timer.setInterval(0)
@@ -188,21 +224,29 @@ class RunTreeModel(QAbstractItemModel):
     # ---- plain-Python store --------------------------------------------------------------------------
 
     def _reset_store(self) -> None:
+        """Drop every row; only between beginResetModel and endResetModel (the view hears one reset)."""
         self._keys = 0
         self._root = _Item(0, None, None, 0)
-        self._by_key = {0: self._root}
         self._by_id = {}
         self._orphans = {}
         self._orphan_parent = {}
         self._running = set()
         self._ticker.stop()
         self._dirty = set()
+        blocked = self.blockSignals(True)
+        try:
+            self.setRowCount(0)
+        finally:
+            self.blockSignals(blocked)
 
     def _new_item(self, view: NodeView, parent: _Item) -> _Item:
         self._keys += 1
         item = _Item(self._keys, view, parent, len(parent.children))
-        self._by_key[item.key] = item
         self._by_id[view.id] = item
+        item.shown = [None] * len(HEADERS)
+        item.cells = cells = [_cell(column, self._display(item, column)) for column in _ALL]
+        cells[STEP].setData(view.id, NODE_ID_ROLE)
+        self._fill(item)  # the rest: tooltips, the status icon and colour, the view
         return item
 
     def __len__(self) -> int:
@@ -227,6 +271,57 @@ class RunTreeModel(QAbstractItemModel):
     @property
     def live(self) -> bool:
         return self._live
+
+    # ---- the cells -----------------------------------------------------------------------------------
+
+    def _fill(self, item: _Item, columns: range = _ALL) -> bool:
+        """Write what changed of `item`'s cells; True if any did."""
+        view = item.view
+        assert view is not None
+        shown, cells = item.shown, item.cells
+        changed = False
+        for column in columns:
+            text = self._display(item, column)
+            if column == STEP:
+                value: tuple = (text, view.text)  # the tooltip is made from the text
+            elif column == STATUS:
+                value = (text, view.status, view.detail.get("error"), view.detail.get("problem"), view.detail.get("flag"))
+            elif column == COST:
+                value = (text, view.detail.get("usage_estimated"))
+            else:
+                value = (text,)
+            old = shown[column]
+            if value == old:
+                continue
+            shown[column] = value
+            cell = cells[column]
+            changed = True
+            if old is not None and old[0] != text:  # a new cell was made with its text
+                cell.setText(text)
+            if old is not None and old[1:] == value[1:]:
+                continue
+            if column == STEP:
+                cell.setData(_step_tooltip(view), _TIP)
+            elif column == STATUS:
+                if old is None or old[1] != view.status:
+                    cell.setIcon(theme.status_icon(view.status))
+                    colour = _STATUS_FOREGROUND.get(view.status)
+                    if colour is not None or old is not None:
+                        cell.setData(colour, _FOREGROUND)
+                cell.setData(_status_tooltip(view), _TIP)
+            elif column == COST:
+                cell.setData(_cost_tooltip(view), _TIP)
+        if columns.start == STEP:
+            cells[STEP].setData(view, NODE_ROLE)
+        return changed
+
+    def _fill_quietly(self, item: _Item, columns: range = _ALL) -> bool:
+        """Rewrite cells without a signal per cell: the caller tells the view once for many."""
+        blocked = self.blockSignals(True)
+        try:
+            return self._fill(item, columns)
+        finally:
+            self.blockSignals(blocked)
 
     # ---- public API ----------------------------------------------------------------------------------
 
@@ -271,15 +366,28 @@ class RunTreeModel(QAbstractItemModel):
                 views[event.root.id] = event.root
             elif isinstance(event, NodeStarted | NodeFinished):
                 views[event.node.id] = event.node
+        made = [self._root]
         for view in views.values():
             parent = self._by_id.get(view.parent_id) if view.parent_id else self._root
             if parent is not None:
-                parent.children.append(self._new_item(view, parent))
+                made.append(self._new_item(view, parent))
+                parent.children.append(made[-1])
+        # the rows are put together off the model, children before their parents, and hung in at the end
+        blocked = self.blockSignals(True)
+        try:
+            for item in reversed(made):
+                target = item.cells[STEP] if item.cells else self.invisibleRootItem()
+                for child in item.children:
+                    target.appendRow(child.cells)
+        finally:
+            self.blockSignals(blocked)
         self.endResetModel()
 
     def node(self, index: QModelIndex | QPersistentModelIndex) -> NodeView | None:
-        item = self._item(index)
-        return None if item is self._root else item.view
+        if not index.isValid() or index.model() is not self:
+            return None
+        item = self._by_id.get(index.siblingAtColumn(STEP).data(NODE_ID_ROLE))
+        return item.view if item is not None else None
 
     def node_by_id(self, node_id: str) -> NodeView | None:
         item = self._by_id.get(node_id)
@@ -287,9 +395,9 @@ class RunTreeModel(QAbstractItemModel):
 
     def index_of(self, node_id: str, column: int = STEP) -> QModelIndex:
         item = self._by_id.get(node_id)
-        if item is None:
+        if item is None or not 0 <= column < len(HEADERS):
             return QModelIndex()
-        return self.createIndex(item.row, column, id=item.key)
+        return item.cells[column].index()
 
     # ---- growing -------------------------------------------------------------------------------------
 
@@ -298,7 +406,9 @@ class RunTreeModel(QAbstractItemModel):
         if item is not None:
             item.set_view(view)
             self._track_running(view)
-            self._dirty.add(item.key)
+            self._fill_quietly(item)
+            # told even when no cell changed: the step's detail pane shows more than its row
+            self._dirty.add(view.id)
             if not self._dirty_timer.isActive():
                 self._dirty_timer.start()
             return
@@ -320,14 +430,9 @@ class RunTreeModel(QAbstractItemModel):
         todo = [(view, parent)]
         while todo:
             view, parent = todo.pop(0)
-            row = len(parent.children)
-            parent_index = (
-                QModelIndex() if parent is self._root else self.createIndex(parent.row, 0, id=parent.key)
-            )
-            self.beginInsertRows(parent_index, row, row)
             item = self._new_item(view, parent)
             parent.children.append(item)
-            self.endInsertRows()
+            (parent.cells[STEP] if parent.cells else self.invisibleRootItem()).appendRow(item.cells)
             self._track_running(view)
             waiting = self._orphans.pop(view.id, None)
             if waiting:
@@ -349,107 +454,27 @@ class RunTreeModel(QAbstractItemModel):
             self._ticker.stop()
             return
         items = [self._by_id[node_id] for node_id in self._running if node_id in self._by_id]
-        self._emit_ranges(items, TIME, TIME, [Qt.ItemDataRole.DisplayRole])
+        changed = [item for item in items if self._fill_quietly(item, _TIME_ONLY)]
+        self._emit_ranges(changed, TIME, TIME, [Qt.ItemDataRole.DisplayRole])
 
     def flush_changes(self) -> None:
         """Tell the view about every step changed since the last time, one range per parent."""
         self._dirty_timer.stop()
-        keys, self._dirty = self._dirty, set()
-        items = [self._by_key[k] for k in keys if k in self._by_key]
+        ids, self._dirty = self._dirty, set()
+        items = [self._by_id[i] for i in ids if i in self._by_id]
         self._emit_ranges(items, 0, TIME)
 
     def _emit_ranges(self, items: list[_Item], first: int, last: int, roles: list[int] | None = None) -> None:
-        by_parent: dict[int, list[int]] = {}
+        by_parent: dict[int, list[_Item]] = {}
         for item in items:
             if item.parent is not None:
-                by_parent.setdefault(item.parent.key, []).append(item.row)
-        for parent_key, rows in by_parent.items():
-            parent = self._by_key[parent_key]
-            top, bottom = min(rows), max(rows)
-            top_item, bottom_item = parent.children[top], parent.children[bottom]
-            self.dataChanged.emit(
-                self.createIndex(top, first, id=top_item.key),
-                self.createIndex(bottom, last, id=bottom_item.key),
-                roles or [],
-            )
+                by_parent.setdefault(item.parent.key, []).append(item)
+        for siblings in by_parent.values():
+            top = min(siblings, key=lambda i: i.row)
+            bottom = max(siblings, key=lambda i: i.row)
+            self.dataChanged.emit(top.cells[first].index(), bottom.cells[last].index(), roles or [])
 
-    # ---- Qt model ------------------------------------------------------------------------------------
-
-    def _item(self, index: QModelIndex | QPersistentModelIndex) -> _Item:
-        if not index.isValid():
-            return self._root
-        return self._by_key.get(index.internalId(), self._root)
-
-    def index(self, row: int, column: int, parent: QModelIndex | QPersistentModelIndex = _TOP):
-        if column < 0 or column >= len(HEADERS) or (parent.isValid() and parent.column() != 0):
-            return QModelIndex()
-        parent_item = self._item(parent)
-        if 0 <= row < len(parent_item.children):
-            return self.createIndex(row, column, id=parent_item.children[row].key)
-        return QModelIndex()
-
-    def parent(self, index: QModelIndex | QPersistentModelIndex | None = None):  # type: ignore[override]
-        if index is None:  # QObject.parent()
-            return super().parent()
-        if not index.isValid():
-            return QModelIndex()
-        item = self._by_key.get(index.internalId())
-        if item is None or item.parent is None or item.parent is self._root:
-            return QModelIndex()
-        return self.createIndex(item.parent.row, 0, id=item.parent.key)
-
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _TOP) -> int:
-        if parent.isValid() and parent.column() != 0:
-            return 0
-        return len(self._item(parent).children)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = _TOP) -> int:
-        return len(HEADERS)
-
-    def hasChildren(self, parent: QModelIndex | QPersistentModelIndex = _TOP) -> bool:
-        return self.rowCount(parent) > 0
-
-    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return _ROW_FLAGS
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(HEADERS):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return HEADER_TIPS[section]
-        if role == Qt.ItemDataRole.TextAlignmentRole and section >= TOKENS:
-            return _RIGHT
-        return None
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        item = self._by_key.get(index.internalId())
-        if item is None or item.view is None:
-            return None
-        view, column = item.view, index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(item, column)
-        if role == Qt.ItemDataRole.DecorationRole and column == STATUS:
-            return theme.status_icon(view.status)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(view, column)
-        if role == Qt.ItemDataRole.TextAlignmentRole and column >= TOKENS:
-            return _RIGHT
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if column == STATUS and view.status in ("error", "failed"):
-                return theme.UNVERIFIED
-            if column in (MODEL, TIME) or (column == STATUS and view.status in ("stopped", "cancelled")):
-                return theme.MUTED
-        if role == NODE_ROLE:
-            return view
-        if role == NODE_ID_ROLE:
-            return view.id
-        return None
+    # ---- what a cell shows ---------------------------------------------------------------------------
 
     def _display(self, item: _Item, column: int) -> str:
         view = item.view
@@ -474,25 +499,34 @@ class RunTreeModel(QAbstractItemModel):
             return ""
         return ""
 
-    def _tooltip(self, view: NodeView, column: int) -> str | None:
-        if column == STEP:
-            text = view.text.strip()
-            if len(text) > 600:
-                text = text[:600] + "…"
-            kinds = {
-                "root": "The question",
-                "iteration": "A reply of the root model",
-                "code": "Code the root model ran in its REPL",
-                "llm_query": "A sub-call: this prompt went to the sub-model",
-                "rlm_query": "A sub-investigation with its own REPL",
-                "compaction": "The root conversation was summarised and restarted to fit the context window",
-            }
-            head = kinds.get(view.kind, view.kind)
-            return f"{head}\n\n{text}" if text else head
-        if column == STATUS and view.detail.get("error"):
-            return error_text(view.detail["error"])[:600]
-        if column == STATUS and (view.detail.get("problem") or view.detail.get("flag")):
-            return str(view.detail.get("problem") or view.detail.get("flag"))[:600]
-        if column == COST and view.detail.get("usage_estimated"):
-            return "Estimated: the server reported no usage for this call; its worst case is held against the cap"
-        return None
+
+_KIND_TIPS = {
+    "root": "The question",
+    "iteration": "A reply of the root model",
+    "code": "Code the root model ran in its REPL",
+    "llm_query": "A sub-call: this prompt went to the sub-model",
+    "rlm_query": "A sub-investigation with its own REPL",
+    "compaction": "The root conversation was summarised and restarted to fit the context window",
+}
+
+
+def _step_tooltip(view: NodeView) -> str:
+    text = view.text.strip()
+    if len(text) > 600:
+        text = text[:600] + "…"
+    head = _KIND_TIPS.get(view.kind, view.kind)
+    return f"{head}\n\n{text}" if text else head
+
+
+def _status_tooltip(view: NodeView) -> str | None:
+    if view.detail.get("error"):
+        return error_text(view.detail["error"])[:600]
+    if view.detail.get("problem") or view.detail.get("flag"):
+        return str(view.detail.get("problem") or view.detail.get("flag"))[:600]
+    return None
+
+
+def _cost_tooltip(view: NodeView) -> str | None:
+    if view.detail.get("usage_estimated"):
+        return "Estimated: the server reported no usage for this call; its worst case is held against the cap"
+    return None

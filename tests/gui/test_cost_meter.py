@@ -26,13 +26,16 @@ def test_numbers_against_a_cap(qtbot):
     assert not meter.stop_button.isEnabled()
     meter.set_running(True)
     meter.apply(CostChanged("r", 0.0123, 0.05, 2.0, 3, 1234, 56, 4.2))
-    assert "$0.0123" in meter.amount_label.text() and "of $2.00" in meter.amount_label.text()
+    # while a run goes, a burst of cost events is drawn once, when the event loop next turns
+    qtbot.waitUntil(lambda: "$0.0123" in meter.amount_label.text(), timeout=1000)
+    assert "of $2.00" in meter.amount_label.text()
     assert meter.detail_label.text().startswith("1,234 in / 56 out tokens")
     assert "3 calls" in meter.detail_label.text()
     spent, committed = meter.bar.fraction()
     assert abs(spent - 0.0123 / 2) < 1e-9 and abs(committed - (0.0123 + 0.05) / 2) < 1e-9
     assert "reserved" in meter.bar.toolTip()
     meter.apply(CostChanged("r", 1.9, 0.0, 2.0, 40, 500_000, 9_000, 60.0))
+    qtbot.waitUntil(lambda: "40 calls" in meter.detail_label.text(), timeout=1000)
     assert meter.bar.colour().red() > 180  # nearly at the cap: the bar turns warm
     grab = meter.bar.grab().toImage()
     assert grab.pixelColor(3, grab.height() // 2) == meter.bar.colour()  # the filled part is drawn
@@ -153,3 +156,20 @@ def test_a_run_against_a_server_that_is_down_shows_no_spend(qtbot, tmp_path, clo
     assert record["status"] == "failed" and "connection refused" in record["error"]
     assert record["cost_usd"] == 0.0 and "$0.0000" in meter.amount_label.text()
     assert "held" not in meter.amount_label.text()
+
+
+def test_a_burst_of_cost_events_during_a_run_is_drawn_once(qtbot):
+    meter = make_meter(qtbot)
+    meter.reset(2.0)
+    meter.set_running(True)
+    texts: list[str] = []
+    original = meter.detail_label.setText
+    meter.detail_label.setText = lambda text: (texts.append(text), original(text))  # type: ignore[method-assign]
+    for calls in range(1, 21):
+        meter.apply(CostChanged("r", 0.001 * calls, 0.0, 2.0, calls, 100 * calls, 10 * calls, 1.0))
+    assert texts == []  # nothing drawn per event...
+    qtbot.waitUntil(lambda: bool(texts), timeout=1000)
+    assert len(texts) == 1 and "20 calls" in texts[0]  # ...the burst's last numbers, once
+    assert "$0.0200" in meter.amount_label.text()
+    meter.apply(RunFinished("r", "completed", {"cost_usd": 0.02}))
+    assert not meter.running and "$0.0200" in meter.amount_label.text()  # the end is drawn at once

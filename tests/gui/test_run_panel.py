@@ -363,3 +363,68 @@ def test_the_detail_keeps_up_with_the_newest_step_while_steps_keep_coming(qtbot)
         shown.append(panel.detail.node_id)
     # the pane moved along with the run (several sub-calls shown in turn), not waiting for a lull
     assert len({s for s in shown if s and s.startswith("s")}) >= 3, shown
+
+
+def test_painting_and_laying_out_the_tree_never_calls_into_python(qtbot):
+    """The tree's cells are Qt's own items: a repaint or a relayout after inserts runs no Python (with a Python
+    model each visible cell's roles and each row's index, parent and children were Python calls, per frame)."""
+    import sys
+
+    panel = make_panel(qtbot)
+    panel.apply(RunStarted("r", "q", view("n0", None, "root", "q")))
+    panel.apply(NodeStarted("r", view("i1", "n0", "iteration", detail={"number": 1})))
+    panel.apply(NodeStarted("r", view("c1", "i1", "code", "llm_query_batched(chunks)")))
+    for j in range(300):
+        panel.apply(NodeStarted("r", view(f"s{j}", "c1", "llm_query", f"Summarise chunk {j}", model="gpt-5-mini")))
+    qtbot.waitUntil(lambda: panel.selected_node() is not None and panel.selected_node().id == "s299")
+    qtbot.wait(150)  # the detail pane's redraw is over
+    called: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            called.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+
+    panel.model.flush_changes()
+    panel.tree.doItemsLayout()  # what an insert under an open parent costs the view
+    sys.setprofile(profile)
+    try:
+        panel.tree.doItemsLayout()
+        panel.tree.viewport().repaint()
+        panel.tree.header().viewport().repaint()
+    finally:
+        sys.setprofile(None)
+    assert not [c for c in called if "run_tree_model" in c], called
+    assert len(called) < 20, called  # the viewport's event filter, once per event: no call per row or cell
+    assert panel.tree.viewport().grab().toImage().width() > 0
+
+
+def test_the_step_count_is_relabelled_once_per_burst_and_is_right(qtbot):
+    panel = make_panel(qtbot)
+    panel.apply(RunStarted("r", "q", view("n0", None, "root", "q")))
+    qtbot.waitUntil(lambda: panel.count_label.text() == "1 step")
+    texts: list[str] = []
+    original = panel.count_label.setText
+    panel.count_label.setText = lambda text: (texts.append(text), original(text))  # type: ignore[method-assign]
+    panel.apply(NodeStarted("r", view("c1", "n0", "code", "llm_query_batched(chunks)")))
+    for j in range(40):
+        panel.apply(NodeStarted("r", view(f"s{j}", "c1", "llm_query", f"Summarise chunk {j}")))
+    qtbot.waitUntil(lambda: panel.count_label.text() == "42 steps")
+    assert texts == ["42 steps"]
+
+
+def test_the_selected_step_redraws_when_it_changes_inside_a_range_of_changes(qtbot):
+    """Changes are told to the view as one range per parent: the selected step need not be the range's first."""
+    panel = make_panel(qtbot)
+    panel.apply(RunStarted("r", "q", view("n0", None, "root", "q")))
+    panel.apply(NodeStarted("r", view("c1", "n0", "code", "llm_query_batched(chunks)")))
+    for j in range(3):
+        panel.apply(NodeStarted("r", view(f"s{j}", "c1", "llm_query", f"Summarise chunk {j}")))
+    panel.model.flush_changes()
+    assert panel.select_node("s1")
+    qtbot.waitUntil(lambda: panel.detail.node_id == "s1")
+    assert "Waiting for the sub-model" in panel.detail.secondary.view.toPlainText()
+    for j in range(3):  # s0 and s2 change in the same turn: the range is s0..s2
+        panel.apply(NodeFinished("r", view(f"s{j}", "c1", "llm_query", f"Summarise chunk {j}", status="done",
+                                           detail={"response": f"The summary of chunk {j}."})))
+    qtbot.waitUntil(lambda: "The summary of chunk 1." in panel.detail.secondary.view.toPlainText())
+    assert panel.model.data(panel.model.index_of("s1", 1)) == "done"
