@@ -36,7 +36,6 @@ from rlm_desktop.gui.run_tree_model import (
 from rlm_desktop.store.pages import page_for_offset
 
 AUTO_EXPAND_KINDS = {"root", "iteration", "code", "rlm_query"}
-EXPAND_ALL_BELOW = 2_000  # saved runs up to this many nodes open fully; bigger ones open two levels
 
 
 class RunPanel(QWidget):
@@ -204,7 +203,7 @@ class RunPanel(QWidget):
         self.model.load_record(record)
         self._programmatic += 1
         try:
-            if len(self.model) <= EXPAND_ALL_BELOW:
+            if len(self.model) <= self.model.LAZY_ABOVE:  # bigger ones open two levels, the rest made on expand
                 self.tree.expandAll()
             else:
                 self.tree.expandToDepth(1)
@@ -279,6 +278,7 @@ class RunPanel(QWidget):
             self._collapsed_by_user.add(node.id)
 
     def _on_expanded(self, index: QModelIndex) -> None:
+        self.model.show_children(index)  # a big saved run's deeper rows are made when first shown
         node = self.model.node(index)
         if node is not None:
             self._collapsed_by_user.discard(node.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -66,6 +67,8 @@ _STATUS_FOREGROUND = {
 
 
 def _cell(column: int, text: str) -> QStandardItem:
+    # (QStandardItem.clone() of a prepared cell would be cheaper, but PySide6 deletes a clone once it is
+    # appended to a model: its wrapper is left owning nothing)
     cell = QStandardItem(text)
     cell.setFlags(_ROW_FLAGS)
     if column >= TOKENS:
@@ -75,8 +78,22 @@ def _cell(column: int, text: str) -> QStandardItem:
     return cell
 
 
+def _placeholder_row() -> list[QStandardItem]:
+    """What stands under a row whose children are made when it is first expanded: it gives the row its arrow."""
+    cells = [QStandardItem("…") if column == STEP else QStandardItem() for column in _ALL]
+    for cell in cells:
+        cell.setFlags(Qt.ItemFlag.ItemIsEnabled)
+    return cells
+
+
+_LINE_END = re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # where str.splitlines splits
+
+
 def _first_line(text: str, limit: int = LABEL_CHARS) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    # the first non-blank line, found without splitting a long prompt into all its lines
+    text = text.lstrip()
+    end = _LINE_END.search(text)
+    line = (text[: end.start()] if end else text).strip()
     if len(line) > limit:
         cut = line[: limit - 1]
         space = cut.rfind(" ")
@@ -192,6 +209,8 @@ class RunTreeModel(QStandardItemModel):
     plain-Python store; a step's cells are rewritten only where their text changed."""
 
     TICK_MS = 1000
+    LAZY_ABOVE = 2_000  # a saved run with more steps makes its rows below LAZY_LEVEL when they are first shown
+    LAZY_LEVEL = 3  # levels made at once: the root, its iterations, their code and sub-RLMs
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(0, len(HEADERS), parent)
@@ -239,15 +258,22 @@ class RunTreeModel(QStandardItemModel):
         finally:
             self.blockSignals(blocked)
 
-    def _new_item(self, view: NodeView, parent: _Item) -> _Item:
+    def _new_item(self, view: NodeView, parent: _Item, cells: bool = True) -> _Item:
         self._keys += 1
         item = _Item(self._keys, view, parent, len(parent.children))
         self._by_id[view.id] = item
-        item.shown = [None] * len(HEADERS)
-        item.cells = cells = [_cell(column, self._display(item, column)) for column in _ALL]
-        cells[STEP].setData(view.id, NODE_ID_ROLE)
-        self._fill(item)  # the rest: tooltips, the status icon and colour, the view
+        if cells:
+            self._make_cells(item)
         return item
+
+    def _make_cells(self, item: _Item) -> None:
+        view = item.view
+        assert view is not None
+        item.shown = [None] * len(HEADERS)
+        texts = [self._display(item, column) for column in _ALL]
+        item.cells = cells = [_cell(column, text) for column, text in zip(_ALL, texts, strict=True)]
+        cells[STEP].setData(view.id, NODE_ID_ROLE)
+        self._fill(item, texts=texts)  # the rest: tooltips, the status icon and colour, the view
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -274,14 +300,14 @@ class RunTreeModel(QStandardItemModel):
 
     # ---- the cells -----------------------------------------------------------------------------------
 
-    def _fill(self, item: _Item, columns: range = _ALL) -> bool:
-        """Write what changed of `item`'s cells; True if any did."""
+    def _fill(self, item: _Item, columns: range = _ALL, texts: list[str] | None = None) -> bool:
+        """Write what changed of `item`'s cells (`texts`: their display texts, when just made); True if any did."""
         view = item.view
         assert view is not None
         shown, cells = item.shown, item.cells
         changed = False
         for column in columns:
-            text = self._display(item, column)
+            text = texts[column] if texts is not None else self._display(item, column)
             if column == STEP:
                 value: tuple = (text, view.text)  # the tooltip is made from the text
             elif column == STATUS:
@@ -355,7 +381,11 @@ class RunTreeModel(QStandardItemModel):
             self._ticker.stop()
 
     def load_record(self, record: dict[str, Any]) -> None:
-        """Show a saved run (the CONTRACTS record) exactly as a live one would look at its end."""
+        """Show a saved run (the CONTRACTS record) exactly as a live one would look at its end.
+
+        A run of more than LAZY_ABOVE steps gets rows down to its third level (the root, its iterations, their
+        code and sub-RLMs) at once; each row below is made when its parent is first expanded (`show_children`)
+        or a step in it is asked for (`index_of`): 20,000 steps' Qt items took seconds to make."""
         self.beginResetModel()
         self._reset_store()
         self.run_id = record.get("run_id")
@@ -366,22 +396,50 @@ class RunTreeModel(QStandardItemModel):
                 views[event.root.id] = event.root
             elif isinstance(event, NodeStarted | NodeFinished):
                 views[event.node.id] = event.node
+        lazy = len(views) > self.LAZY_ABOVE
+        depth = {self._root.key: -1}
         made = [self._root]
         for view in views.values():
             parent = self._by_id.get(view.parent_id) if view.parent_id else self._root
-            if parent is not None:
-                made.append(self._new_item(view, parent))
-                parent.children.append(made[-1])
+            if parent is None:
+                continue
+            level = depth[parent.key] + 1
+            item = self._new_item(view, parent, cells=not lazy or level < self.LAZY_LEVEL)
+            depth[item.key] = level
+            parent.children.append(item)
+            if item.cells:
+                made.append(item)
         # the rows are put together off the model, children before their parents, and hung in at the end
         blocked = self.blockSignals(True)
         try:
             for item in reversed(made):
-                target = item.cells[STEP] if item.cells else self.invisibleRootItem()
+                target = item.cells[STEP] if item is not self._root else self.invisibleRootItem()
+                if item.children and not item.children[0].cells:
+                    target.appendRow(_placeholder_row())
+                    continue
                 for child in item.children:
                     target.appendRow(child.cells)
         finally:
             self.blockSignals(blocked)
         self.endResetModel()
+
+    def show_children(self, index: QModelIndex | QPersistentModelIndex) -> None:
+        """Make the rows under `index` if they wait to be made (a big saved run's deeper levels): on expand."""
+        item = self._by_id.get(index.siblingAtColumn(STEP).data(NODE_ID_ROLE)) if index.isValid() else None
+        if item is not None:
+            self._make_children(item)
+
+    def _make_children(self, item: _Item) -> None:
+        if not item.children or item.children[0].cells or not item.cells:
+            return
+        target = item.cells[STEP]
+        for child in item.children:
+            self._make_cells(child)
+        target.removeRow(0)  # the placeholder that gave the row its arrow
+        for child in item.children:
+            target.appendRow(child.cells)
+            if child.children:  # made in turn when it is expanded
+                child.cells[STEP].appendRow(_placeholder_row())
 
     def node(self, index: QModelIndex | QPersistentModelIndex) -> NodeView | None:
         if not index.isValid() or index.model() is not self:
@@ -397,6 +455,15 @@ class RunTreeModel(QStandardItemModel):
         item = self._by_id.get(node_id)
         if item is None or not 0 <= column < len(HEADERS):
             return QModelIndex()
+        if not item.cells:  # in a big saved run's levels not made yet: make the way down to it
+            waiting = []
+            above = item.parent
+            while above is not None and not above.cells and above is not self._root:
+                waiting.append(above)
+                above = above.parent
+            for ancestor in [above, *reversed(waiting)]:
+                if ancestor is not None and ancestor is not self._root:
+                    self._make_children(ancestor)
         return item.cells[column].index()
 
     # ---- growing -------------------------------------------------------------------------------------
@@ -405,6 +472,8 @@ class RunTreeModel(QStandardItemModel):
         item = self._by_id.get(view.id)
         if item is not None:
             item.set_view(view)
+            if not item.cells:  # in a big saved run's level not made yet: its row is made from this view
+                return
             self._track_running(view)
             self._fill_quietly(item)
             # told even when no cell changed: the step's detail pane shows more than its row
@@ -430,10 +499,15 @@ class RunTreeModel(QStandardItemModel):
         todo = [(view, parent)]
         while todo:
             view, parent = todo.pop(0)
-            item = self._new_item(view, parent)
+            # under a row whose children are made when it is first expanded, a new step waits with them
+            waits = parent is not self._root and (
+                not parent.cells or bool(parent.children and not parent.children[0].cells)
+            )
+            item = self._new_item(view, parent, cells=not waits)
             parent.children.append(item)
-            (parent.cells[STEP] if parent.cells else self.invisibleRootItem()).appendRow(item.cells)
-            self._track_running(view)
+            if not waits:
+                (parent.cells[STEP] if parent is not self._root else self.invisibleRootItem()).appendRow(item.cells)
+                self._track_running(view)
             waiting = self._orphans.pop(view.id, None)
             if waiting:
                 for child in waiting.values():

@@ -7,6 +7,7 @@ import time
 import pytest
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QTextCursor
+from PySide6.QtTest import QAbstractItemModelTester
 from sample_case import QUESTION, answer_script, build_sample_case, run_config
 
 from rlm_desktop.engine.events import (
@@ -428,3 +429,50 @@ def test_the_selected_step_redraws_when_it_changes_inside_a_range_of_changes(qtb
                                            detail={"response": f"The summary of chunk {j}."})))
     qtbot.waitUntil(lambda: "The summary of chunk 1." in panel.detail.secondary.view.toPlainText())
     assert panel.model.data(panel.model.index_of("s1", 1)) == "done"
+
+
+def _big_record(iterations: int, subs: int) -> dict:
+    def node(node_id, kind, children=(), text="x", model=None):
+        return {
+            "id": node_id, "kind": kind, "model": model, "status": "done", "prompt_tokens": 10,
+            "completion_tokens": 5, "cost_usd": 0.001, "started": "2026-11-26T10:00:00+00:00",
+            "ended": "2026-11-26T10:00:01+00:00", "text": text, "spans": [], "children": list(children),
+        }  # fmt: skip
+
+    its = []
+    for a in range(iterations):
+        calls = [node(f"s{a}.{b}", "llm_query", text=f"Summarise part {a}.{b}", model="gpt-5-mini") for b in range(subs)]
+        its.append(node(f"i{a}", "iteration", [node(f"c{a}", "code", calls, text="llm_query_batched(parts)")]))
+    return {"run_id": "big", "question": "Q?", "status": "completed", "answer": "", "citations": [],
+            "cost_usd": 0.5, "cap_usd": None, "tree": node("root", "root", its, text="Q?")}  # fmt: skip
+
+
+@pytest.mark.qt_log_level_fail("WARNING")
+@pytest.mark.qt_log_ignore("propagateSizeHints")  # the offscreen platform's, on showing a window
+def test_a_big_saved_run_makes_its_deeper_rows_when_they_are_first_shown(qtbot):
+    """A saved run of more than LAZY_ABOVE steps opens with its root, iterations and code rows made; a code
+    row's sub-calls are made when it is expanded or one of them is asked for. What shows is what a run of any
+    size shows, and the model stays a valid Qt model throughout."""
+    panel = make_panel(qtbot)
+    model, tree = panel.model, panel.tree
+    model.LAZY_ABOVE = 50  # the real bound is 2,000 steps; the test's run is smaller to stay quick
+    # Qt's model tester checks the model on every change it signals (its findings are warnings: this test
+    # fails on them)
+    tester = QAbstractItemModelTester(model, QAbstractItemModelTester.FailureReportingMode.Warning)
+    panel.load_record(_big_record(iterations=4, subs=30))
+    assert len(model) == 1 + 4 * 32 and sorted(v.id for v in model.views())[:2] == ["c0", "c1"]
+    code = model.index_of("c0")
+    assert model.rowCount(code) == 1 and not tree.isExpanded(code)  # one row stands for its 30 sub-calls
+    assert model.node(model.index(0, 0, code)) is None  # and is no step
+    tree.expand(code)  # as a click on its arrow does
+    assert model.rowCount(code) == 30
+    assert [model.node(model.index(r, 0, code)).id for r in (0, 29)] == ["s0.0", "s0.29"]
+    assert model.index(0, 0, code).data() == "Sub-call: Summarise part 0.0"
+    deep = model.index_of("s3.7")  # a citation or a search asks for a step not made yet: its way is made
+    assert deep.isValid() and model.node(deep).id == "s3.7" and model.rowCount(model.index_of("c3")) == 30
+    assert model.rowCount(model.index_of("c2")) == 1  # the others wait
+    panel._select(deep)
+    assert panel.selected_node().id == "s3.7" and "Summarise part 3.7" in panel.detail.primary.view.toPlainText()
+    tree.expand(model.index_of("c1"))
+    panel.grab().save("/tmp/run_panel_big_saved_run.png")  # looked at: the rows read as any run's
+    del tester
