@@ -3,8 +3,9 @@
 With 16 or more sub-calls in flight the engine's own CPU per call decides how close a fan-out comes to the
 model's latency: httpx's pure-Python HTTP/1.1 parser, connection pool and stream layers cost 1.6-1.9 ms per
 request on the standard machine, aiohttp (C parser) 0.3-0.5 ms. aiohttp is the SDK's own optional transport
-(`openai[aiohttp]`). Everything else about a request stays the SDK's: its headers, and its error classes
-built by the SDK from the response (`ChatTransport.post` hands an error status over as an httpx response).
+(`openai[aiohttp]`). Everything else about a request stays the SDK's: its headers (sdk_headers.py), and its error
+classes built by the SDK from the response (`ChatTransport.post` hands an error status over as an httpx response).
+The SDK and its HTTP library are imported only when an error comes (`errors`): a successful run never needs them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -60,13 +61,22 @@ def _proxy_for(url: str) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
+class SdkErrors(NamedTuple):
+    """What the SDK builds its errors with: its factory of status errors from an httpx response, and its HTTP
+    library (httpx, or httpx2 in newer SDKs), whose types its errors take."""
+
+    make_status_error: Callable[[Any], Exception]
+    httpx: Any
+
+
 class ChatTransport:
     """POSTs JSON bodies to one URL on a pooled aiohttp session (one per event loop, made on first use).
 
     Errors keep the shapes the engine reads: an error status is the SDK's error class (`make_status_error`
     builds it from an httpx response holding the same status, headers and body); a failure to connect is
     `openai.APIConnectionError` or `openai.APITimeoutError` from aiohttp's connector error; anything that
-    breaks once the request may have gone out is aiohttp's own error, raised as it is.
+    breaks once the request may have gone out is aiohttp's own error, raised as it is. `errors` gives the SDK's
+    side of them and `ssl_context` the TLS context, each asked for only when first needed.
     """
 
     def __init__(
@@ -74,25 +84,30 @@ class ChatTransport:
         url: str,
         headers: dict[str, str],
         timeout_s: float,
-        ssl_context: ssl.SSLContext,
-        make_status_error: Callable[[Any], Exception],
-        httpx: Any,
+        ssl_context: Callable[[], ssl.SSLContext],
+        errors: Callable[[], SdkErrors],
     ):
         self.url = url
         self.headers = headers
         self.timeout_s = timeout_s
         self.ssl_context = ssl_context
-        self.make_status_error = make_status_error
-        self.httpx = httpx  # the SDK's HTTP library (httpx, or httpx2 in newer SDKs): its errors take its types
+        self.errors = errors
         self.proxy = _proxy_for(url)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def speaks_tls(self) -> bool:
+        """Whether this endpoint, or the proxy in front of it, is reached over TLS (https)."""
+        return "https" in (urlsplit(self.url).scheme.lower(), urlsplit(self.proxy or "").scheme.lower())
+
     def _session_here(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
+            # A TLS context reads the whole CA bundle (25-80 ms, once per process): plain http to a local server
+            # never needs one. A redirect from there to https is still verified, on aiohttp's default context.
+            tls = self.ssl_context() if self.speaks_tls() else True
             connector = aiohttp.TCPConnector(
-                ssl=self.ssl_context, limit=MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+                ssl=tls, limit=MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
             )
             # Our own deadlines (ModelClient._send) bound the whole call or each streamed piece; aiohttp's
             # only bounds the connect, so a refused or unreachable host fails as one that was never reached.
@@ -105,20 +120,23 @@ class ChatTransport:
 
     @contextlib.asynccontextmanager
     async def post(self, data: bytes) -> AsyncIterator[ChatResponse]:
-        import openai  # the SDK's exception classes (imported with the engine already)
-
         try:
             async with self._session_here().post(
                 self.url, data=data, headers=self.headers, proxy=self.proxy, allow_redirects=True
             ) as response:
                 if not 200 <= response.status < 300:
                     body = await response.read()
-                    raise self.make_status_error(self._as_httpx(response, body))
+                    errors = self.errors()
+                    raise errors.make_status_error(self._as_httpx(errors.httpx, response, body))
                 yield ChatResponse(response)
         except aiohttp.ConnectionTimeoutError as exc:
-            raise openai.APITimeoutError(request=self._request()) from exc
+            import openai  # the SDK's exception classes, imported when the first error needs them
+
+            raise openai.APITimeoutError(request=self._request(self.errors().httpx)) from exc
         except aiohttp.ClientConnectorError as exc:  # refused, unresolvable, TLS handshake, proxy connect
-            raise openai.APIConnectionError(request=self._request()) from exc
+            import openai
+
+            raise openai.APIConnectionError(request=self._request(self.errors().httpx)) from exc
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -126,11 +144,11 @@ class ChatTransport:
             with contextlib.suppress(RuntimeError):  # its loop is gone: nothing left to close on it
                 await session.close()
 
-    def _request(self) -> Any:
-        return self.httpx.Request("POST", self.url)
+    def _request(self, httpx: Any) -> Any:
+        return httpx.Request("POST", self.url)
 
-    def _as_httpx(self, response: aiohttp.ClientResponse, body: bytes) -> Any:
+    def _as_httpx(self, httpx: Any, response: aiohttp.ClientResponse, body: bytes) -> Any:
         headers: list[tuple[str, Any]] = [
             (k, v) for k, v in response.headers.items() if k.lower() not in _WIRE_HEADERS
         ]
-        return self.httpx.Response(response.status, headers=headers, content=body, request=self._request())
+        return httpx.Response(response.status, headers=headers, content=body, request=self._request(httpx))
