@@ -41,6 +41,7 @@ from rlm_desktop.engine.models import (
     UsageMissing,
 )
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
+from rlm_desktop.engine.provenance import AttributionQueue, Attributor  # here, not in a run's start (~10 ms)
 from rlm_desktop.engine.replies import ParsedReply, parse_reply, prose_final, strip_code
 from rlm_desktop.engine.runs import RunStore, thread_history
 from rlm_desktop.engine.session import ReplKeeper, history_opening
@@ -61,6 +62,7 @@ MAX_COMPACTIONS = 3  # per level: more means the work itself no longer fits
 OPENING_BYTES_BOUND = 4000  # the case summary sent with the question, for the cap check before a run
 STREAM_UPDATE_S = 0.1
 CANCELLED_TEXT = "cancelled (stopped by you)"  # a step the user's Stop ended, as the tree and reports show it
+SPAWN_AFTER_TURNS = 8  # event-loop turns the REPL's start waits so a run's first request goes out before it
 
 
 @functools.cache
@@ -296,8 +298,6 @@ class _Run:
         self.levels = 0
         self.attributor_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-provenance")
         self.corpus = Corpus.open(case_path)  # host side: verification, provenance, metadata
-        from rlm_desktop.engine.provenance import AttributionQueue, Attributor
-
         self.attributor = Attributor(self.corpus)
         self.attribution = AttributionQueue(self.attributor, self.attributor_pool, self.loop)
 
@@ -709,6 +709,19 @@ class _Run:
         return answer
 
 
+async def _after_loop_turns(start: Awaitable[Sandbox], turns: int = SPAWN_AFTER_TURNS) -> Sandbox:
+    """`start`, after the loop has turned `turns` times: the first root call's request goes out first.
+
+    Spawning the worker holds the loop for 5-15 ms (the fork and exec, its pipes), and a request to a local server
+    takes about six turns to be written (connect, then the write): started together, a run's first request waited
+    for the spawn. A remote server's connect leaves the loop idle, so the worker still starts at once there, and
+    the turns cost microseconds either way (a REPL takes 80-200 ms to start and a model longer to answer).
+    """
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    return await start
+
+
 class Level:
     """One REPL and its root-model conversation: the run's root, or one rlm_query below it."""
 
@@ -754,14 +767,16 @@ class Level:
                 self.starting.set_result(sandbox)
             else:
                 self.starting = asyncio.create_task(
-                    Sandbox.start(
-                        run.case_path,
-                        self.doc_ids,
-                        limits=limits,
-                        on_request=self._on_request,
-                        isolation=cfg.isolation,
-                        allow_weak=cfg.allow_weak_isolation,
-                        variables=variables,
+                    _after_loop_turns(
+                        Sandbox.start(
+                            run.case_path,
+                            self.doc_ids,
+                            limits=limits,
+                            on_request=self._on_request,
+                            isolation=cfg.isolation,
+                            allow_weak=cfg.allow_weak_isolation,
+                            variables=variables,
+                        )
                     )
                 )
             try:
