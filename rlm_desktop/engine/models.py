@@ -396,12 +396,14 @@ def _reply_from_json(data: object) -> _Reply:
 class _StreamReader:
     """Accumulates an SSE chat-completion stream, chunk by chunk."""
 
-    def __init__(self, on_delta: Callable[[str, str], None] | None):
+    def __init__(self, on_delta: Callable[[str, str], None] | None, final_delta: bool = True):
         self.reply = _Reply(streamed=True)
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.on_delta = on_delta
+        self.final_delta = final_delta  # False: the caller shows the finished reply itself
         self.last_pass = 0.0  # the first piece's text is passed on at once
+        self.passed = (0, 0)  # how many pieces of text and of reasoning were passed on last time
         self.done = False
 
     def line(self, line: str) -> None:
@@ -461,9 +463,12 @@ class _StreamReader:
     def _pass_on(self, force: bool) -> None:
         if self.on_delta is None:
             return
+        pieces = (len(self.content), len(self.reasoning))
+        if pieces == self.passed:
+            return  # nothing new since the last time (a keep-alive, the role chunk, usage): nothing to redraw
         now = time.monotonic()
         if force or now - self.last_pass >= DELTA_INTERVAL_S:
-            self.last_pass = now
+            self.last_pass, self.passed = now, pieces
             self.on_delta("".join(self.content), "".join(self.reasoning))
 
     def finish(self) -> _Reply:
@@ -471,7 +476,8 @@ class _StreamReader:
             raise _BadReply("the stream broke off before the reply was complete", retryable=True, billed_maybe=True)
         self.reply.content = "".join(self.content)
         self.reply.reasoning = "".join(self.reasoning)
-        self._pass_on(force=True)
+        if self.final_delta:
+            self._pass_on(force=True)
         return self.reply
 
     def partial_text(self) -> str:
@@ -683,10 +689,12 @@ class ModelClient:
         label: str = "",
         *,
         on_delta: Callable[[str, str], None] | None = None,
+        final_delta: bool = True,
     ) -> Completion:
         """One chat completion; raises CapReached, UnknownPrice, ModelCallError or CancelledError.
 
-        `on_delta(text, reasoning)` gets the text so far while a reply streams.
+        `on_delta(text, reasoning)` gets the text so far while a reply streams, when there is new text, and last
+        the whole reply (unless `final_delta` is False: a caller that shows the Completion's text itself).
         """
         if max_output_tokens < 1:
             raise ValueError("max_output_tokens must be >= 1")
@@ -708,7 +716,7 @@ class ModelClient:
                 await self._in_flight.acquire()
             try:
                 reservation = self.ledger.reserve(bound, label)  # CapReached: nothing is sent
-                reader = _StreamReader(on_delta) if state.stream else None
+                reader = _StreamReader(on_delta, final_delta) if state.stream else None
                 try:
                     reply = await self._send(model, messages, max_output_tokens, state, reader)
                 except asyncio.CancelledError:
@@ -836,7 +844,7 @@ class ModelClient:
                 raw = await response.aread()
         text = raw.decode("utf-8", "replace")
         if text.lstrip().startswith("data:"):  # SSE without its content type
-            reader = _StreamReader(reader.on_delta if reader else None)
+            reader = _StreamReader(reader.on_delta, reader.final_delta) if reader else _StreamReader(None)
             for line in text.splitlines():
                 reader.line(line)
             return reader.finish()

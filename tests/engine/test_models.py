@@ -433,3 +433,24 @@ def test_only_https_endpoints_and_proxies_speak_tls(monkeypatch):
     assert transport("HTTPS://api.example.com/v1/chat/completions").speaks_tls()
     monkeypatch.setenv("HTTP_PROXY", "https://proxy.example:3128")
     assert transport("http://10.0.0.5:8000/v1/chat/completions").speaks_tls()  # TLS to the proxy
+
+
+def test_live_text_is_passed_on_only_when_there_is_new_text_and_the_last_time_whole(fake_openai):
+    """A streamed reply's keep-alive, role and usage chunks redraw nothing; the last delta is the whole reply,
+    unless the caller shows the finished reply itself (final_delta=False, as the engine does)."""
+    deltas: list[tuple[str, str]] = []
+
+    async def body(client):
+        first = await client.complete("gpt-4o-mini", "hi", 50, on_delta=lambda t, r: deltas.append((t, r)))
+        seen_first = list(deltas)
+        second = await client.complete(
+            "gpt-4o-mini", "hi again", 50, on_delta=lambda t, r: deltas.append((t, r)), final_delta=False
+        )
+        return first, seen_first, second
+
+    fake_openai.queue(Reply(text="one two three"), Reply(text="four five six"))
+    (first, seen_first, second), _ = run_with_client(fake_openai.base_url, body, stream=True)
+    assert first.text == "one two three" and second.text == "four five six"  # the replies themselves stay whole
+    assert seen_first and seen_first[-1] == ("one two three", "")
+    assert all(text for text, _ in seen_first)  # never an empty redraw
+    assert all(text != "four five six" for text, _ in deltas[len(seen_first):])  # no final redraw of the second
