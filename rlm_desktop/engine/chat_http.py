@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -37,19 +37,82 @@ class ChatResponse:
     async def aread(self) -> bytes:
         return await self._response.read()
 
-    async def line_batches(self) -> AsyncIterator[list[str]]:
+    def line_batches(self) -> _LineBatches:
         """The body's lines (without their ends), a list per piece received: one deadline reset per piece."""
-        pending = b""
-        async for piece in self._response.content.iter_any():
-            pending += piece
+        return _LineBatches(self._response.content)
+
+    def at_eof(self) -> bool:
+        """Whether the whole body has been received and read."""
+        return self._response.content.at_eof()
+
+
+class _LineBatches:
+    """An async iterator of the lines of each piece of a body (a class, not an async generator: those cost a
+    finalizer hook and a weak reference each, twice per sub-call)."""
+
+    __slots__ = ("_content", "_pending", "_ended")
+
+    def __init__(self, content: aiohttp.StreamReader):
+        self._content = content
+        self._pending = b""
+        self._ended = False
+
+    def __aiter__(self) -> _LineBatches:
+        return self
+
+    async def __anext__(self) -> list[str]:
+        while not self._ended:
+            piece = await self._content.readany()
+            if not piece:  # the end of the body
+                self._ended = True
+                if self._pending:
+                    return [self._pending.decode("utf-8", "replace")]
+                break
+            pending = self._pending + piece if self._pending else piece
             lines = pending.splitlines(keepends=True)  # \n, \r\n and \r, as SSE allows
-            pending = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+            self._pending = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
             if lines:
                 # A line is split from its bytes before it is decoded: UTF-8 never puts a line end inside
                 # a character, so a character cut between two pieces is whole again here.
-                yield [line.decode("utf-8", "replace") for line in lines]
-        if pending:
-            yield [pending.decode("utf-8", "replace")]
+                return [line.decode("utf-8", "replace") for line in lines]
+        raise StopAsyncIteration
+
+
+class _Post:
+    """One POST as an async context manager (a class, not an async generator: see _LineBatches)."""
+
+    __slots__ = ("_transport", "_data", "_sent")
+
+    def __init__(self, transport: ChatTransport, data: bytes):
+        self._transport = transport
+        self._data = data
+        self._sent: Any = None
+
+    async def __aenter__(self) -> ChatResponse:
+        transport = self._transport
+        try:
+            self._sent = transport._session_here().post(
+                transport.url, data=self._data, headers=transport.headers, proxy=transport.proxy,
+                allow_redirects=True,
+            )
+            response = await self._sent.__aenter__()
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise transport._connection_error("APITimeoutError") from exc
+        except aiohttp.ClientConnectorError as exc:  # refused, unresolvable, TLS handshake, proxy connect
+            raise transport._connection_error("APIConnectionError") from exc
+        if not 200 <= response.status < 300:
+            try:
+                body = await response.read()
+            except BaseException as exc:
+                await self._sent.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+            await self._sent.__aexit__(None, None, None)
+            errors = transport.errors()
+            raise errors.make_status_error(transport._as_httpx(errors.httpx, response, body))
+        return ChatResponse(response)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._sent.__aexit__(*exc_info)
 
 
 def _proxy_for(url: str) -> str | None:
@@ -118,25 +181,9 @@ class ChatTransport:
             self._loop = loop
         return self._session
 
-    @contextlib.asynccontextmanager
-    async def post(self, data: bytes) -> AsyncIterator[ChatResponse]:
-        try:
-            async with self._session_here().post(
-                self.url, data=data, headers=self.headers, proxy=self.proxy, allow_redirects=True
-            ) as response:
-                if not 200 <= response.status < 300:
-                    body = await response.read()
-                    errors = self.errors()
-                    raise errors.make_status_error(self._as_httpx(errors.httpx, response, body))
-                yield ChatResponse(response)
-        except aiohttp.ConnectionTimeoutError as exc:
-            import openai  # the SDK's exception classes, imported when the first error needs them
-
-            raise openai.APITimeoutError(request=self._request(self.errors().httpx)) from exc
-        except aiohttp.ClientConnectorError as exc:  # refused, unresolvable, TLS handshake, proxy connect
-            import openai
-
-            raise openai.APIConnectionError(request=self._request(self.errors().httpx)) from exc
+    def post(self, data: bytes) -> _Post:
+        """`async with transport.post(body) as response:` a successful reply, its body still to be read."""
+        return _Post(self, data)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -146,6 +193,11 @@ class ChatTransport:
 
     def _request(self, httpx: Any) -> Any:
         return httpx.Request("POST", self.url)
+
+    def _connection_error(self, name: str) -> Exception:
+        import openai  # the SDK's exception classes, imported when the first error needs them
+
+        return getattr(openai, name)(request=self._request(self.errors().httpx))
 
     def _as_httpx(self, httpx: Any, response: aiohttp.ClientResponse, body: bytes) -> Any:
         headers: list[tuple[str, Any]] = [
