@@ -62,7 +62,6 @@ MAX_COMPACTIONS = 3  # per level: more means the work itself no longer fits
 OPENING_BYTES_BOUND = 4000  # the case summary sent with the question, for the cap check before a run
 STREAM_UPDATE_S = 0.1
 CANCELLED_TEXT = "cancelled (stopped by you)"  # a step the user's Stop ended, as the tree and reports show it
-SPAWN_AFTER_TURNS = 8  # event-loop turns the REPL's start waits so a run's first request goes out before it
 
 
 @functools.cache
@@ -716,19 +715,6 @@ class _Run:
         return answer
 
 
-async def _after_loop_turns(start: Awaitable[Sandbox], turns: int = SPAWN_AFTER_TURNS) -> Sandbox:
-    """`start`, after the loop has turned `turns` times: the first root call's request goes out first.
-
-    Spawning the worker holds the loop for 5-15 ms (the fork and exec, its pipes), and a request to a local server
-    takes about six turns to be written (connect, then the write): started together, a run's first request waited
-    for the spawn. A remote server's connect leaves the loop idle, so the worker still starts at once there, and
-    the turns cost microseconds either way (a REPL takes 80-200 ms to start and a model longer to answer).
-    """
-    for _ in range(turns):
-        await asyncio.sleep(0)
-    return await start
-
-
 class Level:
     """One REPL and its root-model conversation: the run's root, or one rlm_query below it."""
 
@@ -774,16 +760,14 @@ class Level:
                 self.starting.set_result(sandbox)
             else:
                 self.starting = asyncio.create_task(
-                    _after_loop_turns(
-                        Sandbox.start(
-                            run.case_path,
-                            self.doc_ids,
-                            limits=limits,
-                            on_request=self._on_request,
-                            isolation=cfg.isolation,
-                            allow_weak=cfg.allow_weak_isolation,
-                            variables=variables,
-                        )
+                    Sandbox.start(
+                        run.case_path,
+                        self.doc_ids,
+                        limits=limits,
+                        on_request=self._on_request,
+                        isolation=cfg.isolation,
+                        allow_weak=cfg.allow_weak_isolation,
+                        variables=variables,
                     )
                 )
             try:

@@ -45,30 +45,3 @@ def test_a_repl_that_cannot_start_stops_the_call_in_flight_and_counts_it(fake_op
     assert len(fake_openai.chat_requests) == 1  # it was in flight ...
     assert record["cost_held_usd"] > 0  # ... so its cost is held against the cap, not forgotten
 
-
-def test_the_repl_spawns_only_after_the_first_requests_loop_turns():
-    """The worker's spawn holds the loop for 5-15 ms: the first root call's request (about six turns to a local
-    server) is written before it, so a run's first request does not wait for the REPL."""
-    from rlm_desktop.engine.rlm import SPAWN_AFTER_TURNS, _after_loop_turns
-
-    async def main() -> list[str]:
-        order: list[str] = []
-
-        async def spawn() -> str:
-            order.append("spawn")
-            return "sandbox"
-
-        async def request() -> None:
-            for turn in range(6):
-                order.append(f"request turn {turn}")
-                await asyncio.sleep(0)
-            order.append("request written")
-
-        starting = asyncio.create_task(_after_loop_turns(spawn()))  # created first, as Level.run does
-        await asyncio.gather(request(), starting)
-        assert starting.result() == "sandbox"
-        return order
-
-    order = asyncio.run(main())
-    assert SPAWN_AFTER_TURNS >= 6
-    assert order.index("request written") < order.index("spawn"), order
