@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -436,21 +437,35 @@ def test_only_https_endpoints_and_proxies_speak_tls(monkeypatch):
 
 
 def test_live_text_is_passed_on_only_when_there_is_new_text_and_the_last_time_whole(fake_openai):
-    """A streamed reply's keep-alive, role and usage chunks redraw nothing; the last delta is the whole reply,
-    unless the caller shows the finished reply itself (final_delta=False, as the engine does)."""
+    """A streamed reply's keep-alive, role and usage chunks redraw nothing; the last delta is the whole reply."""
     deltas: list[tuple[str, str]] = []
+    fake_openai.queue(Reply(text="one two three"))
+    result, _ = run_with_client(
+        fake_openai.base_url,
+        lambda c: c.complete("gpt-4o-mini", "hi", 50, on_delta=lambda t, r: deltas.append((t, r))),
+        stream=True,
+    )
+    assert result.text == "one two three"
+    assert deltas and deltas[-1] == ("one two three", "")
+    assert all(text for text, _ in deltas)  # never an empty redraw
 
-    async def body(client):
-        first = await client.complete("gpt-4o-mini", "hi", 50, on_delta=lambda t, r: deltas.append((t, r)))
-        seen_first = list(deltas)
-        second = await client.complete(
-            "gpt-4o-mini", "hi again", 50, on_delta=lambda t, r: deltas.append((t, r)), final_delta=False
-        )
-        return first, seen_first, second
 
-    fake_openai.queue(Reply(text="one two three"), Reply(text="four five six"))
-    (first, seen_first, second), _ = run_with_client(fake_openai.base_url, body, stream=True)
-    assert first.text == "one two three" and second.text == "four five six"  # the replies themselves stay whole
-    assert seen_first and seen_first[-1] == ("one two three", "")
-    assert all(text for text, _ in seen_first)  # never an empty redraw
-    assert all(text != "four five six" for text, _ in deltas[len(seen_first):])  # no final redraw of the second
+def test_a_caller_showing_the_finished_reply_gets_no_final_redraw():
+    """final_delta=False (the engine, which shows the finished reply at once): what came in the last piece is not
+    passed on once more before the call returns; the reply itself is whole."""
+    from rlm_desktop.engine.models import _StreamReader
+
+    def chunk(text: str) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+    for final_delta, expected in ((True, [("one", ""), ("one two", "")]), (False, [("one", "")])):
+        deltas: list[tuple[str, str]] = []
+        reader = _StreamReader(lambda t, r, deltas=deltas: deltas.append((t, r)), final_delta)
+        reader.line(": keep-alive")
+        reader.pass_on()  # a piece with no text: nothing to redraw
+        reader.line(chunk("one"))
+        reader.pass_on()
+        reader.line(chunk(" two"))
+        reader.line("data: [DONE]")
+        assert reader.finish().content == "one two"
+        assert deltas == expected, (final_delta, deltas)
