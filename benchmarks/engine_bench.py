@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import math
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -67,6 +68,39 @@ def iteration_overhead(case_path: Path, turns: int = 40) -> tuple[float, float]:
     assert record["status"] == "completed", record.get("error")
     gaps = [b["arrived"] - a["ended"] for a, b in zip(rows, rows[1:], strict=False)]
     return statistics.median(gaps), rows[0]["arrived"] - started
+
+
+# A fresh interpreter doing what `rlm-desktop ask` does before its first request: import the CLI and the engine,
+# check the machine's isolation, start the run on a RunHandle. It prints when the run started (time.monotonic()).
+COLD_CHILD = """
+import sys, time
+from rlm_desktop import cli  # noqa: F401  (what `rlm-desktop ask` imports before it runs)
+from rlm_desktop.engine.handle import RunHandle
+from rlm_desktop.engine.rlm import RunConfig
+from rlm_desktop.sandbox.isolation import check_isolation
+url, case, root, sub, prices = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], tuple(sys.argv[5:])
+config = RunConfig(root_model=root, sub_model=sub, base_url=url, cap_usd=100.0, price_args=prices, max_retries=0)
+check_isolation(config.isolation, config.allow_weak_isolation)
+started = time.monotonic()
+handle = RunHandle(case, "Q", config, "k")
+handle.start()
+record = handle.wait(60)
+assert record["status"] == "completed", record.get("error")
+print(started)
+"""
+
+
+def cold_start(case_path: Path) -> tuple[float, float]:
+    """(run start -> first root request, process launch -> first root request) for a process's first run."""
+    with ServerProcess([repl("FINAL('done')")]) as server:
+        launched = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-c", COLD_CHILD, server.base_url, str(case_path), ROOT, SUB, *PRICES],
+            capture_output=True, text=True, timeout=120, cwd=ROOT_DIR,
+        )
+        assert proc.returncode == 0, proc.stderr
+        first = server.requests()[0]["arrived"]
+    return first - float(proc.stdout.split()[-1]), first - launched
 
 
 # A sub-call's answer as models write them: 1,200 characters, streamed by the fake server in 100 chunks.
@@ -178,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("engine time per root iteration (reply received -> next request)", f"{per_iter * 1000:.1f} ms"))
     start = statistics.median(r[1] for r in runs)
     rows.append(("run start -> first root request", f"{start * 1000:.0f} ms"))
+    cold = [cold_start(small) for _ in range(3)]
+    rows.append(
+        (
+            "the same, a process's first run (a fresh `ask`-like process)",
+            f"{statistics.median(c[0] for c in cold) * 1000:.0f} ms (process launch -> first request "
+            f"{statistics.median(c[1] for c in cold) * 1000:.0f} ms)",
+        )
+    )
     for concurrency in (16, 8):
         results = [fan_out(small, concurrency=concurrency) for _ in range(3)]
         measured = statistics.median(r[0] for r in results)

@@ -24,17 +24,20 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import openai
 import orjson
 
 from rlm_desktop.engine.budget import SpendLedger, upper_bound_cost
-from rlm_desktop.engine.chat_http import ChatTransport
+from rlm_desktop.engine.chat_http import ChatTransport, SdkErrors
 from rlm_desktop.engine.model_info import ModelCaps, default_token_param, requires_new_token_param
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
+from rlm_desktop.engine.sdk_headers import chat_url, sdk_headers
 from rlm_desktop.engine.tokens import count_message_tokens, count_tokens, quick_count
+
+if TYPE_CHECKING:
+    import openai
 
 Messages = str | Sequence[Mapping[str, object]]
 DELTA_INTERVAL_S = 0.1  # how often streamed text is passed on (the window redraws from it)
@@ -107,6 +110,17 @@ class TextStreamed:
     label: str
     text: str
     reasoning: str
+
+
+class _NotRaised(Exception):
+    """Stands in an `except` clause for an SDK exception class while the SDK is not imported."""
+
+
+def sdk_error(name: str) -> type[Exception]:
+    """The SDK's exception class `name`, for an `except` clause or isinstance, without importing the SDK (0.5-1.5 s)
+    to catch what only code that had imported it can have raised: a class never raised while it is not loaded."""
+    module = sys.modules.get("openai")
+    return getattr(module, name, _NotRaised) if module is not None else _NotRaised
 
 
 class ModelCallError(Exception):
@@ -382,12 +396,14 @@ def _reply_from_json(data: object) -> _Reply:
 class _StreamReader:
     """Accumulates an SSE chat-completion stream, chunk by chunk."""
 
-    def __init__(self, on_delta: Callable[[str, str], None] | None):
+    def __init__(self, on_delta: Callable[[str, str], None] | None, final_delta: bool = True):
         self.reply = _Reply(streamed=True)
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.on_delta = on_delta
+        self.final_delta = final_delta  # False: the caller shows the finished reply itself
         self.last_pass = 0.0  # the first piece's text is passed on at once
+        self.passed = (0, 0)  # how many pieces of text and of reasoning were passed on last time
         self.done = False
 
     def line(self, line: str) -> None:
@@ -447,9 +463,12 @@ class _StreamReader:
     def _pass_on(self, force: bool) -> None:
         if self.on_delta is None:
             return
+        pieces = (len(self.content), len(self.reasoning))
+        if pieces == self.passed:
+            return  # nothing new since the last time (a keep-alive, the role chunk, usage): nothing to redraw
         now = time.monotonic()
         if force or now - self.last_pass >= DELTA_INTERVAL_S:
-            self.last_pass = now
+            self.last_pass, self.passed = now, pieces
             self.on_delta("".join(self.content), "".join(self.reasoning))
 
     def finish(self) -> _Reply:
@@ -457,11 +476,38 @@ class _StreamReader:
             raise _BadReply("the stream broke off before the reply was complete", retryable=True, billed_maybe=True)
         self.reply.content = "".join(self.content)
         self.reply.reasoning = "".join(self.reasoning)
-        self._pass_on(force=True)
+        if self.final_delta:
+            self._pass_on(force=True)
         return self.reply
 
     def partial_text(self) -> str:
         return "".join(self.content) + "".join(self.reasoning)
+
+
+class _IdleDeadline:
+    """Ends a call (through its asyncio timeout, so as a TimeoutError) once `seconds` passed with no data.
+
+    The time of the last data is a float set per piece received (`last`); the timer is re-armed only when it fires
+    and data came meanwhile. Rescheduling the asyncio timeout on every piece instead made and cancelled a timer
+    each time (3-5 per sub-call, ~5% of a sub-call's CPU). The deadline is the same: `seconds` after the last data.
+    """
+
+    __slots__ = ("_loop", "_timeout", "_seconds", "last", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: asyncio.Timeout, seconds: float):
+        self._loop, self._timeout, self._seconds = loop, timeout, seconds
+        self.last = loop.time()
+        self._handle = loop.call_at(self.last + seconds, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self._seconds
+        if self._loop.time() >= due:
+            self._timeout.reschedule(due)  # already past: the timeout expires at once
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def error_chain(exc: BaseException) -> list[BaseException]:
@@ -486,7 +532,7 @@ def never_reached(exc: BaseException) -> bool:
 def _transport_error(exc: BaseException) -> bool:
     """An HTTP transport failure (aiohttp's or the SDK's HTTP stack's, raised raw once a request went out)."""
     module = type(exc).__module__
-    return isinstance(exc, openai.APIConnectionError | OSError) or module.startswith(
+    return isinstance(exc, OSError | sdk_error("APIConnectionError")) or module.startswith(
         ("aiohttp", "httpx", "httpcore", "h11", "anyio")
     )
 
@@ -540,10 +586,12 @@ def _httpx_module(client: object) -> Any:
 
 
 def warm_up() -> None:
-    """Build what every process's first model request builds once (the TLS context, the SDK's HTTP client
-    classes and their async backend: about 125 ms), ahead of time: the window's engine child does it while the
-    user is still typing, so a run's first request goes out without it."""
+    """Build ahead of time what a process builds once for its model requests: the TLS context (an https endpoint's
+    first request needs it) and the SDK's headers, then the SDK itself and its HTTP client classes, which only an
+    error reply or a model list needs (about 1 s). The window's engine child does it while the user is still
+    typing, so neither a run's first request nor its first error reply waits for them."""
     shared_ssl_context()
+    sdk_headers("")
     client = http_client(1.0)
     with contextlib.suppress(Exception):
         asyncio.run(client.aclose())  # closing loads the async backend the first request would
@@ -551,6 +599,8 @@ def warm_up() -> None:
 
 def http_client(timeout_s: float) -> openai.DefaultAsyncHttpxClient:
     """The SDK's default HTTP client (its limits and redirects), on the process's one TLS context."""
+    import openai  # not at the module's top: a run that meets no error never needs the SDK
+
     return openai.DefaultAsyncHttpxClient(verify=shared_ssl_context(), timeout=timeout_s)
 
 
@@ -594,34 +644,44 @@ class ModelClient:
         self.retry_after_max_s = retry_after_max_s
         self.stream = stream
         self.caps = dict(caps or {})
-        # Local servers often accept any key but the SDK insists on one.
-        self._http = http_client(timeout_s)
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key or "not-needed",
-            max_retries=0,
-            timeout=timeout_s,
-            http_client=self._http,
-        )
-        # What the SDK sends with every request (its version headers, organisation and project when set),
-        # and the bearer key; requests go out on the SDK's HTTP client (see _post).
-        self._headers = {k: v for k, v in self._client.default_headers.items() if isinstance(v, str)}
-        self._headers["Authorization"] = f"Bearer {self._client.api_key}"
-        self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
-        self._chat = ChatTransport(
-            self._url,
-            self._headers,
-            timeout_s,
-            shared_ssl_context(),
-            self._client._make_status_error_from_response,
-            _httpx_module(self._http),
-        )
+        self._api_key = api_key
+        # What the SDK sends with every request (its version headers, organisation and project when set) and the
+        # bearer key, to where it would send it; requests go out on aiohttp (see _post). The SDK's client itself
+        # (and its HTTP client and TLS context: ~125 ms, and 0.5-1.5 s to import the SDK) is made only when an
+        # error reply or the model list needs it (`sdk_client`).
+        try:
+            in_loop = asyncio.get_running_loop() is not None
+        except RuntimeError:
+            in_loop = False
+        self._headers = sdk_headers(api_key, in_event_loop=in_loop)
+        self._url = chat_url(base_url)
+        self._sdk: openai.AsyncOpenAI | None = None
+        self._chat = ChatTransport(self._url, self._headers, timeout_s, shared_ssl_context, self._sdk_errors)
         self._models: dict[str, _ModelState] = {}
         self._random = random.Random()
 
+    def sdk_client(self) -> openai.AsyncOpenAI:
+        """The SDK's client for this endpoint (its own retries off), made on first use."""
+        if self._sdk is None:
+            import openai
+
+            self._sdk = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key or "not-needed",  # local servers often accept any key; the SDK insists
+                max_retries=0,
+                timeout=self.timeout_s,
+                http_client=http_client(self.timeout_s),
+            )
+        return self._sdk
+
+    def _sdk_errors(self) -> SdkErrors:
+        client = self.sdk_client()
+        return SdkErrors(client._make_status_error_from_response, _httpx_module(client._client))
+
     async def aclose(self) -> None:
         await self._chat.aclose()
-        await self._client.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     async def __aenter__(self) -> ModelClient:
         return self
@@ -655,10 +715,12 @@ class ModelClient:
         label: str = "",
         *,
         on_delta: Callable[[str, str], None] | None = None,
+        final_delta: bool = True,
     ) -> Completion:
         """One chat completion; raises CapReached, UnknownPrice, ModelCallError or CancelledError.
 
-        `on_delta(text, reasoning)` gets the text so far while a reply streams.
+        `on_delta(text, reasoning)` gets the text so far while a reply streams, when there is new text, and last
+        the whole reply (unless `final_delta` is False: a caller that shows the Completion's text itself).
         """
         if max_output_tokens < 1:
             raise ValueError("max_output_tokens must be >= 1")
@@ -680,14 +742,14 @@ class ModelClient:
                 await self._in_flight.acquire()
             try:
                 reservation = self.ledger.reserve(bound, label)  # CapReached: nothing is sent
-                reader = _StreamReader(on_delta) if state.stream else None
+                reader = _StreamReader(on_delta, final_delta) if state.stream else None
                 try:
                     reply = await self._send(model, messages, max_output_tokens, state, reader)
                 except asyncio.CancelledError:
                     estimate = self._estimate(price, messages, reader.partial_text() if reader else "", bound, quick=True)
                     self.ledger.hold(reservation, estimate)
                     raise
-                except openai.APIStatusError as exc:
+                except sdk_error("APIStatusError") as exc:
                     status, detail = exc.status_code, status_message(exc)
                     # A 4xx is a refusal before the model ran, which providers do not bill; a 5xx
                     # or 408 may come after it ran, so its reservation is held.
@@ -730,7 +792,7 @@ class ModelClient:
                             f"{model} at {self.where}: {exc}{self._url_hint(str(exc))}", model=model, label=label
                         ) from None
                     reason, retry_after = str(exc), None
-                except (openai.APITimeoutError, TimeoutError) as exc:
+                except (sdk_error("APITimeoutError"), TimeoutError) as exc:
                     if never_reached(exc):
                         self.ledger.release(reservation)
                         reason = f"cannot connect: no answer within {self.timeout_s:g} s"
@@ -780,35 +842,20 @@ class ModelClient:
                 body["stream_options"] = {"include_usage": True}
         loop = asyncio.get_running_loop()
         # Not streaming: the whole call must finish in time. Streaming: each chunk must come in time.
-        async with asyncio.timeout(self.timeout_s) as deadline:
-            async with self._post(body) as response:
-                content_type = response.headers.get("content-type", "")
-                if "text/event-stream" in content_type:
-                    reader = reader or _StreamReader(None)  # a server that streams unasked
-                    batches = response.line_batches()
-                    async for batch in batches:
-                        deadline.reschedule(loop.time() + self.timeout_s)
-                        for line in batch:
-                            reader.line(line)
-                            if reader.done:
-                                break
-                        if reader.done:
-                            break
-                        reader.pass_on()
-                    if reader.done:
-                        # Read the stream's end too, so its connection goes back to the pool: otherwise every
-                        # call opens a new one. A server that keeps the stream open after [DONE] is left.
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(DRAIN_S):
-                                async for _ in batches:
-                                    pass
-                    if not state.stream:
-                        state.stream = True  # it only streams: ask for it from now on
-                    return reader.finish()
-                raw = await response.aread()
+        async with asyncio.timeout(None) as deadline:
+            idle = _IdleDeadline(loop, deadline, self.timeout_s)
+            try:
+                async with self._post(body) as response:
+                    content_type = response.headers.get("content-type", "")
+                    if "text/event-stream" in content_type:
+                        reader = reader or _StreamReader(None)  # a server that streams unasked
+                        return await self._read_stream(response, reader, state, idle, loop)
+                    raw = await response.aread()
+            finally:
+                idle.cancel()
         text = raw.decode("utf-8", "replace")
         if text.lstrip().startswith("data:"):  # SSE without its content type
-            reader = _StreamReader(reader.on_delta if reader else None)
+            reader = _StreamReader(reader.on_delta, reader.final_delta) if reader else _StreamReader(None)
             for line in text.splitlines():
                 reader.line(line)
             return reader.finish()
@@ -821,6 +868,30 @@ class ModelClient:
                 f"the server answered 200 with {_describe_text_body(text)} ({content_type or 'no content type'})"
             ) from None
         return _reply_from_json(data)
+
+    async def _read_stream(
+        self, response: Any, reader: _StreamReader, state: _ModelState, idle: _IdleDeadline, loop: Any
+    ) -> _Reply:
+        batches = response.line_batches()
+        async for batch in batches:
+            idle.last = loop.time()  # data came: the idle deadline counts from here
+            for line in batch:
+                reader.line(line)
+                if reader.done:
+                    break
+            if reader.done:
+                break
+            reader.pass_on()
+        if reader.done and not response.at_eof():
+            # Read the stream's end too, so its connection goes back to the pool: otherwise every
+            # call opens a new one. A server that keeps the stream open after [DONE] is left.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_S):
+                    async for _ in batches:
+                        pass
+        if not state.stream:
+            state.stream = True  # it only streams: ask for it from now on
+        return reader.finish()
 
     def _post(self, body: dict[str, Any]):
         """POST a chat request with the SDK's headers; an error status raises the SDK's own error class.
@@ -952,8 +1023,8 @@ class ModelClient:
         """
         try:
             async with asyncio.timeout(self.timeout_s):
-                page = await self._client.models.list(timeout=self.timeout_s)
-        except openai.APIStatusError as exc:
+                page = await self.sdk_client().models.list(timeout=self.timeout_s)
+        except sdk_error("APIStatusError") as exc:
             if exc.status_code in (404, 405, 501):
                 if not model:
                     raise ModelCallError(
@@ -967,9 +1038,9 @@ class ModelClient:
             raise self._status_error(
                 exc.status_code, status_message(exc), model or "", "connection test"
             ) from exc
-        except (openai.APITimeoutError, TimeoutError) as exc:
+        except (sdk_error("APITimeoutError"), TimeoutError) as exc:
             raise ModelCallError(f"no answer from {self.where} within {self.timeout_s:g} s") from exc
-        except openai.APIConnectionError as exc:
+        except sdk_error("APIConnectionError") as exc:
             raise ModelCallError(f"cannot reach {self.where}: {exc.__cause__ or exc}") from exc
         names = [m.id for m in page.data]
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")

@@ -41,6 +41,7 @@ from rlm_desktop.engine.models import (
     UsageMissing,
 )
 from rlm_desktop.engine.pricing import PriceTable, UnknownPrice
+from rlm_desktop.engine.provenance import AttributionQueue, Attributor  # here, not in a run's start (~10 ms)
 from rlm_desktop.engine.replies import ParsedReply, parse_reply, prose_final, strip_code
 from rlm_desktop.engine.runs import RunStore, thread_history
 from rlm_desktop.engine.session import ReplKeeper, history_opening
@@ -296,8 +297,6 @@ class _Run:
         self.levels = 0
         self.attributor_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-provenance")
         self.corpus = Corpus.open(case_path)  # host side: verification, provenance, metadata
-        from rlm_desktop.engine.provenance import AttributionQueue, Attributor
-
         self.attributor = Attributor(self.corpus)
         self.attribution = AttributionQueue(self.attributor, self.attributor_pool, self.loop)
 
@@ -506,9 +505,11 @@ class _Run:
         max_tokens: int,
         purpose: str,
         halt_on_cap: bool = True,
+        final_delta: bool = True,
     ) -> Completion:
         """One model call under the cap, sized to the context window; waits while in-flight reservations
-        may still free room. Raises ContextTooLong when the conversation itself no longer fits."""
+        may still free room. Raises ContextTooLong when the conversation itself no longer fits. `final_delta`
+        False: the caller shows the finished reply itself, so the live text is not redrawn once more first."""
         fitted = False
         while True:
             self.check()
@@ -525,7 +526,9 @@ class _Run:
             closes = self.ledger.closes
             try:
                 client = self.sub_client if node.kind == "llm_query" else self.client
-                return await client.complete(model, messages, limit, label=node.id, on_delta=self._delta_for(node))
+                return await client.complete(
+                    model, messages, limit, label=node.id, on_delta=self._delta_for(node), final_delta=final_delta
+                )
             except CapReached as exc:
                 if exc.may_fit_later and self.ledger.open_reservations:
                     await self.ledger.wait_for_close(closes, 1.0)  # woken when a call in flight settles
@@ -560,7 +563,8 @@ class _Run:
         A reply that ran out of output tokens before any visible text is asked once more with a
         larger limit (when the cap and the window allow) and a request to be shorter.
         """
-        completion = await self.complete(node, model, messages, max_tokens, purpose)
+        # Its callers show the finished reply at once (llm_query, Level._show_reply): no final live-text update.
+        completion = await self.complete(node, model, messages, max_tokens, purpose, final_delta=False)
         self.charge(node, completion)
         parsed = parse_reply(completion.text, completion.reasoning)
         if parsed.empty and completion.finish_reason == "length":
@@ -581,7 +585,9 @@ class _Run:
                 },
             ]
             try:
-                completion = await self.complete(node, model, retry, larger, purpose, halt_on_cap=False)
+                completion = await self.complete(
+                    node, model, retry, larger, purpose, halt_on_cap=False, final_delta=False
+                )
             except (ModelCallError, CapReached):
                 return completion, parsed, problem_of(completion, parsed)
             self.charge(node, completion)

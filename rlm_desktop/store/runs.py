@@ -31,24 +31,24 @@ def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str 
     A run is saved many times while it goes: the first save makes its row, later ones update what
     changes (status, end, cost, answer, record), which sqlite-utils' upsert does by primary key.
     """
+    row = {
+        "run_id": header["run_id"],
+        "question": header["question"],
+        "status": header["status"],
+        "started": header["started"],
+        "ended": header.get("ended"),
+        "cost_usd": header["cost_usd"],
+        "cap_usd": header["cap_usd"],
+        "answer": header["answer"],
+        "pid": os.getpid(),
+        "follows": header.get("follows"),
+        "updated": now_iso(),
+        "record": json.dumps(header, ensure_ascii=False),
+    }
     with case.transaction():
-        case.db["runs"].upsert(
-            {
-                "run_id": header["run_id"],
-                "question": header["question"],
-                "status": header["status"],
-                "started": header["started"],
-                "ended": header.get("ended"),
-                "cost_usd": header["cost_usd"],
-                "cap_usd": header["cap_usd"],
-                "answer": header["answer"],
-                "pid": os.getpid(),
-                "follows": header.get("follows"),
-                "updated": now_iso(),
-                "record": json.dumps(header, ensure_ascii=False),
-            },
-            pk="run_id",
-        )
+        # An upsert by primary key in plain SQL (what sqlite-utils' upsert does): a run's first save then needs no
+        # sqlite-utils, whose first use in a process loads its plugins (~15 ms before the first model request).
+        case.conn.execute(_UPSERT_RUN, tuple(row[column] for column in _RUN_COLUMNS))
         # Plain executemany, not sqlite-utils' upsert_all: a run with many sub-calls saves thousands of steps, and
         # its per-row work (column checks, value conversion, an insert then an update) was most of a save.
         run_id = header["run_id"]
@@ -61,6 +61,16 @@ def save_run(case: Case, header: dict[str, Any], nodes: Iterable[tuple[str, str 
                 for node_id, parent_id, seq, data in nodes
             ],
         )
+
+
+_RUN_COLUMNS = (
+    "run_id", "question", "status", "started", "ended", "cost_usd", "cap_usd", "answer", "pid", "follows", "updated",
+    "record",
+)  # fmt: skip
+_UPSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
+    f" ON CONFLICT (run_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _RUN_COLUMNS[1:])}"
+)
 
 
 def end_abandoned_run(

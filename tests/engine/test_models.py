@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -366,3 +367,105 @@ def test_warm_up_builds_the_processs_tls_context_ahead_of_the_first_request():
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+LAZY_SDK_SCRIPT = """
+import asyncio, gc, ssl, sys
+from rlm_desktop.engine import models
+from rlm_desktop.engine.budget import SpendLedger
+from rlm_desktop.engine.pricing import PriceTable
+
+def live_tls_contexts():
+    return sum(isinstance(o, ssl.SSLContext) for o in gc.get_objects())
+
+async def main(url):
+    async with models.ModelClient(url, "sk-test", PriceTable(), SpendLedger(1.0), 5.0, 0) as client:
+        before = live_tls_contexts()
+        reply = await client.complete("gpt-4o-mini", "hi", 20)
+        assert reply.text == "fine", reply
+        # by effect: no TLS context was made for plain http, and neither the SDK nor its HTTP stack was loaded
+        assert live_tls_contexts() == before, "a TLS context was built for an http endpoint"
+        assert models.shared_ssl_context.cache_info().currsize == 0
+        assert not {"openai", "httpx", "httpx2"} & set(sys.modules), sorted({"openai", "httpx", "httpx2"} & set(sys.modules))
+        try:
+            await client.complete("gpt-4o-mini", "again", 20)
+        except models.ModelAuthError as exc:
+            import openai
+            cause = exc.__cause__
+            assert type(cause) is openai.AuthenticationError, type(cause)
+            assert cause.status_code == 401 and cause.body == {"message": "bad key sk-...3"}, cause.body
+            assert cause.response.headers["x-request-id"] == "req-9"
+        else:
+            raise AssertionError("a 401 reply passed as a success")
+    print("ok")
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_run_over_http_needs_no_tls_context_and_no_sdk_until_an_error_reply(fake_openai):
+    """The SDK (0.5-1.5 s to import) and a TLS context are built only when needed; an error reply still becomes
+    the SDK's own exception class, with its status, body and headers. A fresh interpreter, as `ask` starts."""
+    import subprocess
+    import sys
+
+    fake_openai.queue(
+        Reply(text="fine"),
+        Reply(status=401, error={"error": {"message": "bad key sk-...3"}}, headers={"x-request-id": "req-9"}),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", LAZY_SDK_SCRIPT, fake_openai.base_url], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert len(fake_openai.chat_requests) == 2
+
+
+def test_only_https_endpoints_and_proxies_speak_tls(monkeypatch):
+    from rlm_desktop.engine.chat_http import ChatTransport
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    def transport(url):
+        return ChatTransport(url, {}, 5.0, ssl_context=lambda: None, errors=lambda: None)
+
+    assert not transport("http://127.0.0.1:8000/v1/chat/completions").speaks_tls()
+    assert transport("https://api.openai.com/v1/chat/completions").speaks_tls()
+    assert transport("HTTPS://api.example.com/v1/chat/completions").speaks_tls()
+    monkeypatch.setenv("HTTP_PROXY", "https://proxy.example:3128")
+    assert transport("http://10.0.0.5:8000/v1/chat/completions").speaks_tls()  # TLS to the proxy
+
+
+def test_live_text_is_passed_on_only_when_there_is_new_text_and_the_last_time_whole(fake_openai):
+    """A streamed reply's keep-alive, role and usage chunks redraw nothing; the last delta is the whole reply."""
+    deltas: list[tuple[str, str]] = []
+    fake_openai.queue(Reply(text="one two three"))
+    result, _ = run_with_client(
+        fake_openai.base_url,
+        lambda c: c.complete("gpt-4o-mini", "hi", 50, on_delta=lambda t, r: deltas.append((t, r))),
+        stream=True,
+    )
+    assert result.text == "one two three"
+    assert deltas and deltas[-1] == ("one two three", "")
+    assert all(text for text, _ in deltas)  # never an empty redraw
+
+
+def test_a_caller_showing_the_finished_reply_gets_no_final_redraw():
+    """final_delta=False (the engine, which shows the finished reply at once): what came in the last piece is not
+    passed on once more before the call returns; the reply itself is whole."""
+    from rlm_desktop.engine.models import _StreamReader
+
+    def chunk(text: str) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+    for final_delta, expected in ((True, [("one", ""), ("one two", "")]), (False, [("one", "")])):
+        deltas: list[tuple[str, str]] = []
+        reader = _StreamReader(lambda t, r, deltas=deltas: deltas.append((t, r)), final_delta)
+        reader.line(": keep-alive")
+        reader.pass_on()  # a piece with no text: nothing to redraw
+        reader.line(chunk("one"))
+        reader.pass_on()
+        reader.line(chunk(" two"))
+        reader.line("data: [DONE]")
+        assert reader.finish().content == "one two"
+        assert deltas == expected, (final_delta, deltas)

@@ -209,6 +209,15 @@ def test_stream_idle_timeout_is_per_chunk_not_per_call(fake_openai):
     assert result.text == "tick " * 12
 
 
+def test_a_stream_that_stalls_ends_one_idle_timeout_after_its_last_data(fake_openai):
+    fake_openai.queue(Reply(text="tick " * 3, chunk_delay_s=1.5))  # a chunk, then 1.5 s of nothing
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailableError, match="timeout: no data within 0.4 s"):
+        call(fake_openai.base_url, stream=True, timeout_s=0.4, max_retries=0)
+    elapsed = time.monotonic() - started
+    assert 0.4 <= elapsed < 1.4, elapsed  # not before 0.4 s of silence, and not waiting for the next chunk
+
+
 def test_text_streamed_event_is_a_frozen_dataclass():
     event = TextStreamed("n1", "a", "b")
     with pytest.raises(AttributeError):

@@ -44,3 +44,4 @@ def test_a_repl_that_cannot_start_stops_the_call_in_flight_and_counts_it(fake_op
     assert elapsed < 10, "the root call was waited for instead of stopped"
     assert len(fake_openai.chat_requests) == 1  # it was in flight ...
     assert record["cost_held_usd"] > 0  # ... so its cost is held against the cap, not forgotten
+
