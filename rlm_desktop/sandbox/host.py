@@ -407,16 +407,28 @@ class Sandbox:
         self, mode: str, cmd: list[str], case: str | None, doc_ids: list[int] | None
     ) -> dict[str, Any]:
         self._stderr_tail = bytearray()
-        self._proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=clean_environment(self._scratch_dir),
-            cwd=self._scratch_dir,
-            start_new_session=True,
-            close_fds=True,
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=clean_environment(self._scratch_dir),
+                cwd=self._scratch_dir,
+                start_new_session=True,
+                close_fds=True,
+            )
         )
+        try:
+            self._proc = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            # Cancelled while the process was being made (a Stop in a run's first milliseconds). Left to
+            # itself, asyncio kills only bwrap and then waits for its pipes to close, which bwrap's half-set-up
+            # child holds open while it waits forever for the bwrap that was killed: the run hung and the child
+            # was orphaned. The spawn is let finish instead, and the caller kills its whole process group.
+            with contextlib.suppress(Exception):
+                self._proc = await spawn
+            raise
         self._stderr_task = asyncio.create_task(self._drain_stderr(self._proc))
         limits = {k: v for k, v in self._limits.items() if k in DEFAULT_LIMITS}
         init = protocol.init_message(
