@@ -173,6 +173,22 @@ class NodeDetail(QWidget):
                 f" ({html.escape(str(last.get('reason', '')))})</span>"
             )
         self.header.setText(" &nbsp;·&nbsp; ".join(parts))
+        self._hold_height()
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._hold_height()
+
+    def _hold_height(self) -> None:
+        """As for a section's caption: the layout's minimum ignores the header's wrapped height (a sub-call's
+        header is two lines at 1280x720), so the panel gave the detail a line too little and the sections
+        overlapped ("Response" drawn under the prompt). The minimum is the header at this width plus the rest."""
+        layout = self.layout()
+        header = self.header.heightForWidth(self.width()) if self.header.isVisibleTo(self) else 0
+        button = self.thinking_button.sizeHint().height() if self.thinking_button.isVisibleTo(self) else 0
+        minimum = max(0, header) + button + self.splitter.minimumSizeHint().height() + 2 * layout.spacing()
+        if minimum != self.minimumHeight():
+            self.setMinimumHeight(minimum)
 
     def render(self, node: NodeView, elapsed: str, ctx: DetailContext) -> None:
         """Show `node`: the header line, its thinking behind the fold, then what its kind's renderer draws."""

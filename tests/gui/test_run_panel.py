@@ -476,3 +476,31 @@ def test_a_big_saved_run_makes_its_deeper_rows_when_they_are_first_shown(qtbot):
     tree.expand(model.index_of("c1"))
     panel.grab().save("/tmp/run_panel_big_saved_run.png")  # looked at: the rows read as any run's
     del tester
+
+
+def test_a_narrow_panel_gives_the_detail_its_wrapped_header_and_its_sections_never_overlap(qtbot):
+    """At 1280x720 the right column is ~420 px wide and a sub-call's header wraps to two lines, which the
+    layout's minimum did not count: the panel gave the detail a line too little and the response's caption was
+    drawn under the prompt."""
+    panel = make_panel(qtbot)
+    panel.resize(412, 440)
+    panel.apply(RunStarted("r", "q", view("n0", None, "root", "q")))
+    panel.apply(NodeStarted("r", view("n1", "n0", "iteration", detail={"number": 1})))
+    panel.apply(NodeStarted("r", view("n2", "n1", "code", "rs = llm_query_batched(parts)")))
+    finished = view(
+        "n3", "n2", "llm_query", "When did the shipment leave? Text: Harbour report, spring 2023.\n" * 4,
+        model="gpt-5-mini", status="done", prompt_tokens=126, completion_tokens=5, cost_usd=0.00004,
+        ended="2025-03-01T12:00:00.270+00:00", detail={"response": "4 May 2023"},
+    )  # fmt: skip
+    panel.apply(NodeStarted("r", finished))
+    panel.apply(NodeFinished("r", finished))
+    panel.follow.setChecked(False)
+    panel._select(panel.model.index_of("n3"))
+    qtbot.wait(200)
+    detail = panel.detail
+    header = detail.header.heightForWidth(detail.width())
+    assert header > detail.header.fontMetrics().lineSpacing() * 1.5  # it does wrap at this width
+    assert detail.height() >= detail.minimumHeight() >= header + detail.splitter.minimumSizeHint().height()
+    primary, secondary = detail.primary.geometry(), detail.secondary.geometry()
+    assert detail.secondary.isVisible()
+    assert primary.bottom() < secondary.top()  # the response's caption is not under the prompt
