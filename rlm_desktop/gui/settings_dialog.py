@@ -268,6 +268,21 @@ class _PriceDelegate(QStyledItemDelegate):
         return f"{value:.10g}" if isinstance(value, int | float) else ""
 
 
+def key_whereabouts(typed: str, stored: str, backend: str, env_var: str, noun: str) -> str:
+    """Where a key field's key is or will be kept, in a sentence (the API key's and the sub endpoint key's)."""
+    if not typed and not stored:
+        where = f"No {noun} stored. A key you enter is kept in the {backend}."
+    elif typed == stored:
+        where = f"Stored in the {backend}."
+    elif not typed:
+        where = f"Save removes the {noun} from the {backend}."
+    else:
+        where = f"Save stores this key in the {backend}."
+    if os.environ.get(env_var):
+        where += f" ${env_var} is set and is used before this key."
+    return where
+
+
 def _muted_label(text: str = "") -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
@@ -1111,18 +1126,9 @@ class SettingsDialog(QDialog):
 
     @Slot()
     def _update_key_where(self) -> None:
-        typed = self.key_edit.text().strip()
-        backend = self.key_store.backend
-        if not typed and not self._loaded_key:
-            where = f"No key stored. A key you enter is kept in the {backend}."
-        elif typed == self._loaded_key:
-            where = f"Stored in the {backend}."
-        elif not typed:
-            where = f"Save removes the key from the {backend}."
-        else:
-            where = f"Save stores this key in the {backend}."
-        if os.environ.get(KEY_ENV_VAR):
-            where += f" ${KEY_ENV_VAR} is set and is used before this key."
+        where = key_whereabouts(
+            self.key_edit.text().strip(), self._loaded_key, self.key_store.backend, KEY_ENV_VAR, "key"
+        )
         self.key_where.setText(where)
         self.remove_key.setEnabled(bool(self._loaded_key))
 
@@ -1151,18 +1157,13 @@ class SettingsDialog(QDialog):
     @Slot()
     def _update_sub_key_where(self) -> None:
         """Where the sub key lives, as the key field's tooltip (no extra line: the dialog must fit 720 px)."""
-        typed = self.sub_key_edit.text().strip()
-        backend = self.sub_key_store.backend
-        if not typed and not self._loaded_sub_key:
-            where = f"No sub endpoint key stored. A key you enter is kept in the {backend}."
-        elif typed == self._loaded_sub_key:
-            where = f"Stored in the {backend}."
-        elif not typed:
-            where = f"Save removes the sub endpoint key from the {backend}."
-        else:
-            where = f"Save stores this key in the {backend}."
-        if os.environ.get(SUB_KEY_ENV_VAR):
-            where += f" ${SUB_KEY_ENV_VAR} is set and is used before this key."
+        where = key_whereabouts(
+            self.sub_key_edit.text().strip(),
+            self._loaded_sub_key,
+            self.sub_key_store.backend,
+            SUB_KEY_ENV_VAR,
+            "sub endpoint key",
+        )
         self.sub_key_edit.setToolTip(where + " It is sent only to the sub-call endpoint, never the root's key.")
         self.remove_sub_key.setEnabled(bool(self._loaded_sub_key))
 
