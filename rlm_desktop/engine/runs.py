@@ -78,18 +78,15 @@ def _interrupted(status: str, pid: int | None) -> bool:
 
 
 def list_runs(case: Case) -> list[RunSummary]:
-    return [
-        RunSummary(
-            r.run_id,
-            r.question,
-            "failed" if _interrupted(r.status, r.pid) else r.status,
-            r.started,
-            r.cost_usd + r.reserved_usd if _interrupted(r.status, r.pid) else r.cost_usd,
-            r.follows,
-            r.label,
+    return [_summary(r) for r in run_rows(case)]
+
+
+def _summary(row: stored.RunRow) -> RunSummary:
+    if _interrupted(row.status, row.pid):  # as load_run reads it: failed, its calls in flight held
+        return RunSummary(
+            row.run_id, row.question, "failed", row.started, row.cost_usd + row.reserved_usd, row.follows, row.label
         )
-        for r in run_rows(case)
-    ]
+    return RunSummary(row.run_id, row.question, row.status, row.started, row.cost_usd, row.follows, row.label)
 
 
 def threaded(runs: list[RunSummary]) -> list[tuple[RunSummary, int]]:
