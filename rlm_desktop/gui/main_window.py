@@ -111,8 +111,7 @@ class MainWindow(QMainWindow):
         self.case_name: str | None = None
         self._shut_down = False
         self._password_ingest = False  # the running ingest reads a file with the password the user typed
-        self.upgrading: str | None = None  # the case whose pending migrations run in the background
-        self.upgrade_dialog: QProgressDialog | None = None
+        self.upgrade_dialog: QProgressDialog | None = None  # while a case's pending migrations run in the background
         self.setWindowTitle("RLM Desktop")
         self.setAcceptDrops(True)
         self.resize(first_size(self))  # 1400x900, or less on a smaller screen
@@ -285,7 +284,7 @@ class MainWindow(QMainWindow):
                 self, "Ingest running", "Wait for the ingest to finish or cancel it first."
             )
             return
-        if self.upgrading is not None:
+        if self.upgrade_dialog is not None:
             return  # one case at a time: the dialog says which is being upgraded
         if slow_upgrade(path):
             self._upgrade_then_open(name, path)
@@ -322,7 +321,6 @@ class MainWindow(QMainWindow):
     def _upgrade_then_open(self, name: str, path: Path) -> None:
         """Apply a big case's pending migrations off the GUI thread (minutes for m008 on a 100M-token case),
         with a notice the user cannot mistake for a hang, then open it."""
-        self.upgrading = name
         dialog = QProgressDialog(
             f"Upgrading case “{name}” to this version's format.\n"
             "This happens once; a large case takes a few minutes.",
@@ -347,14 +345,13 @@ class MainWindow(QMainWindow):
         )
 
     def _upgraded(self, name: str, error: BaseException | None) -> None:
-        self.upgrading = None
         if self.upgrade_dialog is not None:
             self.upgrade_dialog.close()
             self.upgrade_dialog.deleteLater()
             self.upgrade_dialog = None
         if error is not None:
             QMessageBox.critical(
-                self, "Case not upgraded", f"The case “{name}” could not be upgraded; it is unchanged.\n\n{error}"
+                self, "Case not upgraded", f"The case “{name}” could not be upgraded (each step of it is all or nothing):\n\n{error}"
             )
             return
         self.open_case(name)

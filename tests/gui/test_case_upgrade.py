@@ -66,7 +66,7 @@ def test_the_window_upgrades_a_big_old_case_off_its_thread_then_opens_it(
     dialog.grab().save(str(SHOTS / "case_upgrade.png"))
     go.set()
     qtbot.waitUntil(lambda: window.case_name == "old", timeout=20_000)
-    assert window.upgrade_dialog is None and window.upgrading is None
+    assert window.upgrade_dialog is None  # the window takes other cases again
     assert migrations.pending(path) == []
     assert window.case.conn.execute("SELECT count(*) FROM upgraded").fetchone() == (0,)
 
