@@ -301,8 +301,12 @@ def _sweep_stale(base: str) -> None:
             owner = int(name.split("-")[2])
         except (IndexError, ValueError):
             continue
-        if owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+        if owner != os.getpid() and name not in _swept and not os.path.exists(f"/proc/{owner}"):
+            _swept.add(name)  # tried once per process: one that cannot be emptied must not slow every start
             PidsCgroup(os.path.join(base, name)).kill_all()
+
+
+_swept: set[str] = set()
 
 
 def descendants(root_pid: int) -> list[int]:
